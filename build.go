@@ -1,0 +1,384 @@
+package runnerapi
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// BuildState is a build's status as the coordinator names it.
+type BuildState string
+
+// The states a build can be in.
+const (
+	StateCreated  BuildState = "created"
+	StatePending  BuildState = "pending"
+	StateRunning  BuildState = "running"
+	StateSuccess  BuildState = "success"
+	StateFailed   BuildState = "failed"
+	StateCanceled BuildState = "canceled"
+	StateSkipped  BuildState = "skipped"
+	StateManual   BuildState = "manual"
+)
+
+// masked replaces a secret wherever the SDK prints a value.
+const masked = "[MASKED]"
+
+// Build is a build as the coordinator hands it to a runner. Fields an older coordinator leaves out or sends as null
+// are zero.
+//
+// Token, RepoURL's password, Credentials' passwords and the values of non-public Variables are secrets: printing a
+// Build with fmt (%v, %+v, %#v, %s) or logging it with slog shows them masked. Marshaling it to JSON does not.
+type Build struct {
+	ID            int64      `json:"id"`
+	Ref           string     `json:"ref"`
+	Tag           bool       `json:"tag"`
+	SHA           string     `json:"sha"`
+	BeforeSHA     string     `json:"before_sha"`
+	Status        BuildState `json:"status"`
+	Name          string     `json:"name"`
+	Stage         string     `json:"stage"`
+	Token         string     `json:"token"` // the build token: a secret
+	ProjectID     int64      `json:"project_id"`
+	ProjectName   string     `json:"project_name"`
+	RepoURL       string     `json:"repo_url"` // holds credentials: a secret
+	Commands      string     `json:"commands"` // script lines joined by "\n"
+	AllowGitFetch bool       `json:"allow_git_fetch"`
+	Timeout       int64      `json:"timeout"` // seconds
+	Variables     []Variable `json:"variables"`
+	Options       Options    `json:"options"`
+
+	DependsOnBuilds   []DependentBuild `json:"depends_on_builds"`
+	ArtifactsFile     ArtifactsFile    `json:"artifacts_file,omitzero"`
+	ArtifactsExpireAt time.Time        `json:"artifacts_expire_at,omitzero"`
+	Credentials       []Credential     `json:"credentials"`
+}
+
+// Variable is one of a build's environment variables. The value of one that is not public is a secret.
+type Variable struct {
+	Key    string `json:"key"`
+	Value  string `json:"value"`
+	Public bool   `json:"public"`
+}
+
+// ArtifactsFile describes a build's uploaded artifacts file; it is zero when the build has none.
+type ArtifactsFile struct {
+	Filename string `json:"filename"`
+	Size     int64  `json:"size"`
+}
+
+// DependentBuild is a build of an earlier stage whose artifacts this build depends on. Its Token downloads them.
+type DependentBuild struct {
+	ID            int64         `json:"id"`
+	Ref           string        `json:"ref"`
+	Tag           bool          `json:"tag"`
+	SHA           string        `json:"sha"`
+	Status        BuildState    `json:"status"`
+	Name          string        `json:"name"`
+	Token         string        `json:"token"` // a secret
+	Stage         string        `json:"stage"`
+	ProjectID     int64         `json:"project_id"`
+	ProjectName   string        `json:"project_name"`
+	ArtifactsFile ArtifactsFile `json:"artifacts_file,omitzero"`
+}
+
+// Credential lets a build log in to a registry.
+type Credential struct {
+	Type     string `json:"type"` // "registry"
+	URL      string `json:"url"`
+	Username string `json:"username"`
+	Password string `json:"password"` // a secret
+}
+
+// Secrets returns the build's secret values (its token, its dependencies' tokens, the password in RepoURL,
+// registry passwords and non-public variable values), for masking them in a trace or a log.
+func (b *Build) Secrets() []string {
+	var out []string
+	add := func(s string) {
+		if s != "" {
+			out = append(out, s)
+		}
+	}
+	add(b.Token)
+	if u, err := url.Parse(b.RepoURL); err == nil && u.User != nil {
+		p, _ := u.User.Password()
+		add(p)
+	}
+	for _, v := range b.Variables {
+		if !v.Public {
+			add(v.Value)
+		}
+	}
+	for _, c := range b.Credentials {
+		add(c.Password)
+	}
+	for _, d := range b.DependsOnBuilds {
+		add(d.Token)
+	}
+	return out
+}
+
+// redacted returns a deep copy of b with every secret masked.
+func (b Build) redacted() Build {
+	r := b
+	r.Token = maskNonEmpty(b.Token)
+	r.RepoURL = redactRepoURL(b.RepoURL)
+	r.Variables = redactAll(b.Variables, Variable.redacted)
+	r.Credentials = redactAll(b.Credentials, Credential.redacted)
+	r.DependsOnBuilds = redactAll(b.DependsOnBuilds, DependentBuild.redacted)
+	return r
+}
+
+// redactAll returns a copy of s with each element redacted; nil stays nil.
+func redactAll[T any](s []T, redact func(T) T) []T {
+	if s == nil {
+		return nil
+	}
+	out := make([]T, len(s))
+	for i, v := range s {
+		out[i] = redact(v)
+	}
+	return out
+}
+
+func (v Variable) redacted() Variable {
+	if !v.Public {
+		v.Value = maskNonEmpty(v.Value)
+	}
+	return v
+}
+
+func (c Credential) redacted() Credential {
+	c.Password = maskNonEmpty(c.Password)
+	return c
+}
+
+func (d DependentBuild) redacted() DependentBuild {
+	d.Token = maskNonEmpty(d.Token)
+	return d
+}
+
+func maskNonEmpty(s string) string {
+	if s == "" {
+		return ""
+	}
+	return masked
+}
+
+// redactRepoURL masks the password of a clone URL, or the whole URL when it cannot be parsed.
+func redactRepoURL(s string) string {
+	if s == "" {
+		return ""
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return masked
+	}
+	// Redacted writes the password as "xxxxx"; say it the way the rest of the SDK does.
+	return strings.Replace(u.Redacted(), ":xxxxx@", ":"+masked+"@", 1)
+}
+
+// The printing types below have no methods, so fmt prints their fields as it would a plain struct.
+type (
+	plainBuild          Build
+	plainVariable       Variable
+	plainCredential     Credential
+	plainDependentBuild DependentBuild
+)
+
+// Format prints the build with its secrets masked, for every verb.
+func (b Build) Format(f fmt.State, verb rune) {
+	fmt.Fprintf(f, fmt.FormatString(f, verb), plainBuild(b.redacted()))
+}
+
+// Format prints the variable with its value masked unless it is public.
+func (v Variable) Format(f fmt.State, verb rune) {
+	fmt.Fprintf(f, fmt.FormatString(f, verb), plainVariable(v.redacted()))
+}
+
+// Format prints the credential with its password masked.
+func (c Credential) Format(f fmt.State, verb rune) {
+	fmt.Fprintf(f, fmt.FormatString(f, verb), plainCredential(c.redacted()))
+}
+
+// Format prints the dependency with its token masked.
+func (d DependentBuild) Format(f fmt.State, verb rune) {
+	fmt.Fprintf(f, fmt.FormatString(f, verb), plainDependentBuild(d.redacted()))
+}
+
+// LogValue logs the fields that identify the build, and no secret.
+func (b Build) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.Int64("id", b.ID),
+		slog.String("name", b.Name),
+		slog.String("stage", b.Stage),
+		slog.String("status", string(b.Status)),
+		slog.String("ref", b.Ref),
+		slog.String("sha", b.SHA),
+		slog.Int64("project_id", b.ProjectID),
+		slog.String("project_name", b.ProjectName),
+	)
+}
+
+// LogValue logs the variable with its value masked unless it is public.
+func (v Variable) LogValue() slog.Value {
+	r := v.redacted()
+	return slog.GroupValue(slog.String("key", r.Key), slog.String("value", r.Value), slog.Bool("public", r.Public))
+}
+
+// LogValue logs the credential with its password masked.
+func (c Credential) LogValue() slog.Value {
+	r := c.redacted()
+	return slog.GroupValue(slog.String("type", r.Type), slog.String("url", r.URL),
+		slog.String("username", r.Username), slog.String("password", r.Password))
+}
+
+// LogValue logs the fields that identify the dependency, and not its token.
+func (d DependentBuild) LogValue() slog.Value {
+	return slog.GroupValue(slog.Int64("id", d.ID), slog.String("name", d.Name), slog.String("stage", d.Stage),
+		slog.String("status", string(d.Status)))
+}
+
+// Options are a build's options from .gitlab-ci.yml. Keys this SDK does not know, and known keys whose value has
+// a shape it does not expect, are kept in Extra as the coordinator sent them, and marshaled back.
+type Options struct {
+	Image        string           `json:"image,omitempty"`
+	Services     []string         `json:"services,omitempty"`
+	Artifacts    ArtifactsOptions `json:"artifacts,omitzero"`
+	Cache        CacheOptions     `json:"cache,omitzero"`
+	Dependencies []string         `json:"dependencies,omitempty"`
+	AfterScript  []string         `json:"after_script,omitempty"`
+	Environment  Environment      `json:"environment,omitzero"`
+
+	// Extra holds the options this SDK does not know, by key.
+	Extra map[string]json.RawMessage `json:"-"`
+}
+
+// ArtifactsOptions say which files a build uploads as its artifacts, and when.
+type ArtifactsOptions struct {
+	Name      string   `json:"name,omitempty"`
+	Untracked bool     `json:"untracked,omitempty"`
+	Paths     []string `json:"paths,omitempty"`
+	When      string   `json:"when,omitempty"`
+	ExpireIn  string   `json:"expire_in,omitempty"`
+}
+
+// CacheOptions say which files a build caches between runs.
+type CacheOptions struct {
+	Key       string   `json:"key,omitempty"`
+	Untracked bool     `json:"untracked,omitempty"`
+	Paths     []string `json:"paths,omitempty"`
+}
+
+// Environment is the environment a build deploys to. It is free-form: keys beyond name, url and action are kept
+// in Extra.
+type Environment struct {
+	Name   string `json:"name,omitempty"`
+	URL    string `json:"url,omitempty"`
+	Action string `json:"action,omitempty"`
+
+	// Extra holds the keys this SDK does not know, by key.
+	Extra map[string]json.RawMessage `json:"-"`
+}
+
+// UnmarshalJSON decodes options leniently: a value of an unexpected shape is kept in Extra, not an error, since the
+// build has already been assigned to the runner by the time it is decoded.
+func (o *Options) UnmarshalJSON(data []byte) error {
+	*o = Options{}
+	extra, err := decodeKnown(data, map[string]any{
+		"image":        &o.Image,
+		"services":     &o.Services,
+		"artifacts":    &o.Artifacts,
+		"cache":        &o.Cache,
+		"dependencies": &o.Dependencies,
+		"after_script": &o.AfterScript,
+		"environment":  &o.Environment,
+	})
+	o.Extra = extra
+	return err
+}
+
+// MarshalJSON encodes the known options and those kept in Extra.
+func (o Options) MarshalJSON() ([]byte, error) {
+	type plain Options
+	return encodeWithExtra(plain(o), o.Extra)
+}
+
+// UnmarshalJSON decodes an environment given as an object, or as a bare name as GitLab 8.9 and 8.10 sent it.
+func (e *Environment) UnmarshalJSON(data []byte) error {
+	*e = Environment{}
+	var name string
+	if json.Unmarshal(data, &name) == nil {
+		e.Name = name
+		return nil
+	}
+	extra, err := decodeKnown(data, map[string]any{"name": &e.Name, "url": &e.URL, "action": &e.Action})
+	e.Extra = extra
+	return err
+}
+
+// MarshalJSON encodes the known keys and those kept in Extra.
+func (e Environment) MarshalJSON() ([]byte, error) {
+	type plain Environment
+	return encodeWithExtra(plain(e), e.Extra)
+}
+
+// decodeKnown decodes a JSON object into the fields named in known; what is not known, or does not fit its field,
+// is returned by key. null decodes to nothing.
+func decodeKnown(data []byte, known map[string]any) (map[string]json.RawMessage, error) {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return nil, err
+	}
+	var extra map[string]json.RawMessage
+	for k, v := range raw {
+		if dst, ok := known[k]; ok && json.Unmarshal(v, dst) == nil {
+			continue
+		} else if ok {
+			// Undo a partial decode so the field is zero rather than half-filled.
+			clearPointee(dst)
+		}
+		if extra == nil {
+			extra = make(map[string]json.RawMessage)
+		}
+		extra[k] = v
+	}
+	return extra, nil
+}
+
+// clearPointee sets *p to its zero value for the pointer types decodeKnown is given.
+func clearPointee(p any) {
+	switch d := p.(type) {
+	case *string:
+		*d = ""
+	case *[]string:
+		*d = nil
+	case *ArtifactsOptions:
+		*d = ArtifactsOptions{}
+	case *CacheOptions:
+		*d = CacheOptions{}
+	case *Environment:
+		*d = Environment{}
+	}
+}
+
+// encodeWithExtra marshals v, a struct without methods, and merges the extra keys into the object. Known keys win.
+func encodeWithExtra(v any, extra map[string]json.RawMessage) ([]byte, error) {
+	data, err := json.Marshal(v)
+	if err != nil || len(extra) == 0 {
+		return data, err
+	}
+	var merged map[string]json.RawMessage
+	if err := json.Unmarshal(data, &merged); err != nil {
+		return nil, err
+	}
+	for k, raw := range extra {
+		if _, known := merged[k]; !known {
+			merged[k] = raw
+		}
+	}
+	return json.Marshal(merged)
+}

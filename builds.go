@@ -1,0 +1,171 @@
+package runnerapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// BuildsService registers for builds and reports their state. Reach it as Client.Builds.
+type BuildsService service
+
+// RunnerInfo describes the runner to the coordinator, which shows it in its runners page.
+type RunnerInfo struct {
+	Name         string `url:"name,omitempty"`
+	Version      string `url:"version,omitempty"`
+	Revision     string `url:"revision,omitempty"`
+	Platform     string `url:"platform,omitempty"`
+	Architecture string `url:"architecture,omitempty"`
+}
+
+// RegisterOptions are the optional parameters of Register.
+type RegisterOptions struct {
+	// LastUpdate is the X-GitLab-Last-Update of the previous "no build" answer (Response.LastUpdate). While it is
+	// unchanged the coordinator answers "no build" at once, without searching its queue.
+	LastUpdate string `url:"last_update,omitempty"`
+	// Info describes the runner; it is sent as info[name], info[version] and so on.
+	Info RunnerInfo `url:"info,omitempty"`
+}
+
+// registerForm is the body of POST builds/register.
+type registerForm struct {
+	Token string `url:"token"`
+	*RegisterOptions
+}
+
+// Register takes the oldest pending build for this runner. A build it returns has already been moved to running
+// and assigned to this runner. When there is none (204, or 404 from older coordinators and for a paused runner)
+// it returns a nil build and a nil error; send resp.LastUpdate back in the next call.
+//
+// Register is retried only when the failure shows the coordinator did not act on it, since a lost answer may hide
+// a build already assigned.
+func (s *BuildsService) Register(ctx context.Context, opts *RegisterOptions, reqOpts ...RequestOption) (*Build, *Response, error) {
+	c := s.client
+	token, err := c.runnerTokenFor(newCallConfig(reqOpts), "Register")
+	if err != nil {
+		return nil, nil, err
+	}
+	if opts == nil {
+		opts = &RegisterOptions{}
+	}
+	req, err := c.NewRequest(ctx, http.MethodPost, "builds/register", &registerForm{Token: token, RegisterOptions: opts})
+	if err != nil {
+		return nil, nil, err
+	}
+	build := new(Build)
+	resp, err := c.do(req, build, call{retry: retryUnsent, small: true, secrets: []string{token}})
+	if errors.Is(err, ErrNotFound) {
+		return nil, resp, nil
+	}
+	if err != nil {
+		return nil, resp, err
+	}
+	if resp.StatusCode != http.StatusCreated && build.ID == 0 {
+		return nil, resp, nil
+	}
+	return build, resp, nil
+}
+
+// DefaultPollInterval is how often Next asks for a build unless told otherwise.
+const DefaultPollInterval = 3 * time.Second
+
+// NextOptions are the optional parameters of Next.
+type NextOptions struct {
+	// Info describes the runner, as in RegisterOptions.
+	Info RunnerInfo
+	// LastUpdate seeds the long-polling value; Next keeps it current from then on.
+	LastUpdate string
+	// Interval is the mean wait between two polls (DefaultPollInterval when zero); each wait is drawn between half
+	// and one and a half times it, so that many runners do not poll in step.
+	Interval time.Duration
+}
+
+// Next polls Register until a build arrives, ctx ends, or the coordinator refuses the token. Conflicts and
+// transient failures are waited out; the long-polling value is sent back on every poll.
+func (s *BuildsService) Next(ctx context.Context, opts *NextOptions, reqOpts ...RequestOption) (*Build, *Response, error) {
+	c := s.client
+	if opts == nil {
+		opts = &NextOptions{}
+	}
+	interval := opts.Interval
+	if interval <= 0 {
+		interval = DefaultPollInterval
+	}
+	ropts := RegisterOptions{LastUpdate: opts.LastUpdate, Info: opts.Info}
+	var (
+		resp     *Response
+		failures int
+	)
+	for {
+		build, r, err := s.Register(ctx, &ropts, reqOpts...)
+		if r != nil {
+			resp = r
+		}
+		wait := interval/2 + rand.N(interval+1)
+		switch {
+		case err == nil && build != nil:
+			return build, resp, nil
+		case err == nil:
+			failures = 0
+			if r.LastUpdate != "" {
+				ropts.LastUpdate = r.LastUpdate
+			}
+		case ctx.Err() != nil:
+			return nil, resp, err
+		case errors.Is(err, ErrConflict) || IsTransient(err):
+			failures++
+			var ra time.Duration
+			if r != nil && r.Response != nil {
+				ra = parseRetryAfter(r.Header.Get("Retry-After"), time.Now())
+			}
+			wait = max(wait, c.retry.backoff(failures, ra))
+			c.logger.LogAttrs(ctx, slog.LevelDebug, "runnerapi: no build this time",
+				slog.String("error", err.Error()), slog.Duration("wait", wait))
+		default:
+			return nil, resp, err
+		}
+		if err := sleepCtx(ctx, wait); err != nil {
+			return nil, resp, fmt.Errorf("runnerapi: waiting for a build: %w", err)
+		}
+	}
+}
+
+// UpdateOptions are the parameters of Update.
+type UpdateOptions struct {
+	// State is the build's new state; only StateSuccess and StateFailed change anything, StateRunning keeps it alive.
+	State BuildState
+	// Trace, when not nil, replaces the build's whole trace.
+	Trace *string
+}
+
+// updateForm is the body of PUT builds/:id.
+type updateForm struct {
+	Token string     `url:"token"`
+	State BuildState `url:"state"`
+	Trace *string    `url:"trace,omitempty"`
+}
+
+// Update sets a build's state and, optionally, its whole trace. A build that is no longer this runner's to run
+// (finished, canceled, erased, or its project deleted) makes it fail with an error for which errors.Is reports
+// ErrNotFound or ErrForbidden: stop the build then.
+func (s *BuildsService) Update(ctx context.Context, id int64, opts *UpdateOptions, reqOpts ...RequestOption) (*Response, error) {
+	c := s.client
+	token, err := c.runnerTokenFor(newCallConfig(reqOpts), "Update")
+	if err != nil {
+		return nil, err
+	}
+	if opts == nil || opts.State == "" {
+		return nil, errors.New("runnerapi: Update needs a state")
+	}
+	form := &updateForm{Token: token, State: opts.State, Trace: opts.Trace}
+	req, err := c.NewRequest(ctx, http.MethodPut, "builds/"+strconv.FormatInt(id, 10), form)
+	if err != nil {
+		return nil, err
+	}
+	return c.do(req, nil, call{retry: retryTransient, small: true, secrets: []string{token}})
+}

@@ -1,0 +1,530 @@
+package runnerapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/google/go-querystring/query"
+)
+
+// Version is the SDK's version, sent in the default User-Agent.
+const Version = "0.1.0"
+
+// DefaultUserAgent is the User-Agent sent unless WithUserAgent says otherwise.
+const DefaultUserAgent = "runnerapi/" + Version + " (+https://github.com/runnerapi/runnerapi)"
+
+// apiPath is where the CI Builds API v1 lives below a coordinator's address.
+const apiPath = "/ci/api/v1"
+
+// buildTokenHeader carries the build token on the trace and artifacts endpoints.
+const buildTokenHeader = "BUILD-TOKEN"
+
+// DefaultTimeout bounds each attempt of a call whose request and answer are small (register, update, delete, a
+// trace part). Streaming calls (artifact upload and download) are bounded by their context alone.
+const DefaultTimeout = 60 * time.Second
+
+// maxJSONBody bounds how much of a JSON answer is read: a build is a few KiB; anything near this is hostile.
+const maxJSONBody = 16 << 20
+
+// Client talks to one coordinator. It is safe for concurrent use. Create it with NewClient.
+type Client struct {
+	httpClient  *http.Client
+	baseURL     *url.URL // always ends in /ci/api/v1/
+	userAgent   string
+	runnerToken string
+	buildToken  string
+	retry       RetryPolicy
+	timeout     time.Duration
+	logger      *slog.Logger
+
+	common service
+
+	// Builds registers for builds and updates them.
+	Builds *BuildsService
+}
+
+// service is the state every service shares: the client it calls through.
+type service struct {
+	client *Client
+}
+
+// Option configures a Client in NewClient.
+type Option func(*Client) error
+
+// WithRunnerToken sets the runner token, which register and update send in their request body.
+func WithRunnerToken(token string) Option {
+	return func(c *Client) error {
+		c.runnerToken = token
+		return nil
+	}
+}
+
+// WithBuildToken sets the build token, which the trace and artifacts endpoints send in the BUILD-TOKEN header.
+// A runner serving many builds usually passes each build's token per call with WithToken instead.
+func WithBuildToken(token string) Option {
+	return func(c *Client) error {
+		c.buildToken = token
+		return nil
+	}
+}
+
+// WithHTTPClient makes the client send its requests through a copy of hc. hc itself is never modified; its
+// CheckRedirect, if any, still runs after the SDK's own redirect checks.
+func WithHTTPClient(hc *http.Client) Option {
+	return func(c *Client) error {
+		if hc == nil {
+			return errors.New("runnerapi: WithHTTPClient: nil *http.Client")
+		}
+		cp := *hc
+		c.httpClient = &cp
+		return nil
+	}
+}
+
+// WithUserAgent sets the User-Agent header. GitLab answers "no build" with 204 only to user agents that look like
+// "gitlab-ci-multi-runner 1.2.3 (...)", and with 404 to others; the SDK treats both alike.
+func WithUserAgent(ua string) Option {
+	return func(c *Client) error {
+		c.userAgent = ua
+		return nil
+	}
+}
+
+// WithRetryPolicy replaces DefaultRetryPolicy.
+func WithRetryPolicy(p RetryPolicy) Option {
+	return func(c *Client) error {
+		if p.MaxRetries < 0 || p.BaseDelay < 0 || p.MaxDelay < 0 || p.MaxRetryAfter < 0 {
+			return errors.New("runnerapi: WithRetryPolicy: negative value")
+		}
+		c.retry = p
+		return nil
+	}
+}
+
+// WithoutRetries turns retries off: every call makes exactly one attempt.
+func WithoutRetries() Option {
+	return func(c *Client) error {
+		c.retry = RetryPolicy{}
+		return nil
+	}
+}
+
+// WithTimeout sets the per-attempt timeout of calls whose request and answer are small (see DefaultTimeout).
+// Zero leaves those calls bounded by their context alone.
+func WithTimeout(d time.Duration) Option {
+	return func(c *Client) error {
+		if d < 0 {
+			return errors.New("runnerapi: WithTimeout: negative duration")
+		}
+		c.timeout = d
+		return nil
+	}
+}
+
+// WithLogger sends debug records of every attempt (method, path, status, duration) to l. Records never carry a
+// token, a request body or a query string.
+func WithLogger(l *slog.Logger) Option {
+	return func(c *Client) error {
+		if l == nil {
+			l = slog.New(slog.DiscardHandler)
+		}
+		c.logger = l
+		return nil
+	}
+}
+
+// NewClient returns a client for the coordinator at baseURL: its address as a user types it, such as
+// "https://gitlab.example.com", "https://example.com/gitlab/" or one already ending in "/ci" or "/ci/api/v1".
+func NewClient(baseURL string, opts ...Option) (*Client, error) {
+	u, err := normalizeBaseURL(baseURL)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{
+		httpClient: &http.Client{},
+		baseURL:    u,
+		userAgent:  DefaultUserAgent,
+		retry:      DefaultRetryPolicy(),
+		timeout:    DefaultTimeout,
+		logger:     slog.New(slog.DiscardHandler),
+	}
+	for _, opt := range opts {
+		if err := opt(c); err != nil {
+			return nil, err
+		}
+	}
+	c.httpClient.CheckRedirect = checkRedirect(c.httpClient.CheckRedirect)
+	c.common.client = c
+	c.Builds = (*BuildsService)(&c.common)
+	return c, nil
+}
+
+// BaseURL returns the API root every request path is resolved against; it ends in "/ci/api/v1/".
+func (c *Client) BaseURL() *url.URL {
+	u := *c.baseURL
+	return &u
+}
+
+// normalizeBaseURL turns a coordinator address into the API root, ending in "/ci/api/v1/".
+func normalizeBaseURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(strings.TrimSpace(raw))
+	if err != nil {
+		// url.Parse quotes its input, which may hold credentials: say only what is wrong.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("runnerapi: invalid base URL: %v", err)
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return nil, fmt.Errorf("runnerapi: invalid base URL: scheme must be http or https, got %q", u.Scheme)
+	case u.Host == "":
+		return nil, errors.New("runnerapi: invalid base URL: no host")
+	case u.User != nil:
+		return nil, errors.New("runnerapi: invalid base URL: credentials in the URL are not supported; use WithRunnerToken and WithBuildToken")
+	case u.RawQuery != "" || u.ForceQuery:
+		return nil, errors.New("runnerapi: invalid base URL: it must not have a query")
+	case u.Fragment != "":
+		return nil, errors.New("runnerapi: invalid base URL: it must not have a fragment")
+	}
+	p := strings.TrimRight(u.Path, "/")
+	switch {
+	case strings.HasSuffix(p, apiPath):
+	case strings.HasSuffix(p, "/ci"):
+		p += "/api/v1"
+	default:
+		p += apiPath
+	}
+	u.Path = p + "/"
+	u.RawPath = ""
+	return u, nil
+}
+
+// checkRedirect keeps tokens on the coordinator's origin: the BUILD-TOKEN header is dropped when a redirect
+// leaves it, and a redirect that would replay a request body (which may hold the runner token) elsewhere is refused.
+func checkRedirect(next func(*http.Request, []*http.Request) error) func(*http.Request, []*http.Request) error {
+	return func(req *http.Request, via []*http.Request) error {
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		first := via[0]
+		if req.URL.Scheme != first.URL.Scheme || req.URL.Host != first.URL.Host {
+			req.Header.Del(buildTokenHeader)
+			if req.GetBody != nil && req.ContentLength != 0 {
+				return fmt.Errorf("refusing to resend the request body to another origin (%s)", req.URL.Host)
+			}
+		}
+		if next != nil {
+			return next(req, via)
+		}
+		return nil
+	}
+}
+
+// RequestOption adjusts one call.
+type RequestOption func(*callConfig)
+
+// callConfig is what RequestOptions adjust.
+type callConfig struct {
+	token    string
+	progress ProgressFunc
+}
+
+// ProgressFunc is told how many bytes of a transfer are done and how many there are in all (-1 when unknown).
+type ProgressFunc func(done, total int64)
+
+// WithToken makes one call authenticate with token: the runner token for register and update, the build token for
+// the trace and artifacts endpoints.
+func WithToken(token string) RequestOption {
+	return func(cc *callConfig) { cc.token = token }
+}
+
+// WithProgress reports the progress of an upload or download to fn, at most a few times a second and once at the
+// end.
+func WithProgress(fn ProgressFunc) RequestOption {
+	return func(cc *callConfig) { cc.progress = fn }
+}
+
+func newCallConfig(opts []RequestOption) callConfig {
+	var cc callConfig
+	for _, o := range opts {
+		if o != nil {
+			o(&cc)
+		}
+	}
+	return cc
+}
+
+// runnerTokenFor returns the runner token a call uses, or an error naming the missing token.
+func (c *Client) runnerTokenFor(cc callConfig, call string) (string, error) {
+	if cc.token != "" {
+		return cc.token, nil
+	}
+	if c.runnerToken == "" {
+		return "", fmt.Errorf("runnerapi: %s needs the runner token: use WithRunnerToken or WithToken", call)
+	}
+	return c.runnerToken, nil
+}
+
+// buildTokenFor returns the build token a call uses, or an error naming the missing token.
+func (c *Client) buildTokenFor(cc callConfig, call string) (string, error) {
+	if cc.token != "" {
+		return cc.token, nil
+	}
+	if c.buildToken == "" {
+		return "", fmt.Errorf("runnerapi: %s needs the build token: use WithBuildToken or WithToken", call)
+	}
+	return c.buildToken, nil
+}
+
+// NewRequest builds a request for path, relative to the API root (for example "builds/register"). body may be nil,
+// an io.Reader sent as it is, or a struct encoded as a form through its `url` tags. Tokens are never put into the
+// URL: set them in the form or the BUILD-TOKEN header.
+func (c *Client) NewRequest(ctx context.Context, method, path string, body any) (*http.Request, error) {
+	if strings.HasPrefix(path, "/") {
+		return nil, fmt.Errorf("runnerapi: request path %q must be relative to the API root", path)
+	}
+	u, err := c.baseURL.Parse(path)
+	if err != nil {
+		return nil, fmt.Errorf("runnerapi: bad request path: %w", err)
+	}
+	var (
+		r           io.Reader
+		contentType string
+	)
+	switch b := body.(type) {
+	case nil:
+	case io.Reader:
+		r = b
+	default:
+		v, err := query.Values(body)
+		if err != nil {
+			return nil, fmt.Errorf("runnerapi: encoding form: %w", err)
+		}
+		r = strings.NewReader(v.Encode())
+		contentType = "application/x-www-form-urlencoded"
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), r)
+	if err != nil {
+		return nil, fmt.Errorf("runnerapi: %w", err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", c.userAgent)
+	return req, nil
+}
+
+// Response is the coordinator's answer to one call. Its body has been read and closed, except when the call
+// streamed it to the caller.
+type Response struct {
+	*http.Response
+
+	// LastUpdate is the X-GitLab-Last-Update value of a "no build" answer, to send back as last_update.
+	LastUpdate string
+	// Attempts is how many times the request was sent.
+	Attempts int
+}
+
+func newResponse(r *http.Response, attempts int) *Response {
+	resp := &Response{Response: r, Attempts: attempts}
+	if r != nil {
+		resp.LastUpdate = r.Header.Get("X-GitLab-Last-Update")
+	}
+	return resp
+}
+
+// retryClass says when a request may be sent again.
+type retryClass int
+
+const (
+	// retryUnsent: only when the request surely had no effect (the connection was refused, or a 429, 502 or 503).
+	retryUnsent retryClass = iota
+	// retryTransient: after any transient failure; for requests whose repetition does no harm.
+	retryTransient
+	// retryNever: one attempt.
+	retryNever
+)
+
+// call describes how do sends one request.
+type call struct {
+	retry retryClass
+	// small requests and answers get the client's per-attempt timeout; streams do not.
+	small bool
+	// secrets are scrubbed from any error the call returns.
+	secrets []string
+}
+
+// Do sends req and handles the answer: a 2xx body is decoded as JSON into v when v is a pointer, copied into v when
+// v is an io.Writer, and discarded when v is nil; any other status is an *ErrorResponse. Requests are retried by the
+// client's RetryPolicy: GET, PUT, DELETE and HEAD after any transient failure, others only when the failure shows
+// the request had no effect, and none whose body cannot be replayed (set req.GetBody for that).
+func (c *Client) Do(req *http.Request, v any) (*Response, error) {
+	cl := call{retry: retryUnsent}
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodPut, http.MethodDelete, http.MethodOptions:
+		cl.retry = retryTransient
+	}
+	return c.do(req, v, cl)
+}
+
+func (c *Client) do(req *http.Request, v any, cl call) (*Response, error) {
+	ctx := req.Context()
+	replayable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
+	for attempt := 1; ; attempt++ {
+		if attempt > 1 && req.GetBody != nil {
+			body, err := req.GetBody()
+			if err != nil {
+				return nil, fmt.Errorf("runnerapi: %s %s: reopening body for retry: %w", req.Method, redactURL(req.URL), err)
+			}
+			req.Body = body
+		}
+		resp, err := c.attempt(req, v, cl, attempt)
+		if err == nil {
+			return resp, nil
+		}
+		wait, retry := c.shouldRetry(resp, err, cl.retry, attempt)
+		if !retry {
+			return resp, err
+		}
+		if !replayable {
+			return resp, &notReplayedError{err: err}
+		}
+		if c.logger.Enabled(ctx, slog.LevelDebug) {
+			c.logger.LogAttrs(ctx, slog.LevelDebug, "runnerapi: retrying",
+				slog.String("method", req.Method), slog.String("path", req.URL.Path),
+				slog.Int("attempt", attempt), slog.Duration("wait", wait), slog.String("error", err.Error()))
+		}
+		if ctxErr := sleepCtx(ctx, wait); ctxErr != nil {
+			return resp, fmt.Errorf("runnerapi: %s %s: %w while waiting to retry after: %w", req.Method, redactURL(req.URL), ctxErr, err)
+		}
+	}
+}
+
+// attempt sends req once and interprets the answer.
+func (c *Client) attempt(req *http.Request, v any, cl call, n int) (*Response, error) {
+	ctx := req.Context()
+	r := req
+	if cl.small && c.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+		r = req.WithContext(ctx)
+	}
+	start := time.Now()
+	hr, err := c.httpClient.Do(r)
+	if err != nil {
+		// A context that ended is the caller's doing: report that, not the transport's wording.
+		if ctxErr := req.Context().Err(); ctxErr != nil {
+			err = fmt.Errorf("runnerapi: %s %s: %w", req.Method, redactURL(req.URL), ctxErr)
+		} else {
+			err = &TransportError{Method: req.Method, URL: redactURL(req.URL), Err: redactError(err)}
+		}
+		c.logAttempt(req, n, 0, time.Since(start), err)
+		return nil, err
+	}
+	resp := newResponse(hr, n)
+	c.logAttempt(req, n, hr.StatusCode, time.Since(start), nil)
+	if err := CheckResponse(hr); err != nil {
+		scrubError(err, cl.secrets)
+		return resp, err
+	}
+	if w, ok := v.(io.Writer); ok {
+		defer hr.Body.Close()
+		if _, err := io.Copy(w, hr.Body); err != nil {
+			return resp, fmt.Errorf("runnerapi: %s %s: reading body: %w", req.Method, redactURL(req.URL), err)
+		}
+		return resp, nil
+	}
+	defer drainAndClose(hr.Body)
+	if v == nil || hr.StatusCode == http.StatusNoContent {
+		return resp, nil
+	}
+	if err := decodeJSON(hr.Body, v); err != nil {
+		return resp, fmt.Errorf("runnerapi: %s %s: %w", req.Method, redactURL(req.URL), err)
+	}
+	return resp, nil
+}
+
+// decodeJSON decodes one JSON value of at most maxJSONBody bytes.
+func decodeJSON(r io.Reader, v any) error {
+	lr := &io.LimitedReader{R: r, N: maxJSONBody + 1}
+	err := json.NewDecoder(lr).Decode(v)
+	if lr.N <= 0 {
+		return fmt.Errorf("decoding answer: larger than %d bytes", maxJSONBody)
+	}
+	if err != nil {
+		return fmt.Errorf("decoding answer: %w", err)
+	}
+	return nil
+}
+
+// drainAndClose reads a little of what is left so the connection can be reused, then closes.
+func drainAndClose(body io.ReadCloser) {
+	_, _ = io.CopyN(io.Discard, body, 4<<10)
+	_ = body.Close()
+}
+
+func (c *Client) logAttempt(req *http.Request, n, status int, d time.Duration, err error) {
+	ctx := req.Context()
+	if !c.logger.Enabled(ctx, slog.LevelDebug) {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("method", req.Method), slog.String("path", req.URL.Path),
+		slog.Int("attempt", n), slog.Duration("duration", d),
+	}
+	if err != nil {
+		attrs = append(attrs, slog.String("error", err.Error()))
+	} else {
+		attrs = append(attrs, slog.Int("status", status))
+	}
+	c.logger.LogAttrs(ctx, slog.LevelDebug, "runnerapi: request", attrs...)
+}
+
+// redactURL renders u without credentials or query, which may carry signatures of object storage redirects.
+func redactURL(u *url.URL) string {
+	if u == nil {
+		return ""
+	}
+	cp := *u
+	cp.User = nil
+	if cp.RawQuery != "" {
+		cp.RawQuery = "REDACTED"
+	}
+	cp.Fragment = ""
+	return cp.String()
+}
+
+// redactError removes the URL that *url.Error repeats, since a redirect's URL may carry secrets in its query.
+func redactError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

@@ -1,0 +1,249 @@
+package runnerapi
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// Conditions callers branch on. errors.Is matches them against an *ErrorResponse with the status they name.
+var (
+	// ErrForbidden is a 403: a bad token, or a build that was erased, whose project was deleted, or (on upload)
+	// that is not running.
+	ErrForbidden = errors.New("runnerapi: forbidden")
+	// ErrNotFound is a 404: an unknown build, one that is no longer this runner's, or no artifacts file.
+	ErrNotFound = errors.New("runnerapi: not found")
+	// ErrConflict is a 409: the coordinator could not assign a build this time; try again.
+	ErrConflict = errors.New("runnerapi: conflict")
+	// ErrTooLarge is a 413, or a download larger than the caller's limit.
+	ErrTooLarge = errors.New("runnerapi: too large")
+	// ErrBodyNotReplayable marks a failure that would have been retried had the request body been replayable.
+	ErrBodyNotReplayable = errors.New("runnerapi: request body cannot be replayed")
+)
+
+// maxErrorBody bounds how much of an error answer is read.
+const maxErrorBody = 1 << 20
+
+// maxMessageLen bounds the coordinator's message kept in an error, so a proxy's page does not flood logs.
+const maxMessageLen = 512
+
+// ErrorResponse is a coordinator's answer with a status other than 2xx.
+type ErrorResponse struct {
+	// Method and URL are the request's; the URL carries no credentials and no query.
+	Method string
+	URL    string
+	// StatusCode is the answer's HTTP status.
+	StatusCode int
+	// Message is what the coordinator said: the "message" or "error" of a JSON body, a validation object flattened
+	// into "field is invalid" sentences, the title of an HTML page, or plain text, shortened.
+	Message string
+	// Response is the answer; its body has been read and closed.
+	Response *http.Response
+}
+
+// Error describes the failure without any token.
+func (e *ErrorResponse) Error() string {
+	var b strings.Builder
+	b.WriteString("runnerapi: ")
+	b.WriteString(e.Method)
+	b.WriteByte(' ')
+	b.WriteString(e.URL)
+	b.WriteString(": ")
+	status := strconv.Itoa(e.StatusCode)
+	if text := http.StatusText(e.StatusCode); text != "" {
+		status += " " + text
+	}
+	switch {
+	case e.Message == "":
+		b.WriteString(status)
+	case strings.HasPrefix(e.Message, strconv.Itoa(e.StatusCode)):
+		// GitLab's messages start with the status already: "403 Forbidden  - Build has been erased!".
+		b.WriteString(e.Message)
+	default:
+		b.WriteString(status)
+		b.WriteString(": ")
+		b.WriteString(e.Message)
+	}
+	return b.String()
+}
+
+// Is reports whether the answer's status is the one target names, so errors.Is(err, ErrNotFound) works.
+func (e *ErrorResponse) Is(target error) bool {
+	switch target {
+	case ErrForbidden:
+		return e.StatusCode == http.StatusForbidden
+	case ErrNotFound:
+		return e.StatusCode == http.StatusNotFound
+	case ErrConflict:
+		return e.StatusCode == http.StatusConflict
+	case ErrTooLarge:
+		return e.StatusCode == http.StatusRequestEntityTooLarge
+	}
+	return false
+}
+
+// CheckResponse returns nil for a 2xx answer and an *ErrorResponse for any other, having read at most 1 MiB of its
+// body and closed it.
+func CheckResponse(r *http.Response) error {
+	if r.StatusCode >= 200 && r.StatusCode < 300 {
+		return nil
+	}
+	er := &ErrorResponse{StatusCode: r.StatusCode, Response: r}
+	if r.Request != nil {
+		er.Method = r.Request.Method
+		er.URL = redactURL(r.Request.URL)
+	}
+	if r.Body != nil {
+		data, _ := io.ReadAll(io.LimitReader(r.Body, maxErrorBody))
+		_ = r.Body.Close()
+		er.Message = parseErrorMessage(r.Header.Get("Content-Type"), data)
+	}
+	return er
+}
+
+// parseErrorMessage extracts what the coordinator said from an error body of any shape a coordinator or a proxy
+// in front of it sends.
+func parseErrorMessage(contentType string, data []byte) string {
+	text := strings.TrimSpace(string(data))
+	if text == "" {
+		return ""
+	}
+	if text[0] == '{' {
+		var body struct {
+			Message json.RawMessage `json:"message"`
+			Error   json.RawMessage `json:"error"`
+		}
+		if json.Unmarshal(data, &body) == nil {
+			if msg := jsonMessage(body.Message); msg != "" {
+				return shorten(msg)
+			}
+			if msg := jsonMessage(body.Error); msg != "" {
+				return shorten(msg)
+			}
+		}
+	}
+	if strings.Contains(contentType, "html") || looksLikeHTML(text) {
+		return shorten(htmlText(text))
+	}
+	return shorten(text)
+}
+
+// jsonMessage renders a "message" value: a string, or a validation object {"field": ["is invalid", ...]}.
+func jsonMessage(raw json.RawMessage) string {
+	if len(raw) == 0 || string(raw) == "null" {
+		return ""
+	}
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s
+	}
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(raw, &fields) == nil {
+		keys := make([]string, 0, len(fields))
+		for k := range fields {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		var parts []string
+		for _, k := range keys {
+			var msgs []string
+			if json.Unmarshal(fields[k], &msgs) == nil {
+				for _, m := range msgs {
+					parts = append(parts, k+" "+m)
+				}
+				continue
+			}
+			parts = append(parts, k+" "+jsonMessage(fields[k]))
+		}
+		return strings.Join(parts, "; ")
+	}
+	return string(raw)
+}
+
+func looksLikeHTML(s string) bool {
+	head := strings.ToLower(s[:min(len(s), 64)])
+	return strings.HasPrefix(head, "<!doctype html") || strings.HasPrefix(head, "<html")
+}
+
+var (
+	htmlTitle = regexp.MustCompile(`(?is)<title[^>]*>(.*?)</title>`)
+	htmlTag   = regexp.MustCompile(`(?s)<[^>]*>`)
+	spaces    = regexp.MustCompile(`\s+`)
+)
+
+// htmlText reduces an HTML error page to its title, or to its text when it has none.
+func htmlText(s string) string {
+	if m := htmlTitle.FindStringSubmatch(s); m != nil {
+		if t := strings.TrimSpace(spaces.ReplaceAllString(m[1], " ")); t != "" {
+			return t
+		}
+	}
+	return strings.TrimSpace(spaces.ReplaceAllString(htmlTag.ReplaceAllString(s, " "), " "))
+}
+
+// shorten keeps at most maxMessageLen bytes of s, cut on a rune boundary, and replaces control characters.
+func shorten(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, strings.ToValidUTF8(s, "\uFFFD"))
+	if len(s) <= maxMessageLen {
+		return s
+	}
+	cut := maxMessageLen
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
+
+// scrubError masks the given secrets wherever the coordinator's message repeats them.
+func scrubError(err error, secrets []string) {
+	var er *ErrorResponse
+	if !errors.As(err, &er) {
+		return
+	}
+	for _, s := range secrets {
+		if s != "" {
+			er.Message = strings.ReplaceAll(er.Message, s, "[MASKED]")
+		}
+	}
+}
+
+// TransportError is a failure to exchange a request and an answer with the coordinator: a refused or dropped
+// connection, a timeout of one attempt, a TLS failure. It is transient.
+type TransportError struct {
+	// Method and URL are the request's; the URL carries no credentials and no query.
+	Method string
+	URL    string
+	// Err is the cause.
+	Err error
+}
+
+// Error describes the failure without any token.
+func (e *TransportError) Error() string {
+	return fmt.Sprintf("runnerapi: %s %s: %v", e.Method, e.URL, e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *TransportError) Unwrap() error { return e.Err }
+
+// notReplayedError is a failure that was not retried because the request body was a one-shot stream.
+type notReplayedError struct {
+	err error
+}
+
+func (e *notReplayedError) Error() string {
+	return e.err.Error() + " (not retried: the request body is a stream that cannot be replayed)"
+}
+
+func (e *notReplayedError) Unwrap() []error { return []error{e.err, ErrBodyNotReplayable} }

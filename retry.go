@@ -1,0 +1,130 @@
+package runnerapi
+
+import (
+	"errors"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// RetryPolicy says how often and how patiently a call is retried after a transient failure: a connection error, a
+// timeout, or a 408, 429, 500, 502, 503 or 504 answer.
+type RetryPolicy struct {
+	// MaxRetries is how many times a call may be sent again after its first attempt; 0 turns retries off.
+	MaxRetries int
+	// BaseDelay is the ceiling of the first backoff; each retry doubles it, up to MaxDelay. The wait is drawn
+	// uniformly below the ceiling ("full jitter"), so that runners failing together do not retry together.
+	BaseDelay time.Duration
+	// MaxDelay caps the backoff ceiling.
+	MaxDelay time.Duration
+	// MaxRetryAfter caps how long a Retry-After header can make a call wait.
+	MaxRetryAfter time.Duration
+}
+
+// DefaultRetryPolicy is the policy of a client made without WithRetryPolicy: up to 4 retries, backoff from 250ms to
+// 15s, Retry-After honoured up to a minute.
+func DefaultRetryPolicy() RetryPolicy {
+	return RetryPolicy{MaxRetries: 4, BaseDelay: 250 * time.Millisecond, MaxDelay: 15 * time.Second, MaxRetryAfter: time.Minute}
+}
+
+// backoff returns the wait before retry n (1 for the first retry). A positive retryAfter, the coordinator's own
+// request, wins over the computed backoff, capped by MaxRetryAfter.
+func (p RetryPolicy) backoff(n int, retryAfter time.Duration) time.Duration {
+	if retryAfter > 0 {
+		return min(retryAfter, p.MaxRetryAfter)
+	}
+	ceiling := p.BaseDelay
+	for i := 1; i < n && ceiling < p.MaxDelay; i++ {
+		ceiling *= 2
+	}
+	ceiling = min(ceiling, p.MaxDelay)
+	if ceiling <= 0 {
+		return 0
+	}
+	return rand.N(ceiling + 1)
+}
+
+// shouldRetry decides whether attempt n, which failed with err, is followed by another, and after how long.
+func (c *Client) shouldRetry(resp *Response, err error, class retryClass, n int) (time.Duration, bool) {
+	if class == retryNever || n > c.retry.MaxRetries {
+		return 0, false
+	}
+	switch class {
+	case retryTransient:
+		if !IsTransient(err) {
+			return 0, false
+		}
+	case retryUnsent:
+		if !isUnsent(err) {
+			return 0, false
+		}
+	}
+	var ra time.Duration
+	if resp != nil && resp.Response != nil {
+		ra = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+	}
+	return c.retry.backoff(n, ra), true
+}
+
+// IsTransient reports whether err is a failure that may pass if the call is made again: a connection error, a
+// timeout of one attempt, or a 408, 429, 500, 502, 503 or 504 answer. An ended context is not transient.
+func IsTransient(err error) bool {
+	var te *TransportError
+	if errors.As(err, &te) {
+		return true
+	}
+	var er *ErrorResponse
+	if errors.As(err, &er) {
+		switch er.StatusCode {
+		case http.StatusRequestTimeout, http.StatusTooManyRequests, http.StatusInternalServerError,
+			http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+			return true
+		}
+	}
+	return false
+}
+
+// isUnsent reports whether err shows that the request surely had no effect on the coordinator: the connection was
+// never made, or the answer was 429, 502 or 503 (refused before the application acted on it).
+func isUnsent(err error) bool {
+	var te *TransportError
+	if errors.As(err, &te) {
+		var op *net.OpError
+		return errors.As(te.Err, &op) && op.Op == "dial"
+	}
+	var er *ErrorResponse
+	if errors.As(err, &er) {
+		switch er.StatusCode {
+		case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable:
+			return true
+		}
+	}
+	return false
+}
+
+// parseRetryAfter reads a Retry-After value in seconds or as an HTTP date; anything else is no request at all.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs <= 0 {
+			return 0
+		}
+		// Beyond this any cap applies anyway; stopping here keeps the multiplication from overflowing.
+		if secs > int64(24*time.Hour/time.Second) {
+			secs = int64(24 * time.Hour / time.Second)
+		}
+		return time.Duration(secs) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if d := t.Sub(now); d > 0 {
+			return d
+		}
+	}
+	return 0
+}
