@@ -49,6 +49,8 @@ type Client struct {
 
 	// Builds registers for builds and updates them.
 	Builds *BuildsService
+	// Artifacts uploads, downloads and deletes builds' artifacts files.
+	Artifacts *ArtifactsService
 }
 
 // service is the state every service shares: the client it calls through.
@@ -164,6 +166,7 @@ func NewClient(baseURL string, opts ...Option) (*Client, error) {
 	c.httpClient.CheckRedirect = checkRedirect(c.httpClient.CheckRedirect)
 	c.common.client = c
 	c.Builds = (*BuildsService)(&c.common)
+	c.Artifacts = (*ArtifactsService)(&c.common)
 	return c, nil
 }
 
