@@ -162,13 +162,11 @@ func (s *ArtifactsService) upload(ctx context.Context, name string, id int64, fi
 		if err != nil {
 			return nil, err
 		}
-		sr := &artSourceReader{what: src.what, r: r, expected: src.size, progress: newArtProgress(cc.progress, src.size)}
-		cur = &artUploadBody{
-			r:      io.MultiReader(bytes.NewReader(prefix), sr, bytes.NewReader(suffix)),
-			src:    sr,
-			closer: closer,
-		}
-		return cur, nil
+		b := &artUploadBody{closer: closer}
+		b.src = &artSourceReader{what: src.what, r: r, expected: src.size, progress: newArtProgress(cc.progress, src.size), closed: &b.closed}
+		b.r = io.MultiReader(bytes.NewReader(prefix), b.src, bytes.NewReader(suffix))
+		cur = b
+		return b, nil
 	}
 	body, err := newBody()
 	if err != nil {
@@ -285,6 +283,7 @@ type artSourceReader struct {
 	expected int64 // -1: unknown
 	n        int64
 	progress *artProgress
+	closed   *atomic.Bool // the body's: failures after it closed are its doing, not the source's
 
 	mu  sync.Mutex
 	err error
@@ -332,6 +331,9 @@ func (s *artSourceReader) checkExhausted() error {
 }
 
 func (s *artSourceReader) fail(err error) error {
+	if s.closed.Load() {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.err == nil {

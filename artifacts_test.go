@@ -309,7 +309,6 @@ type artHeapWatch struct {
 	done     chan struct{}
 	base     runtime.MemStats
 	peak     uint64
-	total    uint64
 	finished runtime.MemStats
 }
 
