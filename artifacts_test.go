@@ -464,6 +464,7 @@ func artEarlyServer(t *testing.T, status int, body string, takeBody int64) strin
 }
 
 func TestArtifactsUploadEarlyAnswer(t *testing.T) {
+	artLeakCheck(t)
 	big := filepath.Join(t.TempDir(), "big.zip")
 	f, err := os.Create(big)
 	require.NoError(t, err)
@@ -512,6 +513,7 @@ func TestArtifactsUploadEarlyAnswer(t *testing.T) {
 }
 
 func TestArtifactsUploadRefusedAfterPartOfTheBody(t *testing.T) {
+	artLeakCheck(t)
 	// A proxy that asks for the body, refuses it after 1 MiB and reads no further: the answer arrives while the
 	// client is still sending, and must win over the write failure that follows.
 	c := artTestClient(t, artEarlyServer(t, http.StatusRequestEntityTooLarge, `{"message":"413 Request Entity Too Large"}`, 1<<20))
@@ -577,6 +579,7 @@ func TestArtifactsUploadFileChangedIsNotRetried(t *testing.T) {
 }
 
 func TestArtifactsUploadStreamIsNotRetried(t *testing.T) {
+	artLeakCheck(t)
 	var attempts atomic.Int32
 	srv := artTestServer(t, func(w http.ResponseWriter, r *http.Request) {
 		attempts.Add(1)
@@ -819,6 +822,7 @@ func TestArtifactsDownloadResumes(t *testing.T) {
 	for _, noLength := range []bool{false, true} {
 		for _, toFile := range []bool{false, true} {
 			t.Run(fmt.Sprintf("length unknown %v, to file %v", noLength, toFile), func(t *testing.T) {
+				artLeakCheck(t)
 				fs := &artFileServer{data: data, dropAt: 300_000, etag: `"v1"`, noLength: noLength}
 				srv := artTestServer(t, fs.handler(t))
 				c := artTestClient(t, srv.URL)
@@ -911,6 +915,7 @@ func TestArtifactsDownloadFileLeavesNothingPartial(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			artLeakCheck(t)
 			h := tt.handler
 			if tt.fs != nil {
 				h = tt.fs.handler(t)
