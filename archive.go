@@ -64,10 +64,12 @@ func artCollect(root string, patterns []string) ([]artZipEntry, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Everything is resolved below the real root, so that a root reached through a link is walked like any other.
 	realRoot, err := filepath.EvalSymlinks(absRoot)
 	if err != nil {
 		return nil, err
 	}
+	absRoot = realRoot
 	var out []artZipEntry
 	seen := make(map[string]bool)
 	add := func(abs string, info fs.FileInfo) error {

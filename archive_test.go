@@ -263,6 +263,20 @@ func TestArtifactsCollectPaths(t *testing.T) {
 	}
 }
 
+func TestArtifactsCollectThroughLinkedRoot(t *testing.T) {
+	real := t.TempDir()
+	artWriteTree(t, real, []artTreeEntry{{"a.txt", 0o644, "a"}, {"d/", 0o755, ""}, {"d/b.txt", 0o644, "b"}})
+	link := filepath.Join(t.TempDir(), "link")
+	require.NoError(t, os.Symlink(real, link))
+	entries, err := artCollect(link, []string{"."})
+	require.NoError(t, err)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.name)
+	}
+	assert.Equal(t, []string{"a.txt", "d/", "d/b.txt"}, names)
+}
+
 func TestArtifactsUploadPathsNothingToUpload(t *testing.T) {
 	mock := httpmock.NewMockTransport()
 	c, err := NewClient("https://ci.example.com", WithHTTPClient(&http.Client{Transport: mock}), WithBuildToken(artTestToken))

@@ -490,13 +490,14 @@ type artDownload struct {
 	failures int // consecutive failed requests or drops with no byte in between
 	url      string
 
-	body io.ReadCloser
-	off  int64 // bytes delivered
-	skip int64 // bytes of the current body to discard before delivering
-	size int64 // -1: unknown
-	etag string
-	info ArtifactInfo
-	err  error // sticky
+	body    io.ReadCloser
+	off     int64 // bytes delivered
+	skip    int64 // bytes of the current body to discard before delivering
+	pending error // the current body's failure, returned with data and not yet handled
+	size    int64 // -1: unknown
+	etag    string
+	info    ArtifactInfo
+	err     error // sticky
 }
 
 // startDownload sends the first request and checks what the answer announces.
@@ -544,7 +545,7 @@ func (d *artDownload) begin(hr *http.Response) error {
 	if d.limit > 0 && d.size > d.limit {
 		return d.tooLarge(d.size)
 	}
-	d.off, d.skip = 0, 0
+	d.off, d.skip, d.pending = 0, 0, nil
 	d.progress.reset(d.size)
 	d.body = hr.Body
 	return nil
@@ -625,7 +626,15 @@ func (d *artDownload) Read(p []byte) (int, error) {
 		return 0, nil
 	}
 	for {
-		n, err := d.body.Read(p)
+		var (
+			n   int
+			err error
+		)
+		if d.pending != nil {
+			err, d.pending = d.pending, nil
+		} else {
+			n, err = d.body.Read(p)
+		}
 		if n < 0 || n > len(p) {
 			n, err = 0, errors.New("impossible read count")
 		}
@@ -642,6 +651,11 @@ func (d *artDownload) Read(p []byte) (int, error) {
 			}
 			d.off += int64(n)
 			d.progress.add(int64(n))
+			if err != nil && d.err == nil {
+				// Handled on the next Read: a body need not repeat its failure, and a truncated stream of
+				// unknown length would otherwise pass for a complete one.
+				d.pending = err
+			}
 			return n, d.err
 		}
 		switch {

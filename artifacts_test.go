@@ -1117,3 +1117,47 @@ func TestArtifactsUploadProgressOnRetryStartsOver(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, [2]int64{int64(len(data)), int64(len(data))}, last)
 }
+
+// artTruncBody hands over its data together with a failure, then only io.EOF, as a body may after a drop.
+type artTruncBody struct {
+	data []byte
+	done bool
+}
+
+func (b *artTruncBody) Read(p []byte) (int, error) {
+	if b.done {
+		return 0, io.EOF
+	}
+	b.done = true
+	return copy(p, b.data), io.ErrUnexpectedEOF
+}
+
+func (b *artTruncBody) Close() error { return nil }
+
+func TestArtifactsDownloadDropReportedWithData(t *testing.T) {
+	// A stream of unknown length whose failure comes with its last bytes must not pass for complete.
+	data := artPRNGBytes(13, 200)
+	mock := httpmock.NewMockTransport()
+	var ranges []string
+	mock.RegisterResponder(http.MethodGet, "https://ci.example.com/ci/api/v1/builds/42/artifacts",
+		func(r *http.Request) (*http.Response, error) {
+			ranges = append(ranges, r.Header.Get("Range"))
+			if r.Header.Get("Range") == "" {
+				return &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, ContentLength: -1,
+					Body: &artTruncBody{data: data[:100]}, Request: r}, nil
+			}
+			resp := httpmock.NewBytesResponse(http.StatusPartialContent, data[100:])
+			resp.Header.Set("Content-Range", "bytes 100-199/200")
+			resp.ContentLength = 100
+			return resp, nil
+		})
+	c, err := NewClient("https://ci.example.com", WithHTTPClient(&http.Client{Transport: mock}), WithBuildToken(artTestToken),
+		WithRetryPolicy(RetryPolicy{MaxRetries: 1}))
+	require.NoError(t, err)
+	var buf bytes.Buffer
+	info, _, err := c.Artifacts.Download(context.Background(), 42, &buf, nil)
+	require.NoError(t, err)
+	assert.Equal(t, data, buf.Bytes())
+	assert.Equal(t, []string{"", "bytes=100-"}, ranges)
+	assert.Equal(t, int64(-1), info.Size, "the size was not announced at the start")
+}
