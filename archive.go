@@ -254,7 +254,9 @@ type ExtractOptions struct {
 // Files already in dir with the same names are replaced. It refuses, with an error saying why and before writing
 // anything where it can: entries named with ".." or an absolute path, symbolic links whose target leads outside
 // dir, entries that would be written through a symbolic link, duplicate entries, and archives with more entries or
-// bytes than opts allows (those errors match ErrTooLarge). Modes are kept, without setuid, setgid and sticky bits.
+// bytes than opts allows (those errors match ErrTooLarge). A failure while writing (the archive holding more bytes
+// than it claims, a full disk) leaves the entries already unpacked, but never a partial file. Modes are kept,
+// without setuid, setgid and sticky bits.
 // The archive is downloaded to a temporary file first, and a dropped connection is resumed.
 func (s *ArtifactsService) Extract(ctx context.Context, id int64, dir string, opts *ExtractOptions, reqOpts ...RequestOption) (*ArtifactInfo, *Response, error) {
 	if opts == nil {

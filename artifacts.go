@@ -68,7 +68,7 @@ func (s *ArtifactsService) Upload(ctx context.Context, id int64, r io.Reader, op
 	}
 	used := false
 	src := artUploadSource{
-		what: "the reader",
+		what: "the artifact stream",
 		size: size,
 		open: func() (io.Reader, io.Closer, error) {
 			if used {

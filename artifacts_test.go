@@ -606,7 +606,7 @@ func TestArtifactsUploadReaderFailure(t *testing.T) {
 	_, _, err := c.Artifacts.Upload(context.Background(), 42, io.MultiReader(strings.NewReader("part"), iotestErrReader{boom}), nil)
 	require.Error(t, err)
 	assert.ErrorIs(t, err, boom)
-	assert.Contains(t, err.Error(), "reading the reader")
+	assert.Contains(t, err.Error(), "reading the artifact stream")
 }
 
 type iotestErrReader struct{ err error }
