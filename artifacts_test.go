@@ -719,6 +719,7 @@ type artFileServer struct {
 	ranges    []string
 	ifRanges  []string
 	tokens    []string
+	queries   []string
 	requests  int
 }
 
@@ -730,6 +731,7 @@ func (s *artFileServer) handler(t *testing.T) http.HandlerFunc {
 		s.ranges = append(s.ranges, r.Header.Get("Range"))
 		s.ifRanges = append(s.ifRanges, r.Header.Get("If-Range"))
 		s.tokens = append(s.tokens, r.Header.Get("BUILD-TOKEN"))
+		s.queries = append(s.queries, r.URL.RawQuery)
 		s.mu.Unlock()
 		if r.Method != http.MethodGet {
 			http.Error(w, "method", http.StatusMethodNotAllowed)
@@ -798,6 +800,21 @@ func TestArtifactsDownload(t *testing.T) {
 
 	_, _, tokens := fs.seen()
 	assert.Equal(t, []string{artTestToken, artTestToken}, tokens)
+	fs.mu.Lock()
+	assert.Equal(t, []string{"", ""}, fs.queries, "nothing, least of all the token, goes in the query")
+	fs.mu.Unlock()
+}
+
+func TestArtifactsUploadFileNeedsARegularFile(t *testing.T) {
+	mock := httpmock.NewMockTransport()
+	c, err := NewClient("https://ci.example.com", WithHTTPClient(&http.Client{Transport: mock}), WithBuildToken(artTestToken))
+	require.NoError(t, err)
+	dir := t.TempDir()
+	_, _, err = c.Artifacts.UploadFile(context.Background(), 42, dir, nil)
+	assert.ErrorContains(t, err, "is not a regular file")
+	_, _, err = c.Artifacts.UploadFile(context.Background(), 42, filepath.Join(dir, "missing.zip"), nil)
+	assert.ErrorIs(t, err, os.ErrNotExist)
+	assert.Zero(t, mock.GetTotalCallCount())
 }
 
 func TestArtifactsDownloadNotFound(t *testing.T) {
