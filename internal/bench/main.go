@@ -133,6 +133,9 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 			c.Only = append(c.Only, n)
 		}
 	}
+	if *size != "" || *traceSize != "" || *runs > 0 || *warmup >= 0 || *benchTime != "" {
+		c.Mode += " (custom)"
+	}
 	c.JSONPath = *jsonPath
 	return c, nil
 }
