@@ -374,7 +374,7 @@ func TestParseSizeAndConfig(t *testing.T) {
 	c, err = parseConfig(nil, io.Discard)
 	require.NoError(t, err)
 	assert.Equal(t, int64(1<<30), c.Size)
-	assert.Equal(t, 5, c.Runs)
+	assert.Equal(t, 7, c.Runs)
 	_, err = parseConfig([]string{"-only", "nothing"}, io.Discard)
 	assert.Error(t, err)
 }

@@ -80,10 +80,15 @@ var childFuncs = map[string]childFunc{
 
 // argv is the command line that runs the Go contender name with p in a child process.
 func (p childParams) argv(exe, name string) []string {
-	return []string{exe, childCmd,
-		"-fn", name, "-url", p.URL, "-build-token", p.BuildToken, "-runner-token", p.RunnerToken,
-		"-path", p.Path, "-size", strconv.FormatInt(p.Size, 10), "-id", strconv.FormatInt(p.ID, 10),
-		"-runs", strconv.Itoa(p.Runs), "-benchtime", p.BenchTime}
+	argv := []string{exe, childCmd, "-fn", name, "-url", p.URL, "-build-token", p.BuildToken,
+		"-runner-token", p.RunnerToken, "-size", strconv.FormatInt(p.Size, 10), "-id", strconv.FormatInt(p.ID, 10)}
+	if p.Path != "" {
+		argv = append(argv, "-path", p.Path)
+	}
+	if name == "overhead" {
+		argv = append(argv, "-runs", strconv.Itoa(p.Runs), "-benchtime", p.BenchTime)
+	}
+	return argv
 }
 
 // childMain runs one Go contender and prints its childOutput; any failure exits non-zero with the reason on stderr.

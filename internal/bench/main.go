@@ -2,7 +2,7 @@
 // in one invocation: artifact upload and download, trace streaming, and the per-call overhead of Register and
 // Update. Run it from the repository root:
 //
-//	go run ./internal/bench          # full mode: 1 GiB transfers, 256 MiB trace, 5 alternated runs
+//	go run ./internal/bench          # full mode: 1 GiB transfers, 256 MiB trace, 7 alternated runs
 //	go run ./internal/bench -quick   # CI mode: small sizes, 3 runs, well under a minute
 //
 // Every contender runs in a child process of its own, started by a small launcher process, so its wall time and
@@ -51,15 +51,15 @@ const (
 
 // config is what one invocation measures.
 type config struct {
-	Mode      string `json:"mode"`
-	Size      int64  `json:"size"`
-	TraceSize int64  `json:"trace_size"`
-	Runs      int    `json:"runs"`
-	Warmup    int    `json:"warmup"`
-	BenchTime string `json:"benchtime"`
-	Only      []string
-	JSONPath  string `json:"-"`
-	Timeout   time.Duration
+	Mode      string        `json:"mode"`
+	Size      int64         `json:"size"`
+	TraceSize int64         `json:"trace_size"`
+	Runs      int           `json:"runs"`
+	Warmup    int           `json:"warmup"`
+	BenchTime string        `json:"benchtime"`
+	Only      []string      `json:"only,omitempty"`
+	JSONPath  string        `json:"-"`
+	Timeout   time.Duration `json:"-"`
 }
 
 var scenarioNames = []string{"upload", "download", "trace", "overhead"}
@@ -82,7 +82,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	quick := fs.Bool("quick", false, "CI mode: small sizes and few runs, well under a minute")
 	size := fs.String("size", "", "upload and download size (default 1GiB, quick 64MiB)")
 	traceSize := fs.String("trace-size", "", "trace size (default 256MiB, quick 16MiB)")
-	runs := fs.Int("runs", 0, "measured runs per contender (default 5, quick 3)")
+	runs := fs.Int("runs", 0, "measured runs per contender (default 7, quick 3)")
 	warmup := fs.Int("warmup", -1, "unmeasured rounds first (default 1, quick 0)")
 	benchTime := fs.String("benchtime", "", "testing -benchtime of each overhead measurement (default 1s, quick 100ms)")
 	only := fs.String("only", "", "comma-separated scenarios to run: "+strings.Join(scenarioNames, ","))
@@ -97,7 +97,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	if fs.NArg() > 0 {
 		return config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	c := config{Mode: "full", Size: 1 << 30, TraceSize: 256 << 20, Runs: 5, Warmup: 1, BenchTime: "1s", Timeout: 10 * time.Minute}
+	c := config{Mode: "full", Size: 1 << 30, TraceSize: 256 << 20, Runs: 7, Warmup: 1, BenchTime: "1s", Timeout: 10 * time.Minute}
 	if *quick {
 		c = config{Mode: "quick", Size: 64 << 20, TraceSize: 16 << 20, Runs: 3, Warmup: 0, BenchTime: "100ms", Timeout: time.Minute}
 	}
@@ -331,7 +331,7 @@ func (h *harness) rssFloor(ctx context.Context) int64 {
 	return res.MaxRSSKiB
 }
 
-// generateFile writes size bytes from a seeded ChaCha8 stream to path and returns their CRC-32C.
+// generateFile writes size bytes from a seeded ChaCha8 stream to path, syncs it, and returns their CRC-32C.
 func generateFile(path string, size int64) (uint32, error) {
 	f, err := os.Create(path)
 	if err != nil {
@@ -349,6 +349,11 @@ func generateFile(path string, size int64) (uint32, error) {
 			return 0, err
 		}
 		left -= int64(len(b))
+	}
+	// Flushed now, so the kernel's writeback of these pages does not compete with the measured runs.
+	if err := f.Sync(); err != nil {
+		_ = f.Close()
+		return 0, err
 	}
 	return cw.crc, f.Close()
 }
