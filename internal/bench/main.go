@@ -251,7 +251,7 @@ func runHarness(ctx context.Context, cfg config, stdout, stderr io.Writer) (*rep
 
 	h := &harness{cfg: cfg, exe: exe, dir: dir, out: stdout, errOut: stderr, nextID: 1000}
 	rep := &report{Config: cfg, Machine: describeMachine(), CurlVersion: curlVersion, Date: time.Now().UTC().Format(time.RFC3339),
-		Server: serverDescription, SDKContenders: sdkContendersBuilt}
+		Server: serverDescription, SDKContenders: sdkContendersBuilt, Failures: []string{}}
 
 	if cfg.wants("upload") || cfg.wants("download") {
 		h.dataPath = filepath.Join(dir, "artifacts.zip")
@@ -514,7 +514,11 @@ func (h *harness) runProcessScenario(ctx context.Context, sc processScenario) *s
 			if cr.Command == "" {
 				cr.Command = r.command
 			}
-			fmt.Fprintf(h.errOut, "bench: %s %-28s run %d/%d: %7.3fs %6.1f MiB\n", sc.Name, c.Name, round+1, h.cfg.Runs,
+			label := fmt.Sprintf("run %d/%d", round+1, h.cfg.Runs)
+			if round < 0 {
+				label = "warm-up"
+			}
+			fmt.Fprintf(h.errOut, "bench: %-8s %-28s %-9s %7.3fs wall %6.1f MiB\n", sc.Name, c.Name, label,
 				float64(r.WallNS)/1e9, float64(r.MaxRSSKiB)/1024)
 		}
 	}
