@@ -1,0 +1,348 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+)
+
+// sdkContendersBuilt says whether the SDK's artifacts and trace contenders are in this binary (-tags sdkfull).
+var sdkContendersBuilt = false
+
+// report is everything one invocation measured; -json writes it.
+type report struct {
+	Date          string            `json:"date"`
+	Config        config            `json:"config"`
+	Machine       machine           `json:"machine"`
+	CurlVersion   string            `json:"curl_version,omitempty"`
+	Server        string            `json:"server"`
+	RSSFloorKiB   int64             `json:"rss_floor_kib"`
+	SDKContenders bool              `json:"sdk_contenders_built"`
+	Scenarios     []*scenarioResult `json:"scenarios"`
+	Failures      []string          `json:"failures"`
+}
+
+type machine struct {
+	CPUs      int    `json:"cpus"`
+	CPUModel  string `json:"cpu_model"`
+	MemTotal  string `json:"mem_total"`
+	Kernel    string `json:"kernel"`
+	GoVersion string `json:"go_version"`
+	GOOSARCH  string `json:"goos_goarch"`
+}
+
+type scenarioResult struct {
+	Name                   string             `json:"name"`
+	Title                  string             `json:"title"`
+	Target                 string             `json:"target"`
+	Bytes                  int64              `json:"bytes,omitempty"`
+	ThroughputFromTransfer bool               `json:"throughput_from_transfer,omitempty"`
+	Contenders             []*contenderResult `json:"contenders,omitempty"`
+	OverheadRuns           []overheadRun      `json:"overhead_runs,omitempty"`
+	Overhead               []overheadSummary  `json:"overhead,omitempty"`
+	SameRequest            []string           `json:"same_request_verified,omitempty"`
+	Failures               []string           `json:"failures,omitempty"`
+}
+
+type contenderResult struct {
+	Name    string      `json:"name"`
+	Ref     bool        `json:"reference,omitempty"`
+	SDK     bool        `json:"sdk,omitempty"`
+	Command string      `json:"command"`
+	Runs    []runResult `json:"runs"`
+	Error   string      `json:"error,omitempty"`
+	Summary *summary    `json:"summary,omitempty"`
+}
+
+// runResult is one measured run of one contender.
+type runResult struct {
+	command     string
+	WallNS      int64  `json:"wall_ns"`
+	MaxRSSKiB   int64  `json:"maxrss_kib"`
+	ClientCPUNS int64  `json:"client_cpu_ns"`
+	ServerCPUNS int64  `json:"server_cpu_ns"`
+	Requests    int64  `json:"requests"`
+	TransferNS  int64  `json:"transfer_ns,omitempty"`
+	Mallocs     int64  `json:"mallocs,omitempty"`
+	Writes      int64  `json:"writes,omitempty"`
+	Note        string `json:"note,omitempty"`
+}
+
+// summary is a contender's medians (peak RSS: the largest of its runs) and its ratio to the reference.
+type summary struct {
+	WallNS          float64 `json:"median_wall_ns"`
+	TransferNS      float64 `json:"median_transfer_ns,omitempty"`
+	MBps            float64 `json:"mb_per_s"`
+	PeakRSSKiB      int64   `json:"peak_rss_kib"`
+	Requests        float64 `json:"median_requests"`
+	ServerCPU       float64 `json:"median_server_cpu_fraction"`
+	ClientCPU       float64 `json:"median_client_cpu_fraction"`
+	MallocsPerWrite float64 `json:"mallocs_per_write,omitempty"`
+	Ratio           float64 `json:"ratio"`
+	Target          string  `json:"target,omitempty"`
+}
+
+type overheadSummary struct {
+	Call        string  `json:"call"`
+	Client      string  `json:"client"`
+	NsPerOp     float64 `json:"median_ns_per_op"`
+	AllocsPerOp float64 `json:"median_allocs_per_op"`
+	BytesPerOp  float64 `json:"median_bytes_per_op"`
+	Ratio       float64 `json:"ratio"`
+	Target      string  `json:"target,omitempty"`
+}
+
+// median of xs; xs is sorted in place.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	sort.Float64s(xs)
+	m := len(xs) / 2
+	if len(xs)%2 == 1 {
+		return xs[m]
+	}
+	return (xs[m-1] + xs[m]) / 2
+}
+
+func medianOf(runs []runResult, f func(runResult) float64) float64 {
+	xs := make([]float64, len(runs))
+	for i, r := range runs {
+		xs[i] = f(r)
+	}
+	return median(xs)
+}
+
+// summarize computes each contender's summary and its ratio to the reference: wall time for transfers, MB/s for
+// the trace (ThroughputFromTransfer).
+func summarize(sr *scenarioResult, judge func(c, ref summary) (bool, string)) {
+	var ref *summary
+	for _, c := range sr.Contenders {
+		if len(c.Runs) == 0 {
+			continue
+		}
+		s := &summary{
+			WallNS:     medianOf(c.Runs, func(r runResult) float64 { return float64(r.WallNS) }),
+			TransferNS: medianOf(c.Runs, func(r runResult) float64 { return float64(r.TransferNS) }),
+			Requests:   medianOf(c.Runs, func(r runResult) float64 { return float64(r.Requests) }),
+			ServerCPU:  medianOf(c.Runs, func(r runResult) float64 { return float64(r.ServerCPUNS) / float64(r.WallNS) }),
+			ClientCPU:  medianOf(c.Runs, func(r runResult) float64 { return float64(r.ClientCPUNS) / float64(r.WallNS) }),
+		}
+		for _, r := range c.Runs {
+			s.PeakRSSKiB = max(s.PeakRSSKiB, r.MaxRSSKiB)
+		}
+		if c.Runs[0].Writes > 0 {
+			s.MallocsPerWrite = medianOf(c.Runs, func(r runResult) float64 { return float64(r.Mallocs) / float64(r.Writes) })
+		}
+		t := s.WallNS
+		if sr.ThroughputFromTransfer {
+			t = s.TransferNS
+		}
+		if t > 0 {
+			s.MBps = float64(sr.Bytes) / t * 1e3 // bytes/ns * 1e9 / 1e6
+		}
+		c.Summary = s
+		if c.Ref {
+			ref = s
+		}
+	}
+	if ref == nil {
+		return
+	}
+	for _, c := range sr.Contenders {
+		s := c.Summary
+		if s == nil {
+			continue
+		}
+		if sr.ThroughputFromTransfer {
+			s.Ratio = s.MBps / ref.MBps
+		} else {
+			s.Ratio = s.WallNS / ref.WallNS
+		}
+		if c.SDK && judge != nil {
+			ok, why := judge(*s, *ref)
+			s.Target = verdict(ok) + " (" + why + ")"
+		}
+	}
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "MISSED"
+}
+
+// The overhead clients' names, as childOverhead reports them.
+const (
+	overheadSDK  = "SDK"
+	overheadHand = "net/http+encoding/json"
+)
+
+func summarizeOverhead(sr *scenarioResult) {
+	type key struct{ call, client string }
+	var order []key
+	groups := map[key][]overheadRun{}
+	for _, r := range sr.OverheadRuns {
+		k := key{r.Call, r.Client}
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], r)
+	}
+	med := func(runs []overheadRun, f func(overheadRun) int64) float64 {
+		xs := make([]float64, len(runs))
+		for i, r := range runs {
+			xs[i] = float64(f(r))
+		}
+		return median(xs)
+	}
+	refNs := map[string]float64{}
+	for _, k := range order {
+		g := groups[k]
+		s := overheadSummary{Call: k.call, Client: k.client,
+			NsPerOp:     med(g, func(r overheadRun) int64 { return r.NsPerOp }),
+			AllocsPerOp: med(g, func(r overheadRun) int64 { return r.AllocsPerOp }),
+			BytesPerOp:  med(g, func(r overheadRun) int64 { return r.BytesPerOp })}
+		if k.client == overheadHand {
+			refNs[k.call] = s.NsPerOp
+		}
+		sr.Overhead = append(sr.Overhead, s)
+	}
+	for i := range sr.Overhead {
+		s := &sr.Overhead[i]
+		if ref := refNs[s.Call]; ref > 0 {
+			s.Ratio = s.NsPerOp / ref
+			if s.Client == overheadSDK {
+				s.Target = verdict(s.Ratio <= 1.2)
+			}
+		}
+	}
+}
+
+func describeMachine() machine {
+	m := machine{CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), GOOSARCH: runtime.GOOS + "/" + runtime.GOARCH}
+	m.CPUModel = procField("/proc/cpuinfo", "model name")
+	if kb, err := strconv.ParseInt(strings.TrimSuffix(procField("/proc/meminfo", "MemTotal"), " kB"), 10, 64); err == nil {
+		m.MemTotal = fmt.Sprintf("%.1f GiB", float64(kb)/(1<<20))
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	return m
+}
+
+// procField returns the value of the first "key: value" line of a /proc file.
+func procField(path, key string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return "unknown"
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if ok && strings.TrimSpace(k) == key {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown"
+}
+
+func formatBytes(n int64) string {
+	switch {
+	case n >= 1<<30 && n%(1<<30) == 0:
+		return fmt.Sprintf("%d GiB", n>>30)
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+func printHeader(w io.Writer, rep *report) {
+	m := rep.Machine
+	c := rep.Config
+	fmt.Fprintf(w, "runnerapi benchmark, %s mode, %s\n", c.Mode, rep.Date)
+	fmt.Fprintf(w, "machine:  %d CPUs (%s), %s RAM, Linux %s\n", m.CPUs, m.CPUModel, m.MemTotal, m.Kernel)
+	fmt.Fprintf(w, "go:       %s %s\n", m.GoVersion, m.GOOSARCH)
+	if rep.CurlVersion != "" {
+		fmt.Fprintf(w, "curl:     %s\n", rep.CurlVersion)
+	}
+	fmt.Fprintf(w, "sizes:    upload/download %s, trace %s; %d measured runs per contender after %d warm-up round(s), alternated run by run (A B A B ...); medians\n",
+		formatBytes(c.Size), formatBytes(c.TraceSize), c.Runs, c.Warmup)
+	fmt.Fprintf(w, "server:   %s\n", rep.Server)
+	fmt.Fprintf(w, "rss:      peak RSS: ru_maxrss of each contender's own process, largest over its runs. Floor %.1f MiB: Linux counts\n"+
+		"          the launcher's peak in a vforked child's ru_maxrss, so a figure at the floor means 'at most the floor'\n",
+		float64(rep.RSSFloorKiB)/1024)
+	if rep.SDKContenders {
+		fmt.Fprintln(w, "sdk:      artifacts and trace contenders built (-tags sdkfull)")
+	} else {
+		fmt.Fprintln(w, "sdk:      artifacts and trace contenders NOT built (they need -tags sdkfull); Register/Update overhead is measured")
+	}
+}
+
+func printScenario(w io.Writer, sr *scenarioResult) {
+	fmt.Fprintf(w, "\n== %s: %s\n", sr.Name, sr.Title)
+	fmt.Fprintf(w, "   target: %s\n", sr.Target)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	switch {
+	case sr.Name == "overhead":
+		fmt.Fprintln(tw, "call\tclient\tns/op\tallocs/op\tB/op\tx hand-written\ttarget\t")
+		for _, s := range sr.Overhead {
+			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%.0f\t%.3f\t%s\t\n", s.Call, s.Client, s.NsPerOp, s.AllocsPerOp, s.BytesPerOp, s.Ratio, s.Target)
+		}
+	case sr.ThroughputFromTransfer:
+		fmt.Fprintln(tw, "contender\ttime\tMB/s\tx ceiling\trequests\tmallocs/line\tpeak RSS MiB\tsrv CPU\truns (s)\ttarget\t")
+		for _, c := range sr.Contenders {
+			if s := c.Summary; s != nil {
+				fmt.Fprintf(tw, "%s\t%.3fs\t%.0f\t%.3f\t%.0f\t%.4f\t%.1f\t%.0f%%\t%s\t%s\t\n", c.Name, s.TransferNS/1e9, s.MBps, s.Ratio,
+					s.Requests, s.MallocsPerWrite, float64(s.PeakRSSKiB)/1024, 100*s.ServerCPU, runList(c.Runs, true), s.Target)
+			} else {
+				fmt.Fprintf(tw, "%s\tFAILED\t\t\t\t\t\t\t\t\t\n", c.Name)
+			}
+		}
+	default:
+		fmt.Fprintln(tw, "contender\twall\tMB/s\tx curl\tpeak RSS MiB\trequests\tsrv CPU\tclient CPU\truns (s)\ttarget\t")
+		for _, c := range sr.Contenders {
+			if s := c.Summary; s != nil {
+				fmt.Fprintf(tw, "%s\t%.3fs\t%.0f\t%.3f\t%.1f\t%.0f\t%.0f%%\t%.0f%%\t%s\t%s\t\n", c.Name, s.WallNS/1e9, s.MBps, s.Ratio,
+					float64(s.PeakRSSKiB)/1024, s.Requests, 100*s.ServerCPU, 100*s.ClientCPU, runList(c.Runs, false), s.Target)
+			} else {
+				fmt.Fprintf(tw, "%s\tFAILED\t\t\t\t\t\t\t\t\t\n", c.Name)
+			}
+		}
+	}
+	_ = tw.Flush()
+	if sr.Name != "overhead" {
+		for _, c := range sr.Contenders {
+			fmt.Fprintf(w, "   %s: %s\n", c.Name, c.Command)
+		}
+		fmt.Fprintln(w, "   MB/s is 10^6 bytes per second; srv/client CPU are CPU time over wall time (100% = one core)")
+	} else if len(sr.SameRequest) > 0 {
+		fmt.Fprintf(w, "   verified at the server: both clients sent byte-identical %s requests (method, path, headers, body)\n",
+			strings.Join(sr.SameRequest, " and "))
+	}
+	for _, f := range sr.Failures {
+		fmt.Fprintf(w, "   FAILED: %s\n", f)
+	}
+}
+
+func runList(runs []runResult, transfer bool) string {
+	parts := make([]string, len(runs))
+	for i, r := range runs {
+		t := r.WallNS
+		if transfer {
+			t = r.TransferNS
+		}
+		parts[i] = fmt.Sprintf("%.3f", float64(t)/1e9)
+	}
+	return strings.Join(parts, " ")
+}
