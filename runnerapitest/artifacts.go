@@ -292,17 +292,24 @@ func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request) {
 }
 
 // expireUnits maps the units expire_in accepts to their length.
-var expireUnits = map[string]time.Duration{
-	"s": time.Second, "sec": time.Second, "secs": time.Second, "second": time.Second, "seconds": time.Second,
-	"m": time.Minute, "min": time.Minute, "mins": time.Minute, "minute": time.Minute, "minutes": time.Minute,
-	"h": time.Hour, "hr": time.Hour, "hrs": time.Hour, "hour": time.Hour, "hours": time.Hour,
-	"d": 24 * time.Hour, "day": 24 * time.Hour, "days": 24 * time.Hour,
-	"w": 7 * 24 * time.Hour, "wk": 7 * 24 * time.Hour, "wks": 7 * 24 * time.Hour, "week": 7 * 24 * time.Hour,
-	"weeks": 7 * 24 * time.Hour,
-	"mo":    30 * 24 * time.Hour, "mos": 30 * 24 * time.Hour, "month": 30 * 24 * time.Hour, "months": 30 * 24 * time.Hour,
-	"y": 365 * 24 * time.Hour, "yr": 365 * 24 * time.Hour, "yrs": 365 * 24 * time.Hour, "year": 365 * 24 * time.Hour,
-	"years": 365 * 24 * time.Hour,
-}
+var expireUnits = func() map[string]time.Duration {
+	const day = 24 * time.Hour
+	units := map[string]time.Duration{}
+	for length, names := range map[time.Duration][]string{
+		time.Second: {"s", "sec", "secs", "second", "seconds"},
+		time.Minute: {"m", "min", "mins", "minute", "minutes"},
+		time.Hour:   {"h", "hr", "hrs", "hour", "hours"},
+		day:         {"d", "day", "days"},
+		7 * day:     {"w", "wk", "wks", "week", "weeks"},
+		30 * day:    {"mo", "mos", "month", "months"},
+		365 * day:   {"y", "yr", "yrs", "year", "years"},
+	} {
+		for _, n := range names {
+			units[n] = length
+		}
+	}
+	return units
+}()
 
 var expireTerm = regexp.MustCompile(`^(\d+)\s*([a-z]*)`)
 

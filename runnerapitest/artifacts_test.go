@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"mime/multipart"
@@ -304,4 +305,42 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// TestArtifactsUploadTooLargeStopsReading checks that an upload far above the limit is refused with 413 without the
+// server reading it all, and that the client still sees the 413.
+func TestArtifactsUploadTooLargeStopsReading(t *testing.T) {
+	e := newFakeEnv(t, runnerapitest.WithMaxArtifactSize(1<<20))
+	id := e.srv.Enqueue(runnerapi.Build{})
+	b := e.take(fakeRunnerToken)
+	pr, pw := io.Pipe()
+	mw := multipart.NewWriter(pw)
+	sent := make(chan int64, 1)
+	go func() {
+		fw, err := mw.CreateFormFile("file", "big.bin")
+		var n int64
+		if err == nil {
+			n, err = io.Copy(fw, &fakeZeroReader{n: 64 << 20})
+		}
+		if err == nil {
+			err = mw.Close()
+		}
+		pw.CloseWithError(err)
+		sent <- n
+	}()
+	resp, err := e.send(http.MethodPost, e.artifactsPath(id), http.Header{"BUILD-TOKEN": {b.Token}, "Content-Type": {mw.FormDataContentType()}}, pr)
+	pr.CloseWithError(errors.New("request over"))
+	if err != nil {
+		t.Logf("client saw %v rather than the 413", err)
+	} else {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode)
+		assert.Equal(t, `{"message":"413 Request Entity Too Large"}`, string(body))
+	}
+	assert.Less(t, <-sent, int64(64<<20), "the server stopped reading")
+	_, ok := e.srv.Artifact(id)
+	assert.False(t, ok)
+	reqs := e.srv.Requests()
+	assert.Equal(t, http.StatusRequestEntityTooLarge, reqs[len(reqs)-1].Status)
 }

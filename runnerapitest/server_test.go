@@ -540,3 +540,22 @@ func TestLoggerGetsNoToken(t *testing.T) {
 	assert.NotContains(t, out, "build-secret-9")
 	assert.NotContains(t, out, fakeRunnerToken)
 }
+
+func TestUnstartedServerAndTLS(t *testing.T) {
+	srv := runnerapitest.NewUnstartedServer()
+	defer srv.Close()
+	assert.Empty(t, srv.URL)
+	srv.AddRunner(fakeRunnerToken)
+	id := srv.Enqueue(runnerapi.Build{})
+	srv.StartTLS()
+	require.True(t, strings.HasPrefix(srv.URL, "https://127.0.0.1:"), srv.URL)
+	resp, err := srv.Client().PostForm(srv.URL+fakeAPI+"/register", url.Values{"token": {fakeRunnerToken}})
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusCreated, resp.StatusCode)
+	info, _ := srv.Build(id)
+	assert.Equal(t, runnerapi.StateRunning, info.State)
+
+	never := runnerapitest.NewUnstartedServer()
+	never.Close() // closing a server that never started is fine
+}
