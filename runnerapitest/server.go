@@ -86,7 +86,7 @@ type storedArtifact struct {
 type Option func(*Server)
 
 // WithMaxArtifactSize sets the size from which an artifacts upload is refused with 413 (an upload must be smaller
-// than it). A size below 1 keeps DefaultMaxArtifactSize.
+// than it). It also bounds one trace part. A size below 1 keeps DefaultMaxArtifactSize.
 func WithMaxArtifactSize(n int64) Option {
 	return func(s *Server) {
 		if n > 0 {
@@ -267,7 +267,8 @@ func (s *Server) SetProjectRunnersToken(projectID int64, token string) {
 
 // Enqueue adds a build to the queue and returns its ID. Zero fields are filled in: ID (the next free one), Token (a
 // random build token), Name and Stage ("test"), Ref ("main"), SHA, BeforeSHA, ProjectID (1), ProjectName
-// ("project") and Timeout (3600). Status is ignored: the build is pending.
+// ("project") and Timeout (3600). Status is ignored: the build is pending, or created while it waits for
+// others (see below).
 //
 // An entry of DependsOnBuilds whose ID names a build of this server is filled in from that build whenever the
 // build is handed out (token, status, artifacts file), and the build waits in state created until all such
@@ -477,7 +478,7 @@ type Request struct {
 	Path   string
 	// Endpoint is the API endpoint the request was routed to, or "" for an unknown path.
 	Endpoint Endpoint
-	// Status is the answer's status, or 0 when the connection was dropped before an answer was sent.
+	// Status is the answer's status, or 0 when an injected fault dropped the connection.
 	Status int
 	// Fault is the fault injected into this request, or "".
 	Fault FaultKind
