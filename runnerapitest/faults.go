@@ -243,7 +243,10 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 func (s *Server) endpoint(ep Endpoint, h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sw := &statusWriter{ResponseWriter: w}
-		rec := Request{Method: r.Method, Path: r.URL.Path, Endpoint: ep, TokenInQuery: r.URL.Query().Has("token")}
+		rec := Request{
+			Method: r.Method, Path: r.URL.Path, Endpoint: ep, TokenInQuery: r.URL.Query().Has("token"),
+			ContentRange: r.Header.Get("Content-Range"), ContentLength: r.ContentLength, UserAgent: r.UserAgent(),
+		}
 		defer func() {
 			rec.Status = sw.status
 			s.recordRequest(rec)

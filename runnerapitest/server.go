@@ -484,6 +484,12 @@ type Request struct {
 	Fault FaultKind
 	// TokenInQuery says whether the request carried a token in its URL's query, where proxies log it.
 	TokenInQuery bool
+	// ContentRange is the Content-Range header as sent, for trace parts; ContentLength is the body's declared
+	// length, -1 when unknown.
+	ContentRange  string
+	ContentLength int64
+	// UserAgent is the User-Agent header as sent.
+	UserAgent string
 }
 
 // Requests returns the requests answered so far, in the order their handling ended.

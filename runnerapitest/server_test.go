@@ -514,8 +514,10 @@ func TestRequestsLogHoldsNoToken(t *testing.T) {
 
 	reqs := e.srv.Requests()
 	require.Len(t, reqs, 4)
-	assert.Equal(t, runnerapitest.Request{Method: "POST", Path: fakeAPI + "/register", Endpoint: runnerapitest.EndpointRegister, Status: 201}, reqs[0])
-	assert.Equal(t, runnerapitest.Request{Method: "PATCH", Path: fmt.Sprintf("%s/%d/trace.txt", fakeAPI, id), Endpoint: runnerapitest.EndpointTrace, Status: 202}, reqs[1])
+	assert.Equal(t, runnerapitest.Request{Method: "POST", Path: fakeAPI + "/register", Endpoint: runnerapitest.EndpointRegister,
+		Status: 201, ContentLength: int64(len("token=" + fakeRunnerToken)), UserAgent: fakeMultiUA}, reqs[0])
+	assert.Equal(t, runnerapitest.Request{Method: "PATCH", Path: fmt.Sprintf("%s/%d/trace.txt", fakeAPI, id), Endpoint: runnerapitest.EndpointTrace,
+		Status: 202, ContentRange: "0-2", ContentLength: 2, UserAgent: "Go-http-client/1.1"}, reqs[1])
 	assert.True(t, reqs[2].TokenInQuery)
 	assert.Equal(t, runnerapitest.EndpointUpdate, reqs[3].Endpoint)
 	assert.Equal(t, 200, reqs[3].Status)
@@ -558,4 +560,44 @@ func TestUnstartedServerAndTLS(t *testing.T) {
 
 	never := runnerapitest.NewUnstartedServer()
 	never.Close() // closing a server that never started is fine
+}
+
+func TestParametersInEveryForm(t *testing.T) {
+	e := newFakeEnv(t, runnerapitest.WithMaxArtifactSize(10))
+	first := e.srv.Enqueue(runnerapi.Build{})
+	second := e.srv.Enqueue(runnerapi.Build{})
+
+	// The token in the query string works, as it does on GitLab, and the request log says so.
+	resp, body := e.do(http.MethodPost, fakeAPI+"/register?token="+fakeRunnerToken, nil, nil)
+	require.Equal(t, http.StatusCreated, resp.StatusCode, body)
+	reqs := e.srv.Requests()
+	assert.True(t, reqs[len(reqs)-1].TokenInQuery)
+	// A body parameter wins over the query.
+	resp, _ = e.do(http.MethodPost, fakeAPI+"/register?token=wrong", formHeader(""), strings.NewReader("token="+fakeRunnerToken))
+	require.Equal(t, http.StatusCreated, resp.StatusCode)
+
+	// A multipart form.
+	ct, mbody := multipartBody(t, map[string]string{"token": fakeRunnerToken, "state": "failed", "trace": "multi\n"}, "", nil)
+	resp, body = e.do(http.MethodPut, fmt.Sprintf("%s/%d", fakeAPI, first), http.Header{"Content-Type": {ct}}, mbody)
+	assert.Equal(t, http.StatusOK, resp.StatusCode, body)
+	info, _ := e.srv.Build(first)
+	assert.Equal(t, runnerapi.StateFailed, info.State)
+	assert.Equal(t, "multi\n", string(e.srv.Trace(first)))
+
+	// JSON values of any type are taken as Rails would take them.
+	resp, body = e.do(http.MethodPut, fmt.Sprintf("%s/%d", fakeAPI, second), http.Header{"Content-Type": {"application/json; charset=utf-8"}},
+		strings.NewReader(`{"token":"`+fakeRunnerToken+`","state":"running","trace":null,"extra":[1,2],"n":3,"b":true}`))
+	assert.Equal(t, http.StatusOK, resp.StatusCode, body)
+	assert.Empty(t, e.srv.Trace(second), "a null trace is no trace")
+
+	// A trace part is bounded like an artifacts file.
+	b, _ := e.srv.Build(second)
+	resp, body = e.patch(second, b.Build.Token, "0-11", "01234567890")
+	assert.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode)
+	assert.Equal(t, `{"message":"413 Request Entity Too Large"}`, body)
+	assert.Empty(t, e.srv.Trace(second))
+
+	resp, body = e.do(http.MethodPut, fmt.Sprintf("%s/%d", fakeAPI, second), formHeader(""), strings.NewReader("token=%zz"))
+	assert.Equal(t, http.StatusBadRequest, resp.StatusCode, "malformed form")
+	assert.Equal(t, `{"message":"400 Bad Request"}`, body)
 }
