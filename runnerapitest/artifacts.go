@@ -277,18 +277,26 @@ func (s *Server) handleDownload(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request) {
 	id, ok := pathID(r)
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	b := s.builds[id]
-	if !ok || b == nil {
-		writeMessage(w, http.StatusNotFound, msgNotFound)
-		return
+	var status int
+	switch {
+	case !ok || b == nil:
+		status = http.StatusNotFound
+	case !s.validBuildTokenLocked(b, buildToken(r)):
+		status = http.StatusForbidden
+	default:
+		s.removeArtifactLocked(b)
+		status = http.StatusOK
 	}
-	if !s.validBuildTokenLocked(b, buildToken(r)) {
-		writeMessage(w, http.StatusForbidden, msgForbidden)
-		return
+	s.mu.Unlock()
+	switch status {
+	case http.StatusNotFound:
+		writeMessage(w, status, msgNotFound)
+	case http.StatusForbidden:
+		writeMessage(w, status, msgForbidden)
+	default:
+		w.WriteHeader(status)
 	}
-	s.removeArtifactLocked(b)
-	w.WriteHeader(http.StatusOK)
 }
 
 // expireUnits maps the units expire_in accepts to their length.

@@ -216,51 +216,60 @@ func (f *faultState) count(k FaultKind) {
 	f.mu.Unlock()
 }
 
-// statusWriter remembers the status of the answer, for the request log.
+// statusWriter logs the request as soon as its status is known, before any byte of the answer leaves, so a client
+// that has its answer always finds its request in Requests.
 type statusWriter struct {
 	http.ResponseWriter
-	status int
+	log func(status int)
 }
 
 func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
+	w.log(code)
 	w.ResponseWriter.WriteHeader(code)
 }
 
 func (w *statusWriter) Write(p []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
+	w.log(http.StatusOK)
 	return w.ResponseWriter.Write(p)
 }
 
 // Unwrap lets http.ResponseController reach the connection.
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// endpoint wraps the handler of ep with the request log and fault injection.
+// endpoint wraps the handler of ep with the request log and fault injection. Faults are counted and logged before
+// the client can see their effect.
 func (s *Server) endpoint(ep Endpoint, h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		sw := &statusWriter{ResponseWriter: w}
 		rec := Request{
 			Method: r.Method, Path: r.URL.Path, Endpoint: ep, TokenInQuery: r.URL.Query().Has("token"),
 			ContentRange: r.Header.Get("Content-Range"), ContentLength: r.ContentLength, UserAgent: r.UserAgent(),
 		}
-		defer func() {
-			rec.Status = sw.status
-			s.recordRequest(rec)
-		}()
+		logged := false
+		log := func(status int) {
+			if !logged {
+				logged = true
+				rec.Status = status
+				s.recordRequest(rec)
+			}
+		}
+		// A handler that writes nothing answers 200.
+		defer log(http.StatusOK)
+		sw := &statusWriter{ResponseWriter: w, log: log}
+
 		var ft *fault
 		if ep != "" {
 			ft = s.faults.draw(ep)
+		}
+		if ft != nil && ft.rule.Kind == FaultLoseTraceTail && !s.loseTraceTail(r, ft.tail) {
+			ft = nil // nothing to lose
 		}
 		if ft == nil {
 			h(sw, r)
 			return
 		}
 		kind := ft.rule.Kind
-		applied := true
+		s.faults.count(kind)
+		rec.Fault = kind
 		switch kind {
 		case FaultInternalError:
 			writeMessage(sw, http.StatusInternalServerError, msgInternalError)
@@ -275,36 +284,26 @@ func (s *Server) endpoint(ep Endpoint, h http.HandlerFunc) http.Handler {
 		case FaultConflict:
 			writeMessage(sw, http.StatusConflict, msgConflict)
 		case FaultDropBefore:
-			sw.status = 0
+			log(0)
 			dropConnection(w)
 		case FaultDropAfter:
-			s.faults.count(kind)
-			rec.Fault = kind
 			if ep == EndpointDownload {
 				// Headers and half the file, then the connection goes: the client sees a body cut short.
+				log(0)
 				h(&cutWriter{statusWriter: sw}, r)
 			} else {
 				h(httptest.NewRecorder(), r)
+				log(0)
 			}
-			sw.status = 0
 			dropConnection(w)
-			return
 		case FaultLoseTraceTail:
-			applied = s.loseTraceTail(r, ft.tail)
-			if applied {
-				// Count and log before the handler runs, so the request log entry is right even if it panics.
-				s.faults.count(kind)
-				rec.Fault = kind
-			}
+			// The tail is gone already; the handler answers 416 with the shorter length.
 			h(sw, r)
-			return
 		case FaultDelay:
 			d := ft.rule.Delay
 			if d == 0 {
 				d = defaultFaultDelay
 			}
-			s.faults.count(kind)
-			rec.Fault = kind
 			t := time.NewTimer(d)
 			select {
 			case <-t.C:
@@ -313,11 +312,6 @@ func (s *Server) endpoint(ep Endpoint, h http.HandlerFunc) http.Handler {
 			}
 			t.Stop()
 			h(sw, r)
-			return
-		}
-		if applied {
-			s.faults.count(kind)
-			rec.Fault = kind
 		}
 	})
 }

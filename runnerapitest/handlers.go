@@ -267,44 +267,38 @@ func (s *Server) handleUpdate(w http.ResponseWriter, r *http.Request) {
 		badBody(w, err)
 		return
 	}
+	status, body := s.applyUpdate(r, p)
+	writeJSON(w, status, body)
+}
+
+// applyUpdate applies an update and returns the answer, which is written once the lock is released.
+func (s *Server) applyUpdate(r *http.Request, p params) (int, any) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	rn := s.runners[p.get("token")]
 	if rn == nil {
-		writeMessage(w, http.StatusForbidden, msgForbidden)
-		return
+		return http.StatusForbidden, map[string]string{"message": msgForbidden}
 	}
 	rn.lastContact = time.Now()
 	id, ok := pathID(r)
 	b := s.builds[id]
 	if !ok || b == nil || b.runnerID != rn.id || b.state != runnerapi.StateRunning {
-		writeMessage(w, http.StatusNotFound, msgNotFound)
-		return
+		return http.StatusNotFound, map[string]string{"message": msgNotFound}
 	}
 	if b.erased {
-		writeMessage(w, http.StatusForbidden, msgErased)
-		return
+		return http.StatusForbidden, map[string]string{"message": msgErased}
 	}
 	b.updates++
 	if p.has("trace") {
 		b.trace = []byte(p.get("trace"))
 	}
-	var changed bool
-	switch runnerapi.BuildState(p.get("state")) {
-	case runnerapi.StateSuccess:
-		s.setStateLocked(b, runnerapi.StateSuccess)
-		changed = true
-	case runnerapi.StateFailed:
-		s.setStateLocked(b, runnerapi.StateFailed)
-		changed = true
-	default:
-		s.notifyLocked()
+	switch st := runnerapi.BuildState(p.get("state")); st {
+	case runnerapi.StateSuccess, runnerapi.StateFailed:
+		s.setStateLocked(b, st)
+		return http.StatusOK, true
 	}
-	if changed {
-		writeJSON(w, http.StatusOK, true)
-	} else {
-		writeJSON(w, http.StatusOK, nil)
-	}
+	s.notifyLocked()
+	return http.StatusOK, nil
 }
 
 // handleTrace serves PATCH /builds/:id/trace.txt: append the body to the trace if it starts where the trace ends.

@@ -52,7 +52,10 @@ type Server struct {
 	order         []int64 // build IDs in the order they were enqueued: the queue is served oldest first
 	lastBuildID   int64
 	changed       chan struct{} // closed and replaced whenever a build changes state
-	requests      []Request
+
+	// The request log has its own lock: handlers log their answer while holding mu.
+	reqMu    sync.Mutex
+	requests []Request
 }
 
 // runner is a registered runner.
@@ -492,17 +495,18 @@ type Request struct {
 	UserAgent string
 }
 
-// Requests returns the requests answered so far, in the order their handling ended.
+// Requests returns the requests answered so far, in the order they were answered. A request is listed before any
+// byte of its answer is sent, so a client that has its answer finds it here.
 func (s *Server) Requests() []Request {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.reqMu.Lock()
+	defer s.reqMu.Unlock()
 	return append([]Request(nil), s.requests...)
 }
 
 func (s *Server) recordRequest(r Request) {
-	s.mu.Lock()
+	s.reqMu.Lock()
 	s.requests = append(s.requests, r)
-	s.mu.Unlock()
+	s.reqMu.Unlock()
 	if s.logger.Enabled(context.Background(), slog.LevelDebug) {
 		s.logger.LogAttrs(context.Background(), slog.LevelDebug, "runnerapitest: request",
 			slog.String("method", r.Method), slog.String("path", r.Path), slog.Int("status", r.Status),
