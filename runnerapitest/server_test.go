@@ -601,3 +601,18 @@ func TestParametersInEveryForm(t *testing.T) {
 	assert.Equal(t, http.StatusBadRequest, resp.StatusCode, "malformed form")
 	assert.Equal(t, `{"message":"400 Bad Request"}`, body)
 }
+
+// TestRequestsListedBeforeAnswer checks that a client holding its answer finds its request logged, even when the
+// answer is too large to be buffered until the handler returns.
+func TestRequestsListedBeforeAnswer(t *testing.T) {
+	e := newFakeEnv(t)
+	for range 20 {
+		e.srv.Enqueue(runnerapi.Build{Commands: strings.Repeat("echo filler\n", 8<<10)})
+	}
+	for i := range 20 {
+		e.take(fakeRunnerToken)
+		reqs := e.srv.Requests()
+		require.Len(t, reqs, i+1)
+		assert.Equal(t, http.StatusCreated, reqs[i].Status)
+	}
+}
