@@ -1,0 +1,400 @@
+package runnerapitest
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Endpoint names an endpoint of the API, for fault rules and the request log.
+type Endpoint string
+
+// The endpoints of the CI Builds API v1.
+const (
+	EndpointRegister Endpoint = "register" // POST /builds/register
+	EndpointUpdate   Endpoint = "update"   // PUT /builds/:id
+	EndpointTrace    Endpoint = "trace"    // PATCH /builds/:id/trace.txt
+	EndpointUpload   Endpoint = "upload"   // POST /builds/:id/artifacts
+	EndpointDownload Endpoint = "download" // GET /builds/:id/artifacts
+	EndpointDelete   Endpoint = "delete"   // DELETE /builds/:id/artifacts
+)
+
+// endpoints lists the endpoints in a fixed order; each has its own random stream.
+var endpoints = []Endpoint{EndpointRegister, EndpointUpdate, EndpointTrace, EndpointUpload, EndpointDownload, EndpointDelete}
+
+// FaultKind is a kind of failure the server can inject.
+type FaultKind string
+
+// The faults a Server can inject. Unless said otherwise, a fault answers without applying the request.
+const (
+	// FaultInternalError answers 500 with GitLab's JSON body.
+	FaultInternalError FaultKind = "500"
+	// FaultBadGateway answers 502 with an HTML page, as a proxy in front of the coordinator does.
+	FaultBadGateway FaultKind = "502"
+	// FaultServiceUnavailable answers 503 with an HTML page, as a proxy in front of the coordinator does.
+	FaultServiceUnavailable FaultKind = "503"
+	// FaultTooManyRequests answers 429 with a Retry-After of FaultRule.RetryAfter seconds.
+	FaultTooManyRequests FaultKind = "429"
+	// FaultConflict answers register with 409, as GitLab does when assigning a build races with another runner.
+	FaultConflict FaultKind = "409"
+	// FaultDropBefore closes the connection before reading the request.
+	FaultDropBefore FaultKind = "drop-before"
+	// FaultDropAfter applies the request, then closes the connection without answering, so the client sees a
+	// dropped connection though the state changed. On download it sends the headers and the first half of the file
+	// first, so the client sees a body cut short.
+	FaultDropAfter FaultKind = "drop-after"
+	// FaultLoseTraceTail drops the last bytes of the stored trace (FaultRule.TailBytes, or 1 to 256 chosen at
+	// random) before the request is handled, as a coordinator that lost acknowledged data would; the request is then
+	// answered 416 with the shorter length. It applies only to trace requests for a build whose trace is not empty.
+	FaultLoseTraceTail FaultKind = "lose-trace-tail"
+	// FaultDelay waits FaultRule.Delay (50ms when zero) before handling the request normally.
+	FaultDelay FaultKind = "delay"
+)
+
+// FaultRule makes requests to an endpoint fail in one way with some probability.
+type FaultRule struct {
+	// Endpoint is the endpoint the rule applies to; "" applies it to every endpoint its kind makes sense for
+	// (FaultConflict: register; FaultLoseTraceTail: trace; the others: all).
+	Endpoint Endpoint
+	// Kind is the failure.
+	Kind FaultKind
+	// Probability, from 0 to 1, is the chance that a request gets this fault. The probabilities of the rules for
+	// one endpoint add up to at most 1: each request gets at most one fault.
+	Probability float64
+	// RetryAfter is the Retry-After of FaultTooManyRequests, in seconds (0 sends "0").
+	RetryAfter int
+	// Delay is the wait of FaultDelay; 50ms when zero.
+	Delay time.Duration
+	// TailBytes is how many bytes FaultLoseTraceTail drops (at most the whole trace); 1 to 256 at random when zero.
+	TailBytes int
+}
+
+// defaultFaultDelay is the wait of a FaultDelay rule without its own.
+const defaultFaultDelay = 50 * time.Millisecond
+
+// faultState holds the rules, one random stream per endpoint and the counters.
+type faultState struct {
+	mu       sync.Mutex
+	rules    map[Endpoint][]FaultRule
+	rngs     map[Endpoint]*rand.Rand
+	injected map[FaultKind]int
+}
+
+// SetFaults replaces the fault rules and resets the random streams and the counters of FaultsInjected. Each
+// endpoint draws from its own stream seeded by seed, so the same seed and the same sequence of requests to an
+// endpoint give the same faults, however requests to different endpoints interleave. SetFaults with no rules turns
+// fault injection off.
+func (s *Server) SetFaults(seed int64, rules ...FaultRule) error {
+	byEndpoint := make(map[Endpoint][]FaultRule)
+	sums := make(map[Endpoint]float64)
+	for i, r := range rules {
+		if r.Probability < 0 || r.Probability > 1 || r.Probability != r.Probability {
+			return fmt.Errorf("runnerapitest: fault rule %d: probability %v not between 0 and 1", i, r.Probability)
+		}
+		if r.RetryAfter < 0 || r.Delay < 0 || r.TailBytes < 0 {
+			return fmt.Errorf("runnerapitest: fault rule %d: negative parameter", i)
+		}
+		if !knownKind(r.Kind) {
+			return fmt.Errorf("runnerapitest: fault rule %d: unknown kind %q", i, r.Kind)
+		}
+		targets := endpoints
+		if r.Endpoint != "" {
+			if !knownEndpoint(r.Endpoint) {
+				return fmt.Errorf("runnerapitest: fault rule %d: unknown endpoint %q", i, r.Endpoint)
+			}
+			if !kindApplies(r.Kind, r.Endpoint) {
+				return fmt.Errorf("runnerapitest: fault rule %d: %s does not apply to %s", i, r.Kind, r.Endpoint)
+			}
+			targets = []Endpoint{r.Endpoint}
+		}
+		for _, ep := range targets {
+			if !kindApplies(r.Kind, ep) {
+				continue
+			}
+			byEndpoint[ep] = append(byEndpoint[ep], r)
+			sums[ep] += r.Probability
+			if sums[ep] > 1+1e-9 {
+				return fmt.Errorf("runnerapitest: fault rules for %s add up to a probability above 1", ep)
+			}
+		}
+	}
+	s.faults.reset(seed, byEndpoint)
+	return nil
+}
+
+// FaultsInjected returns how many faults of each kind have been injected since the last SetFaults.
+func (s *Server) FaultsInjected() map[FaultKind]int {
+	s.faults.mu.Lock()
+	defer s.faults.mu.Unlock()
+	out := make(map[FaultKind]int, len(s.faults.injected))
+	for k, n := range s.faults.injected {
+		out[k] = n
+	}
+	return out
+}
+
+func knownKind(k FaultKind) bool {
+	switch k {
+	case FaultInternalError, FaultBadGateway, FaultServiceUnavailable, FaultTooManyRequests, FaultConflict,
+		FaultDropBefore, FaultDropAfter, FaultLoseTraceTail, FaultDelay:
+		return true
+	}
+	return false
+}
+
+func knownEndpoint(ep Endpoint) bool {
+	for _, e := range endpoints {
+		if e == ep {
+			return true
+		}
+	}
+	return false
+}
+
+func kindApplies(k FaultKind, ep Endpoint) bool {
+	switch k {
+	case FaultConflict:
+		return ep == EndpointRegister
+	case FaultLoseTraceTail:
+		return ep == EndpointTrace
+	}
+	return true
+}
+
+func (f *faultState) reset(seed int64, rules map[Endpoint][]FaultRule) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.rules = rules
+	f.rngs = make(map[Endpoint]*rand.Rand, len(endpoints))
+	for i, ep := range endpoints {
+		f.rngs[ep] = rand.New(rand.NewPCG(uint64(seed), uint64(i+1)))
+	}
+	f.injected = make(map[FaultKind]int)
+}
+
+// fault is the decision for one request.
+type fault struct {
+	rule FaultRule
+	tail int // bytes FaultLoseTraceTail drops
+}
+
+// draw decides the fault of the next request to ep, or nil. It draws from ep's stream only when ep has rules.
+func (f *faultState) draw(ep Endpoint) *fault {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	rules := f.rules[ep]
+	if len(rules) == 0 {
+		return nil
+	}
+	rng := f.rngs[ep]
+	u := rng.Float64()
+	var acc float64
+	for _, r := range rules {
+		acc += r.Probability
+		if u < acc {
+			ft := &fault{rule: r}
+			if r.Kind == FaultLoseTraceTail {
+				ft.tail = r.TailBytes
+				if ft.tail == 0 {
+					ft.tail = 1 + rng.IntN(256)
+				}
+			}
+			return ft
+		}
+	}
+	return nil
+}
+
+func (f *faultState) count(k FaultKind) {
+	f.mu.Lock()
+	f.injected[k]++
+	f.mu.Unlock()
+}
+
+// statusWriter logs the request as soon as its status is known, before any byte of the answer leaves, so a client
+// that has its answer always finds its request in Requests.
+type statusWriter struct {
+	http.ResponseWriter
+	log func(status int)
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.log(code)
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(p []byte) (int, error) {
+	w.log(http.StatusOK)
+	return w.ResponseWriter.Write(p)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// endpoint wraps the handler of ep with the request log and fault injection. Faults are counted and logged before
+// the client can see their effect.
+func (s *Server) endpoint(ep Endpoint, h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := Request{
+			Method: r.Method, Path: r.URL.Path, Endpoint: ep, TokenInQuery: r.URL.Query().Has("token"),
+			ContentRange: r.Header.Get("Content-Range"), ContentLength: r.ContentLength, UserAgent: r.UserAgent(),
+		}
+		logged := false
+		log := func(status int) {
+			if !logged {
+				logged = true
+				rec.Status = status
+				s.recordRequest(rec)
+			}
+		}
+		// A handler that writes nothing answers 200.
+		defer log(http.StatusOK)
+		sw := &statusWriter{ResponseWriter: w, log: log}
+
+		var ft *fault
+		if ep != "" {
+			ft = s.faults.draw(ep)
+		}
+		if ft != nil && ft.rule.Kind == FaultLoseTraceTail && !s.loseTraceTail(r, ft.tail) {
+			ft = nil // nothing to lose
+		}
+		if ft == nil {
+			h(sw, r)
+			return
+		}
+		kind := ft.rule.Kind
+		s.faults.count(kind)
+		rec.Fault = kind
+		switch kind {
+		case FaultInternalError:
+			writeMessage(sw, http.StatusInternalServerError, msgInternalError)
+		case FaultBadGateway, FaultServiceUnavailable:
+			code, _ := strconv.Atoi(string(kind))
+			writeProxyPage(sw, code)
+		case FaultTooManyRequests:
+			sw.Header().Set("Retry-After", strconv.Itoa(ft.rule.RetryAfter))
+			sw.Header().Set("Content-Type", "text/plain")
+			sw.WriteHeader(http.StatusTooManyRequests)
+			_, _ = sw.Write([]byte("Retry later\n"))
+		case FaultConflict:
+			writeMessage(sw, http.StatusConflict, msgConflict)
+		case FaultDropBefore:
+			log(0)
+			dropConnection(w)
+		case FaultDropAfter:
+			if ep == EndpointDownload {
+				// Headers and half the file, then the connection goes: the client sees a body cut short.
+				log(0)
+				h(&cutWriter{statusWriter: sw}, r)
+			} else {
+				h(httptest.NewRecorder(), r)
+				log(0)
+			}
+			dropConnection(w)
+		case FaultLoseTraceTail:
+			// The tail is gone already; the handler answers 416 with the shorter length.
+			h(sw, r)
+		case FaultDelay:
+			d := ft.rule.Delay
+			if d == 0 {
+				d = defaultFaultDelay
+			}
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-r.Context().Done():
+			case <-s.closed:
+			}
+			t.Stop()
+			h(sw, r)
+		}
+	})
+}
+
+// loseTraceTail drops up to n bytes from the end of the trace of the request's build; it reports whether any went.
+func (s *Server) loseTraceTail(r *http.Request, n int) bool {
+	id, ok := pathID(r)
+	if !ok {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := s.builds[id]
+	if b == nil || len(b.trace) == 0 {
+		return false
+	}
+	b.trace = b.trace[:len(b.trace)-min(n, len(b.trace))]
+	return true
+}
+
+// writeProxyPage answers code with an HTML error page, as nginx in front of GitLab does.
+func writeProxyPage(w http.ResponseWriter, code int) {
+	text := strconv.Itoa(code) + " " + http.StatusText(code)
+	page := "<html>\r\n<head><title>" + text + "</title></head>\r\n<body>\r\n<center><h1>" + text +
+		"</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+	w.Header().Set("Content-Type", "text/html")
+	w.Header().Set("Content-Length", strconv.Itoa(len(page)))
+	w.WriteHeader(code)
+	_, _ = w.Write([]byte(page))
+}
+
+// dropConnection closes the request's connection without an answer.
+func dropConnection(w http.ResponseWriter) {
+	conn, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		// Not hijackable (HTTP/2): abort the stream instead.
+		panic(http.ErrAbortHandler)
+	}
+	_ = conn.Close()
+}
+
+// errCut stops a download that FaultDropAfter cuts short.
+var errCut = errors.New("runnerapitest: download cut short")
+
+// cutWriter passes a download's headers and the first half of its body, then stops writing.
+type cutWriter struct {
+	*statusWriter
+	limit   int64 // -1 until the headers are known
+	written int64
+	started bool
+}
+
+func (c *cutWriter) WriteHeader(code int) {
+	if !c.started {
+		c.started = true
+		c.limit = 0
+		if n, err := strconv.ParseInt(c.Header().Get("Content-Length"), 10, 64); err == nil {
+			c.limit = n / 2
+		}
+	}
+	c.statusWriter.WriteHeader(code)
+}
+
+func (c *cutWriter) Write(p []byte) (int, error) {
+	if !c.started {
+		c.WriteHeader(http.StatusOK)
+	}
+	room := c.limit - c.written
+	if room <= 0 {
+		_ = http.NewResponseController(c.statusWriter).Flush()
+		return 0, errCut
+	}
+	if int64(len(p)) > room {
+		p = p[:room]
+	}
+	n, err := c.statusWriter.Write(p)
+	c.written += int64(n)
+	if err == nil && c.written >= c.limit {
+		_ = http.NewResponseController(c.statusWriter).Flush()
+		return n, errCut
+	}
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (c *cutWriter) Unwrap() http.ResponseWriter { return c.statusWriter }

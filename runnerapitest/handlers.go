@@ -1,0 +1,366 @@
+package runnerapitest
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/runnerapi/runnerapi"
+)
+
+// Error messages as GitLab's API sends them.
+const (
+	msgForbidden       = "403 Forbidden"
+	msgNotFound        = "404 Not Found"
+	msgConflict        = "409 Conflict"
+	msgTooLarge        = "413 Request Entity Too Large"
+	msgInternalError   = "500 Internal Server Error"
+	msgErased          = "403 Forbidden  - Build has been erased!"
+	msgNotRunning      = "403 Forbidden  - Build is not running!"
+	msgMissingFile     = `400 (Bad request) "Missing artifacts file!" not given`
+	msgBadRequest      = "400 Bad Request"
+	msgMissingRange    = "400 Missing header Content-Range"
+	msgInvalidRange    = "400 Invalid header Content-Range"
+	msgRangeNotSatisfy = "416 Range Not Satisfiable"
+)
+
+// maxFormBody bounds the body of register and update, whose trace parameter can hold a whole trace.
+const maxFormBody = 64 << 20
+
+// multiRunnerUA matches the user agents GitLab answers "no build" with 204 rather than 404.
+var multiRunnerUA = regexp.MustCompile(`^gitlab(?:-ci)?-multi-runner \d+\.\d+\.\d+\S* `)
+
+// contentRange is the only form of Content-Range the trace endpoint accepts: START-END in decimal.
+var contentRange = regexp.MustCompile(`^(\d+)-(\d+)$`)
+
+// routes returns the server's handler: each endpoint wrapped by the request log and fault injection.
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	const p = "/ci/api/v1/builds"
+	mux.Handle("POST "+p+"/register", s.endpoint(EndpointRegister, s.handleRegister))
+	mux.Handle("PUT "+p+"/{id}", s.endpoint(EndpointUpdate, s.handleUpdate))
+	mux.Handle("PATCH "+p+"/{id}/trace.txt", s.endpoint(EndpointTrace, s.handleTrace))
+	mux.Handle("POST "+p+"/{id}/artifacts", s.endpoint(EndpointUpload, s.handleUpload))
+	mux.Handle("GET "+p+"/{id}/artifacts", s.endpoint(EndpointDownload, s.handleDownload))
+	mux.Handle("DELETE "+p+"/{id}/artifacts", s.endpoint(EndpointDelete, s.handleDelete))
+	mux.Handle("/", s.endpoint("", func(w http.ResponseWriter, _ *http.Request) {
+		writeMessage(w, http.StatusNotFound, msgNotFound)
+	}))
+	return mux
+}
+
+// writeJSON answers status with v encoded as JSON.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		status, data = http.StatusInternalServerError, []byte(`{"message":"500 Internal Server Error"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+	w.WriteHeader(status)
+	_, _ = w.Write(data)
+}
+
+// writeMessage answers with GitLab's usual error body, {"message": msg}.
+func writeMessage(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]any{"message": msg})
+}
+
+// writeError answers with the trace endpoint's error body, {"error": msg}.
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]string{"error": msg})
+}
+
+// params are a request's parameters: those of its body (a form, a multipart form or a JSON object, whose nested
+// objects are flattened to "outer[inner]" keys as Rails does) win over those of its query.
+type params struct {
+	body  url.Values
+	query url.Values
+}
+
+func (p params) get(key string) string {
+	if v, ok := p.body[key]; ok && len(v) > 0 {
+		return v[0]
+	}
+	return p.query.Get(key)
+}
+
+func (p params) has(key string) bool {
+	return p.body.Has(key) || p.query.Has(key)
+}
+
+// errBodyTooLarge marks a form body above maxFormBody.
+var errBodyTooLarge = errors.New("body too large")
+
+// parseParams reads the parameters of a register or update request.
+func parseParams(r *http.Request) (params, error) {
+	p := params{body: url.Values{}, query: r.URL.Query()}
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	switch mt {
+	case "application/x-www-form-urlencoded", "application/json":
+		data, err := io.ReadAll(io.LimitReader(r.Body, maxFormBody+1))
+		if err != nil {
+			return p, err
+		}
+		if len(data) > maxFormBody {
+			return p, errBodyTooLarge
+		}
+		if mt == "application/json" {
+			var obj map[string]any
+			dec := json.NewDecoder(bytes.NewReader(data))
+			dec.UseNumber()
+			if err := dec.Decode(&obj); err != nil {
+				return p, err
+			}
+			flattenJSON(p.body, "", obj)
+			return p, nil
+		}
+		v, err := url.ParseQuery(string(data))
+		if err != nil {
+			return p, err
+		}
+		p.body = v
+	case "multipart/form-data":
+		r.Body = http.MaxBytesReader(nil, r.Body, maxFormBody)
+		if err := r.ParseMultipartForm(1 << 20); err != nil {
+			return p, err
+		}
+		defer r.MultipartForm.RemoveAll()
+		p.body = url.Values(r.MultipartForm.Value)
+	}
+	return p, nil
+}
+
+// flattenJSON adds the scalar values of obj to v, naming nested keys "outer[inner]".
+func flattenJSON(v url.Values, prefix string, obj map[string]any) {
+	for k, val := range obj {
+		key := k
+		if prefix != "" {
+			key = prefix + "[" + k + "]"
+		}
+		switch x := val.(type) {
+		case nil:
+		case string:
+			v.Set(key, x)
+		case json.Number:
+			v.Set(key, x.String())
+		case bool:
+			v.Set(key, strconv.FormatBool(x))
+		case map[string]any:
+			flattenJSON(v, key, x)
+		default:
+			data, _ := json.Marshal(x)
+			v.Set(key, string(data))
+		}
+	}
+}
+
+// pathID returns the build ID of the path, or false when it is not a number.
+func pathID(r *http.Request) (int64, bool) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	return id, err == nil
+}
+
+// buildToken returns the build token a trace or artifacts request carries: the token parameter wins over the
+// BUILD-TOKEN header.
+func buildToken(r *http.Request) string {
+	if q := r.URL.Query(); q.Has("token") {
+		return q.Get("token")
+	}
+	return r.Header.Get("BUILD-TOKEN")
+}
+
+// handleRegister serves POST /builds/register: hand the oldest pending build to the runner.
+func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
+	p, err := parseParams(r)
+	if err != nil {
+		badBody(w, err)
+		return
+	}
+	s.mu.Lock()
+	rn := s.runners[p.get("token")]
+	if rn == nil {
+		s.mu.Unlock()
+		writeMessage(w, http.StatusForbidden, msgForbidden)
+		return
+	}
+	if rn.paused {
+		s.mu.Unlock()
+		writeMessage(w, http.StatusNotFound, msgNotFound)
+		return
+	}
+	rn.lastContact = time.Now()
+	info := runnerapi.RunnerInfo{
+		Name: p.get("info[name]"), Version: p.get("info[version]"), Revision: p.get("info[revision]"),
+		Platform: p.get("info[platform]"), Architecture: p.get("info[architecture]"),
+	}
+	if info != (runnerapi.RunnerInfo{}) {
+		rn.info = info
+	}
+	if last := p.get("last_update"); last != "" && last == rn.queueValue {
+		// Nothing changed since the runner last asked: answer at once, without searching the queue.
+		s.mu.Unlock()
+		s.noBuild(w, r, last)
+		return
+	}
+	if rn.queueValue == "" {
+		rn.queueValue = randomHex(16)
+	}
+	value := rn.queueValue
+	var found *build
+	for _, id := range s.order {
+		if b := s.builds[id]; b.state == runnerapi.StatePending {
+			found = b
+			break
+		}
+	}
+	if found == nil {
+		s.mu.Unlock()
+		s.noBuild(w, r, value)
+		return
+	}
+	found.runnerID = rn.id
+	s.setStateLocked(found, runnerapi.StateRunning)
+	out := s.presentLocked(found)
+	s.mu.Unlock()
+	writeJSON(w, http.StatusCreated, out)
+}
+
+// noBuild answers register's "no build", with the runner's queue value for long polling.
+func (s *Server) noBuild(w http.ResponseWriter, r *http.Request, queueValue string) {
+	w.Header().Set("X-GitLab-Last-Update", queueValue)
+	status := s.noBuildStatus
+	if status == 0 {
+		status = http.StatusNotFound
+		if multiRunnerUA.MatchString(r.UserAgent()) {
+			status = http.StatusNoContent
+		}
+	}
+	if status == http.StatusNoContent {
+		w.WriteHeader(status)
+		return
+	}
+	writeMessage(w, status, msgNotFound)
+}
+
+func badBody(w http.ResponseWriter, err error) {
+	var mbe *http.MaxBytesError
+	if errors.Is(err, errBodyTooLarge) || errors.As(err, &mbe) {
+		writeMessage(w, http.StatusRequestEntityTooLarge, msgTooLarge)
+		return
+	}
+	writeMessage(w, http.StatusBadRequest, msgBadRequest)
+}
+
+// handleUpdate serves PUT /builds/:id: the runner reports a build's state and, optionally, its whole trace.
+func (s *Server) handleUpdate(w http.ResponseWriter, r *http.Request) {
+	p, err := parseParams(r)
+	if err != nil {
+		badBody(w, err)
+		return
+	}
+	status, body := s.applyUpdate(r, p)
+	writeJSON(w, status, body)
+}
+
+// applyUpdate applies an update and returns the answer, which is written once the lock is released.
+func (s *Server) applyUpdate(r *http.Request, p params) (int, any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rn := s.runners[p.get("token")]
+	if rn == nil {
+		return http.StatusForbidden, map[string]string{"message": msgForbidden}
+	}
+	rn.lastContact = time.Now()
+	id, ok := pathID(r)
+	b := s.builds[id]
+	if !ok || b == nil || b.runnerID != rn.id || b.state != runnerapi.StateRunning {
+		return http.StatusNotFound, map[string]string{"message": msgNotFound}
+	}
+	if b.erased {
+		return http.StatusForbidden, map[string]string{"message": msgErased}
+	}
+	b.updates++
+	if p.has("trace") {
+		b.trace = []byte(p.get("trace"))
+	}
+	switch st := runnerapi.BuildState(p.get("state")); st {
+	case runnerapi.StateSuccess, runnerapi.StateFailed:
+		s.setStateLocked(b, st)
+		return http.StatusOK, true
+	}
+	s.notifyLocked()
+	return http.StatusOK, nil
+}
+
+// handleTrace serves PATCH /builds/:id/trace.txt: append the body to the trace if it starts where the trace ends.
+func (s *Server) handleTrace(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(r)
+	s.mu.Lock()
+	b := s.builds[id]
+	if !ok || b == nil {
+		s.mu.Unlock()
+		writeMessage(w, http.StatusNotFound, msgNotFound)
+		return
+	}
+	if !s.validBuildTokenLocked(b, buildToken(r)) {
+		s.mu.Unlock()
+		writeMessage(w, http.StatusForbidden, msgForbidden)
+		return
+	}
+	if b.erased {
+		s.mu.Unlock()
+		writeMessage(w, http.StatusForbidden, msgErased)
+		return
+	}
+	s.mu.Unlock()
+
+	cr, present := r.Header["Content-Range"]
+	if !present {
+		writeError(w, http.StatusBadRequest, msgMissingRange)
+		return
+	}
+	m := contentRange.FindStringSubmatch(cr[0])
+	if len(cr) != 1 || m == nil {
+		// Stricter than GitLab, which reads any leading digits: a client sending another form is caught here.
+		writeError(w, http.StatusBadRequest, msgInvalidRange)
+		return
+	}
+	start, err := strconv.ParseInt(m[1], 10, 64)
+	if err != nil {
+		start = -1 // beyond any trace: answered 416 below
+	}
+	part, err := io.ReadAll(io.LimitReader(r.Body, s.maxArtifactSize+1))
+	if err != nil {
+		writeMessage(w, http.StatusBadRequest, msgBadRequest)
+		return
+	}
+	if int64(len(part)) > s.maxArtifactSize {
+		writeMessage(w, http.StatusRequestEntityTooLarge, msgTooLarge)
+		return
+	}
+
+	s.mu.Lock()
+	n := int64(len(b.trace))
+	if start != n {
+		s.mu.Unlock()
+		w.Header().Set("Range", fmt.Sprintf("0-%d", n))
+		writeError(w, http.StatusRequestedRangeNotSatisfiable, msgRangeNotSatisfy)
+		return
+	}
+	b.trace = append(b.trace, part...)
+	n = int64(len(b.trace))
+	state := b.state
+	s.mu.Unlock()
+	w.Header().Set("Range", fmt.Sprintf("0-%d", n))
+	w.Header().Set("Build-Status", string(state))
+	w.WriteHeader(http.StatusAccepted)
+}
