@@ -351,8 +351,11 @@ func (s *Server) handleTrace(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	n := int64(len(b.trace))
 	if start != n {
+		state := b.state
 		s.mu.Unlock()
 		w.Header().Set("Range", fmt.Sprintf("0-%d", n))
+		// The status rides on every answer a part gets, so a runner out of step still learns of a cancel.
+		w.Header().Set("Build-Status", string(state))
 		writeError(w, http.StatusRequestedRangeNotSatisfiable, msgRangeNotSatisfy)
 		return
 	}

@@ -280,6 +280,7 @@ func TestTrace(t *testing.T) {
 		assert.Equal(t, http.StatusRequestedRangeNotSatisfiable, resp.StatusCode, cr)
 		assert.Equal(t, "0-21", resp.Header.Get("Range"), cr)
 		assert.Equal(t, `{"error":"416 Range Not Satisfiable"}`, body, cr)
+		assert.Equal(t, "running", resp.Header.Get("Build-Status"), cr)
 	}
 	// Only START is read: END may be anything.
 	resp, _ = e.patch(id, b.Token, "21-0", "ok\n")
@@ -319,6 +320,9 @@ func TestTrace(t *testing.T) {
 	resp, _ = e.patch(id, b.Token, "24-24", "")
 	assert.Equal(t, http.StatusAccepted, resp.StatusCode)
 	assert.Equal(t, "canceled", resp.Header.Get("Build-Status"))
+	resp, _ = e.patch(id, b.Token, "0-9", "canceled\n")
+	assert.Equal(t, http.StatusRequestedRangeNotSatisfiable, resp.StatusCode)
+	assert.Equal(t, "canceled", resp.Header.Get("Build-Status"), "a part out of step still learns of the cancel")
 	resp, _ = e.patch(id, b.Token, "24-33", "canceled\n")
 	assert.Equal(t, http.StatusAccepted, resp.StatusCode)
 	assert.Equal(t, "0-33", resp.Header.Get("Range"))
