@@ -178,8 +178,15 @@ func (c *Client) BaseURL() *url.URL {
 
 // normalizeBaseURL turns a coordinator address into the API root, ending in "/ci/api/v1/".
 func normalizeBaseURL(raw string) (*url.URL, error) {
-	u, err := url.Parse(strings.TrimSpace(raw))
+	raw = strings.TrimSpace(raw)
+	// A password holding "/", "?" or "#" ends the authority early, and the parser then quotes it as a port or a
+	// scheme: with any "@" in sight, errors name no part of the input.
+	mayHoldCredentials := strings.Contains(raw, "@")
+	u, err := url.Parse(raw)
 	if err != nil {
+		if mayHoldCredentials {
+			return nil, errors.New("runnerapi: invalid base URL (not shown: it may hold credentials)")
+		}
 		// url.Parse quotes its input, which may hold credentials: say only what is wrong.
 		var ue *url.Error
 		if errors.As(err, &ue) {
@@ -189,6 +196,9 @@ func normalizeBaseURL(raw string) (*url.URL, error) {
 	}
 	switch {
 	case u.Scheme != "http" && u.Scheme != "https":
+		if mayHoldCredentials {
+			return nil, errors.New("runnerapi: invalid base URL: scheme must be http or https")
+		}
 		return nil, fmt.Errorf("runnerapi: invalid base URL: scheme must be http or https, got %q", u.Scheme)
 	case u.Host == "":
 		return nil, errors.New("runnerapi: invalid base URL: no host")
