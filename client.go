@@ -200,7 +200,7 @@ func normalizeBaseURL(raw string) (*url.URL, error) {
 			return nil, errors.New("runnerapi: invalid base URL: scheme must be http or https")
 		}
 		return nil, fmt.Errorf("runnerapi: invalid base URL: scheme must be http or https, got %q", u.Scheme)
-	case u.Host == "":
+	case u.Hostname() == "":
 		return nil, errors.New("runnerapi: invalid base URL: no host")
 	case u.User != nil:
 		return nil, errors.New("runnerapi: invalid base URL: credentials in the URL are not supported; use WithRunnerToken and WithBuildToken")
