@@ -374,7 +374,7 @@ type call struct {
 	retry retryClass
 	// small requests and answers get the client's per-attempt timeout; streams do not.
 	small bool
-	// secrets are scrubbed from any error the call returns.
+	// secrets are masked in the coordinator's message of any error answer.
 	secrets []string
 }
 
@@ -448,8 +448,7 @@ func (c *Client) attempt(req *http.Request, v any, cl call, n int) (*Response, e
 	}
 	resp := newResponse(hr, n)
 	c.logAttempt(req, n, hr.StatusCode, time.Since(start), nil)
-	if err := CheckResponse(hr); err != nil {
-		scrubError(err, cl.secrets)
+	if err := checkResponse(hr, cl.secrets); err != nil {
 		return resp, err
 	}
 	if w, ok := v.(io.Writer); ok {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"regexp"
 	"sort"
 	"strconv"
@@ -92,6 +93,12 @@ func (e *ErrorResponse) Is(target error) bool {
 // CheckResponse returns nil for a 2xx answer and an *ErrorResponse for any other, having read at most 1 MiB of its
 // body and closed it.
 func CheckResponse(r *http.Response) error {
+	return checkResponse(r, nil)
+}
+
+// checkResponse is CheckResponse masking secrets in the coordinator's message before the message is shortened, so
+// that a secret cut in two leaves no part behind.
+func checkResponse(r *http.Response, secrets []string) error {
 	if r.StatusCode >= 200 && r.StatusCode < 300 {
 		return nil
 	}
@@ -103,13 +110,13 @@ func CheckResponse(r *http.Response) error {
 	if r.Body != nil {
 		data, _ := io.ReadAll(io.LimitReader(r.Body, maxErrorBody))
 		_ = r.Body.Close()
-		er.Message = parseErrorMessage(r.Header.Get("Content-Type"), data)
+		er.Message = shorten(maskSecrets(parseErrorMessage(r.Header.Get("Content-Type"), data), secrets))
 	}
 	return er
 }
 
 // parseErrorMessage extracts what the coordinator said from an error body of any shape a coordinator or a proxy
-// in front of it sends.
+// in front of it sends. The message is not shortened yet.
 func parseErrorMessage(contentType string, data []byte) string {
 	text := strings.TrimSpace(string(data))
 	if text == "" {
@@ -122,17 +129,17 @@ func parseErrorMessage(contentType string, data []byte) string {
 		}
 		if json.Unmarshal(data, &body) == nil {
 			if msg := jsonMessage(body.Message); msg != "" {
-				return shorten(msg)
+				return msg
 			}
 			if msg := jsonMessage(body.Error); msg != "" {
-				return shorten(msg)
+				return msg
 			}
 		}
 	}
 	if strings.Contains(contentType, "html") || looksLikeHTML(text) {
-		return shorten(htmlText(text))
+		return htmlText(text)
 	}
-	return shorten(text)
+	return text
 }
 
 // jsonMessage renders a "message" value: a string, or a validation object {"field": ["is invalid", ...]}.
@@ -206,17 +213,16 @@ func shorten(s string) string {
 	return s[:cut] + "…"
 }
 
-// scrubError masks the given secrets wherever the coordinator's message repeats them.
-func scrubError(err error, secrets []string) {
-	var er *ErrorResponse
-	if !errors.As(err, &er) {
-		return
-	}
+// maskSecrets masks the given secrets wherever msg repeats them, as they are or URL-encoded as in a form body the
+// coordinator echoes.
+func maskSecrets(msg string, secrets []string) string {
 	for _, s := range secrets {
 		if s != "" {
-			er.Message = strings.ReplaceAll(er.Message, s, "[MASKED]")
+			msg = strings.ReplaceAll(msg, s, masked)
+			msg = strings.ReplaceAll(msg, url.QueryEscape(s), masked)
 		}
 	}
+	return msg
 }
 
 // TransportError is a failure to exchange a request and an answer with the coordinator: a refused or dropped
