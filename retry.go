@@ -20,7 +20,7 @@ type RetryPolicy struct {
 	BaseDelay time.Duration
 	// MaxDelay caps the backoff ceiling.
 	MaxDelay time.Duration
-	// MaxRetryAfter caps how long a Retry-After header can make a call wait.
+	// MaxRetryAfter caps how long a Retry-After header can make a call wait; zero ignores Retry-After.
 	MaxRetryAfter time.Duration
 }
 
@@ -31,11 +31,14 @@ func DefaultRetryPolicy() RetryPolicy {
 }
 
 // backoff returns the wait before retry n (1 for the first retry). A positive retryAfter, the coordinator's own
-// request, wins over the computed backoff, capped by MaxRetryAfter.
+// request, lengthens the computed backoff to it, capped by MaxRetryAfter; it never shortens it, so a policy
+// without MaxRetryAfter does not answer "wait two minutes" by retrying at once.
 func (p RetryPolicy) backoff(n int, retryAfter time.Duration) time.Duration {
-	if retryAfter > 0 {
-		return min(retryAfter, p.MaxRetryAfter)
-	}
+	return max(p.jitter(n), min(retryAfter, p.MaxRetryAfter))
+}
+
+// jitter draws the computed backoff before retry n: uniform below a ceiling that doubles from BaseDelay.
+func (p RetryPolicy) jitter(n int) time.Duration {
 	ceiling := p.BaseDelay
 	for i := 1; i < n && ceiling < p.MaxDelay; i++ {
 		ceiling *= 2
