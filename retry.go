@@ -39,15 +39,20 @@ func (p RetryPolicy) backoff(n int, retryAfter time.Duration) time.Duration {
 
 // jitter draws the computed backoff before retry n: uniform below a ceiling that doubles from BaseDelay.
 func (p RetryPolicy) jitter(n int) time.Duration {
-	ceiling := p.BaseDelay
+	ceiling := min(p.BaseDelay, p.MaxDelay)
 	for i := 1; i < n && ceiling < p.MaxDelay; i++ {
+		// Doubling past MaxDelay/2 could overflow into a negative ceiling: stop at MaxDelay.
+		if ceiling > p.MaxDelay/2 {
+			ceiling = p.MaxDelay
+			break
+		}
 		ceiling *= 2
 	}
-	ceiling = min(ceiling, p.MaxDelay)
 	if ceiling <= 0 {
 		return 0
 	}
-	return rand.N(ceiling + 1)
+	// rand.N(ceiling+1) would overflow, and panic, for a ceiling of math.MaxInt64.
+	return rand.N(ceiling)
 }
 
 // shouldRetry decides whether attempt n, which failed with err, is followed by another, and after how long.

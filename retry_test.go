@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"strings"
@@ -285,6 +286,22 @@ func TestRetryPolicyBackoff(t *testing.T) {
 	assert.Less(t, zero, 50, "a Retry-After made every wait zero")
 
 	assert.Zero(t, RetryPolicy{}.backoff(1, 0))
+}
+
+func TestRetryPolicyBackoffExtremes(t *testing.T) {
+	// Absurd policies neither panic nor overflow into a zero or negative wait.
+	huge := RetryPolicy{MaxRetries: 100, BaseDelay: math.MaxInt64, MaxDelay: math.MaxInt64}
+	assert.NotPanics(t, func() { _ = huge.backoff(1, 0) })
+	doubling := RetryPolicy{MaxRetries: 100, BaseDelay: time.Second, MaxDelay: math.MaxInt64}
+	positive := 0
+	for range 20 {
+		d := doubling.backoff(80, 0)
+		assert.GreaterOrEqual(t, d, time.Duration(0))
+		if d > time.Second {
+			positive++
+		}
+	}
+	assert.Greater(t, positive, 0, "the ceiling overflowed")
 }
 
 func TestParseRetryAfter(t *testing.T) {
