@@ -224,16 +224,22 @@ func normalizeBaseURL(raw string) (*url.URL, error) {
 
 // checkRedirect keeps tokens on the coordinator's origin: the BUILD-TOKEN header is dropped when a redirect
 // leaves it, and a redirect that would replay a request body (which may hold the runner token) elsewhere is refused.
+// So is a redirect that changes the method (net/http turns a POST or PUT into a GET without its body on a 301, 302
+// or 303): register would then reach an endpoint that answers 404, read as "no build" forever.
 func checkRedirect(next func(*http.Request, []*http.Request) error) func(*http.Request, []*http.Request) error {
 	return func(req *http.Request, via []*http.Request) error {
 		if len(via) >= 10 {
-			return errors.New("stopped after 10 redirects")
+			return &redirectError{"stopped after 10 redirects"}
 		}
 		first := via[0]
+		if req.Method != first.Method {
+			return &redirectError{fmt.Sprintf("refusing to follow a redirect that turns %s into %s; check the base URL (http or https?)",
+				first.Method, req.Method)}
+		}
 		if req.URL.Scheme != first.URL.Scheme || req.URL.Host != first.URL.Host {
 			req.Header.Del(buildTokenHeader)
 			if req.GetBody != nil && req.ContentLength != 0 {
-				return fmt.Errorf("refusing to resend the request body to another origin (%s)", req.URL.Host)
+				return &redirectError{fmt.Sprintf("refusing to resend the request body to another origin (%s)", req.URL.Host)}
 			}
 		}
 		if next != nil {
@@ -242,6 +248,11 @@ func checkRedirect(next func(*http.Request, []*http.Request) error) func(*http.R
 		return nil
 	}
 }
+
+// redirectError is a redirect the SDK refuses to follow. It is not transient: the next attempt meets it again.
+type redirectError struct{ reason string }
+
+func (e *redirectError) Error() string { return e.reason }
 
 // RequestOption adjusts one call.
 type RequestOption func(*callConfig)
@@ -438,8 +449,11 @@ func (c *Client) attempt(req *http.Request, v any, cl call, n int) (*Response, e
 	hr, err := c.httpClient.Do(r)
 	if err != nil {
 		// A context that ended is the caller's doing: report that, not the transport's wording.
+		var re *redirectError
 		if ctxErr := req.Context().Err(); ctxErr != nil {
 			err = fmt.Errorf("runnerapi: %s %s: %w", req.Method, redactURL(req.URL), ctxErr)
+		} else if errors.As(err, &re) {
+			err = fmt.Errorf("runnerapi: %s %s: %w", req.Method, redactURL(req.URL), re)
 		} else {
 			err = &TransportError{Method: req.Method, URL: redactURL(req.URL), Err: redactError(err)}
 		}

@@ -489,3 +489,48 @@ func TestRedactionOnEveryFailurePath(t *testing.T) {
 		})
 	}
 }
+
+func TestRedirectDroppingTheBodyIsRefused(t *testing.T) {
+	// An http:// base URL behind a server that moves everything to https:// with a 301: net/http would turn the
+	// register POST into a GET without its form, which the coordinator answers 404, read as "no build" forever.
+	var posts, gets atomic.Int32
+	c, _ := testServerClient(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			posts.Add(1)
+			http.Redirect(w, r, "/elsewhere"+r.URL.Path, http.StatusMovedPermanently)
+			return
+		}
+		gets.Add(1)
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = io.WriteString(w, `{"message":"404 Not Found"}`)
+	}))
+	build, _, err := c.Builds.Register(context.Background(), nil)
+	require.Error(t, err, "a redirected register must not look like \"no build\"")
+	assert.Nil(t, build)
+	assert.Contains(t, err.Error(), "redirect")
+	assert.False(t, IsTransient(err), "a refused redirect will not pass by trying again")
+	assert.Zero(t, gets.Load())
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, _, err = c.Builds.Next(ctx, &NextOptions{Interval: time.Millisecond})
+	require.Error(t, err)
+	assert.NotErrorIs(t, err, context.DeadlineExceeded, "Next kept polling a redirect it refuses")
+	assert.Equal(t, int32(2), posts.Load())
+}
+
+func TestRedirectRefusalIsNotRetried(t *testing.T) {
+	var hits atomic.Int32
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(other.Close)
+	c, _ := testServerClient(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		http.Redirect(w, r, other.URL+"/x", http.StatusTemporaryRedirect)
+	}))
+	_, err := c.Builds.Update(context.Background(), 1, &UpdateOptions{State: StateSuccess})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "refusing to resend")
+	assert.Equal(t, int32(1), hits.Load())
+}
