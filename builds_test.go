@@ -3,6 +3,7 @@ package runnerapi
 import (
 	"context"
 	"errors"
+	"math"
 	"net/http"
 	"net/url"
 	"os"
@@ -333,4 +334,31 @@ func TestNextStopsWhenContextEnds(t *testing.T) {
 		assert.ErrorIs(t, err, context.Canceled)
 		assert.False(t, strings.Contains(err.Error(), testRunnerToken))
 	})
+}
+
+func TestNextHugeInterval(t *testing.T) {
+	c, mock := testMockClient(t)
+	mock.RegisterResponder(http.MethodPost, testAPIRoot+"builds/register", httpmock.NewStringResponder(204, ""))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	assert.NotPanics(t, func() {
+		_, _, err := c.Builds.Next(ctx, &NextOptions{Interval: math.MaxInt64})
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+	})
+	// An overflowing wait would be negative, and Next would poll in a tight loop until ctx ended.
+	assert.Equal(t, 1, mock.GetTotalCallCount())
+}
+
+func TestPollWaitJitter(t *testing.T) {
+	distinct := map[time.Duration]bool{}
+	for range 100 {
+		w := pollWait(time.Second)
+		assert.GreaterOrEqual(t, w, 500*time.Millisecond)
+		assert.Less(t, w, 1500*time.Millisecond)
+		distinct[w] = true
+	}
+	assert.Greater(t, len(distinct), 1, "runners would poll in step")
+	for range 100 {
+		assert.GreaterOrEqual(t, pollWait(math.MaxInt64), time.Duration(math.MaxInt64/2))
+	}
 }
