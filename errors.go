@@ -142,14 +142,25 @@ func parseErrorMessage(contentType string, data []byte) string {
 	return text
 }
 
+// maxMessageDepth is how deep jsonMessage flattens nested objects; deeper values are kept as raw JSON. Each level
+// parses its value again, so an unbounded depth let a 1 MiB answer nested 10000 deep cost minutes of CPU.
+const maxMessageDepth = 2
+
 // jsonMessage renders a "message" value: a string, or a validation object {"field": ["is invalid", ...]}.
 func jsonMessage(raw json.RawMessage) string {
+	return jsonMessageDepth(raw, 0)
+}
+
+func jsonMessageDepth(raw json.RawMessage, depth int) string {
 	if len(raw) == 0 || string(raw) == "null" {
 		return ""
 	}
 	var s string
 	if json.Unmarshal(raw, &s) == nil {
 		return s
+	}
+	if depth >= maxMessageDepth {
+		return string(raw)
 	}
 	var fields map[string]json.RawMessage
 	if json.Unmarshal(raw, &fields) == nil {
@@ -167,7 +178,7 @@ func jsonMessage(raw json.RawMessage) string {
 				}
 				continue
 			}
-			parts = append(parts, k+" "+jsonMessage(fields[k]))
+			parts = append(parts, k+" "+jsonMessageDepth(fields[k], depth+1))
 		}
 		return strings.Join(parts, "; ")
 	}

@@ -178,3 +178,18 @@ func TestTransportAndNotReplayedErrors(t *testing.T) {
 	assert.Contains(t, nr.Error(), "connection refused")
 	assert.Contains(t, nr.Error(), "not retried")
 }
+
+func TestCheckResponseDeeplyNestedMessage(t *testing.T) {
+	// Two levels of a validation object are flattened; anything deeper is kept as it came.
+	er := testErrorResponse(t, 400, "application/json", `{"message":{"a":{"b":{"c":{"d":"x"}}}}}`)
+	assert.Equal(t, `a b {"c":{"d":"x"}}`, er.Message)
+
+	// A 1 MiB answer nested thousands deep is parsed a bounded number of times (unbounded, this took minutes
+	// of CPU and the test times out).
+	const depth = 9000
+	body := `{"message":` + strings.Repeat(`{"a":`, depth) + `"` + strings.Repeat("x", maxErrorBody-6*depth-32) + `"` +
+		strings.Repeat("}", depth) + `}`
+	er = testErrorResponse(t, 400, "application/json", body)
+	assert.True(t, strings.HasPrefix(er.Message, `a a {"a":{"a":`), er.Message[:40])
+	assert.LessOrEqual(t, len(er.Message), maxMessageLen+len("…"))
+}
