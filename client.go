@@ -392,7 +392,8 @@ type call struct {
 // Do sends req and handles the answer: a 2xx body is decoded as JSON into v when v is a pointer, copied into v when
 // v is an io.Writer, and discarded when v is nil; any other status is an *ErrorResponse. Requests are retried by the
 // client's RetryPolicy: GET, PUT, DELETE and HEAD after any transient failure, others only when the failure shows
-// the request had no effect, and none whose body cannot be replayed (set req.GetBody for that).
+// the request had no effect, and none whose body cannot be replayed (set req.GetBody for that). The value of a
+// BUILD-TOKEN header is masked in the coordinator's message should it echo it.
 func (c *Client) Do(req *http.Request, v any) (*Response, error) {
 	cl := call{retry: retryUnsent}
 	switch req.Method {
@@ -404,6 +405,10 @@ func (c *Client) Do(req *http.Request, v any) (*Response, error) {
 
 func (c *Client) do(req *http.Request, v any, cl call) (*Response, error) {
 	ctx := req.Context()
+	// The build token a request carries is masked in any answer that echoes it, whoever built the request.
+	if t := req.Header.Get(buildTokenHeader); t != "" {
+		cl.secrets = append(cl.secrets[:len(cl.secrets):len(cl.secrets)], t)
+	}
 	replayable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
 	for attempt := 1; ; attempt++ {
 		if attempt > 1 && req.GetBody != nil {

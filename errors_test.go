@@ -193,3 +193,23 @@ func TestCheckResponseDeeplyNestedMessage(t *testing.T) {
 	assert.True(t, strings.HasPrefix(er.Message, `a a {"a":{"a":`), er.Message[:40])
 	assert.LessOrEqual(t, len(er.Message), maxMessageLen+len("…"))
 }
+
+func TestDoMasksEchoedBuildToken(t *testing.T) {
+	const buildToken = "BUILD-TOKEN-echoed-4411"
+	c, mock := testMockClient(t)
+	mock.RegisterResponder(http.MethodGet, testAPIRoot+"builds/1/artifacts", func(r *http.Request) (*http.Response, error) {
+		resp := httpmock.NewStringResponse(http.StatusForbidden,
+			`{"message":"403 Forbidden - token `+r.Header.Get(buildTokenHeader)+` has expired"}`)
+		resp.Request = r
+		return resp, nil
+	})
+	req, err := c.NewRequest(context.Background(), http.MethodGet, "builds/1/artifacts", nil)
+	require.NoError(t, err)
+	req.Header.Set(buildTokenHeader, buildToken)
+	_, err = c.Do(req, io.Discard)
+	require.Error(t, err)
+	assert.ErrorIs(t, err, ErrForbidden)
+	assert.NotContains(t, err.Error(), buildToken)
+	assert.Contains(t, err.Error(), masked)
+	assert.Contains(t, err.Error(), "GET "+testAPIRoot+"builds/1/artifacts")
+}
