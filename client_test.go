@@ -439,6 +439,13 @@ func TestRedactionOnEveryFailurePath(t *testing.T) {
 		}, wantErr: func(t *testing.T, err error) {
 			assert.Contains(t, err.Error(), "decoding answer")
 		}},
+		{name: "syntax error next to the token", handler: func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(http.StatusCreated)
+			_, _ = io.WriteString(w, `{"id":1,"token":"`+token+`"`+token+`}`)
+		}, wantErr: func(t *testing.T, err error) {
+			var se *json.SyntaxError
+			assert.ErrorAs(t, err, &se)
+		}},
 		{name: "cancel during backoff", handler: echo(503), cancel: true, wantErr: func(t *testing.T, err error) {
 			assert.ErrorIs(t, err, context.Canceled)
 		}},
@@ -467,7 +474,7 @@ func TestRedactionOnEveryFailurePath(t *testing.T) {
 			if tt.cancel {
 				go func() {
 					// Cancel once the first attempt has been logged, i.e. during the hour-long backoff.
-					for !strings.Contains(rec.String(), "retrying") {
+					for !strings.Contains(rec.String(), "retrying") && ctx.Err() == nil {
 						time.Sleep(time.Millisecond)
 					}
 					cancel()
@@ -533,4 +540,66 @@ func TestRedirectRefusalIsNotRetried(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "refusing to resend")
 	assert.Equal(t, int32(1), hits.Load())
+}
+
+func TestClientConcurrentUse(t *testing.T) {
+	var n atomic.Int32
+	c, _ := testServerClient(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = r.ParseForm()
+		if n.Add(1)%3 == 0 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("X-GitLab-Last-Update", r.PostForm.Get("token"))
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tok := "token-" + string(rune('a'+i))
+			for range 5 {
+				_, resp, err := c.Builds.Register(context.Background(), nil, WithToken(tok))
+				if assert.NoError(t, err) {
+					assert.Equal(t, tok, resp.LastUpdate, "answers crossed between goroutines")
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func TestRedirectLoopAndCallerCheckRedirect(t *testing.T) {
+	var n atomic.Int32
+	loop := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		http.Redirect(w, r, r.URL.Path, http.StatusFound)
+	})
+	c, _ := testServerClient(t, loop)
+	req, err := c.NewRequest(context.Background(), http.MethodGet, "builds/1/artifacts", nil)
+	require.NoError(t, err)
+	_, err = c.Do(req, io.Discard)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "10 redirects")
+	assert.False(t, IsTransient(err))
+	assert.Equal(t, int32(10), n.Load(), "one attempt of ten hops, not retried")
+
+	// The caller's own CheckRedirect still runs after the SDK's checks.
+	var called atomic.Int32
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	hc := &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error {
+		called.Add(1)
+		return http.ErrUseLastResponse
+	}}
+	c2, srv := testServerClient(t, loop, WithHTTPClient(hc))
+	req, err = c2.NewRequest(context.Background(), http.MethodGet, "builds/1/artifacts", nil)
+	require.NoError(t, err)
+	_, err = c2.Do(req, io.Discard)
+	var er *ErrorResponse
+	require.ErrorAs(t, err, &er, "the redirect itself is the answer")
+	assert.Equal(t, http.StatusFound, er.StatusCode)
+	assert.Equal(t, int32(1), called.Load())
+	assert.NotEmpty(t, srv.URL)
 }
