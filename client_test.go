@@ -543,10 +543,19 @@ func TestRedirectRefusalIsNotRetried(t *testing.T) {
 }
 
 func TestClientConcurrentUse(t *testing.T) {
-	var n atomic.Int32
+	var (
+		mu    sync.Mutex
+		seen  = map[string]int{}
+		total atomic.Int32
+	)
 	c, _ := testServerClient(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_ = r.ParseForm()
-		if n.Add(1)%3 == 0 {
+		total.Add(1)
+		mu.Lock()
+		seen[r.PostForm.Get("token")]++
+		first := seen[r.PostForm.Get("token")]%2 == 1
+		mu.Unlock()
+		if first { // every call's first attempt fails, so each goroutine retries once
 			w.WriteHeader(http.StatusServiceUnavailable)
 			return
 		}
@@ -568,6 +577,7 @@ func TestClientConcurrentUse(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	assert.Equal(t, int32(8*5*2), total.Load())
 }
 
 func TestRedirectLoopAndCallerCheckRedirect(t *testing.T) {
