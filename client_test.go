@@ -613,3 +613,50 @@ func TestRedirectLoopAndCallerCheckRedirect(t *testing.T) {
 	assert.Equal(t, int32(1), called.Load())
 	assert.NotEmpty(t, srv.URL)
 }
+
+// testClosingBody records whether it was closed.
+type testClosingBody struct {
+	io.Reader
+	closed atomic.Bool
+}
+
+func (b *testClosingBody) Close() error {
+	b.closed.Store(true)
+	return nil
+}
+
+func TestDoClosesEveryBody(t *testing.T) {
+	tests := []struct {
+		name   string
+		status int
+		body   string
+		v      any
+	}{
+		{"json", 201, `{"id":1}`, new(Build)},
+		{"no content", 204, "", new(Build)},
+		{"discarded", 200, "true", nil},
+		{"streamed", 200, "bytes", io.Discard},
+		{"error answer", 403, `{"message":"403 Forbidden"}`, new(Build)},
+		{"error answer streamed", 404, `{"message":"404 Not Found"}`, io.Discard},
+		{"retried error answers", 503, "", nil},
+		{"decode error", 200, "{", new(Build)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, mock := testMockClient(t)
+			var bodies []*testClosingBody
+			mock.RegisterResponder(http.MethodGet, testAPIRoot+"builds/1", func(r *http.Request) (*http.Response, error) {
+				b := &testClosingBody{Reader: strings.NewReader(tt.body)}
+				bodies = append(bodies, b)
+				return &http.Response{StatusCode: tt.status, Body: b, Header: http.Header{}, Request: r}, nil
+			})
+			req, err := c.NewRequest(context.Background(), http.MethodGet, "builds/1", nil)
+			require.NoError(t, err)
+			_, _ = c.Do(req, tt.v)
+			require.NotEmpty(t, bodies)
+			for i, b := range bodies {
+				assert.True(t, b.closed.Load(), "body of attempt %d left open", i+1)
+			}
+		})
+	}
+}
