@@ -435,7 +435,8 @@ func (c *Client) do(req *http.Request, v any, cl call) (*Response, error) {
 				slog.Int("attempt", attempt), slog.Duration("wait", wait), slog.String("error", err.Error()))
 		}
 		if ctxErr := sleepCtx(ctx, wait); ctxErr != nil {
-			return resp, fmt.Errorf("runnerapi: %s %s: %w while waiting to retry after: %w", req.Method, redactURL(req.URL), ctxErr, err)
+			// The earlier failure is told, not wrapped: IsTransient must not see it behind an ended context.
+			return resp, fmt.Errorf("runnerapi: %s %s: %w while waiting to retry after: %v", req.Method, redactURL(req.URL), ctxErr, err)
 		}
 	}
 }
