@@ -385,7 +385,7 @@ type call struct {
 	retry retryClass
 	// small requests and answers get the client's per-attempt timeout; streams do not.
 	small bool
-	// secrets are masked in the coordinator's message of any error answer.
+	// secrets are scrubbed from any error the call returns.
 	secrets []string
 }
 
@@ -468,7 +468,8 @@ func (c *Client) attempt(req *http.Request, v any, cl call, n int) (*Response, e
 	}
 	resp := newResponse(hr, n)
 	c.logAttempt(req, n, hr.StatusCode, time.Since(start), nil)
-	if err := checkResponse(hr, cl.secrets); err != nil {
+	if err := CheckResponse(hr); err != nil {
+		scrubError(err, cl.secrets)
 		return resp, err
 	}
 	if w, ok := v.(io.Writer); ok {

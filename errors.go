@@ -93,12 +93,6 @@ func (e *ErrorResponse) Is(target error) bool {
 // CheckResponse returns nil for a 2xx answer and an *ErrorResponse for any other, having read at most 1 MiB of its
 // body and closed it.
 func CheckResponse(r *http.Response) error {
-	return checkResponse(r, nil)
-}
-
-// checkResponse is CheckResponse masking secrets in the coordinator's message before the message is shortened, so
-// that a secret cut in two leaves no part behind.
-func checkResponse(r *http.Response, secrets []string) error {
 	if r.StatusCode >= 200 && r.StatusCode < 300 {
 		return nil
 	}
@@ -110,7 +104,7 @@ func checkResponse(r *http.Response, secrets []string) error {
 	if r.Body != nil {
 		data, _ := io.ReadAll(io.LimitReader(r.Body, maxErrorBody))
 		_ = r.Body.Close()
-		er.Message = shorten(maskSecrets(parseErrorMessage(r.Header.Get("Content-Type"), data), secrets))
+		er.Message = shorten(parseErrorMessage(r.Header.Get("Content-Type"), data))
 	}
 	return er
 }
@@ -224,13 +218,33 @@ func shorten(s string) string {
 	return s[:cut] + "…"
 }
 
-// maskSecrets masks the given secrets wherever msg repeats them, as they are or URL-encoded as in a form body the
-// coordinator echoes.
-func maskSecrets(msg string, secrets []string) string {
+// scrubError masks the given secrets wherever the coordinator's message repeats them: as they are, URL-encoded as
+// in an echoed form body, or cut short where the message was shortened.
+func scrubError(err error, secrets []string) {
+	var er *ErrorResponse
+	if !errors.As(err, &er) {
+		return
+	}
 	for _, s := range secrets {
-		if s != "" {
-			msg = strings.ReplaceAll(msg, s, masked)
-			msg = strings.ReplaceAll(msg, url.QueryEscape(s), masked)
+		if s == "" {
+			continue
+		}
+		for _, form := range []string{s, url.QueryEscape(s)} {
+			er.Message = strings.ReplaceAll(er.Message, form, masked)
+			er.Message = maskCutTail(er.Message, form)
+		}
+	}
+}
+
+// maskCutTail masks the start of secret left at the end of a message that shorten cut inside it.
+func maskCutTail(msg, secret string) string {
+	body, cut := strings.CutSuffix(msg, "…")
+	if !cut {
+		return msg
+	}
+	for n := len(secret) - 1; n > 0; n-- {
+		if strings.HasSuffix(body, secret[:n]) {
+			return body[:len(body)-n] + masked + "…"
 		}
 	}
 	return msg

@@ -213,3 +213,20 @@ func TestDoMasksEchoedBuildToken(t *testing.T) {
 	assert.Contains(t, err.Error(), masked)
 	assert.Contains(t, err.Error(), "GET "+testAPIRoot+"builds/1/artifacts")
 }
+
+func TestScrubErrorCutTail(t *testing.T) {
+	tests := []struct{ msg, secret, want string }{
+		{"abc glrt-12…", "glrt-1234", "abc [MASKED]…"},
+		{"abc glrt-1234 d…", "glrt-1234", "abc glrt-1234 d…"}, // whole occurrences are ReplaceAll's work
+		{"abc glrt-12", "glrt-1234", "abc glrt-12"},           // not cut: nothing hides there
+		{"abc…", "zzz", "abc…"},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.want, maskCutTail(tt.msg, tt.secret), tt.msg)
+	}
+	// CheckResponse callers outside do (the trace writer, downloads) rely on scrubError alone.
+	er := &ErrorResponse{StatusCode: 403, Message: "x token=a%2Bb+c and a+b c and a%2B…"}
+	scrubError(fmt.Errorf("wrapped: %w", er), []string{"a+b c", ""})
+	assert.Equal(t, "x token=[MASKED] and [MASKED] and [MASKED]…", er.Message)
+	assert.NotPanics(t, func() { scrubError(errors.New("plain"), []string{"x"}) })
+}
