@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
@@ -106,7 +107,7 @@ func (s *BuildsService) Next(ctx context.Context, opts *NextOptions, reqOpts ...
 		if r != nil {
 			resp = r
 		}
-		wait := interval/2 + rand.N(interval+1)
+		wait := pollWait(interval)
 		switch {
 		case err == nil && build != nil:
 			return build, resp, nil
@@ -133,6 +134,17 @@ func (s *BuildsService) Next(ctx context.Context, opts *NextOptions, reqOpts ...
 			return nil, resp, fmt.Errorf("runnerapi: waiting for a build: %w", err)
 		}
 	}
+}
+
+// pollWait draws a wait between half and one and a half times interval, saturating rather than overflowing into a
+// negative wait (a tight loop) for absurdly long intervals.
+func pollWait(interval time.Duration) time.Duration {
+	half := interval / 2
+	j := rand.N(interval)
+	if j > math.MaxInt64-half {
+		return math.MaxInt64
+	}
+	return half + j
 }
 
 // UpdateOptions are the parameters of Update.

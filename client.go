@@ -178,8 +178,15 @@ func (c *Client) BaseURL() *url.URL {
 
 // normalizeBaseURL turns a coordinator address into the API root, ending in "/ci/api/v1/".
 func normalizeBaseURL(raw string) (*url.URL, error) {
-	u, err := url.Parse(strings.TrimSpace(raw))
+	raw = strings.TrimSpace(raw)
+	// A password holding "/", "?" or "#" ends the authority early, and the parser then quotes it as a port or a
+	// scheme: with any "@" in sight, errors name no part of the input.
+	mayHoldCredentials := strings.Contains(raw, "@")
+	u, err := url.Parse(raw)
 	if err != nil {
+		if mayHoldCredentials {
+			return nil, errors.New("runnerapi: invalid base URL (not shown: it may hold credentials)")
+		}
 		// url.Parse quotes its input, which may hold credentials: say only what is wrong.
 		var ue *url.Error
 		if errors.As(err, &ue) {
@@ -189,8 +196,11 @@ func normalizeBaseURL(raw string) (*url.URL, error) {
 	}
 	switch {
 	case u.Scheme != "http" && u.Scheme != "https":
+		if mayHoldCredentials {
+			return nil, errors.New("runnerapi: invalid base URL: scheme must be http or https")
+		}
 		return nil, fmt.Errorf("runnerapi: invalid base URL: scheme must be http or https, got %q", u.Scheme)
-	case u.Host == "":
+	case u.Hostname() == "":
 		return nil, errors.New("runnerapi: invalid base URL: no host")
 	case u.User != nil:
 		return nil, errors.New("runnerapi: invalid base URL: credentials in the URL are not supported; use WithRunnerToken and WithBuildToken")
@@ -214,16 +224,22 @@ func normalizeBaseURL(raw string) (*url.URL, error) {
 
 // checkRedirect keeps tokens on the coordinator's origin: the BUILD-TOKEN header is dropped when a redirect
 // leaves it, and a redirect that would replay a request body (which may hold the runner token) elsewhere is refused.
+// So is a redirect that changes the method (net/http turns a POST or PUT into a GET without its body on a 301, 302
+// or 303): register would then reach an endpoint that answers 404, read as "no build" forever.
 func checkRedirect(next func(*http.Request, []*http.Request) error) func(*http.Request, []*http.Request) error {
 	return func(req *http.Request, via []*http.Request) error {
 		if len(via) >= 10 {
-			return errors.New("stopped after 10 redirects")
+			return &redirectError{"stopped after 10 redirects"}
 		}
 		first := via[0]
+		if req.Method != first.Method {
+			return &redirectError{fmt.Sprintf("refusing to follow a redirect that turns %s into %s; check the base URL (http or https?)",
+				first.Method, req.Method)}
+		}
 		if req.URL.Scheme != first.URL.Scheme || req.URL.Host != first.URL.Host {
 			req.Header.Del(buildTokenHeader)
 			if req.GetBody != nil && req.ContentLength != 0 {
-				return fmt.Errorf("refusing to resend the request body to another origin (%s)", req.URL.Host)
+				return &redirectError{fmt.Sprintf("refusing to resend the request body to another origin (%s)", req.URL.Host)}
 			}
 		}
 		if next != nil {
@@ -232,6 +248,11 @@ func checkRedirect(next func(*http.Request, []*http.Request) error) func(*http.R
 		return nil
 	}
 }
+
+// redirectError is a redirect the SDK refuses to follow. It is not transient: the next attempt meets it again.
+type redirectError struct{ reason string }
+
+func (e *redirectError) Error() string { return e.reason }
 
 // RequestOption adjusts one call.
 type RequestOption func(*callConfig)
@@ -371,7 +392,8 @@ type call struct {
 // Do sends req and handles the answer: a 2xx body is decoded as JSON into v when v is a pointer, copied into v when
 // v is an io.Writer, and discarded when v is nil; any other status is an *ErrorResponse. Requests are retried by the
 // client's RetryPolicy: GET, PUT, DELETE and HEAD after any transient failure, others only when the failure shows
-// the request had no effect, and none whose body cannot be replayed (set req.GetBody for that).
+// the request had no effect, and none whose body cannot be replayed (set req.GetBody for that). The value of a
+// BUILD-TOKEN header is masked in the coordinator's message should it echo it.
 func (c *Client) Do(req *http.Request, v any) (*Response, error) {
 	cl := call{retry: retryUnsent}
 	switch req.Method {
@@ -383,6 +405,10 @@ func (c *Client) Do(req *http.Request, v any) (*Response, error) {
 
 func (c *Client) do(req *http.Request, v any, cl call) (*Response, error) {
 	ctx := req.Context()
+	// The build token a request carries is masked in any answer that echoes it, whoever built the request.
+	if t := req.Header.Get(buildTokenHeader); t != "" {
+		cl.secrets = append(cl.secrets[:len(cl.secrets):len(cl.secrets)], t)
+	}
 	replayable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
 	for attempt := 1; ; attempt++ {
 		if attempt > 1 && req.GetBody != nil {
@@ -409,7 +435,8 @@ func (c *Client) do(req *http.Request, v any, cl call) (*Response, error) {
 				slog.Int("attempt", attempt), slog.Duration("wait", wait), slog.String("error", err.Error()))
 		}
 		if ctxErr := sleepCtx(ctx, wait); ctxErr != nil {
-			return resp, fmt.Errorf("runnerapi: %s %s: %w while waiting to retry after: %w", req.Method, redactURL(req.URL), ctxErr, err)
+			// The earlier failure is told, not wrapped: IsTransient must not see it behind an ended context.
+			return resp, fmt.Errorf("runnerapi: %s %s: %w while waiting to retry after: %v", req.Method, redactURL(req.URL), ctxErr, err)
 		}
 	}
 }
@@ -428,8 +455,11 @@ func (c *Client) attempt(req *http.Request, v any, cl call, n int) (*Response, e
 	hr, err := c.httpClient.Do(r)
 	if err != nil {
 		// A context that ended is the caller's doing: report that, not the transport's wording.
+		var re *redirectError
 		if ctxErr := req.Context().Err(); ctxErr != nil {
 			err = fmt.Errorf("runnerapi: %s %s: %w", req.Method, redactURL(req.URL), ctxErr)
+		} else if errors.As(err, &re) {
+			err = fmt.Errorf("runnerapi: %s %s: %w", req.Method, redactURL(req.URL), re)
 		} else {
 			err = &TransportError{Method: req.Method, URL: redactURL(req.URL), Err: redactError(err)}
 		}

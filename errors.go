@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"regexp"
 	"sort"
 	"strconv"
@@ -103,13 +104,13 @@ func CheckResponse(r *http.Response) error {
 	if r.Body != nil {
 		data, _ := io.ReadAll(io.LimitReader(r.Body, maxErrorBody))
 		_ = r.Body.Close()
-		er.Message = parseErrorMessage(r.Header.Get("Content-Type"), data)
+		er.Message = shorten(parseErrorMessage(r.Header.Get("Content-Type"), data))
 	}
 	return er
 }
 
 // parseErrorMessage extracts what the coordinator said from an error body of any shape a coordinator or a proxy
-// in front of it sends.
+// in front of it sends. The message is not shortened yet.
 func parseErrorMessage(contentType string, data []byte) string {
 	text := strings.TrimSpace(string(data))
 	if text == "" {
@@ -122,27 +123,38 @@ func parseErrorMessage(contentType string, data []byte) string {
 		}
 		if json.Unmarshal(data, &body) == nil {
 			if msg := jsonMessage(body.Message); msg != "" {
-				return shorten(msg)
+				return msg
 			}
 			if msg := jsonMessage(body.Error); msg != "" {
-				return shorten(msg)
+				return msg
 			}
 		}
 	}
 	if strings.Contains(contentType, "html") || looksLikeHTML(text) {
-		return shorten(htmlText(text))
+		return htmlText(text)
 	}
-	return shorten(text)
+	return text
 }
+
+// maxMessageDepth is how deep jsonMessage flattens nested objects; deeper values are kept as raw JSON. Each level
+// parses its value again, so an unbounded depth let a 1 MiB answer nested 10000 deep cost minutes of CPU.
+const maxMessageDepth = 2
 
 // jsonMessage renders a "message" value: a string, or a validation object {"field": ["is invalid", ...]}.
 func jsonMessage(raw json.RawMessage) string {
+	return jsonMessageDepth(raw, 0)
+}
+
+func jsonMessageDepth(raw json.RawMessage, depth int) string {
 	if len(raw) == 0 || string(raw) == "null" {
 		return ""
 	}
 	var s string
 	if json.Unmarshal(raw, &s) == nil {
 		return s
+	}
+	if depth >= maxMessageDepth {
+		return string(raw)
 	}
 	var fields map[string]json.RawMessage
 	if json.Unmarshal(raw, &fields) == nil {
@@ -160,7 +172,7 @@ func jsonMessage(raw json.RawMessage) string {
 				}
 				continue
 			}
-			parts = append(parts, k+" "+jsonMessage(fields[k]))
+			parts = append(parts, k+" "+jsonMessageDepth(fields[k], depth+1))
 		}
 		return strings.Join(parts, "; ")
 	}
@@ -206,17 +218,36 @@ func shorten(s string) string {
 	return s[:cut] + "…"
 }
 
-// scrubError masks the given secrets wherever the coordinator's message repeats them.
+// scrubError masks the given secrets wherever the coordinator's message repeats them: as they are, URL-encoded as
+// in an echoed form body, or cut short where the message was shortened.
 func scrubError(err error, secrets []string) {
 	var er *ErrorResponse
 	if !errors.As(err, &er) {
 		return
 	}
 	for _, s := range secrets {
-		if s != "" {
-			er.Message = strings.ReplaceAll(er.Message, s, "[MASKED]")
+		if s == "" {
+			continue
+		}
+		for _, form := range []string{s, url.QueryEscape(s)} {
+			er.Message = strings.ReplaceAll(er.Message, form, masked)
+			er.Message = maskCutTail(er.Message, form)
 		}
 	}
+}
+
+// maskCutTail masks the start of secret left at the end of a message that shorten cut inside it.
+func maskCutTail(msg, secret string) string {
+	body, cut := strings.CutSuffix(msg, "…")
+	if !cut {
+		return msg
+	}
+	for n := len(secret) - 1; n > 0; n-- {
+		if strings.HasSuffix(body, secret[:n]) {
+			return body[:len(body)-n] + masked + "…"
+		}
+	}
+	return msg
 }
 
 // TransportError is a failure to exchange a request and an answer with the coordinator: a refused or dropped

@@ -20,7 +20,7 @@ type RetryPolicy struct {
 	BaseDelay time.Duration
 	// MaxDelay caps the backoff ceiling.
 	MaxDelay time.Duration
-	// MaxRetryAfter caps how long a Retry-After header can make a call wait.
+	// MaxRetryAfter caps how long a Retry-After header can make a call wait; zero ignores Retry-After.
 	MaxRetryAfter time.Duration
 }
 
@@ -31,20 +31,28 @@ func DefaultRetryPolicy() RetryPolicy {
 }
 
 // backoff returns the wait before retry n (1 for the first retry). A positive retryAfter, the coordinator's own
-// request, wins over the computed backoff, capped by MaxRetryAfter.
+// request, lengthens the computed backoff to it, capped by MaxRetryAfter; it never shortens it, so a policy
+// without MaxRetryAfter does not answer "wait two minutes" by retrying at once.
 func (p RetryPolicy) backoff(n int, retryAfter time.Duration) time.Duration {
-	if retryAfter > 0 {
-		return min(retryAfter, p.MaxRetryAfter)
-	}
-	ceiling := p.BaseDelay
+	return max(p.jitter(n), min(retryAfter, p.MaxRetryAfter))
+}
+
+// jitter draws the computed backoff before retry n: uniform below a ceiling that doubles from BaseDelay.
+func (p RetryPolicy) jitter(n int) time.Duration {
+	ceiling := min(p.BaseDelay, p.MaxDelay)
 	for i := 1; i < n && ceiling < p.MaxDelay; i++ {
+		// Doubling past MaxDelay/2 could overflow into a negative ceiling: stop at MaxDelay.
+		if ceiling > p.MaxDelay/2 {
+			ceiling = p.MaxDelay
+			break
+		}
 		ceiling *= 2
 	}
-	ceiling = min(ceiling, p.MaxDelay)
 	if ceiling <= 0 {
 		return 0
 	}
-	return rand.N(ceiling + 1)
+	// rand.N(ceiling+1) would overflow, and panic, for a ceiling of math.MaxInt64.
+	return rand.N(ceiling)
 }
 
 // shouldRetry decides whether attempt n, which failed with err, is followed by another, and after how long.

@@ -1,0 +1,364 @@
+package runnerapi
+
+import (
+	"context"
+	"errors"
+	"math"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jarcoal/httpmock"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+const testLastUpdate = "3f4c2ab8e1d9a0b7c6d5e4f3a2b1c0d9"
+
+// testFixtureResponder answers with status and the named testdata file as JSON.
+func testFixtureResponder(t *testing.T, status int, name string) httpmock.Responder {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("testdata", name))
+	require.NoError(t, err)
+	return httpmock.NewBytesResponder(status, data).HeaderSet(http.Header{"Content-Type": {"application/json"}})
+}
+
+func TestRegisterRequestShape(t *testing.T) {
+	c, mock := testMockClient(t)
+	var got *http.Request
+	mock.RegisterResponder(http.MethodPost, testAPIRoot+"builds/register", func(r *http.Request) (*http.Response, error) {
+		got = r
+		testMethod(t, r, http.MethodPost)
+		testHeader(t, r, "Content-Type", "application/x-www-form-urlencoded")
+		testHeader(t, r, "User-Agent", DefaultUserAgent)
+		testHeader(t, r, "Accept", "application/json")
+		testHeader(t, r, buildTokenHeader, "")
+		testFormValues(t, r, url.Values{
+			"token":              {testRunnerToken},
+			"last_update":        {testLastUpdate},
+			"info[name]":         {"my-runner"},
+			"info[version]":      {"1.2.3"},
+			"info[revision]":     {"abcdef"},
+			"info[platform]":     {"linux"},
+			"info[architecture]": {"amd64"},
+		})
+		return httpmock.NewStringResponse(http.StatusNoContent, ""), nil
+	})
+	_, _, err := c.Builds.Register(context.Background(), &RegisterOptions{
+		LastUpdate: testLastUpdate,
+		Info:       RunnerInfo{Name: "my-runner", Version: "1.2.3", Revision: "abcdef", Platform: "linux", Architecture: "amd64"},
+	})
+	require.NoError(t, err)
+	require.NotNil(t, got, "the request reached the coordinator")
+	assert.Equal(t, "/gitlab/ci/api/v1/builds/register", got.URL.Path)
+	assert.NotContains(t, got.URL.String(), testRunnerToken)
+	assert.Equal(t, 1, mock.GetTotalCallCount())
+}
+
+func TestRegisterMinimalForm(t *testing.T) {
+	c, mock := testMockClient(t)
+	mock.RegisterResponder(http.MethodPost, testAPIRoot+"builds/register", func(r *http.Request) (*http.Response, error) {
+		testFormValues(t, r, url.Values{"token": {"per-call-token"}})
+		return httpmock.NewStringResponse(http.StatusNoContent, ""), nil
+	})
+	_, _, err := c.Builds.Register(context.Background(), nil, WithToken("per-call-token"))
+	require.NoError(t, err)
+	assert.Equal(t, 1, mock.GetTotalCallCount())
+}
+
+func TestRegisterStatuses(t *testing.T) {
+	noBuild := func(status int) httpmock.Responder {
+		return httpmock.NewStringResponder(status, `{"message":"404 Not Found"}`).
+			HeaderSet(http.Header{"X-Gitlab-Last-Update": {testLastUpdate}})
+	}
+	tests := []struct {
+		name      string
+		responder httpmock.Responder
+		wantBuild bool
+		wantIs    error
+	}{
+		{"201 build", testFixtureResponder(t, http.StatusCreated, "build_8_17.json"), true, nil},
+		{"204 no build", httpmock.NewStringResponder(http.StatusNoContent, "").
+			HeaderSet(http.Header{"X-Gitlab-Last-Update": {testLastUpdate}}), false, nil},
+		{"404 no build", noBuild(http.StatusNotFound), false, nil},
+		{"403", httpmock.NewStringResponder(http.StatusForbidden, `{"message":"403 Forbidden"}`), false, ErrForbidden},
+		{"409", httpmock.NewStringResponder(http.StatusConflict, `{"message":"409 Conflict"}`), false, ErrConflict},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, mock := testMockClient(t)
+			mock.RegisterResponder(http.MethodPost, testAPIRoot+"builds/register", tt.responder)
+			build, resp, err := c.Builds.Register(context.Background(), nil)
+			require.NotNil(t, resp)
+			assert.Equal(t, 1, mock.GetTotalCallCount(), "not retried")
+			if tt.wantIs != nil {
+				require.Error(t, err)
+				assert.ErrorIs(t, err, tt.wantIs)
+				assert.Nil(t, build)
+				for _, other := range []error{ErrForbidden, ErrNotFound, ErrConflict, ErrTooLarge} {
+					if other != tt.wantIs {
+						assert.NotErrorIs(t, err, other)
+					}
+				}
+				var er *ErrorResponse
+				require.ErrorAs(t, err, &er)
+				assert.Equal(t, http.MethodPost, er.Method)
+				assert.Equal(t, testAPIRoot+"builds/register", er.URL)
+				return
+			}
+			require.NoError(t, err)
+			if tt.wantBuild {
+				require.NotNil(t, build)
+				assert.Equal(t, int64(1234567), build.ID)
+				assert.Equal(t, "b8e3c5a1f0d94e7a", build.Token)
+				assert.Equal(t, http.StatusCreated, resp.StatusCode)
+				return
+			}
+			assert.Nil(t, build)
+			assert.Equal(t, testLastUpdate, resp.LastUpdate)
+		})
+	}
+}
+
+func TestUpdateRequestShape(t *testing.T) {
+	trace := "Running git clone...\nDone & dusted = 100%\n"
+	tests := []struct {
+		name string
+		opts *UpdateOptions
+		want url.Values
+	}{
+		{"state only", &UpdateOptions{State: StateSuccess},
+			url.Values{"token": {testRunnerToken}, "state": {"success"}}},
+		{"with trace", &UpdateOptions{State: StateFailed, Trace: &trace},
+			url.Values{"token": {testRunnerToken}, "state": {"failed"}, "trace": {trace}}},
+		{"empty trace replaces the trace", &UpdateOptions{State: StateRunning, Trace: new(string)},
+			url.Values{"token": {testRunnerToken}, "state": {"running"}, "trace": {""}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, mock := testMockClient(t)
+			mock.RegisterResponder(http.MethodPut, testAPIRoot+"builds/1234567", func(r *http.Request) (*http.Response, error) {
+				testMethod(t, r, http.MethodPut)
+				assert.Equal(t, "/gitlab/ci/api/v1/builds/1234567", r.URL.Path)
+				testHeader(t, r, "Content-Type", "application/x-www-form-urlencoded")
+				testHeader(t, r, "User-Agent", DefaultUserAgent)
+				testHeader(t, r, buildTokenHeader, "")
+				testFormValues(t, r, tt.want)
+				return httpmock.NewStringResponse(http.StatusOK, "true"), nil
+			})
+			resp, err := c.Builds.Update(context.Background(), 1234567, tt.opts)
+			require.NoError(t, err)
+			assert.Equal(t, http.StatusOK, resp.StatusCode)
+			assert.Equal(t, 1, mock.GetTotalCallCount())
+		})
+	}
+}
+
+func TestUpdateStatuses(t *testing.T) {
+	tests := []struct {
+		name    string
+		status  int
+		body    string
+		wantIs  error
+		wantMsg string
+	}{
+		{"200 true", http.StatusOK, "true", nil, ""},
+		{"200 null", http.StatusOK, "null", nil, ""},
+		{"200 empty", http.StatusOK, "", nil, ""},
+		{"403 erased", http.StatusForbidden, `{"message":"403 Forbidden  - Build has been erased!"}`, ErrForbidden,
+			"403 Forbidden  - Build has been erased!"},
+		{"404", http.StatusNotFound, `{"message":"404 Not found"}`, ErrNotFound, "404 Not found"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, mock := testMockClient(t)
+			mock.RegisterResponder(http.MethodPut, testAPIRoot+"builds/9", httpmock.NewStringResponder(tt.status, tt.body))
+			resp, err := c.Builds.Update(context.Background(), 9, &UpdateOptions{State: StateSuccess})
+			require.NotNil(t, resp)
+			assert.Equal(t, tt.status, resp.StatusCode)
+			assert.Equal(t, 1, mock.GetTotalCallCount())
+			if tt.wantIs == nil {
+				assert.NoError(t, err)
+				return
+			}
+			assert.ErrorIs(t, err, tt.wantIs)
+			var er *ErrorResponse
+			require.ErrorAs(t, err, &er)
+			assert.Equal(t, tt.status, er.StatusCode)
+			assert.Equal(t, tt.wantMsg, er.Message)
+			assert.Equal(t, http.MethodPut, er.Method)
+			assert.Contains(t, err.Error(), tt.wantMsg)
+		})
+	}
+}
+
+func TestMissingRunnerTokenFailsBeforeIO(t *testing.T) {
+	mock := httpmock.NewMockTransport()
+	c, err := NewClient(testBaseURL, WithHTTPClient(&http.Client{Transport: mock}))
+	require.NoError(t, err)
+	ctx := context.Background()
+
+	_, _, err = c.Builds.Register(ctx, nil)
+	assert.ErrorContains(t, err, "runner token")
+	_, err = c.Builds.Update(ctx, 1, &UpdateOptions{State: StateSuccess})
+	assert.ErrorContains(t, err, "runner token")
+	_, _, err = c.Builds.Next(ctx, &NextOptions{Interval: time.Millisecond})
+	assert.ErrorContains(t, err, "runner token")
+	// A build token is not a runner token.
+	c2, err := NewClient(testBaseURL, WithHTTPClient(&http.Client{Transport: mock}), WithBuildToken("bt"))
+	require.NoError(t, err)
+	_, _, err = c2.Builds.Register(ctx, nil)
+	assert.ErrorContains(t, err, "runner token")
+
+	assert.Zero(t, mock.GetTotalCallCount(), "no request may be sent without a token")
+}
+
+func TestUpdateNeedsState(t *testing.T) {
+	c, mock := testMockClient(t)
+	for _, opts := range []*UpdateOptions{nil, {}, {Trace: new(string)}} {
+		_, err := c.Builds.Update(context.Background(), 1, opts)
+		assert.ErrorContains(t, err, "state")
+	}
+	assert.Zero(t, mock.GetTotalCallCount())
+}
+
+// testNextServer answers register from a script of statuses, recording the last_update of each request.
+type testNextServer struct {
+	mu          sync.Mutex
+	lastUpdates []string
+}
+
+func (s *testNextServer) record(r *http.Request) {
+	_ = r.ParseForm()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lastUpdates = append(s.lastUpdates, r.PostForm.Get("last_update"))
+}
+
+func TestNextPollsUntilBuild(t *testing.T) {
+	c, mock := testMockClient(t)
+	srv := &testNextServer{}
+	build := testFixtureResponder(t, http.StatusCreated, "build_8_17.json")
+	noBuild := func(lu string) httpmock.Responder {
+		return httpmock.NewStringResponder(http.StatusNoContent, "").HeaderSet(http.Header{"X-Gitlab-Last-Update": {lu}})
+	}
+	script := []httpmock.Responder{
+		noBuild("aaaa"),
+		noBuild("aaaa"),
+		httpmock.NewStringResponder(http.StatusNotFound, `{"message":"404 Not Found"}`).
+			HeaderSet(http.Header{"X-Gitlab-Last-Update": {"bbbb"}}),
+		httpmock.NewStringResponder(http.StatusConflict, `{"message":"409 Conflict"}`),
+		httpmock.NewStringResponder(http.StatusInternalServerError, `{"message":"500 Internal Server Error"}`),
+		noBuild(""), // a no-build answer without the header keeps the last value
+		build,
+	}
+	var n int
+	mock.RegisterResponder(http.MethodPost, testAPIRoot+"builds/register", func(r *http.Request) (*http.Response, error) {
+		srv.record(r)
+		testFormValues(t, r, url.Values{"token": {testRunnerToken}, "info[name]": {"r"},
+			"last_update": r.PostForm["last_update"]})
+		resp := script[min(n, len(script)-1)]
+		n++
+		return resp(r)
+	})
+	got, resp, err := c.Builds.Next(context.Background(), &NextOptions{
+		Info: RunnerInfo{Name: "r"}, LastUpdate: "seed", Interval: time.Millisecond,
+	})
+	require.NoError(t, err)
+	require.NotNil(t, got)
+	assert.Equal(t, int64(1234567), got.ID)
+	assert.Equal(t, http.StatusCreated, resp.StatusCode)
+	assert.Equal(t, []string{"seed", "aaaa", "aaaa", "bbbb", "bbbb", "bbbb", "bbbb"}, srv.lastUpdates)
+}
+
+func TestNextReturnsAtOnceOn403(t *testing.T) {
+	c, mock := testMockClient(t)
+	mock.RegisterResponder(http.MethodPost, testAPIRoot+"builds/register",
+		httpmock.NewStringResponder(http.StatusForbidden, `{"message":"403 Forbidden"}`))
+	build, resp, err := c.Builds.Next(context.Background(), &NextOptions{Interval: time.Millisecond})
+	assert.ErrorIs(t, err, ErrForbidden)
+	assert.Nil(t, build)
+	require.NotNil(t, resp)
+	assert.Equal(t, http.StatusForbidden, resp.StatusCode)
+	assert.Equal(t, 1, mock.GetTotalCallCount())
+}
+
+func TestNextRetriesTransportFailures(t *testing.T) {
+	c, mock := testMockClient(t, WithoutRetries())
+	var n int
+	mock.RegisterResponder(http.MethodPost, testAPIRoot+"builds/register", func(r *http.Request) (*http.Response, error) {
+		n++
+		if n < 3 {
+			return nil, errors.New("connection reset by peer")
+		}
+		return testFixtureResponder(t, http.StatusCreated, "build_8_0.json")(r)
+	})
+	build, _, err := c.Builds.Next(context.Background(), &NextOptions{Interval: time.Millisecond})
+	require.NoError(t, err)
+	assert.Equal(t, int64(7), build.ID)
+	assert.Equal(t, 3, mock.GetTotalCallCount())
+}
+
+func TestNextStopsWhenContextEnds(t *testing.T) {
+	tests := map[string]httpmock.Responder{
+		"while waiting between polls": httpmock.NewStringResponder(http.StatusNoContent, ""),
+		"while waiting after a conflict": httpmock.NewStringResponder(http.StatusConflict,
+			`{"message":"409 Conflict"}`),
+	}
+	for name, responder := range tests {
+		t.Run(name, func(t *testing.T) {
+			c, mock := testMockClient(t)
+			mock.RegisterResponder(http.MethodPost, testAPIRoot+"builds/register", responder)
+			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			defer cancel()
+			start := time.Now()
+			build, _, err := c.Builds.Next(ctx, &NextOptions{Interval: time.Hour})
+			assert.Less(t, time.Since(start), 10*time.Second, "Next did not stop when its context ended")
+			assert.Nil(t, build)
+			assert.ErrorIs(t, err, context.DeadlineExceeded)
+			assert.Equal(t, 1, mock.GetTotalCallCount())
+		})
+	}
+
+	t.Run("already canceled", func(t *testing.T) {
+		c, mock := testMockClient(t)
+		mock.RegisterResponder(http.MethodPost, testAPIRoot+"builds/register", httpmock.NewStringResponder(204, ""))
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		_, _, err := c.Builds.Next(ctx, nil)
+		assert.ErrorIs(t, err, context.Canceled)
+		assert.False(t, strings.Contains(err.Error(), testRunnerToken))
+	})
+}
+
+func TestNextHugeInterval(t *testing.T) {
+	c, mock := testMockClient(t)
+	mock.RegisterResponder(http.MethodPost, testAPIRoot+"builds/register", httpmock.NewStringResponder(204, ""))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	assert.NotPanics(t, func() {
+		_, _, err := c.Builds.Next(ctx, &NextOptions{Interval: math.MaxInt64})
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+	})
+	// An overflowing wait would be negative, and Next would poll in a tight loop until ctx ended.
+	assert.Equal(t, 1, mock.GetTotalCallCount())
+}
+
+func TestPollWaitJitter(t *testing.T) {
+	distinct := map[time.Duration]bool{}
+	for range 100 {
+		w := pollWait(time.Second)
+		assert.GreaterOrEqual(t, w, 500*time.Millisecond)
+		assert.Less(t, w, 1500*time.Millisecond)
+		distinct[w] = true
+	}
+	assert.Greater(t, len(distinct), 1, "runners would poll in step")
+	for range 100 {
+		assert.GreaterOrEqual(t, pollWait(math.MaxInt64), time.Duration(math.MaxInt64/2))
+	}
+}
