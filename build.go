@@ -1,6 +1,7 @@
 package runnerapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -287,6 +288,12 @@ type Environment struct {
 // UnmarshalJSON decodes options leniently: a value of an unexpected shape is kept in Extra, not an error, since the
 // build has already been assigned to the runner by the time it is decoded.
 func (o *Options) UnmarshalJSON(data []byte) error {
+	// Most builds carry only known options of the expected shapes: one strict pass decodes those.
+	type plain Options
+	*o = Options{}
+	if decodeStrict(data, (*plain)(o)) == nil {
+		return nil
+	}
 	*o = Options{}
 	extra, err := decodeKnown(data, map[string]any{
 		"image":        &o.Image,
@@ -310,11 +317,14 @@ func (o Options) MarshalJSON() ([]byte, error) {
 // UnmarshalJSON decodes an environment given as an object, or as a bare name as GitLab 8.9 and 8.10 sent it.
 func (e *Environment) UnmarshalJSON(data []byte) error {
 	*e = Environment{}
-	var name string
-	if json.Unmarshal(data, &name) == nil {
-		e.Name = name
+	if t := bytes.TrimLeft(data, " \t\r\n"); len(t) > 0 && t[0] == '"' {
+		return json.Unmarshal(data, &e.Name)
+	}
+	type plain Environment
+	if decodeStrict(data, (*plain)(e)) == nil {
 		return nil
 	}
+	*e = Environment{}
 	extra, err := decodeKnown(data, map[string]any{"name": &e.Name, "url": &e.URL, "action": &e.Action})
 	e.Extra = extra
 	return err
@@ -324,6 +334,13 @@ func (e *Environment) UnmarshalJSON(data []byte) error {
 func (e Environment) MarshalJSON() ([]byte, error) {
 	type plain Environment
 	return encodeWithExtra(plain(e), e.Extra)
+}
+
+// decodeStrict decodes data into v and fails on any key v has no field for.
+func decodeStrict(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
 }
 
 // decodeKnown decodes a JSON object into the fields named in known; what is not known, or does not fit its field,
