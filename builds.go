@@ -43,6 +43,10 @@ type registerForm struct {
 // and assigned to this runner. When there is none (204, or 404 from older coordinators and for a paused runner)
 // it returns a nil build and a nil error; send resp.LastUpdate back in the next call.
 //
+// When the answer to a build cannot be decoded in full, Register returns the error together with the part of the
+// build that could be read, when that includes its ID: the build is assigned to this runner all the same, and
+// should be reported failed.
+//
 // Register is retried only when the failure shows the coordinator did not act on it, since a lost answer may hide
 // a build already assigned.
 func (s *BuildsService) Register(ctx context.Context, opts *RegisterOptions, reqOpts ...RequestOption) (*Build, *Response, error) {
@@ -62,6 +66,11 @@ func (s *BuildsService) Register(ctx context.Context, opts *RegisterOptions, req
 	resp, err := c.do(req, build, call{retry: retryUnsent, small: true, secrets: []string{token}})
 	if errors.Is(err, ErrNotFound) {
 		return nil, resp, nil
+	}
+	if err != nil && resp != nil && resp.StatusCode == http.StatusCreated && build.ID != 0 {
+		// The coordinator has already assigned this build to the runner: hand back what could be read, so that the
+		// caller can report it failed instead of leaving it running until it times out.
+		return build, resp, fmt.Errorf("runnerapi: build %d was assigned to this runner but could not be read in full: %w", build.ID, err)
 	}
 	if err != nil {
 		return nil, resp, err
@@ -109,8 +118,8 @@ func (s *BuildsService) Next(ctx context.Context, opts *NextOptions, reqOpts ...
 		}
 		wait := pollWait(interval)
 		switch {
-		case err == nil && build != nil:
-			return build, resp, nil
+		case build != nil:
+			return build, resp, err
 		case err == nil:
 			failures = 0
 			if r.LastUpdate != "" {

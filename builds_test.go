@@ -125,6 +125,34 @@ func TestRegisterStatuses(t *testing.T) {
 	}
 }
 
+func TestRegisterUndecodableBuildIsHandedBack(t *testing.T) {
+	// A build whose JSON fails to decode is assigned to the runner all the same: the caller needs its ID to fail it.
+	c, mock := testMockClient(t)
+	mock.RegisterResponder(http.MethodPost, testAPIRoot+"builds/register",
+		httpmock.NewStringResponder(http.StatusCreated, `{"id":42,"token":"tok-42","name":"unit","options":"not an object"}`))
+	build, resp, err := c.Builds.Register(context.Background(), nil)
+	require.Error(t, err)
+	require.NotNil(t, resp)
+	require.NotNil(t, build)
+	assert.Equal(t, int64(42), build.ID)
+	assert.Equal(t, "unit", build.Name)
+	assert.Contains(t, err.Error(), "build 42 was assigned to this runner")
+	assert.NotContains(t, err.Error(), "tok-42")
+
+	// Next hands it back too, rather than polling on.
+	build, _, err = c.Builds.Next(context.Background(), &NextOptions{Interval: time.Millisecond})
+	require.Error(t, err)
+	require.NotNil(t, build)
+	assert.Equal(t, int64(42), build.ID)
+
+	// Without an ID there is nothing to report, so nothing is handed back.
+	mock.RegisterResponder(http.MethodPost, testAPIRoot+"builds/register",
+		httpmock.NewStringResponder(http.StatusCreated, `{"options":"not an object"}`))
+	build, _, err = c.Builds.Register(context.Background(), nil)
+	require.Error(t, err)
+	assert.Nil(t, build)
+}
+
 func TestUpdateRequestShape(t *testing.T) {
 	trace := "Running git clone...\nDone & dusted = 100%\n"
 	tests := []struct {

@@ -80,6 +80,10 @@ func WithBuildToken(token string) Option {
 
 // WithHTTPClient makes the client send its requests through a copy of hc. hc itself is never modified; its
 // CheckRedirect, if any, still runs after the SDK's own redirect checks.
+//
+// Leave hc.Timeout at zero: it would cut artifact transfers short; the SDK bounds small calls itself (WithTimeout).
+// A custom *http.Transport should set ExpectContinueTimeout (http.DefaultTransport uses one second), so that an
+// artifact upload refused on its headers (a 413 or 403 from a proxy) is answered before its body is sent.
 func WithHTTPClient(hc *http.Client) Option {
 	return func(c *Client) error {
 		if hc == nil {
