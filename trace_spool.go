@@ -116,7 +116,9 @@ func (s *traceSpool) readAt(dst []byte, off int64) error {
 		dst = dst[n:]
 		off += int64(n)
 	}
-	copy(dst, s.mem[off-s.fileLen:])
+	if len(dst) > 0 {
+		copy(dst, s.mem[off-s.fileLen:])
+	}
 	return nil
 }
 
