@@ -265,7 +265,6 @@ type TraceWriter struct {
 	mu           sync.Mutex
 	spool        traceSpool
 	masker       *traceMasker
-	maskOut      []byte
 	truncated    bool
 	acked        int64 // the coordinator's trace length as last known; the next part starts here
 	highAcked    int64 // the largest acked ever
@@ -377,12 +376,7 @@ func (w *TraceWriter) Write(p []byte) (int, error) {
 	if w.masker == nil {
 		w.record(p)
 	} else {
-		for len(p) > 0 {
-			n := min(len(p), traceMaskWindow)
-			w.maskOut = w.masker.mask(w.maskOut[:0], p[:n])
-			w.record(w.maskOut)
-			p = p[n:]
-		}
+		w.masker.write(p, w)
 	}
 	if w.err != nil {
 		return 0, w.err
@@ -396,6 +390,9 @@ func (w *TraceWriter) Write(p []byte) (int, error) {
 	}
 	return written, nil
 }
+
+// put takes the masker's output.
+func (w *TraceWriter) put(b []byte) { w.record(b) }
 
 // record adds masked bytes to the spool, up to the output limit.
 func (w *TraceWriter) record(b []byte) {
@@ -426,13 +423,10 @@ func (w *TraceWriter) commitTail() {
 	if w.masker == nil || w.err != nil {
 		return
 	}
-	w.maskOut = w.masker.flush(w.maskOut[:0])
-	if len(w.maskOut) > 0 {
-		if w.spool.size == w.acked {
-			w.pendingSince = time.Now()
-		}
-		w.record(w.maskOut)
+	if w.spool.size == w.acked {
+		w.pendingSince = time.Now()
 	}
+	w.masker.flush(w)
 }
 
 func (w *TraceWriter) signal() {

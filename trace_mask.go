@@ -39,19 +39,39 @@ func newTraceMasker(secrets []string) *traceMasker {
 	return m
 }
 
-// mask appends to dst what of the stream so far is safe to record, with secrets masked, and keeps the rest.
-// len(p) must not exceed traceMaskWindow.
-func (m *traceMasker) mask(dst, p []byte) []byte {
-	buf := append(m.pend, p...)
-	for k := range m.next {
-		m.next[k] = bytes.Index(buf, m.secrets[k])
+// traceSink receives the masked stream.
+type traceSink interface {
+	put(b []byte)
+}
+
+// write passes to sink what of the stream so far is safe to record, with secrets masked, and keeps the rest.
+func (m *traceMasker) write(p []byte, sink traceSink) {
+	for len(p) > 0 {
+		if len(m.pend) == 0 {
+			// Nothing held back: scan p where it is, without copying it.
+			m.scan(p, sink)
+			return
+		}
+		n := min(len(p), traceMaskWindow)
+		m.scan(append(m.pend, p[:n]...), sink)
+		p = p[n:]
 	}
-	i := 0
+}
+
+// scan passes b to sink with its secrets masked, except for the longest tail that could start a secret, which it
+// keeps in pend. b may share pend's array.
+func (m *traceMasker) scan(b []byte, sink traceSink) {
+	for k, s := range m.secrets {
+		m.next[k] = bytes.Index(b, s)
+	}
+	// hold is where the earliest unfinished possible secret starts: a match from there on may yet be part of a
+	// longer or earlier secret that the next write completes.
+	i, hold := 0, len(b)-m.holdBack(b)
 	for {
 		best, bestLen := -1, 0
 		for k, s := range m.secrets {
 			if m.next[k] >= 0 && m.next[k] < i {
-				if j := bytes.Index(buf[i:], s); j >= 0 {
+				if j := bytes.Index(b[i:], s); j >= 0 {
 					m.next[k] = i + j
 				} else {
 					m.next[k] = -1
@@ -61,26 +81,43 @@ func (m *traceMasker) mask(dst, p []byte) []byte {
 				best, bestLen = n, len(s)
 			}
 		}
-		if best < 0 {
+		if hold < i {
+			hold = len(b) - m.holdBack(b[i:])
+		}
+		if best < 0 || hold <= best {
 			break
 		}
-		dst = append(dst, buf[i:best]...)
-		dst = append(dst, masked...)
+		if best > i {
+			sink.put(b[i:best])
+		}
+		sink.put(maskedBytes)
 		i = best + bestLen
 	}
-	hold := m.holdBack(buf[i:])
-	dst = append(dst, buf[i:len(buf)-hold]...)
-	m.pend = buf[:copy(buf, buf[len(buf)-hold:])]
-	return dst
+	if hold > i {
+		sink.put(b[i:hold])
+	}
+	m.pend = append(m.pend[:0], b[hold:]...)
 }
+
+var maskedBytes = []byte(masked)
 
 // holdBack returns the length of the longest suffix of b that is a proper prefix of a secret.
 func (m *traceMasker) holdBack(b []byte) int {
 	hold := 0
 	for _, s := range m.secrets {
-		for k := min(len(s)-1, len(b)); k > hold; k-- {
-			if b[len(b)-k] == s[0] && bytes.Equal(b[len(b)-k:], s[:k]) {
-				hold = k
+		l := min(len(s)-1, len(b))
+		tail := b[len(b)-l:]
+		for j := 0; l-j > hold; j++ {
+			k := bytes.IndexByte(tail[j:], s[0])
+			if k < 0 {
+				break
+			}
+			j += k
+			if l-j <= hold {
+				break
+			}
+			if bytes.Equal(tail[j:], s[:l-j]) {
+				hold = l - j
 				break
 			}
 		}
@@ -88,9 +125,10 @@ func (m *traceMasker) holdBack(b []byte) int {
 	return hold
 }
 
-// flush appends the held-back tail to dst: the stream ends here, or its reader needs everything now.
-func (m *traceMasker) flush(dst []byte) []byte {
-	dst = append(dst, m.pend...)
-	m.pend = m.pend[:0]
-	return dst
+// flush passes the held-back tail to sink: the stream ends here, or its reader needs everything now.
+func (m *traceMasker) flush(sink traceSink) {
+	if len(m.pend) > 0 {
+		sink.put(m.pend)
+		m.pend = m.pend[:0]
+	}
 }

@@ -7,15 +7,19 @@ import (
 	"os"
 )
 
-// traceSpoolTail is how much a file-backed spool buffers in memory before writing to its file.
-const traceSpoolTail = 256 << 10
+// traceSpoolBlock is how much a file-backed spool buffers in memory before writing to its file. The block last
+// written stays in memory too, so a sender that keeps up reads from memory only.
+const traceSpoolBlock = 1 << 20
 
 // traceSpool keeps a whole trace so that any part of it can be sent again: in memory up to memLimit bytes, then in
 // a temporary file. It is append-only, so what it has once returned never changes. It is not safe for concurrent
 // use; the TraceWriter guards it.
 type traceSpool struct {
 	// mem holds every byte while file is nil; afterwards, the bytes from fileLen on that are not in the file yet.
-	mem      []byte
+	mem []byte
+	// prev holds a copy of the file's bytes from prevOff on: the block last written.
+	prev     []byte
+	prevOff  int64
 	file     *os.File
 	fileLen  int64
 	size     int64
@@ -42,15 +46,18 @@ func (s *traceSpool) append(p []byte) error {
 			return err
 		}
 	}
-	if len(s.mem)+len(p) > traceSpoolTail {
+	if len(s.mem)+len(p) > traceSpoolBlock {
+		off := s.fileLen
 		if err := s.writeFile(s.mem); err != nil {
 			return err
 		}
-		s.mem = s.mem[:0]
-		if len(p) >= traceSpoolTail {
+		s.prev, s.mem, s.prevOff = s.mem, s.prev[:0], off
+		if len(p) >= traceSpoolBlock {
 			if err := s.writeFile(p); err != nil {
 				return err
 			}
+			s.prev = s.prev[:0]
+			s.prevOff = s.fileLen
 			s.size += int64(len(p))
 			return nil
 		}
@@ -84,8 +91,10 @@ func (s *traceSpool) toFile() error {
 	if err := s.writeFile(s.mem); err != nil {
 		return err
 	}
-	// Drop the memory phase's large buffer: from now on memory holds at most the tail.
-	s.mem = make([]byte, 0, traceSpoolTail)
+	// Drop the memory phase's large buffer: from now on memory holds two blocks.
+	s.mem = make([]byte, 0, traceSpoolBlock)
+	s.prev = make([]byte, 0, traceSpoolBlock)
+	s.prevOff = s.fileLen
 	return nil
 }
 
@@ -108,10 +117,18 @@ func (s *traceSpool) readAt(dst []byte, off int64) error {
 	if off < 0 || off+int64(len(dst)) > s.size {
 		return fmt.Errorf("runnerapi: trace spool: read of %d bytes at %d beyond its %d bytes", len(dst), off, s.size)
 	}
-	if off < s.fileLen {
-		n := int(min(int64(len(dst)), s.fileLen-off))
-		if _, err := s.file.ReadAt(dst[:n], off); err != nil && !errors.Is(err, io.EOF) {
-			return fmt.Errorf("runnerapi: reading the trace spool: %w", err)
+	for len(dst) > 0 && off < s.fileLen {
+		var n int
+		if off >= s.prevOff && off < s.prevOff+int64(len(s.prev)) {
+			n = copy(dst, s.prev[off-s.prevOff:])
+		} else {
+			n = int(min(int64(len(dst)), s.fileLen-off))
+			if off < s.prevOff {
+				n = int(min(int64(n), s.prevOff-off))
+			}
+			if _, err := s.file.ReadAt(dst[:n], off); err != nil && !errors.Is(err, io.EOF) {
+				return fmt.Errorf("runnerapi: reading the trace spool: %w", err)
+			}
 		}
 		dst = dst[n:]
 		off += int64(n)
@@ -128,7 +145,7 @@ func (s *traceSpool) release() error {
 		return nil
 	}
 	s.released = true
-	s.mem = nil
+	s.mem, s.prev = nil, nil
 	if s.file == nil {
 		return nil
 	}
