@@ -510,10 +510,15 @@ func (w *TraceWriter) CloseContext(ctx context.Context) error {
 	w.mu.Unlock()
 	select {
 	case <-w.done:
-	case <-ctx.Done():
-		w.fail(fmt.Errorf("runnerapi: closing the trace of build %d: %w", w.id, ctx.Err()))
-		w.cancel()
-		<-w.done
+	default:
+		// Not finished yet: wait, but no longer than ctx allows.
+		select {
+		case <-w.done:
+		case <-ctx.Done():
+			w.fail(fmt.Errorf("runnerapi: closing the trace of build %d: %w", w.id, ctx.Err()))
+			w.cancel()
+			<-w.done
+		}
 	}
 	w.cancel()
 	w.mu.Lock()

@@ -1002,6 +1002,7 @@ func TestTraceWriterRandomFaults(t *testing.T) {
 	trcLeakCheck(t)
 	c := newTrcCoord(t)
 	cl := c.client(t, WithRetryPolicy(RetryPolicy{MaxRetries: 30, MaxRetryAfter: time.Millisecond}))
+	var retries, recoveries int64
 	for seed := range uint64(seeds) {
 		r := rand.New(rand.NewPCG(seed, 99))
 		fr := rand.New(rand.NewPCG(seed, 100)) // the coordinator's, used with c.mu held
@@ -1040,8 +1041,15 @@ func TestTraceWriterRandomFaults(t *testing.T) {
 		require.NoError(t, w.Close(), "seed %d", seed)
 		trace, _ := c.snapshot()
 		require.True(t, bytes.Equal(want, trace), "seed %d: trace of %d bytes differs from the %d written", seed, len(trace), len(want))
+		st := w.Stats()
+		retries += st.Retries
+		recoveries += st.RangeRecoveries
 	}
 	trcAssertContiguous(t, c)
+	// The faults did happen: the test would prove nothing otherwise.
+	t.Logf("%d seeds: %d retries, %d recoveries from 416", seeds, retries, recoveries)
+	assert.Greater(t, retries, int64(seeds))
+	assert.Greater(t, recoveries, int64(seeds))
 }
 
 func TestAppendTrace(t *testing.T) {
@@ -1189,26 +1197,30 @@ func BenchmarkTraceWriterWrite(b *testing.B) {
 const trcBenchSize = 256 << 20
 
 func BenchmarkTraceThroughput(b *testing.B) {
-	b.Run("TraceWriter", func(b *testing.B) {
-		srv, length, requests := trcBenchServer(b)
-		cl, err := NewClient(srv.URL, WithHTTPClient(srv.Client()), WithBuildToken(trcBuildToken))
-		require.NoError(b, err)
-		line := append(bytes.Repeat([]byte("w"), 99), '\n')
-		b.SetBytes(trcBenchSize)
-		b.ResetTimer()
-		for range b.N {
-			length.Store(0)
-			w, err := cl.NewTraceWriter(context.Background(), 1, nil)
+	// 100-byte lines, as a build writes them; and 64 KiB writes, which show the pipeline without the cost of
+	// millions of Write calls.
+	for _, size := range []int{100, 64 << 10} {
+		b.Run(fmt.Sprintf("TraceWriter/%dB-writes", size), func(b *testing.B) {
+			srv, length, requests := trcBenchServer(b)
+			cl, err := NewClient(srv.URL, WithHTTPClient(srv.Client()), WithBuildToken(trcBuildToken))
 			require.NoError(b, err)
-			for i := 0; i < trcBenchSize; i += len(line) {
-				_, _ = w.Write(line[:min(len(line), trcBenchSize-i)])
+			line := append(bytes.Repeat([]byte("w"), size-1), '\n')
+			b.SetBytes(trcBenchSize)
+			b.ResetTimer()
+			for range b.N {
+				length.Store(0)
+				w, err := cl.NewTraceWriter(context.Background(), 1, nil)
+				require.NoError(b, err)
+				for i := 0; i < trcBenchSize; i += len(line) {
+					_, _ = w.Write(line[:min(len(line), trcBenchSize-i)])
+				}
+				require.NoError(b, w.Close())
 			}
-			require.NoError(b, w.Close())
-		}
-		b.StopTimer()
-		require.Equal(b, int64(trcBenchSize), length.Load())
-		b.ReportMetric(float64(requests.Load())/float64(b.N), "requests/op")
-	})
+			b.StopTimer()
+			require.Equal(b, int64(trcBenchSize), length.Load())
+			b.ReportMetric(float64(requests.Load())/float64(b.N), "requests/op")
+		})
+	}
 	b.Run("Ceiling", func(b *testing.B) {
 		srv, length, requests := trcBenchServer(b)
 		hc := srv.Client()
