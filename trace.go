@@ -1,6 +1,7 @@
 package runnerapi
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -60,7 +61,10 @@ func (s *BuildsService) AppendTrace(ctx context.Context, id, offset int64, part 
 	if err != nil {
 		return nil, nil, err
 	}
-	return c.appendTrace(ctx, id, offset, part, token, call{retry: retryUnsent, small: true, secrets: []string{token}})
+	// The transport may go on reading a request body after the answer arrived: send a copy, so part is the
+	// caller's again as soon as AppendTrace returns.
+	part = bytes.Clone(part)
+	return c.appendTrace(ctx, id, offset, part, nil, token, call{retry: retryUnsent, small: true, secrets: []string{token}})
 }
 
 // tracePath is the trace endpoint of build id, relative to the API root.
@@ -68,19 +72,20 @@ func tracePath(id int64) string {
 	return "builds/" + strconv.FormatInt(id, 10) + "/trace.txt"
 }
 
-func (c *Client) appendTrace(ctx context.Context, id, offset int64, part []byte, token string, cl call) (*TraceAppend, *Response, error) {
+// appendTrace sends part at offset; first, when not nil, is the body of the first attempt.
+func (c *Client) appendTrace(ctx context.Context, id, offset int64, part []byte, first *traceBodyReader, token string, cl call) (*TraceAppend, *Response, error) {
 	req, err := c.NewRequest(ctx, http.MethodPatch, tracePath(id), nil)
 	if err != nil {
 		return nil, nil, err
 	}
-	body := &traceBody{part: part}
 	if len(part) > 0 {
-		req.Body = body.open()
-		req.GetBody = func() (io.ReadCloser, error) { return body.open(), nil }
+		if first == nil {
+			first = newTraceBodyReader(part)
+		}
+		req.Body = first
+		req.GetBody = func() (io.ReadCloser, error) { return newTraceBodyReader(part), nil }
 		req.ContentLength = int64(len(part))
 	}
-	// The transport may still read a body after the answer arrived; detach it so the caller may reuse part.
-	defer body.detach()
 	req.Header.Set(buildTokenHeader, token)
 	req.Header.Set("Content-Type", "text/plain")
 	req.Header.Set("Content-Range", strconv.FormatInt(offset, 10)+"-"+strconv.FormatInt(offset+int64(len(part)), 10))
@@ -129,44 +134,26 @@ func parseTraceRange(h http.Header) (int64, error) {
 	return n, nil
 }
 
-// traceBody hands a part to the transport as request bodies that stop reading once detached.
-type traceBody struct {
-	mu       sync.Mutex
-	part     []byte
-	detached bool
-}
-
-func (b *traceBody) open() io.ReadCloser { return &traceBodyReader{b: b} }
-
-func (b *traceBody) detach() {
-	b.mu.Lock()
-	b.detached = true
-	b.part = nil
-	b.mu.Unlock()
-}
-
+// traceBodyReader is a request body that says when the transport is done with it (it closes every body it was
+// given, possibly after the answer arrived), so that its bytes may be reused. Its WriteTo lets the transport send a
+// part in one write.
 type traceBodyReader struct {
-	b   *traceBody
-	off int
+	bytes.Reader
+	once   sync.Once
+	closed chan struct{}
 }
 
-var errTraceBodyDetached = errors.New("runnerapi: trace part no longer available")
-
-func (r *traceBodyReader) Read(p []byte) (int, error) {
-	r.b.mu.Lock()
-	defer r.b.mu.Unlock()
-	if r.b.detached {
-		return 0, errTraceBodyDetached
-	}
-	if r.off >= len(r.b.part) {
-		return 0, io.EOF
-	}
-	n := copy(p, r.b.part[r.off:])
-	r.off += n
-	return n, nil
+func newTraceBodyReader(part []byte) *traceBodyReader {
+	r := &traceBodyReader{closed: make(chan struct{})}
+	r.Reset(part)
+	return r
 }
 
-func (r *traceBodyReader) Close() error { return nil }
+// Close tells that the transport is done with the body.
+func (r *traceBodyReader) Close() error {
+	r.once.Do(func() { close(r.closed) })
+	return nil
+}
 
 // Defaults of TraceOptions.
 const (
@@ -679,7 +666,23 @@ func (w *TraceWriter) isAnswered() bool {
 func (w *TraceWriter) attempt(start int64, part []byte) (*TraceAppend, *Response, error) {
 	ctx, cancel := context.WithTimeout(w.ctx, w.attemptTimeout)
 	defer cancel()
-	res, resp, err := w.c.appendTrace(ctx, w.id, start, part, w.token, call{retry: retryNever, secrets: w.secrets})
+	var body *traceBodyReader
+	if len(part) > 0 {
+		body = newTraceBodyReader(part)
+	}
+	res, resp, err := w.c.appendTrace(ctx, w.id, start, part, body, w.token, call{retry: retryNever, secrets: w.secrets})
+	if body != nil {
+		// part is the sender's buffer: reuse it only once the transport is done with it.
+		t := time.NewTimer(time.Second)
+		select {
+		case <-body.closed:
+		case <-t.C:
+			w.sendBuf = make([]byte, w.chunk)
+		case <-w.ctx.Done():
+			w.sendBuf = make([]byte, w.chunk)
+		}
+		t.Stop()
+	}
 	if err != nil && w.ctx.Err() == nil && ctx.Err() != nil {
 		err = &TransportError{Method: http.MethodPatch, URL: w.url, Err: fmt.Errorf("no answer within %v", w.attemptTimeout)}
 	}
