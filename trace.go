@@ -177,8 +177,8 @@ var ErrClosed = errors.New("runnerapi: trace writer closed")
 type TraceOptions struct {
 	// Token is the build token; when empty, the Build's (NewBuildTraceWriter) or the client's WithBuildToken.
 	Token string
-	// Secrets are replaced by "[MASKED]" in the trace, besides the build token and, for NewBuildTraceWriter, the
-	// build's own secrets.
+	// Secrets are replaced by "[MASKED]" in the trace, besides the build token, the client's runner token and,
+	// for NewBuildTraceWriter, the build's own secrets (Build.Secrets).
 	Secrets []string
 	// ChunkSize is the largest part sent at once (DefaultTraceChunkSize).
 	ChunkSize int
@@ -227,6 +227,10 @@ type TraceStats struct {
 // goroutine per writer sends the trace in parts, reconciles with the coordinator's idea of its length, and retries
 // through transient failures. Close reports the upload's fate: call it, or cancel the writer's context, so that the
 // goroutine and the spool's temporary file go away.
+//
+// A part that fails transiently is sent again after the client's RetryPolicy backoff (or the coordinator's
+// Retry-After); once one part has failed more than RetryPolicy.MaxRetries times in a row, the writer gives up. Its
+// first fatal error is sticky: every later Write, Flush and Close returns it.
 //
 // A TraceWriter is safe for concurrent use; each Write stays contiguous in the trace.
 type TraceWriter struct {
@@ -309,11 +313,11 @@ func (c *Client) newTraceWriter(ctx context.Context, id int64, o TraceOptions, m
 		c:              c,
 		id:             id,
 		token:          token,
-		chunk:          cmp(o.ChunkSize, DefaultTraceChunkSize),
-		interval:       cmp(o.FlushInterval, DefaultTraceFlushInterval),
-		keepAlive:      cmp(o.KeepAlive, DefaultTraceKeepAlive),
-		attemptTimeout: cmp(o.AttemptTimeout, cmp(c.timeout, DefaultTimeout)),
-		maxRange:       cmp(o.MaxRangeErrors, DefaultTraceMaxRangeErrors),
+		chunk:          traceOr(o.ChunkSize, DefaultTraceChunkSize),
+		interval:       traceOr(o.FlushInterval, DefaultTraceFlushInterval),
+		keepAlive:      traceOr(o.KeepAlive, DefaultTraceKeepAlive),
+		attemptTimeout: traceOr(o.AttemptTimeout, traceOr(c.timeout, DefaultTimeout)),
+		maxRange:       traceOr(o.MaxRangeErrors, DefaultTraceMaxRangeErrors),
 		limit:          o.OutputLimit,
 		sleep:          o.sleep,
 		wake:           make(chan struct{}, 1),
@@ -328,7 +332,7 @@ func (c *Client) newTraceWriter(ctx context.Context, id int64, o TraceOptions, m
 	if u, err := c.baseURL.Parse(tracePath(id)); err == nil {
 		w.url = redactURL(u)
 	}
-	w.spool = traceSpool{memLimit: cmp(o.MemoryLimit, DefaultTraceMemoryLimit), dir: o.TempDir}
+	w.spool = traceSpool{memLimit: traceOr(o.MemoryLimit, DefaultTraceMemoryLimit), dir: o.TempDir}
 	secrets := append(append([]string{token, c.runnerToken}, more...), o.Secrets...)
 	w.secrets = secrets
 	w.masker = newTraceMasker(secrets)
@@ -338,8 +342,8 @@ func (c *Client) newTraceWriter(ctx context.Context, id int64, o TraceOptions, m
 	return w, nil
 }
 
-// cmp returns v, or def when v is zero.
-func cmp[T int | int64 | time.Duration](v, def T) T {
+// traceOr returns v, or def when v is zero.
+func traceOr[T int | int64 | time.Duration](v, def T) T {
 	if v == 0 {
 		return def
 	}
@@ -426,7 +430,7 @@ func (w *TraceWriter) signal() {
 // failLocked makes err the writer's sticky error unless it already has one.
 func (w *TraceWriter) failLocked(err error) {
 	if w.err == nil {
-		w.err = scrubSecrets(err, w.secrets)
+		w.err = traceScrub(err, w.secrets)
 		close(w.progress)
 		w.progress = make(chan struct{})
 	}
@@ -438,8 +442,8 @@ func (w *TraceWriter) fail(err error) {
 	w.mu.Unlock()
 }
 
-// scrubSecrets masks secrets in the coordinator's message of err, and returns err.
-func scrubSecrets(err error, secrets []string) error {
+// traceScrub masks secrets in the coordinator's message of err, and returns err.
+func traceScrub(err error, secrets []string) error {
 	scrubError(err, secrets)
 	return err
 }

@@ -90,7 +90,7 @@ func (m *traceMasker) scan(b []byte, sink traceSink) {
 		if best > i {
 			sink.put(b[i:best])
 		}
-		sink.put(maskedBytes)
+		sink.put(traceMaskedBytes)
 		i = best + bestLen
 	}
 	if hold > i {
@@ -99,7 +99,7 @@ func (m *traceMasker) scan(b []byte, sink traceSink) {
 	m.pend = append(m.pend[:0], b[hold:]...)
 }
 
-var maskedBytes = []byte(masked)
+var traceMaskedBytes = []byte(masked)
 
 // holdBack returns the length of the longest suffix of b that is a proper prefix of a secret.
 func (m *traceMasker) holdBack(b []byte) int {
