@@ -95,7 +95,7 @@ func (c *Client) appendTrace(ctx context.Context, id, offset int64, part []byte,
 		if errors.As(err, &er) && er.StatusCode == http.StatusRequestedRangeNotSatisfiable {
 			n, rerr := parseTraceRange(er.Response.Header)
 			if rerr != nil {
-				return nil, resp, fmt.Errorf("%s: %w", er.Error(), rerr)
+				return nil, resp, fmt.Errorf("%w: %w", er, rerr)
 			}
 			return nil, resp, &RangeError{Length: n, Status: BuildState(er.Response.Header.Get("Build-Status")), Err: er}
 		}

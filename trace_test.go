@@ -3,6 +3,7 @@ package runnerapi
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -980,13 +981,16 @@ func TestTraceWriterWriteDoesNotAllocate(t *testing.T) {
 		t.Run(fmt.Sprint(len(secrets)), func(t *testing.T) {
 			trcLeakCheck(t)
 			c := newTrcCoord(t)
-			w := c.writer(t, c.client(t), TraceOptions{Secrets: secrets})
+			// A small memory limit puts the spool in its file; a large chunk keeps the sender, whose requests
+			// allocate, quiet while allocations are counted.
+			w := c.writer(t, c.client(t), TraceOptions{Secrets: secrets, MemoryLimit: 64 << 10, ChunkSize: 64 << 20, TempDir: t.TempDir()})
 			line := append(bytes.Repeat([]byte("y"), 99), '\n')
 			for range 1000 {
 				_, _ = w.Write(line)
 			}
-			allocs := testing.AllocsPerRun(10000, func() { _, _ = w.Write(line) })
+			allocs := testing.AllocsPerRun(50000, func() { _, _ = w.Write(line) })
 			assert.Zero(t, allocs)
+			assert.Greater(t, w.Stats().Length, int64(2*traceSpoolBlock), "the writes crossed spool blocks")
 			require.NoError(t, w.Close())
 		})
 	}
@@ -1092,6 +1096,25 @@ func TestAppendTrace(t *testing.T) {
 	assert.Contains(t, err.Error(), "build token")
 	_, parts := c.snapshot()
 	assert.Equal(t, []trcPart{{0, 21, 21}, {5, 6, 1}, {21, 21, 0}}, parts)
+}
+
+func TestAppendTraceMalformedRangeOn416(t *testing.T) {
+	trcLeakCheck(t)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Range", "0-")
+		w.WriteHeader(http.StatusRequestedRangeNotSatisfiable)
+		_, _ = io.WriteString(w, `{"error":"416 Range Not Satisfiable"}`)
+	}))
+	t.Cleanup(srv.Close)
+	cl, err := NewClient(srv.URL, WithHTTPClient(srv.Client()), WithBuildToken(trcBuildToken))
+	require.NoError(t, err)
+	_, _, err = cl.Builds.AppendTrace(context.Background(), 1, 3, []byte("abc"))
+	require.ErrorIs(t, err, ErrTraceRange)
+	var re *RangeError
+	assert.False(t, errors.As(err, &re), "no length to give")
+	var er *ErrorResponse
+	require.ErrorAs(t, err, &er)
+	assert.Equal(t, http.StatusRequestedRangeNotSatisfiable, er.StatusCode)
 }
 
 func TestAppendTraceRetriesOnlyWhatWasNotApplied(t *testing.T) {
