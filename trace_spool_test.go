@@ -1,0 +1,74 @@
+package runnerapi
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"os"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestTraceSpoolReadsBackEverything(t *testing.T) {
+	dir := t.TempDir()
+	s := traceSpool{memLimit: 1000, dir: dir}
+	r := rand.New(rand.NewPCG(1, 2))
+	var want []byte
+	for len(want) < 5*traceSpoolBlock {
+		n := r.IntN(3000)
+		if r.IntN(50) == 0 {
+			n = traceSpoolBlock + r.IntN(1000) // a write larger than a block goes straight to the file
+		}
+		p := make([]byte, n)
+		for i := range p {
+			p[i] = byte(r.Uint32())
+		}
+		require.NoError(t, s.append(p))
+		want = append(want, p...)
+	}
+	require.Equal(t, int64(len(want)), s.size)
+	require.NotNil(t, s.file, "beyond memLimit the spool is a file")
+	assert.LessOrEqual(t, cap(s.mem)+cap(s.prev), 2*traceSpoolBlock+3000)
+	for range 500 {
+		off := r.Int64N(int64(len(want)))
+		n := r.IntN(min(len(want)-int(off), 3*traceSpoolBlock) + 1)
+		got := make([]byte, n)
+		require.NoError(t, s.readAt(got, off))
+		require.True(t, bytes.Equal(want[off:off+int64(n)], got), "read of %d at %d", n, off)
+	}
+	require.Error(t, s.readAt(make([]byte, 2), s.size-1), "read beyond the end")
+	require.Error(t, s.readAt(make([]byte, 1), -1))
+	name := s.file.Name()
+	require.NoError(t, s.release())
+	_, err := os.Stat(name)
+	assert.ErrorIs(t, err, os.ErrNotExist, "release removes the file")
+	require.NoError(t, s.release(), "release is idempotent")
+	assert.Error(t, s.append([]byte("x")))
+	assert.Error(t, s.readAt(make([]byte, 1), 0))
+}
+
+func TestTraceSpoolStaysInMemoryBelowLimit(t *testing.T) {
+	dir := t.TempDir()
+	s := traceSpool{memLimit: 1 << 20, dir: dir}
+	for range 1000 {
+		require.NoError(t, s.append(bytes.Repeat([]byte("m"), 1000)))
+	}
+	assert.Nil(t, s.file)
+	assert.LessOrEqual(t, cap(s.mem), 1<<20, "the memory phase never holds more than its limit")
+	files, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	assert.Empty(t, files)
+	got := make([]byte, 10)
+	require.NoError(t, s.readAt(got, 500))
+	assert.Equal(t, "mmmmmmmmmm", string(got))
+	require.NoError(t, s.release())
+}
+
+func TestTraceSpoolBadTempDir(t *testing.T) {
+	s := traceSpool{memLimit: 4, dir: "/nonexistent/runnerapi-test"}
+	require.NoError(t, s.append([]byte("abcd")))
+	err := s.append([]byte("e"))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "spooling the trace")
+}

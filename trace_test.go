@@ -1,0 +1,1302 @@
+package runnerapi
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+const (
+	trcBuildToken  = "build-token-Qx7Jm2"
+	trcRunnerToken = "runner-token-Zk4Pw9"
+	trcBuildID     = 42
+)
+
+// trcAction is what the test coordinator does with one PATCH instead of answering it normally.
+type trcAction int
+
+const (
+	trcNormal       trcAction = iota
+	trcStatus                 // answer status, applying nothing
+	trcDropBefore             // close the connection, applying nothing
+	trcDropAfter              // apply the part, then close the connection
+	trcApplyStatus            // apply the part, then answer status
+	trcApplyPartial           // apply the first keep bytes, answer 202 with that length
+	trcBadRange               // apply the part, answer 202 with Range: rangeValue
+	trcStall                  // hold the request until the client gives up, applying nothing
+)
+
+type trcFault struct {
+	act        trcAction
+	status     int
+	retryAfter string
+	rangeValue string
+	keep       int
+}
+
+// trcPart is one PATCH the test coordinator received.
+type trcPart struct {
+	start, end int64
+	n          int
+}
+
+// trcCoord is a coordinator that keeps one build's trace, answers the trace PATCH and the update PUT as
+// PROTOCOL.md says, and injects faults.
+type trcCoord struct {
+	t   testing.TB
+	srv *httptest.Server
+
+	mu           sync.Mutex
+	trace        []byte
+	status       string
+	parts        []trcPart
+	badRanges    int // parts whose Content-Range END was not START plus their length
+	updates      int
+	noPatch      bool // a coordinator before 8.7: PATCH answers 404
+	updateStatus int  // when set, PUT answers this
+	requests     int
+	fault        func(c *trcCoord, n int, start int64, body []byte) trcFault // called with mu held
+}
+
+func trcLeakCheck(t *testing.T) {
+	t.Helper()
+	ignore := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
+}
+
+func newTrcCoord(t testing.TB) *trcCoord {
+	c := &trcCoord{t: t, status: "running"}
+	c.srv = httptest.NewServer(http.HandlerFunc(c.serve))
+	t.Cleanup(c.srv.Close)
+	return c
+}
+
+func (c *trcCoord) serve(w http.ResponseWriter, r *http.Request) {
+	tracePath := "/ci/api/v1/builds/" + strconv.Itoa(trcBuildID) + "/trace.txt"
+	switch {
+	case r.Method == http.MethodPatch && r.URL.Path == tracePath:
+		c.servePatch(w, r)
+	case r.Method == http.MethodPut && r.URL.Path == "/ci/api/v1/builds/"+strconv.Itoa(trcBuildID):
+		c.serveUpdate(w, r)
+	default:
+		http.Error(w, `{"message":"404 Not Found"}`, http.StatusNotFound)
+	}
+}
+
+func (c *trcCoord) servePatch(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("BUILD-TOKEN") != trcBuildToken {
+		http.Error(w, `{"message":"403 Forbidden"}`, http.StatusForbidden)
+		return
+	}
+	s, e, ok := strings.Cut(r.Header.Get("Content-Range"), "-")
+	start, err1 := strconv.ParseInt(s, 10, 64)
+	end, err2 := strconv.ParseInt(e, 10, 64)
+	if !ok || err1 != nil || err2 != nil {
+		http.Error(w, `{"error":"400 Missing header Content-Range"}`, http.StatusBadRequest)
+		return
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return
+	}
+	c.mu.Lock()
+	c.requests++
+	c.parts = append(c.parts, trcPart{start: start, end: end, n: len(body)})
+	if end-start != int64(len(body)) {
+		c.badRanges++
+	}
+	if c.noPatch {
+		c.mu.Unlock()
+		http.Error(w, `{"message":"404 Not Found"}`, http.StatusNotFound)
+		return
+	}
+	var f trcFault
+	if c.fault != nil {
+		f = c.fault(c, c.requests, start, body)
+	}
+	answer := func(code int, rangeValue string) {
+		w.Header().Set("Range", rangeValue)
+		w.Header().Set("Build-Status", c.status)
+		if f.retryAfter != "" {
+			w.Header().Set("Retry-After", f.retryAfter)
+		}
+		w.WriteHeader(code)
+		if code == http.StatusRequestedRangeNotSatisfiable {
+			_, _ = io.WriteString(w, `{"error":"416 Range Not Satisfiable"}`)
+		}
+	}
+	fits := start == int64(len(c.trace))
+	switch f.act {
+	case trcStatus:
+		c.mu.Unlock()
+		w.Header().Set("Retry-After", f.retryAfter)
+		w.WriteHeader(f.status)
+		return
+	case trcDropBefore:
+		c.mu.Unlock()
+		trcHangUp(w)
+		return
+	case trcStall:
+		c.mu.Unlock()
+		<-r.Context().Done()
+		return
+	case trcApplyPartial:
+		if fits {
+			c.trace = append(c.trace, body[:f.keep]...)
+			answer(http.StatusAccepted, "0-"+strconv.Itoa(len(c.trace)))
+			c.mu.Unlock()
+			return
+		}
+	}
+	if !fits {
+		answer(http.StatusRequestedRangeNotSatisfiable, "0-"+strconv.Itoa(len(c.trace)))
+		c.mu.Unlock()
+		return
+	}
+	c.trace = append(c.trace, body...)
+	switch f.act {
+	case trcDropAfter:
+		c.mu.Unlock()
+		trcHangUp(w)
+		return
+	case trcApplyStatus:
+		c.mu.Unlock()
+		w.WriteHeader(f.status)
+		return
+	case trcBadRange:
+		answer(http.StatusAccepted, f.rangeValue)
+		c.mu.Unlock()
+		return
+	}
+	answer(http.StatusAccepted, "0-"+strconv.Itoa(len(c.trace)))
+	c.mu.Unlock()
+}
+
+func trcHangUp(w http.ResponseWriter) {
+	conn, _, err := w.(http.Hijacker).Hijack()
+	if err == nil {
+		_ = conn.Close()
+	}
+}
+
+func (c *trcCoord) serveUpdate(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil || r.PostForm.Get("token") != trcRunnerToken {
+		http.Error(w, `{"message":"403 Forbidden"}`, http.StatusForbidden)
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.requests++
+	if c.updateStatus != 0 {
+		http.Error(w, `{"message":"`+strconv.Itoa(c.updateStatus)+`"}`, c.updateStatus)
+		return
+	}
+	c.updates++
+	if _, ok := r.PostForm["trace"]; ok {
+		c.trace = []byte(r.PostForm.Get("trace"))
+	}
+	_, _ = io.WriteString(w, "true")
+}
+
+func (c *trcCoord) snapshot() (trace []byte, parts []trcPart) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return bytes.Clone(c.trace), append([]trcPart(nil), c.parts...)
+}
+
+func (c *trcCoord) setFault(f func(c *trcCoord, n int, start int64, body []byte) trcFault) {
+	c.mu.Lock()
+	c.fault = f
+	c.mu.Unlock()
+}
+
+// trcFaultAt applies f to request number n only.
+func trcFaultAt(n int, f trcFault) func(*trcCoord, int, int64, []byte) trcFault {
+	return func(_ *trcCoord, i int, _ int64, _ []byte) trcFault {
+		if i == n {
+			return f
+		}
+		return trcFault{}
+	}
+}
+
+// trcClient is a client of the test coordinator with fast retries.
+func (c *trcCoord) client(t testing.TB, opts ...Option) *Client {
+	t.Helper()
+	base := []Option{
+		WithHTTPClient(c.srv.Client()),
+		WithBuildToken(trcBuildToken),
+		WithRunnerToken(trcRunnerToken),
+		WithRetryPolicy(RetryPolicy{MaxRetries: 8, BaseDelay: time.Millisecond, MaxDelay: 4 * time.Millisecond, MaxRetryAfter: 5 * time.Millisecond}),
+	}
+	cl, err := NewClient(c.srv.URL, append(base, opts...)...)
+	require.NoError(t, err)
+	return cl
+}
+
+// writer starts a TraceWriter on the test coordinator; its flush interval and keep-alive are long unless set.
+func (c *trcCoord) writer(t testing.TB, cl *Client, o TraceOptions) *TraceWriter {
+	t.Helper()
+	if o.FlushInterval == 0 {
+		o.FlushInterval = time.Hour
+	}
+	if o.KeepAlive == 0 {
+		o.KeepAlive = -1
+	}
+	w, err := cl.NewTraceWriter(context.Background(), trcBuildID, &o)
+	require.NoError(t, err)
+	return w
+}
+
+// trcAssertContiguous checks that every non-empty part started where the coordinator's trace ended before it and
+// carried a Content-Range matching its length.
+func trcAssertContiguous(t *testing.T, c *trcCoord) {
+	t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	assert.Zero(t, c.badRanges, "parts whose Content-Range does not match their length")
+}
+
+func trcText(n int, seed uint64) []byte {
+	r := rand.New(rand.NewPCG(seed, 7))
+	var b bytes.Buffer
+	for b.Len() < n {
+		fmt.Fprintf(&b, "line %d: %x\n", b.Len(), r.Uint64())
+	}
+	return b.Bytes()[:n]
+}
+
+func TestTraceWriterCoalescesOneByteWrites(t *testing.T) {
+	trcLeakCheck(t)
+	c := newTrcCoord(t)
+	w := c.writer(t, c.client(t), TraceOptions{})
+	want := trcText(10000, 1)
+	for i := range want {
+		n, err := w.Write(want[i : i+1])
+		require.NoError(t, err)
+		require.Equal(t, 1, n)
+	}
+	require.NoError(t, w.Close())
+	trace, parts := c.snapshot()
+	assert.Equal(t, want, trace)
+	assert.Equal(t, []trcPart{{start: 0, end: 10000, n: 10000}}, parts)
+	st := w.Stats()
+	assert.Equal(t, TraceStats{Written: 10000, Length: 10000, Acknowledged: 10000, Requests: 1}, st)
+}
+
+func TestTraceWriterLargeWriteBecomesContiguousParts(t *testing.T) {
+	trcLeakCheck(t)
+	c := newTrcCoord(t)
+	w := c.writer(t, c.client(t), TraceOptions{})
+	want := trcText(10<<20, 2)
+	n, err := w.Write(want)
+	require.NoError(t, err)
+	require.Equal(t, len(want), n)
+	require.NoError(t, w.Close())
+	trace, parts := c.snapshot()
+	assert.True(t, bytes.Equal(want, trace), "trace differs")
+	require.Len(t, parts, 10)
+	for i, p := range parts {
+		assert.Equal(t, trcPart{start: int64(i) << 20, end: int64(i+1) << 20, n: 1 << 20}, p)
+	}
+	trcAssertContiguous(t, c)
+}
+
+func TestTraceWriterFlushesAfterInterval(t *testing.T) {
+	trcLeakCheck(t)
+	c := newTrcCoord(t)
+	w := c.writer(t, c.client(t), TraceOptions{FlushInterval: 10 * time.Millisecond})
+	_, err := w.Write([]byte("hello "))
+	require.NoError(t, err)
+	_, err = w.Write([]byte("world\n"))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		trace, _ := c.snapshot()
+		return string(trace) == "hello world\n"
+	}, 5*time.Second, time.Millisecond, "written bytes were not sent without Flush")
+	_, parts := c.snapshot()
+	assert.Equal(t, []trcPart{{start: 0, end: 12, n: 12}}, parts)
+	require.NoError(t, w.Close())
+}
+
+func TestTraceWriterKeepAlive(t *testing.T) {
+	trcLeakCheck(t)
+	c := newTrcCoord(t)
+	w := c.writer(t, c.client(t), TraceOptions{KeepAlive: 5 * time.Millisecond})
+	require.Eventually(t, func() bool {
+		_, parts := c.snapshot()
+		return len(parts) >= 2
+	}, 5*time.Second, time.Millisecond)
+	c.mu.Lock()
+	c.status = "canceled"
+	c.mu.Unlock()
+	select {
+	case <-w.Canceled():
+	case <-time.After(5 * time.Second):
+		t.Fatal("a keep-alive did not learn that the build was canceled")
+	}
+	require.NoError(t, w.Close())
+	_, parts := c.snapshot()
+	for _, p := range parts {
+		assert.Equal(t, trcPart{}, p, "a keep-alive is an empty part at the trace's length")
+	}
+	assert.Equal(t, StateCanceled, w.Status())
+}
+
+func TestTraceWriterSendsNoEmptyParts(t *testing.T) {
+	trcLeakCheck(t)
+	c := newTrcCoord(t)
+	w := c.writer(t, c.client(t), TraceOptions{FlushInterval: time.Millisecond, ChunkSize: 64})
+	ctx := context.Background()
+	require.NoError(t, w.Flush(ctx), "flushing nothing")
+	want := trcText(5000, 3)
+	for i := 0; i < len(want); i += 37 {
+		_, err := w.Write(want[i:min(i+37, len(want))])
+		require.NoError(t, err)
+		if i%7 == 0 {
+			require.NoError(t, w.Flush(ctx))
+			require.NoError(t, w.Flush(ctx))
+		}
+	}
+	require.NoError(t, w.Close())
+	trace, parts := c.snapshot()
+	assert.Equal(t, want, trace)
+	for _, p := range parts {
+		assert.Positive(t, p.n, "empty part at %d", p.start)
+		assert.LessOrEqual(t, p.n, 64)
+	}
+	trcAssertContiguous(t, c)
+}
+
+func TestTraceWriterDoesNotKeepP(t *testing.T) {
+	trcLeakCheck(t)
+	c := newTrcCoord(t)
+	w := c.writer(t, c.client(t), TraceOptions{})
+	p := []byte("first line\n")
+	_, err := w.Write(p)
+	require.NoError(t, err)
+	copy(p, "XXXXXXXXXXX")
+	_, err = w.Write(p)
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	trace, _ := c.snapshot()
+	assert.Equal(t, "first line\nXXXXXXXXXXX", string(trace))
+}
+
+func TestTraceWriterRange416(t *testing.T) {
+	tests := []struct {
+		name      string
+		preset    string                                                   // the coordinator's trace before the writer starts
+		fault     func(c *trcCoord, n int, start int64, b []byte) trcFault // applied on each PATCH
+		flush     bool                                                     // after the first 6 bytes
+		wantParts []trcPart
+	}{
+		{
+			name: "coordinator lost its tail: resend",
+			fault: func(c *trcCoord, n int, _ int64, _ []byte) trcFault {
+				if n == 2 {
+					c.trace = c.trace[:3]
+				}
+				return trcFault{}
+			},
+			flush:     true,
+			wantParts: []trcPart{{0, 6, 6}, {6, 12, 6}, {3, 12, 9}},
+		},
+		{
+			// An earlier attempt of this run got "abcdefgh" through without the writer learning it.
+			name:      "coordinator ahead within the trace: skip",
+			preset:    "abcdefgh",
+			wantParts: []trcPart{{0, 12, 12}, {8, 12, 4}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			trcLeakCheck(t)
+			c := newTrcCoord(t)
+			c.trace = []byte(tt.preset)
+			c.fault = tt.fault
+			w := c.writer(t, c.client(t), TraceOptions{})
+			_, err := io.WriteString(w, "abcdef")
+			require.NoError(t, err)
+			if tt.flush {
+				require.NoError(t, w.Flush(context.Background()))
+			}
+			_, err = io.WriteString(w, "ghijkl")
+			require.NoError(t, err)
+			require.NoError(t, w.Close())
+			trace, parts := c.snapshot()
+			assert.Equal(t, "abcdefghijkl", string(trace))
+			assert.Equal(t, tt.wantParts, parts)
+			assert.Equal(t, int64(1), w.Stats().RangeRecoveries)
+		})
+	}
+}
+
+func TestTraceWriterCoordinatorAheadOfTrace(t *testing.T) {
+	t.Run("replaced with a full update", func(t *testing.T) {
+		trcLeakCheck(t)
+		c := newTrcCoord(t)
+		c.trace = []byte("a longer trace left by an earlier attempt of this build\n")
+		w := c.writer(t, c.client(t), TraceOptions{})
+		_, err := io.WriteString(w, "new run\n")
+		require.NoError(t, err)
+		require.NoError(t, w.Flush(context.Background()))
+		trace, _ := c.snapshot()
+		assert.Equal(t, "new run\n", string(trace))
+		_, err = io.WriteString(w, "more\n")
+		require.NoError(t, err)
+		require.NoError(t, w.Close())
+		trace, parts := c.snapshot()
+		assert.Equal(t, "new run\nmore\n", string(trace))
+		assert.Equal(t, []trcPart{{0, 8, 8}, {8, 13, 5}}, parts)
+		st := w.Stats()
+		assert.Equal(t, int64(1), st.FullUpdates)
+		assert.Equal(t, int64(3), st.Requests)
+	})
+	t.Run("an error without the runner token", func(t *testing.T) {
+		trcLeakCheck(t)
+		c := newTrcCoord(t)
+		c.trace = []byte("a longer trace left by an earlier attempt of this build\n")
+		cl := c.client(t, WithRunnerToken(""))
+		w := c.writer(t, cl, TraceOptions{})
+		_, err := io.WriteString(w, "new run\n")
+		require.NoError(t, err)
+		err = w.Close()
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "runner token")
+		assert.Contains(t, err.Error(), "56 bytes")
+		trace, _ := c.snapshot()
+		assert.Equal(t, "a longer trace left by an earlier attempt of this build\n", string(trace), "nothing replaced")
+	})
+}
+
+func TestTraceWriterMalformedRange(t *testing.T) {
+	for _, v := range []string{"", "0-", "1-5", "0-x", "0--1", "0-+5", "0-99999999999999999999", "0-9223372036854775808", "bytes 0-5"} {
+		t.Run(strconv.Quote(v), func(t *testing.T) {
+			trcLeakCheck(t)
+			c := newTrcCoord(t)
+			c.fault = trcFaultAt(1, trcFault{act: trcBadRange, rangeValue: v})
+			w := c.writer(t, c.client(t), TraceOptions{})
+			_, err := io.WriteString(w, "hello\n")
+			require.NoError(t, err)
+			err = w.Close()
+			require.ErrorIs(t, err, ErrTraceRange)
+			_, werr := w.Write([]byte("x"))
+			assert.Equal(t, err, werr, "the error is sticky")
+			assert.Equal(t, err, w.Close(), "the error is sticky")
+		})
+	}
+}
+
+func TestTraceWriterAccepted202ShorterThanPart(t *testing.T) {
+	trcLeakCheck(t)
+	c := newTrcCoord(t)
+	c.fault = trcFaultAt(1, trcFault{act: trcApplyPartial, keep: 4})
+	w := c.writer(t, c.client(t), TraceOptions{})
+	_, err := io.WriteString(w, "0123456789")
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	trace, parts := c.snapshot()
+	assert.Equal(t, "0123456789", string(trace))
+	assert.Equal(t, []trcPart{{0, 10, 10}, {4, 10, 6}}, parts)
+}
+
+func TestTraceWriterDroppedConnections(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		act   trcAction
+		parts []trcPart
+	}{
+		{"after the part was applied: no duplicate", trcDropAfter, []trcPart{{0, 6, 6}, {0, 6, 6}}},
+		{"before the part was applied: no gap", trcDropBefore, []trcPart{{0, 6, 6}, {0, 6, 6}}},
+		{"5xx after the part was applied", trcApplyStatus, []trcPart{{0, 6, 6}, {0, 6, 6}}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			trcLeakCheck(t)
+			c := newTrcCoord(t)
+			c.fault = trcFaultAt(1, trcFault{act: tt.act, status: http.StatusBadGateway})
+			w := c.writer(t, c.client(t), TraceOptions{})
+			_, err := io.WriteString(w, "abcdef")
+			require.NoError(t, err)
+			require.NoError(t, w.Flush(context.Background()))
+			_, err = io.WriteString(w, "ghi")
+			require.NoError(t, err)
+			require.NoError(t, w.Close())
+			trace, parts := c.snapshot()
+			assert.Equal(t, "abcdefghi", string(trace))
+			assert.Equal(t, append(tt.parts, trcPart{6, 9, 3}), parts)
+			assert.Equal(t, int64(1), w.Stats().Retries)
+		})
+	}
+}
+
+func TestTraceWriterAttemptTimeout(t *testing.T) {
+	trcLeakCheck(t)
+	c := newTrcCoord(t)
+	c.fault = trcFaultAt(1, trcFault{act: trcStall})
+	w := c.writer(t, c.client(t), TraceOptions{AttemptTimeout: 20 * time.Millisecond})
+	_, err := io.WriteString(w, "slow\n")
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	trace, parts := c.snapshot()
+	assert.Equal(t, "slow\n", string(trace))
+	assert.Len(t, parts, 2)
+	assert.Equal(t, int64(1), w.Stats().Retries)
+}
+
+// trcSleeps records the backoffs a writer asked for, without waiting.
+type trcSleeps struct {
+	mu    sync.Mutex
+	waits []time.Duration
+}
+
+func (s *trcSleeps) sleep(ctx context.Context, d time.Duration) error {
+	s.mu.Lock()
+	s.waits = append(s.waits, d)
+	s.mu.Unlock()
+	return ctx.Err()
+}
+
+func TestTraceWriterRetriesHonourRetryAfter(t *testing.T) {
+	trcLeakCheck(t)
+	c := newTrcCoord(t)
+	c.fault = func(_ *trcCoord, n int, _ int64, _ []byte) trcFault {
+		switch n {
+		case 1:
+			return trcFault{act: trcStatus, status: http.StatusServiceUnavailable, retryAfter: "7"}
+		case 2:
+			return trcFault{act: trcStatus, status: http.StatusTooManyRequests, retryAfter: "120"}
+		case 3:
+			return trcFault{act: trcStatus, status: http.StatusInternalServerError}
+		}
+		return trcFault{}
+	}
+	cl := c.client(t, WithRetryPolicy(RetryPolicy{MaxRetries: 5, BaseDelay: 8 * time.Millisecond, MaxDelay: time.Second, MaxRetryAfter: time.Minute}))
+	var sleeps trcSleeps
+	w := c.writer(t, cl, TraceOptions{sleep: sleeps.sleep})
+	_, err := io.WriteString(w, "retried\n")
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	trace, _ := c.snapshot()
+	assert.Equal(t, "retried\n", string(trace))
+	require.Len(t, sleeps.waits, 3)
+	assert.Equal(t, 7*time.Second, sleeps.waits[0], "Retry-After in seconds")
+	assert.Equal(t, time.Minute, sleeps.waits[1], "Retry-After capped by MaxRetryAfter")
+	assert.LessOrEqual(t, sleeps.waits[2], 32*time.Millisecond, "third retry: jittered backoff below 4×BaseDelay")
+	assert.Equal(t, int64(3), w.Stats().Retries)
+	assert.Equal(t, int64(4), w.Stats().Requests)
+}
+
+func TestTraceWriterGivesUpAfterRetryPolicy(t *testing.T) {
+	trcLeakCheck(t)
+	c := newTrcCoord(t)
+	c.fault = func(*trcCoord, int, int64, []byte) trcFault {
+		return trcFault{act: trcStatus, status: http.StatusServiceUnavailable}
+	}
+	cl := c.client(t, WithRetryPolicy(RetryPolicy{MaxRetries: 2, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}))
+	w := c.writer(t, cl, TraceOptions{})
+	_, err := io.WriteString(w, "never\n")
+	require.NoError(t, err)
+	err = w.Close()
+	require.Error(t, err)
+	assert.True(t, IsTransient(err))
+	assert.Contains(t, err.Error(), "giving up after 3 attempts")
+	assert.Equal(t, int64(3), w.Stats().Requests)
+}
+
+func TestTraceWriterFatalStatuses(t *testing.T) {
+	for _, tt := range []struct {
+		status int
+		is     error
+	}{
+		{http.StatusBadRequest, nil},
+		{http.StatusForbidden, ErrForbidden},
+		{http.StatusNotFound, ErrNotFound},
+		{http.StatusConflict, ErrConflict},
+	} {
+		t.Run(strconv.Itoa(tt.status), func(t *testing.T) {
+			trcLeakCheck(t)
+			c := newTrcCoord(t)
+			// The first part succeeds, so a later 404 is not the pre-8.7 coordinator's.
+			c.fault = trcFaultAt(2, trcFault{act: trcStatus, status: tt.status})
+			w := c.writer(t, c.client(t), TraceOptions{})
+			_, err := io.WriteString(w, "one\n")
+			require.NoError(t, err)
+			require.NoError(t, w.Flush(context.Background()))
+			_, err = io.WriteString(w, "two\n")
+			require.NoError(t, err)
+			ferr := w.Flush(context.Background())
+			require.Error(t, ferr)
+			var er *ErrorResponse
+			require.ErrorAs(t, ferr, &er)
+			assert.Equal(t, tt.status, er.StatusCode)
+			if tt.is != nil {
+				assert.ErrorIs(t, ferr, tt.is)
+			}
+			_, werr := w.Write([]byte("three\n"))
+			assert.Equal(t, ferr, werr)
+			assert.Equal(t, ferr, w.Flush(context.Background()))
+			assert.Equal(t, ferr, w.Close())
+			assert.Equal(t, ferr, w.Close())
+			assert.NotContains(t, ferr.Error(), trcBuildToken)
+			_, parts := c.snapshot()
+			assert.Len(t, parts, 2, "a fatal status is not retried")
+		})
+	}
+}
+
+func TestTraceWriterBadTokenIsFatalAndSecret(t *testing.T) {
+	trcLeakCheck(t)
+	c := newTrcCoord(t)
+	w := c.writer(t, c.client(t), TraceOptions{Token: "wrong-token-Ab12Cd"})
+	_, err := io.WriteString(w, "x\n")
+	require.NoError(t, err)
+	err = w.Close()
+	require.ErrorIs(t, err, ErrForbidden)
+	assert.NotContains(t, err.Error(), "wrong-token-Ab12Cd")
+}
+
+func TestTraceWriterWithoutPatchEndpoint(t *testing.T) {
+	t.Run("full updates at the flush interval", func(t *testing.T) {
+		trcLeakCheck(t)
+		c := newTrcCoord(t)
+		c.noPatch = true
+		w := c.writer(t, c.client(t), TraceOptions{ChunkSize: 4})
+		_, err := io.WriteString(w, "first part\n")
+		require.NoError(t, err)
+		require.NoError(t, w.Flush(context.Background()))
+		trace, _ := c.snapshot()
+		assert.Equal(t, "first part\n", string(trace))
+		_, err = io.WriteString(w, "second part, beyond the chunk size\n")
+		require.NoError(t, err)
+		require.NoError(t, w.Close())
+		trace, parts := c.snapshot()
+		assert.Equal(t, "first part\nsecond part, beyond the chunk size\n", string(trace))
+		assert.Len(t, parts, 1, "one PATCH, then updates only")
+		c.mu.Lock()
+		assert.Equal(t, 2, c.updates)
+		c.mu.Unlock()
+		assert.Equal(t, int64(2), w.Stats().FullUpdates)
+	})
+	t.Run("without the runner token", func(t *testing.T) {
+		trcLeakCheck(t)
+		c := newTrcCoord(t)
+		c.noPatch = true
+		w := c.writer(t, c.client(t, WithRunnerToken("")), TraceOptions{})
+		_, err := io.WriteString(w, "x\n")
+		require.NoError(t, err)
+		err = w.Close()
+		require.ErrorIs(t, err, ErrNotFound)
+		assert.Contains(t, err.Error(), "runner token")
+	})
+	t.Run("build not running", func(t *testing.T) {
+		trcLeakCheck(t)
+		c := newTrcCoord(t)
+		c.noPatch = true
+		c.updateStatus = http.StatusNotFound
+		w := c.writer(t, c.client(t), TraceOptions{})
+		_, err := io.WriteString(w, "x\n")
+		require.NoError(t, err)
+		require.ErrorIs(t, w.Close(), ErrNotFound)
+	})
+}
+
+func TestTraceWriterBuildCanceled(t *testing.T) {
+	for _, preset := range []string{"", "abc"} {
+		name := "on 202"
+		if preset != "" {
+			name = "on 416"
+		}
+		t.Run(name, func(t *testing.T) {
+			trcLeakCheck(t)
+			c := newTrcCoord(t)
+			c.trace = []byte(preset)
+			c.status = "canceled"
+			w := c.writer(t, c.client(t), TraceOptions{})
+			select {
+			case <-w.Canceled():
+				t.Fatal("canceled before any answer")
+			default:
+			}
+			_, err := io.WriteString(w, "abcdef")
+			require.NoError(t, err)
+			require.NoError(t, w.Flush(context.Background()))
+			select {
+			case <-w.Canceled():
+			default:
+				t.Fatal("Canceled not closed after the answer said canceled")
+			}
+			assert.Equal(t, StateCanceled, w.Status())
+			// Writing and delivery go on; a second canceled answer does not close the channel again.
+			_, err = io.WriteString(w, "after cancel\n")
+			require.NoError(t, err)
+			require.NoError(t, w.Close())
+			trace, _ := c.snapshot()
+			assert.Equal(t, "abcdefafter cancel\n", string(trace))
+		})
+	}
+}
+
+func TestTraceWriterFlushAndClose(t *testing.T) {
+	trcLeakCheck(t)
+	c := newTrcCoord(t)
+	w := c.writer(t, c.client(t), TraceOptions{})
+	for i := range 3 {
+		line := fmt.Sprintf("line %d\n", i)
+		_, err := io.WriteString(w, line)
+		require.NoError(t, err)
+		require.NoError(t, w.Flush(context.Background()))
+		trace, _ := c.snapshot()
+		assert.True(t, strings.HasSuffix(string(trace), line), "Flush returned before the coordinator had the bytes")
+		assert.Equal(t, w.Stats().Length, w.Stats().Acknowledged)
+	}
+	// A Flush bounded by its context returns when it ends, and the writer goes on.
+	c.setFault(trcFaultAt(4, trcFault{act: trcStall}))
+	_, err := io.WriteString(w, "stalled\n")
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	require.ErrorIs(t, w.Flush(ctx), context.DeadlineExceeded)
+
+	// The stalled attempt times out (the client's timeout) only much later; closing waits for it, bounded here.
+	cctx, ccancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer ccancel()
+	err = w.CloseContext(cctx)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Equal(t, err, w.Close(), "Close is idempotent")
+	_, err2 := w.Write([]byte("x"))
+	assert.Equal(t, err, err2)
+}
+
+func TestTraceWriterCloseIdempotentAndErrClosed(t *testing.T) {
+	trcLeakCheck(t)
+	c := newTrcCoord(t)
+	w := c.writer(t, c.client(t), TraceOptions{})
+	_, err := io.WriteString(w, "done\n")
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	require.NoError(t, w.Close())
+	require.NoError(t, w.CloseContext(context.Background()))
+	_, err = w.Write([]byte("late"))
+	assert.ErrorIs(t, err, ErrClosed)
+	assert.ErrorIs(t, w.Flush(context.Background()), ErrClosed)
+	trace, parts := c.snapshot()
+	assert.Equal(t, "done\n", string(trace))
+	assert.Len(t, parts, 1)
+}
+
+func TestTraceWriterContextCancelStopsBackoff(t *testing.T) {
+	trcLeakCheck(t)
+	c := newTrcCoord(t)
+	c.fault = func(*trcCoord, int, int64, []byte) trcFault {
+		return trcFault{act: trcStatus, status: http.StatusServiceUnavailable, retryAfter: "3600"}
+	}
+	cl := c.client(t, WithRetryPolicy(RetryPolicy{MaxRetries: 5, MaxRetryAfter: time.Hour}))
+	ctx, cancel := context.WithCancel(context.Background())
+	w, err := cl.NewTraceWriter(ctx, trcBuildID, &TraceOptions{FlushInterval: time.Millisecond, KeepAlive: -1})
+	require.NoError(t, err)
+	_, err = io.WriteString(w, "x\n")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return w.Stats().Requests == 1 }, 5*time.Second, time.Millisecond)
+	cancel()
+	err = w.Close()
+	require.ErrorIs(t, err, context.Canceled)
+}
+
+func TestTraceWriterConcurrentWritesStayContiguous(t *testing.T) {
+	trcLeakCheck(t)
+	c := newTrcCoord(t)
+	w := c.writer(t, c.client(t), TraceOptions{ChunkSize: 4 << 10, FlushInterval: time.Millisecond})
+	const writers, records = 8, 300
+	var wg sync.WaitGroup
+	for g := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(uint64(g), 1))
+			for i := range records {
+				payload := strings.Repeat(string(rune('a'+g)), r.IntN(200))
+				rec := fmt.Sprintf("<%d:%d:%d:%s>\n", g, i, len(payload), payload)
+				n, err := io.WriteString(w, rec)
+				assert.NoError(t, err)
+				assert.Equal(t, len(rec), n)
+			}
+		}()
+	}
+	wg.Wait()
+	require.NoError(t, w.Close())
+	trace, _ := c.snapshot()
+	lines := strings.Split(strings.TrimSuffix(string(trace), "\n"), "\n")
+	require.Len(t, lines, writers*records)
+	next := make([]int, writers)
+	for _, l := range lines {
+		var g, i, n int
+		var payload string
+		_, err := fmt.Sscanf(l, "<%d:%d:%d:%s", &g, &i, &n, &payload)
+		require.NoError(t, err, "record %q", l)
+		payload = strings.TrimSuffix(payload, ">")
+		if n == 0 {
+			payload = ""
+		}
+		require.Equal(t, strings.Repeat(string(rune('a'+g)), n), payload, "record %q torn", l)
+		assert.Equal(t, next[g], i, "records of writer %d out of order", g)
+		next[g] = i + 1
+	}
+	trcAssertContiguous(t, c)
+}
+
+func TestTraceWriterMasksSecretsAcrossWrites(t *testing.T) {
+	trcLeakCheck(t)
+	const secret = "hunter2-s3cr3t"
+	input := "before " + secret + " middle " + secret + secret + " hun end hunter2-s3cr3"
+	want := "before [MASKED] middle [MASKED][MASKED] hun end hunter2-s3cr3"
+	c := newTrcCoord(t)
+	cl := c.client(t)
+	for cut1 := 0; cut1 <= len(input); cut1 += 3 {
+		for cut2 := cut1; cut2 <= len(input); cut2 += 5 {
+			c.mu.Lock()
+			c.trace = nil
+			c.mu.Unlock()
+			w := c.writer(t, cl, TraceOptions{Secrets: []string{secret}})
+			for _, p := range []string{input[:cut1], input[cut1:cut2], input[cut2:]} {
+				_, err := io.WriteString(w, p)
+				require.NoError(t, err)
+			}
+			require.NoError(t, w.Close())
+			trace, _ := c.snapshot()
+			require.Equal(t, want, string(trace), "cuts at %d and %d", cut1, cut2)
+		}
+	}
+}
+
+func TestTraceWriterMasksBuildSecrets(t *testing.T) {
+	trcLeakCheck(t)
+	c := newTrcCoord(t)
+	b := &Build{
+		ID:    trcBuildID,
+		Token: trcBuildToken,
+		Variables: []Variable{
+			{Key: "PUBLIC", Value: "visible-value", Public: true},
+			{Key: "PRIVATE", Value: "private-value"},
+		},
+		RepoURL: "https://gitlab-ci-token:repo-password@example.com/g/p.git",
+	}
+	w, err := c.client(t, WithBuildToken("")).NewBuildTraceWriter(context.Background(), b, &TraceOptions{Secrets: []string{"extra-secret"}, KeepAlive: -1})
+	require.NoError(t, err)
+	_, err = fmt.Fprintf(w, "%s %s %s %s %s %s\n", trcBuildToken, "visible-value", "private-value", "repo-password", "extra-secret", trcRunnerToken)
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	trace, _ := c.snapshot()
+	assert.Equal(t, "[MASKED] visible-value [MASKED] [MASKED] [MASKED] [MASKED]\n", string(trace))
+}
+
+func TestTraceWriterOutputLimit(t *testing.T) {
+	trcLeakCheck(t)
+	c := newTrcCoord(t)
+	w := c.writer(t, c.client(t), TraceOptions{OutputLimit: 10})
+	for range 5 {
+		n, err := io.WriteString(w, "0123456")
+		require.NoError(t, err)
+		assert.Equal(t, 7, n)
+	}
+	require.NoError(t, w.Close())
+	trace, _ := c.snapshot()
+	assert.Equal(t, "0123456012\n[runnerapi: the trace was truncated here: it reached its limit of 10 bytes]\n", string(trace))
+	assert.Equal(t, int64(35), w.Stats().Written)
+}
+
+func TestTraceWriterNeedsBuildToken(t *testing.T) {
+	cl, err := NewClient("https://gitlab.example.com")
+	require.NoError(t, err)
+	_, err = cl.NewTraceWriter(context.Background(), 1, nil)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "build token")
+	_, err = cl.NewTraceWriter(context.Background(), 1, &TraceOptions{Token: "t", ChunkSize: -1})
+	require.Error(t, err)
+	_, err = cl.NewBuildTraceWriter(context.Background(), nil, nil)
+	require.Error(t, err)
+}
+
+func TestTraceWriterSpoolFileRemovedAndHeapBounded(t *testing.T) {
+	trcLeakCheck(t)
+	c := newTrcCoord(t)
+	// This coordinator only counts: the test is about the writer's memory, not the coordinator's.
+	var got atomic.Int64
+	c.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, r.Body)
+		w.Header().Set("Range", "0-"+strconv.FormatInt(got.Add(n), 10))
+		w.WriteHeader(http.StatusAccepted)
+	})
+	dir := t.TempDir()
+	w := c.writer(t, c.client(t), TraceOptions{TempDir: dir})
+	line := bytes.Repeat([]byte("x"), 99)
+	line = append(line, '\n')
+	const total = 64 << 20
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	base := ms.HeapAlloc
+	var peak uint64
+	for i := 0; i < total/len(line); i++ {
+		_, err := w.Write(line)
+		require.NoError(t, err)
+		if i%(8<<20/len(line)) == 0 {
+			runtime.GC()
+			runtime.ReadMemStats(&ms)
+			peak = max(peak, ms.HeapAlloc)
+		}
+	}
+	files, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	assert.Len(t, files, 1, "the trace beyond the memory limit is in a temporary file")
+	require.NoError(t, w.Close())
+	files, err = os.ReadDir(dir)
+	require.NoError(t, err)
+	assert.Empty(t, files, "Close removes the temporary file")
+	assert.Equal(t, int64(total/len(line)*len(line)), got.Load())
+	growth := int64(peak) - int64(base)
+	t.Logf("heap growth while writing %d MiB: %d KiB", total>>20, growth>>10)
+	assert.Less(t, growth, int64(12<<20), "heap beyond a few chunks")
+}
+
+func TestTraceWriterWriteDoesNotAllocate(t *testing.T) {
+	for _, secrets := range [][]string{nil, {"a-secret-value"}} {
+		t.Run(fmt.Sprint(len(secrets)), func(t *testing.T) {
+			trcLeakCheck(t)
+			c := newTrcCoord(t)
+			// A small memory limit puts the spool in its file; a large chunk keeps the sender, whose requests
+			// allocate, quiet while allocations are counted.
+			w := c.writer(t, c.client(t), TraceOptions{Secrets: secrets, MemoryLimit: 64 << 10, ChunkSize: 64 << 20, TempDir: t.TempDir()})
+			line := append(bytes.Repeat([]byte("y"), 99), '\n')
+			for range 1000 {
+				_, _ = w.Write(line)
+			}
+			allocs := testing.AllocsPerRun(50000, func() { _, _ = w.Write(line) })
+			assert.Zero(t, allocs)
+			assert.Greater(t, w.Stats().Length, int64(2*traceSpoolBlock), "the writes crossed spool blocks")
+			require.NoError(t, w.Close())
+		})
+	}
+}
+
+var trcSeeds = 200
+
+func TestTraceWriterRandomFaults(t *testing.T) {
+	seeds := trcSeeds
+	if testing.Short() {
+		seeds = 40
+	}
+	trcLeakCheck(t)
+	c := newTrcCoord(t)
+	cl := c.client(t, WithRetryPolicy(RetryPolicy{MaxRetries: 30, MaxRetryAfter: time.Millisecond}))
+	var retries, recoveries int64
+	for seed := range uint64(seeds) {
+		r := rand.New(rand.NewPCG(seed, 99))
+		fr := rand.New(rand.NewPCG(seed, 100)) // the coordinator's, used with c.mu held
+		c.mu.Lock()
+		c.trace, c.parts, c.requests = nil, nil, 0
+		c.fault = func(c *trcCoord, n int, start int64, body []byte) trcFault {
+			switch x := fr.IntN(100); {
+			case x < 6:
+				return trcFault{act: trcDropBefore}
+			case x < 12:
+				return trcFault{act: trcDropAfter}
+			case x < 16:
+				return trcFault{act: trcStatus, status: http.StatusServiceUnavailable, retryAfter: "1"}
+			case x < 20:
+				return trcFault{act: trcApplyStatus, status: http.StatusInternalServerError}
+			case x < 24 && len(body) > 1:
+				return trcFault{act: trcApplyPartial, keep: fr.IntN(len(body))}
+			case x < 28 && len(c.trace) > 0:
+				// The coordinator loses a little of its tail.
+				c.trace = c.trace[:len(c.trace)-1-fr.IntN(min(len(c.trace), 200))]
+			}
+			return trcFault{}
+		}
+		c.mu.Unlock()
+		w := c.writer(t, cl, TraceOptions{ChunkSize: 64 + r.IntN(1000), FlushInterval: time.Millisecond, MaxRangeErrors: 1000})
+		want := trcText(r.IntN(8000), seed)
+		for rest := want; len(rest) > 0; {
+			n := min(len(rest), 1+r.IntN(300))
+			_, err := w.Write(rest[:n])
+			require.NoError(t, err)
+			rest = rest[n:]
+			if r.IntN(20) == 0 {
+				require.NoError(t, w.Flush(context.Background()), "seed %d", seed)
+			}
+		}
+		require.NoError(t, w.Close(), "seed %d", seed)
+		trace, _ := c.snapshot()
+		require.True(t, bytes.Equal(want, trace), "seed %d: trace of %d bytes differs from the %d written", seed, len(trace), len(want))
+		st := w.Stats()
+		retries += st.Retries
+		recoveries += st.RangeRecoveries
+	}
+	trcAssertContiguous(t, c)
+	// The faults did happen: the test would prove nothing otherwise.
+	t.Logf("%d seeds: %d retries, %d recoveries from 416", seeds, retries, recoveries)
+	assert.Greater(t, retries, int64(seeds))
+	assert.Greater(t, recoveries, int64(seeds))
+}
+
+func TestAppendTrace(t *testing.T) {
+	trcLeakCheck(t)
+	c := newTrcCoord(t)
+	cl := c.client(t)
+	ctx := context.Background()
+	res, resp, err := cl.Builds.AppendTrace(ctx, trcBuildID, 0, []byte("Running git clone...\n"))
+	require.NoError(t, err)
+	assert.Equal(t, &TraceAppend{Length: 21, Status: StateRunning}, res)
+	assert.Equal(t, http.StatusAccepted, resp.StatusCode)
+
+	// Wrong offset: a *RangeError with the coordinator's length, and the 416 behind it.
+	_, _, err = cl.Builds.AppendTrace(ctx, trcBuildID, 5, []byte("x"))
+	var re *RangeError
+	require.ErrorAs(t, err, &re)
+	assert.Equal(t, int64(21), re.Length)
+	assert.Equal(t, StateRunning, re.Status)
+	var er *ErrorResponse
+	require.ErrorAs(t, err, &er)
+	assert.Equal(t, http.StatusRequestedRangeNotSatisfiable, er.StatusCode)
+	assert.Contains(t, err.Error(), "21 bytes")
+
+	// A keep-alive.
+	res, _, err = cl.Builds.AppendTrace(ctx, trcBuildID, 21, nil)
+	require.NoError(t, err)
+	assert.Equal(t, int64(21), res.Length)
+
+	// Per-call token wins; a bad one is forbidden and not repeated in the error.
+	_, _, err = cl.Builds.AppendTrace(ctx, trcBuildID, 21, []byte("y"), WithToken("bad-token-Xy12"))
+	require.ErrorIs(t, err, ErrForbidden)
+	assert.NotContains(t, err.Error(), "bad-token-Xy12")
+
+	_, _, err = cl.Builds.AppendTrace(ctx, trcBuildID, -1, nil)
+	require.Error(t, err)
+	cl2, err := NewClient(c.srv.URL)
+	require.NoError(t, err)
+	_, _, err = cl2.Builds.AppendTrace(ctx, trcBuildID, 0, nil)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "build token")
+	_, parts := c.snapshot()
+	assert.Equal(t, []trcPart{{0, 21, 21}, {5, 6, 1}, {21, 21, 0}}, parts)
+}
+
+func TestAppendTraceMalformedRangeOn416(t *testing.T) {
+	trcLeakCheck(t)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Range", "0-")
+		w.WriteHeader(http.StatusRequestedRangeNotSatisfiable)
+		_, _ = io.WriteString(w, `{"error":"416 Range Not Satisfiable"}`)
+	}))
+	t.Cleanup(srv.Close)
+	cl, err := NewClient(srv.URL, WithHTTPClient(srv.Client()), WithBuildToken(trcBuildToken))
+	require.NoError(t, err)
+	_, _, err = cl.Builds.AppendTrace(context.Background(), 1, 3, []byte("abc"))
+	require.ErrorIs(t, err, ErrTraceRange)
+	var re *RangeError
+	assert.False(t, errors.As(err, &re), "no length to give")
+	var er *ErrorResponse
+	require.ErrorAs(t, err, &er)
+	assert.Equal(t, http.StatusRequestedRangeNotSatisfiable, er.StatusCode)
+}
+
+func TestAppendTraceRetriesOnlyWhatWasNotApplied(t *testing.T) {
+	trcLeakCheck(t)
+	c := newTrcCoord(t)
+	cl := c.client(t)
+	c.fault = trcFaultAt(1, trcFault{act: trcStatus, status: http.StatusServiceUnavailable})
+	res, resp, err := cl.Builds.AppendTrace(context.Background(), trcBuildID, 0, []byte("abc"))
+	require.NoError(t, err)
+	assert.Equal(t, int64(3), res.Length)
+	assert.Equal(t, 2, resp.Attempts)
+
+	c.setFault(trcFaultAt(3, trcFault{act: trcApplyStatus, status: http.StatusInternalServerError}))
+	_, _, err = cl.Builds.AppendTrace(context.Background(), trcBuildID, 3, []byte("def"))
+	var er *ErrorResponse
+	require.ErrorAs(t, err, &er)
+	assert.Equal(t, http.StatusInternalServerError, er.StatusCode, "a 500 may have been applied: not retried")
+}
+
+func TestParseTraceRange(t *testing.T) {
+	for _, tt := range []struct {
+		values []string
+		want   int64
+		ok     bool
+	}{
+		{[]string{"0-0"}, 0, true},
+		{[]string{"0-21"}, 21, true},
+		{[]string{"0-5368709125"}, 5368709125, true},
+		{[]string{"0-9223372036854775807"}, 1<<63 - 1, true},
+		{nil, 0, false},
+		{[]string{""}, 0, false},
+		{[]string{"0-"}, 0, false},
+		{[]string{"1-5"}, 0, false},
+		{[]string{"0-x"}, 0, false},
+		{[]string{"0--1"}, 0, false},
+		{[]string{"0-+1"}, 0, false},
+		{[]string{"0-9223372036854775808"}, 0, false},
+		{[]string{"0-99999999999999999999"}, 0, false},
+		{[]string{"0-5 "}, 0, false},
+		{[]string{"0-5", "0-5"}, 0, false},
+	} {
+		h := http.Header{"Range": tt.values}
+		n, err := parseTraceRange(h)
+		if tt.ok {
+			assert.NoError(t, err, "%q", tt.values)
+			assert.Equal(t, tt.want, n, "%q", tt.values)
+		} else {
+			assert.ErrorIs(t, err, ErrTraceRange, "%q", tt.values)
+		}
+	}
+}
+
+func TestAppendTraceLargeOffsets(t *testing.T) {
+	trcLeakCheck(t)
+	const off = int64(5) << 30
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		assert.Equal(t, "5368709120-5368709125", r.Header.Get("Content-Range"))
+		w.Header().Set("Range", "0-5368709125")
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	t.Cleanup(srv.Close)
+	cl, err := NewClient(srv.URL, WithHTTPClient(srv.Client()), WithBuildToken(trcBuildToken))
+	require.NoError(t, err)
+	res, _, err := cl.Builds.AppendTrace(context.Background(), 1, off, []byte("12345"))
+	require.NoError(t, err)
+	assert.Equal(t, off+5, res.Length)
+}
+
+// trcBenchServer answers every PATCH with 202 and the length it counted, and discards the body cheaply.
+func trcBenchServer(b *testing.B) (*httptest.Server, *atomic.Int64, *atomic.Int64) {
+	var length, requests atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, r.Body)
+		requests.Add(1)
+		w.Header().Set("Range", "0-"+strconv.FormatInt(length.Add(n), 10))
+		w.Header().Set("Build-Status", "running")
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	b.Cleanup(srv.Close)
+	return srv, &length, &requests
+}
+
+func BenchmarkTraceWriterWrite(b *testing.B) {
+	srv, _, _ := trcBenchServer(b)
+	cl, err := NewClient(srv.URL, WithHTTPClient(srv.Client()), WithBuildToken(trcBuildToken))
+	require.NoError(b, err)
+	w, err := cl.NewTraceWriter(context.Background(), 1, nil)
+	require.NoError(b, err)
+	line := append(bytes.Repeat([]byte("z"), 99), '\n')
+	b.SetBytes(int64(len(line)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if _, err := w.Write(line); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	require.NoError(b, w.Close())
+}
+
+// trcBenchSize is the trace each throughput benchmark op sends.
+const trcBenchSize = 256 << 20
+
+func BenchmarkTraceThroughput(b *testing.B) {
+	// 100-byte lines, as a build writes them; and 64 KiB writes, which show the pipeline without the cost of
+	// millions of Write calls.
+	for _, size := range []int{100, 64 << 10} {
+		b.Run(fmt.Sprintf("TraceWriter/%dB-writes", size), func(b *testing.B) {
+			srv, length, requests := trcBenchServer(b)
+			cl, err := NewClient(srv.URL, WithHTTPClient(srv.Client()), WithBuildToken(trcBuildToken))
+			require.NoError(b, err)
+			line := append(bytes.Repeat([]byte("w"), size-1), '\n')
+			b.SetBytes(trcBenchSize)
+			b.ResetTimer()
+			for range b.N {
+				length.Store(0)
+				w, err := cl.NewTraceWriter(context.Background(), 1, nil)
+				require.NoError(b, err)
+				for i := 0; i < trcBenchSize; i += len(line) {
+					_, _ = w.Write(line[:min(len(line), trcBenchSize-i)])
+				}
+				require.NoError(b, w.Close())
+			}
+			b.StopTimer()
+			require.Equal(b, int64(trcBenchSize), length.Load())
+			b.ReportMetric(float64(requests.Load())/float64(b.N), "requests/op")
+		})
+	}
+	// The sending side alone: the trace is spooled before the clock starts, so this is Close draining 256 MiB.
+	b.Run("TraceWriter/spooled-before", func(b *testing.B) {
+		srv, length, requests := trcBenchServer(b)
+		cl, err := NewClient(srv.URL, WithHTTPClient(srv.Client()), WithBuildToken(trcBuildToken))
+		require.NoError(b, err)
+		line := append(bytes.Repeat([]byte("s"), 64<<10-1), '\n')
+		b.SetBytes(trcBenchSize)
+		for range b.N {
+			b.StopTimer()
+			length.Store(0)
+			w, err := cl.NewTraceWriter(context.Background(), 1, &TraceOptions{FlushInterval: time.Hour})
+			require.NoError(b, err)
+			w.mu.Lock() // record, unlike Write, does not wake the sender: nothing is sent before Close
+			for i := 0; i < trcBenchSize; i += len(line) {
+				w.record(line)
+			}
+			w.mu.Unlock()
+			b.StartTimer()
+			require.NoError(b, w.Close())
+		}
+		b.StopTimer()
+		require.Equal(b, int64(trcBenchSize), length.Load())
+		b.ReportMetric(float64(requests.Load())/float64(b.N), "requests/op")
+	})
+	b.Run("Ceiling", func(b *testing.B) {
+		srv, length, requests := trcBenchServer(b)
+		hc := srv.Client()
+		part := bytes.Repeat([]byte("c"), 1<<20)
+		url := srv.URL + "/ci/api/v1/builds/1/trace.txt"
+		b.SetBytes(trcBenchSize)
+		b.ResetTimer()
+		for range b.N {
+			length.Store(0)
+			for off := int64(0); off < trcBenchSize; off += int64(len(part)) {
+				req, err := http.NewRequest(http.MethodPatch, url, bytes.NewReader(part))
+				if err != nil {
+					b.Fatal(err)
+				}
+				req.Header.Set("BUILD-TOKEN", trcBuildToken)
+				req.Header.Set("Content-Range", strconv.FormatInt(off, 10)+"-"+strconv.FormatInt(off+int64(len(part)), 10))
+				resp, err := hc.Do(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				_ = resp.Body.Close()
+				if resp.StatusCode != http.StatusAccepted {
+					b.Fatal(resp.Status)
+				}
+			}
+		}
+		b.StopTimer()
+		require.Equal(b, int64(trcBenchSize), length.Load())
+		b.ReportMetric(float64(requests.Load())/float64(b.N), "requests/op")
+	})
+}
