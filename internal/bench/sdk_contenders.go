@@ -1,5 +1,3 @@
-//go:build sdkfull
-
 package main
 
 import (
