@@ -1,6 +1,8 @@
 package runnerapi
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"math/rand/v2"
 	"net"
@@ -78,11 +80,13 @@ func (c *Client) shouldRetry(resp *Response, err error, class retryClass, n int)
 }
 
 // IsTransient reports whether err is a failure that may pass if the call is made again: a connection error, a
-// timeout of one attempt, or a 408, 429, 500, 502, 503 or 504 answer. An ended context is not transient.
+// timeout of one attempt, or a 408, 429, 500, 502, 503 or 504 answer. An ended context is not transient, and
+// neither is a TLS failure that no retry mends (a certificate that does not verify, a server that does not speak
+// TLS).
 func IsTransient(err error) bool {
 	var te *TransportError
 	if errors.As(err, &te) {
-		return true
+		return !isPermanentTLSFailure(te.Err)
 	}
 	var er *ErrorResponse
 	if errors.As(err, &er) {
@@ -135,4 +139,17 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 		}
 	}
 	return 0
+}
+
+// isPermanentTLSFailure reports whether err is a TLS failure that repeats on every attempt.
+func isPermanentTLSFailure(err error) bool {
+	var (
+		verify   *tls.CertificateVerificationError
+		unknown  x509.UnknownAuthorityError
+		hostname x509.HostnameError
+		invalid  x509.CertificateInvalidError
+		record   tls.RecordHeaderError
+	)
+	return errors.As(err, &verify) || errors.As(err, &unknown) || errors.As(err, &hostname) ||
+		errors.As(err, &invalid) || errors.As(err, &record)
 }

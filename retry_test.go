@@ -2,11 +2,15 @@ package runnerapi
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
+	"log"
 	"math"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -369,6 +373,9 @@ func TestIsTransientAndUnsent(t *testing.T) {
 		{"403", status(403), false, false},
 		{"404", status(404), false, false},
 		{"409", status(409), false, false},
+		{"unknown CA", &TransportError{Err: &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}}, false, false},
+		{"bad host name", &TransportError{Err: x509.HostnameError{Host: "gitlab.example.com"}}, false, false},
+		{"not TLS", &TransportError{Err: tls.RecordHeaderError{Msg: "first record does not look like a TLS handshake"}}, false, false},
 		{"canceled", context.Canceled, false, false},
 		{"plain", errors.New("x"), false, false},
 		{"nil", nil, false, false},
@@ -377,4 +384,27 @@ func TestIsTransientAndUnsent(t *testing.T) {
 		assert.Equal(t, tt.transient, IsTransient(tt.err), "IsTransient %s", tt.name)
 		assert.Equal(t, tt.unsent, isUnsent(tt.err), "isUnsent %s", tt.name)
 	}
+}
+
+func TestUntrustedCertificateIsNotRetried(t *testing.T) {
+	var handled, conns atomic.Int32
+	srv := httptest.NewUnstartedServer(testStatusHandler(&handled, http.StatusOK, ""))
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.StartTLS()
+	defer srv.Close()
+	c, err := NewClient(srv.URL, WithRunnerToken("runner-token"),
+		WithRetryPolicy(RetryPolicy{MaxRetries: 3, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}))
+	require.NoError(t, err)
+	_, err = c.Builds.Update(context.Background(), 1, &UpdateOptions{State: StateSuccess})
+	require.Error(t, err)
+	var verify *tls.CertificateVerificationError
+	assert.ErrorAs(t, err, &verify, "the certificate is reported, so the caller can fix its trust")
+	assert.False(t, IsTransient(err))
+	assert.Equal(t, int32(1), conns.Load(), "one attempt: a certificate that does not verify is not retried")
+	assert.Zero(t, handled.Load())
 }
