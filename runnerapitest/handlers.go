@@ -303,17 +303,8 @@ func (s *Server) applyUpdate(r *http.Request, p params) (int, any) {
 
 // handleTrace serves PATCH /builds/:id/trace.txt: append the body to the trace if it starts where the trace ends.
 func (s *Server) handleTrace(w http.ResponseWriter, r *http.Request) {
-	id, ok := pathID(r)
-	s.mu.Lock()
-	b := s.builds[id]
-	if !ok || b == nil {
-		s.mu.Unlock()
-		writeMessage(w, http.StatusNotFound, msgNotFound)
-		return
-	}
-	if !s.validBuildTokenLocked(b, buildToken(r)) {
-		s.mu.Unlock()
-		writeMessage(w, http.StatusForbidden, msgForbidden)
+	b := s.lockBuildForToken(w, r)
+	if b == nil {
 		return
 	}
 	if b.erased {

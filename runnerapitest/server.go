@@ -619,6 +619,25 @@ func (s *Server) presentLocked(b *build) runnerapi.Build {
 	return out
 }
 
+// lockBuildForToken finds the build of a trace or artifacts request and checks the request's build token. On
+// success it returns the build with s.mu held; otherwise it answers 404 or 403 and returns nil, s.mu released.
+func (s *Server) lockBuildForToken(w http.ResponseWriter, r *http.Request) *build {
+	id, ok := pathID(r)
+	s.mu.Lock()
+	b := s.builds[id]
+	switch {
+	case !ok || b == nil:
+		s.mu.Unlock()
+		writeMessage(w, http.StatusNotFound, msgNotFound)
+		return nil
+	case !s.validBuildTokenLocked(b, buildToken(r)):
+		s.mu.Unlock()
+		writeMessage(w, http.StatusForbidden, msgForbidden)
+		return nil
+	}
+	return b
+}
+
 // validBuildTokenLocked reports whether token opens the trace and artifacts endpoints of b: its build token or its
 // project's runners token.
 func (s *Server) validBuildTokenLocked(b *build, token string) bool {
