@@ -47,7 +47,7 @@ func main() {
 type config struct {
 	url      string
 	token    string
-	once     bool
+	limit    int // builds to run before exiting; 0 for no limit
 	workdir  string
 	interval time.Duration
 }
@@ -74,11 +74,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if cfg.url == "" {
 		err = demo(ctx, cfg, stdout)
 	} else {
-		limit := 0
-		if cfg.once {
-			limit = 1
-		}
-		err = serve(ctx, cfg, limit, stdout)
+		err = serve(ctx, cfg, stdout)
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "runner:", strings.ReplaceAll(err.Error(), "\n", " "))
@@ -89,12 +85,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 func parseFlags(args []string, stdout io.Writer) (config, error) {
 	var cfg config
+	var once bool
 	fs := flag.NewFlagSet("runner", flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // run reports a bad flag in one line; -h prints the usage on stdout
 	fs.StringVar(&cfg.url, "url", "", "coordinator address, such as https://gitlab.example.com; without it, run a demo pipeline on an embedded coordinator")
 	// No default shown here: the usage must not print a token taken from the environment.
 	fs.StringVar(&cfg.token, "token", "", "runner token (default $RUNNER_TOKEN, which keeps it out of ps)")
-	fs.BoolVar(&cfg.once, "once", false, "run one build, then exit")
+	fs.BoolVar(&once, "once", false, "run one build, then exit")
 	fs.StringVar(&cfg.workdir, "workdir", "", "directory builds run in (default: a temporary directory, removed on exit)")
 	fs.DurationVar(&cfg.interval, "interval", runnerapi.DefaultPollInterval, "how often to ask for a build, and for a running build's status")
 	err := fs.Parse(args)
@@ -111,20 +108,21 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	case cfg.interval <= 0:
 		return cfg, errors.New("-interval must be positive")
 	}
+	if once {
+		cfg.limit = 1
+	}
 	if cfg.token == "" {
 		cfg.token = os.Getenv("RUNNER_TOKEN")
 	}
 	if cfg.workdir != "" {
-		if cfg.workdir, err = filepath.Abs(cfg.workdir); err != nil {
-			return cfg, err
-		}
+		cfg.workdir, err = filepath.Abs(cfg.workdir)
 	}
-	return cfg, nil
+	return cfg, err
 }
 
-// serve takes builds from the coordinator at cfg.url and runs them one at a time, until it has run limit of them
-// (no limit when 0) or ctx ends. Its error says why it could not go on; a build's own failure is not one.
-func serve(ctx context.Context, cfg config, limit int, out io.Writer) error {
+// serve takes builds from the coordinator at cfg.url and runs them one at a time, until it has run cfg.limit of
+// them or ctx ends. Its error says why it could not go on; a build's own failure is not one.
+func serve(ctx context.Context, cfg config, out io.Writer) error {
 	if cfg.token == "" {
 		return errors.New("no runner token: set RUNNER_TOKEN or use -token")
 	}
@@ -150,7 +148,7 @@ func serve(ctx context.Context, cfg config, limit int, out io.Writer) error {
 			if err := runBuild(ctx, c, b, err, cfg, out); err != nil {
 				return err
 			}
-			if taken++; taken == limit {
+			if taken++; taken == cfg.limit {
 				return nil
 			}
 			lastUpdate = ""
@@ -178,32 +176,28 @@ func runBuild(ctx context.Context, c *runnerapi.Client, b *runnerapi.Build, read
 	fmt.Fprintf(out, "runner: took build %d (%s)\n", b.ID, b.Name)
 	// The trace and the report outlive a stop signal, so that a stopped build is still recorded and reported.
 	keep := context.WithoutCancel(ctx)
-	trace, err := c.NewBuildTraceWriter(keep, b, &runnerapi.TraceOptions{FlushInterval: cfg.interval, KeepAlive: cfg.interval})
-	if err != nil {
-		fmt.Fprintf(out, "runner: build %d: %v\n", b.ID, err)
-		return report(keep, c, b, runnerapi.StateFailed, out)
-	}
 	state := runnerapi.StateFailed
-	if readErr != nil {
+	trace, err := c.NewBuildTraceWriter(keep, b, &runnerapi.TraceOptions{FlushInterval: cfg.interval, KeepAlive: cfg.interval})
+	switch {
+	case err != nil:
+		fmt.Fprintf(out, "runner: build %d: %v\n", b.ID, err)
+	case readErr != nil:
 		fmt.Fprintf(trace, "ERROR: %v\n", readErr)
-	} else {
+	default:
 		state = execute(ctx, c, b, cfg, trace)
 	}
 	// The whole trace is delivered before the state, so the coordinator never shows a finished build whose trace
 	// still grows.
-	if err := trace.Close(); err != nil {
-		fmt.Fprintf(out, "runner: build %d: sending the trace: %v\n", b.ID, err)
+	if trace != nil {
+		if err := trace.Close(); err != nil {
+			fmt.Fprintf(out, "runner: build %d: sending the trace: %v\n", b.ID, err)
+		}
 	}
 	if state == runnerapi.StateCanceled {
 		fmt.Fprintf(out, "runner: build %d (%s): stopped, the coordinator says it is %s\n", b.ID, b.Name, trace.Status())
 		return nil
 	}
-	return report(keep, c, b, state, out)
-}
-
-// report tells the coordinator the build's final state.
-func report(ctx context.Context, c *runnerapi.Client, b *runnerapi.Build, state runnerapi.BuildState, out io.Writer) error {
-	_, err := c.Builds.Update(ctx, b.ID, &runnerapi.UpdateOptions{State: state})
+	_, err = c.Builds.Update(keep, b.ID, &runnerapi.UpdateOptions{State: state})
 	switch {
 	case errors.Is(err, runnerapi.ErrNotFound) || errors.Is(err, runnerapi.ErrForbidden):
 		// The build ended on the coordinator's side meanwhile (canceled, erased): there is nothing left to report.
@@ -216,10 +210,8 @@ func report(ctx context.Context, c *runnerapi.Client, b *runnerapi.Build, state 
 	return nil
 }
 
-var (
-	errStopped  = errors.New("the coordinator stopped the build")
-	errTimedOut = errors.New("the build timed out")
-)
+// errStopped is the cause of a build's end when the coordinator canceled it (or marked it failed).
+var errStopped = errors.New("the coordinator stopped the build")
 
 // execute runs the build in a fresh directory: it unpacks the artifacts of the builds it depends on, runs the
 // script and uploads the build's artifacts, writing what happens to the trace. It returns the build's state, or
@@ -233,7 +225,7 @@ func execute(ctx context.Context, c *runnerapi.Client, b *runnerapi.Build, cfg c
 	// passed, or the runner was asked to stop.
 	bctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
-	bctx, cancel := context.WithTimeoutCause(bctx, timeout, fmt.Errorf("%w after %s", errTimedOut, timeout))
+	bctx, cancel := context.WithTimeoutCause(bctx, timeout, fmt.Errorf("the build timed out after %s", timeout))
 	defer cancel()
 	go func() {
 		select {
@@ -250,7 +242,9 @@ func execute(ctx context.Context, c *runnerapi.Client, b *runnerapi.Build, cfg c
 		// The script lives beside the build's directory, not in it, where the artifacts paths could pick it up.
 		err = runScript(bctx, b, dir, dir+".sh", buildEnv(b, dir, trace), trace)
 	}
-	if a := b.Options.Artifacts; bctx.Err() == nil && len(a.Paths) > 0 && artifactsWanted(a.When, err == nil) {
+	// artifacts:when is on_success unless it says on_failure or always.
+	a := b.Options.Artifacts
+	if bctx.Err() == nil && len(a.Paths) > 0 && (a.When == "always" || (a.When == "on_failure") == (err != nil)) {
 		if uerr := upload(bctx, c, b, dir, trace); err == nil {
 			err = uerr
 		}
@@ -291,17 +285,6 @@ func prepare(ctx context.Context, c *runnerapi.Client, b *runnerapi.Build, dir s
 		}
 	}
 	return nil
-}
-
-// artifactsWanted applies artifacts:when (on_success unless said otherwise) to the build's result so far.
-func artifactsWanted(when string, ok bool) bool {
-	switch when {
-	case "always":
-		return true
-	case "on_failure":
-		return !ok
-	}
-	return ok
 }
 
 // upload zips the build's artifacts paths and uploads them. Paths that match nothing are a warning, not a failure.
@@ -441,9 +424,9 @@ grep -q hello out/greeting.txt`,
 		_, _ = srv.WaitFinished(ctx, check)
 		cancel()
 	}()
-	cfg.url, cfg.token = srv.URL, token
+	cfg.url, cfg.token, cfg.limit = srv.URL, token, 0
 	cfg.interval = min(cfg.interval, 100*time.Millisecond)
-	err := serve(ctx, cfg, 0, out)
+	err := serve(ctx, cfg, out)
 	cancel()
 	<-finished
 	if err != nil {
