@@ -7,11 +7,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -388,4 +392,52 @@ func TestRunnerTokenStaysOutOfTheBuild(t *testing.T) {
 	assert.Equal(t, 0, help.code)
 	assert.Contains(t, help.stdout, "Usage: runner")
 	assert.NotContains(t, help.stdout, token)
+}
+
+// A build the coordinator assigned but whose JSON the SDK could not read in full is reported failed, not left
+// running. runnerapitest cannot send such a build, so a small handler plays the coordinator.
+func TestUnreadableBuildIsReportedFailed(t *testing.T) {
+	t.Parallel()
+	var (
+		mu    sync.Mutex
+		trace []byte
+		state string
+	)
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /ci/api/v1/builds/register", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusCreated)
+		_, _ = io.WriteString(w, `{"id":7,"name":"odd","token":"build-token-7","commands":"true","timeout":"soon"}`)
+	})
+	mux.HandleFunc("PATCH /ci/api/v1/builds/7/trace.txt", func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		if start, _, _ := strings.Cut(r.Header.Get("Content-Range"), "-"); start != strconv.Itoa(len(trace)) {
+			w.Header().Set("Range", fmt.Sprintf("0-%d", len(trace)))
+			w.WriteHeader(http.StatusRequestedRangeNotSatisfiable)
+			return
+		}
+		trace = append(trace, body...)
+		w.Header().Set("Range", fmt.Sprintf("0-%d", len(trace)))
+		w.Header().Set("Build-Status", "running")
+		w.WriteHeader(http.StatusAccepted)
+	})
+	mux.HandleFunc("PUT /ci/api/v1/builds/7", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		state = r.FormValue("state")
+		_, _ = io.WriteString(w, "true")
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+
+	res := runRunner(t.Context(), "-url", srv.URL, "-token", runnerTestToken, "-interval", "10ms", "-once", "-workdir", t.TempDir())
+
+	require.Equal(t, 0, res.code, "stderr: %s", res.stderr)
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, "failed", state)
+	assert.Contains(t, string(trace), "ERROR: runnerapi: build 7 was assigned to this runner but could not be read in full")
+	assert.Contains(t, res.stdout, "runner: build 7 (odd): failed\n")
 }
