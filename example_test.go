@@ -30,8 +30,8 @@ func exampleSetup() (*runnerapitest.Server, *runnerapi.Client) {
 	return srv, c
 }
 
-// exampleTake queues a build with the given commands and takes it, as a runner does: it is then running, and its
-// token moves its trace and artifacts.
+// exampleTake queues b and takes it, as a runner does: it is then running, and its token moves its trace and
+// artifacts.
 func exampleTake(srv *runnerapitest.Server, c *runnerapi.Client, b runnerapi.Build) *runnerapi.Build {
 	srv.Enqueue(b)
 	build, _, err := c.Builds.Register(context.Background(), nil)
@@ -70,12 +70,12 @@ func ExampleNewClient() {
 		log.Fatal(err)
 	}
 	build, _, err := c.Builds.Register(context.Background(), nil)
-	fmt.Println("build:", build, "error:", err)
+	fmt.Println("no build queued:", build == nil, err)
 	// Output:
 	// https://gitlab.example.com/ci/api/v1/
 	// https://example.com/gitlab/ci/api/v1/
 	// https://gitlab.example.com/ci/api/v1/
-	// build: <nil> error: <nil>
+	// no build queued: true <nil>
 }
 
 // Register asks once; "no build" is a nil build and a nil error, with a value to send back for long polling.
