@@ -1,0 +1,80 @@
+//go:build unix
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/runnerapi/runnerapi"
+	"github.com/runnerapi/runnerapi/runnerapitest"
+)
+
+// demo runs a two-build pipeline on an embedded runnerapitest coordinator: "compile" writes output and an artifact,
+// "check" depends on it and reads the artifact. Then it prints each trace as the coordinator received it, and a
+// summary.
+func demo(ctx context.Context, cfg config, out io.Writer) error {
+	srv := runnerapitest.NewServer()
+	defer srv.Close()
+	const token = "demo-runner-token"
+	srv.AddRunner(token)
+	compile := srv.Enqueue(runnerapi.Build{
+		Name:  "compile",
+		Stage: "build",
+		Commands: `echo "Compiling on $(uname -s)..."
+mkdir -p out
+echo "hello from build $CI_BUILD_ID ($CI_BUILD_NAME)" > out/greeting.txt
+echo "Wrote out/greeting.txt"`,
+		Options: runnerapi.Options{Artifacts: runnerapi.ArtifactsOptions{Paths: []string{"out/"}}},
+	})
+	check := srv.Enqueue(runnerapi.Build{
+		Name:  "check",
+		Stage: "test",
+		Commands: `echo "The artifact of the compile build says:"
+cat out/greeting.txt
+grep -q hello out/greeting.txt`,
+		DependsOnBuilds: []runnerapi.DependentBuild{{ID: compile}},
+	})
+	fmt.Fprintf(out, "Demo: a two-build pipeline on an embedded coordinator (runnerapitest) at %s\n\n", srv.URL)
+
+	// The runner stops once the last build has finished: "check" is skipped if "compile" fails.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		_, _ = srv.WaitFinished(ctx, check)
+		cancel()
+	}()
+	cfg.url, cfg.token, cfg.limit = srv.URL, token, 0
+	cfg.interval = min(cfg.interval, 100*time.Millisecond)
+	err := serve(ctx, cfg, out)
+	cancel()
+	<-finished
+	if err != nil {
+		return err
+	}
+
+	var states []string
+	for _, id := range []int64{compile, check} {
+		info, _ := srv.Build(id)
+		fmt.Fprintf(out, "\n--- trace of build %d (%s), as the coordinator received it ---\n%s", id, info.Build.Name, srv.Trace(id))
+		states = append(states, fmt.Sprintf("%s %s", info.Build.Name, info.State))
+	}
+	fmt.Fprintf(out, "\nSummary: %s", strings.Join(states, ", "))
+	if a, ok := srv.Artifact(compile); ok {
+		fmt.Fprintf(out, "; compile uploaded %s (%d bytes)", a.Filename, a.Size)
+		for _, r := range srv.Requests() {
+			if r.Endpoint == runnerapitest.EndpointDownload && r.Status == 200 && strings.Contains(r.Path, "/builds/"+strconv.FormatInt(compile, 10)+"/") {
+				fmt.Fprint(out, ", which check downloaded")
+				break
+			}
+		}
+	}
+	fmt.Fprintf(out, ".\nTo take builds from a real coordinator: RUNNER_TOKEN=... go run ./examples/runner -url https://gitlab.example.com\n")
+	return nil
+}
