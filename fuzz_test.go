@@ -29,16 +29,23 @@ func FuzzTraceRange(f *testing.F) {
 		f.Add(s, false)
 	}
 	f.Add("0-5", true)
+	f.Add("0-BUILD-TOKEN=Fuzz-Secret-Tok3n", false)
+	f.Add(strings.Repeat("x", 505)+"Fuzz-Secret-Tok3n", false)
 	f.Fuzz(func(t *testing.T, v string, twice bool) {
 		h := http.Header{}
 		h.Add("Range", v)
 		if twice {
 			h.Add("Range", v)
 		}
-		n, err := parseTraceRange(h)
+		const secret = "Fuzz-Secret-Tok3n"
+		n, err := parseTraceRange(h, secret)
 		if err != nil {
 			if !errors.Is(err, ErrTraceRange) {
 				t.Fatalf("%q: error %v does not match ErrTraceRange", v, err)
+			}
+			// A proxy may echo the request's token into the header: the error must not repeat it.
+			if strings.Contains(err.Error(), secret) {
+				t.Fatalf("%q: error %q shows the token", v, err)
 			}
 			// The value is shortened, then quoted, which at most doubles it.
 			if len(err.Error()) > 3*maxMessageLen {
