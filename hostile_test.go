@@ -166,8 +166,9 @@ func hostileClient(t *testing.T, url string, opts ...runnerapi.Option) *runnerap
 // hostileCall is one SDK call made against a hostile server.
 type hostileCall struct {
 	name string
-	// stream calls are bounded by their context alone; the others also by the client's per-attempt timeout.
-	stream bool
+	// ctxOnly calls are bounded by their context alone (streams, and Next, which waits out failures); the others
+	// also by the client's per-attempt timeout.
+	ctxOnly bool
 	// bodyless calls need only the answer's status and headers: a 2xx whose body never ends is still a success.
 	bodyless bool
 	run      func(ctx context.Context, cl *runnerapi.Client, dir string) error
@@ -177,6 +178,10 @@ func hostileCalls() []hostileCall {
 	return []hostileCall{
 		{"Register", false, false, func(ctx context.Context, cl *runnerapi.Client, _ string) error {
 			_, _, err := cl.Builds.Register(ctx, nil)
+			return err
+		}},
+		{"Next", true, false, func(ctx context.Context, cl *runnerapi.Client, _ string) error {
+			_, _, err := cl.Builds.Next(ctx, &runnerapi.NextOptions{Interval: time.Millisecond})
 			return err
 		}},
 		{"Update", false, true, func(ctx context.Context, cl *runnerapi.Client, _ string) error {
@@ -344,7 +349,7 @@ func TestHostileServersDefaultTimeout(t *testing.T) {
 			srv := newHostileServer(t, mode.mode)
 			cl := hostileClient(t, srv.url(), runnerapi.WithTimeout(100*time.Millisecond))
 			for _, c := range hostileCalls() {
-				if c.stream {
+				if c.ctxOnly {
 					continue
 				}
 				t.Run(c.name, func(t *testing.T) {
