@@ -37,9 +37,11 @@ const campaignRunnerToken = "Campaign-Runner-Token"
 
 // campaignResult is what one campaign proved, or the invariant it broke (failure).
 type campaignResult struct {
-	seed    int64
-	faults  map[runnerapitest.FaultKind]int
-	outcome string // "ok", or the step that ended in a clear error
+	seed   int64
+	faults map[runnerapitest.FaultKind]int
+	// outcome is "ok" when the coordinator ended holding everything sent (trace, artifact deleted, final state),
+	// or the step that ended in a clear error.
+	outcome string
 	// written is the trace given to the writer; delivered the bytes of the coordinator's trace equal to it.
 	written, delivered int64
 	// lost counts bytes acknowledged then missing, or different from what was written: must stay 0.
@@ -364,7 +366,7 @@ func campaignRun(dir string, seed int64) (res campaignResult) {
 		return campaignFinish(ctx, srv, cl, id, runnerapi.StateFailed, res)
 	case err != nil:
 		// Gone, yet an error: only a dropped answer to a delete the coordinator applied may explain that.
-		if !errors.Is(err, runnerapi.ErrNotFound) || srv.FaultsInjected()[runnerapitest.FaultDropAfter] == dropsBefore {
+		if srv.FaultsInjected()[runnerapitest.FaultDropAfter] == dropsBefore {
 			return fail("delete: file gone but error %v", err)
 		}
 		res.answerLost = "delete"
@@ -386,7 +388,9 @@ func campaignFinish(ctx context.Context, srv *runnerapitest.Server, cl *runnerap
 	case err == nil && info.State != state:
 		res.failure = fmt.Sprintf("update to %s succeeded but the build is %s", state, info.State)
 	case err != nil && info.State == state:
-		if !errors.Is(err, runnerapi.ErrNotFound) || srv.FaultsInjected()[runnerapitest.FaultDropAfter] == dropsBefore {
+		// Only a dropped answer to an attempt the coordinator applied may explain that; the retries then meet a
+		// finished build (404) or further faults.
+		if srv.FaultsInjected()[runnerapitest.FaultDropAfter] == dropsBefore {
 			res.failure = fmt.Sprintf("update applied but error %v", err)
 		}
 		res.answerLost = "update"
