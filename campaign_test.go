@@ -50,7 +50,9 @@ type campaignResult struct {
 	// answerLost names a step whose request was applied but whose answer the fault dropped, so the call's error
 	// (a 404 on its retry, or a register answer never seen) is the protocol's, with the coordinator's state right.
 	answerLost string
-	failure    string
+	// errText is the error a campaign that did not end "ok" ended with.
+	errText string
+	failure string
 }
 
 // TestFaultCampaigns runs a build's whole life against the fake coordinator under random faults, once per seed:
@@ -88,6 +90,7 @@ func TestFaultCampaigns(t *testing.T) {
 	outcomes := make(map[string]int)
 	answersLost := make(map[string]int)
 	var written, delivered, lost, artifactBytes int64
+	var errorsSeen []string
 	campaigns := 0
 	for r := range results {
 		campaigns++
@@ -103,6 +106,9 @@ func TestFaultCampaigns(t *testing.T) {
 		lost += r.lost
 		artifactBytes += r.artifactBytes
 		assert.Empty(t, r.failure, "seed %d", r.seed)
+		if r.outcome != "ok" && len(errorsSeen) < 8 {
+			errorsSeen = append(errorsSeen, fmt.Sprintf("seed %d, %s: %s", r.seed, r.outcome, r.errText))
+		}
 	}
 
 	total := 0
@@ -116,6 +122,9 @@ func TestFaultCampaigns(t *testing.T) {
 	t.Logf("faults injected: %d (%s)", total, strings.Join(kinds, " "))
 	t.Logf("trace bytes written: %d, delivered: %d, lost: %d; artifact bytes verified: %d", written, delivered, lost, artifactBytes)
 	t.Logf("requests applied whose answer was dropped, by step: %v", answersLost)
+	for _, e := range errorsSeen {
+		t.Logf("clear error: %s", e)
+	}
 
 	assert.Equal(t, n, campaigns)
 	assert.Zero(t, lost, "bytes lost")
@@ -201,6 +210,7 @@ func campaignRun(dir string, seed int64) (res campaignResult) {
 	}
 	clearError := func(step string, err error) bool {
 		res.outcome = step
+		res.errText = fmt.Sprint(err)
 		return err != nil && strings.HasPrefix(err.Error(), "runnerapi: ")
 	}
 
