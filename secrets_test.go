@@ -439,3 +439,15 @@ func TestSecretsNotInFakeCoordinatorURLs(t *testing.T) {
 	assert.Empty(t, secFind(trace), "trace: %s", trace)
 	assert.Equal(t, len(secAll), strings.Count(trace, "[MASKED]"))
 }
+
+// TestSecretsNotInPrintedClient: the client holds the runner and build tokens; printing it shows neither.
+func TestSecretsNotInPrintedClient(t *testing.T) {
+	cl, err := runnerapi.NewClient("https://gitlab.example.com", runnerapi.WithRunnerToken(secRunnerToken),
+		runnerapi.WithBuildToken(secBuildToken))
+	require.NoError(t, err)
+	for _, v := range []any{cl, *cl, cl.Builds, cl.Artifacts} {
+		s := secPrinted(v)
+		assert.Empty(t, secFind(s), s)
+	}
+	assert.Contains(t, fmt.Sprint(cl), "https://gitlab.example.com/ci/api/v1/")
+}
