@@ -451,3 +451,19 @@ func TestSecretsNotInPrintedClient(t *testing.T) {
 	}
 	assert.Contains(t, fmt.Sprint(cl), "https://gitlab.example.com/ci/api/v1/")
 }
+
+// TestSecretsNotInPrintedTraceWriter: a trace writer holds the build token and the secrets it masks; printing it
+// shows none of them.
+func TestSecretsNotInPrintedTraceWriter(t *testing.T) {
+	cl, err := runnerapi.NewClient("https://gitlab.example.com", runnerapi.WithRunnerToken(secRunnerToken))
+	require.NoError(t, err)
+	b := secBuild()
+	ctx, cancel := context.WithCancel(context.Background())
+	w, err := cl.NewBuildTraceWriter(ctx, &b, &runnerapi.TraceOptions{Secrets: []string{secRegistry}})
+	require.NoError(t, err)
+	s := secPrinted(w)
+	cancel()
+	_ = w.Close()
+	assert.Empty(t, secFind(s), s)
+	assert.Contains(t, s, "7")
+}

@@ -545,6 +545,12 @@ func (w *TraceWriter) Status() BuildState {
 	return w.status
 }
 
+// Format prints the writer as the build it writes for, for every verb: never its token or the secrets it masks,
+// which fmt would otherwise show from its fields.
+func (w *TraceWriter) Format(f fmt.State, verb rune) {
+	_, _ = fmt.Fprintf(f, "runnerapi.TraceWriter{build %d}", w.id)
+}
+
 // Stats returns counts of what the writer did so far.
 func (w *TraceWriter) Stats() TraceStats {
 	w.mu.Lock()
