@@ -298,7 +298,7 @@ func TestHostileServersContextEndsEveryCall(t *testing.T) {
 				t.Run(c.name, func(t *testing.T) {
 					t.Parallel()
 					dir := t.TempDir()
-					ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+					ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
 					defer cancel()
 					err := hostileWithin(t, 20*time.Second, c.name, func() error { return c.run(ctx, cl, dir) })
 					hostileNoTempFiles(t, dir)
