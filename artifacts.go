@@ -22,6 +22,10 @@ import (
 // Every call authenticates with the build token (WithBuildToken or WithToken), sent in the BUILD-TOKEN header,
 // which is dropped when the coordinator redirects to another host. Uploads and downloads stream: memory use does
 // not grow with the file.
+//
+// Delete is bounded per attempt like other small calls (DefaultTimeout, WithTimeout). Uploads and downloads are
+// bounded by their context alone, since a large file may rightly take hours: with a context that never ends, a
+// coordinator that stops answering holds them forever, so give them a deadline or cancel them.
 type ArtifactsService service
 
 // DefaultArtifactsFilename is the name an uploaded artifacts file is given unless UploadOptions.Filename says

@@ -174,6 +174,12 @@ func NewClient(baseURL string, opts ...Option) (*Client, error) {
 	return c, nil
 }
 
+// Format prints the client as the API root it talks to, for every verb: never its tokens, which fmt would otherwise
+// show from its fields.
+func (c Client) Format(f fmt.State, verb rune) {
+	_, _ = fmt.Fprintf(f, "runnerapi.Client{%s}", c.baseURL)
+}
+
 // BaseURL returns the API root every request path is resolved against; it ends in "/ci/api/v1/".
 func (c *Client) BaseURL() *url.URL {
 	u := *c.baseURL

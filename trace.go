@@ -93,7 +93,7 @@ func (c *Client) appendTrace(ctx context.Context, id, offset int64, part []byte,
 	if err != nil {
 		var er *ErrorResponse
 		if errors.As(err, &er) && er.StatusCode == http.StatusRequestedRangeNotSatisfiable {
-			n, rerr := parseTraceRange(er.Response.Header)
+			n, rerr := parseTraceRange(er.Response.Header, token)
 			if rerr != nil {
 				return nil, resp, fmt.Errorf("%w: %w", er, rerr)
 			}
@@ -101,15 +101,16 @@ func (c *Client) appendTrace(ctx context.Context, id, offset int64, part []byte,
 		}
 		return nil, resp, err
 	}
-	n, err := parseTraceRange(resp.Header)
+	n, err := parseTraceRange(resp.Header, token)
 	if err != nil {
 		return nil, resp, fmt.Errorf("runnerapi: PATCH %s: %d answer: %w", redactURL(req.URL), resp.StatusCode, err)
 	}
 	return &TraceAppend{Length: n, Status: BuildState(resp.Header.Get("Build-Status"))}, resp, nil
 }
 
-// parseTraceRange reads a "Range: 0-N" header strictly: exactly "0-" and decimal digits that fit an int64.
-func parseTraceRange(h http.Header) (int64, error) {
+// parseTraceRange reads a "Range: 0-N" header strictly: exactly "0-" and decimal digits that fit an int64. A
+// malformed value is quoted in the error with the given secrets masked, since a proxy may echo the request into it.
+func parseTraceRange(h http.Header, secrets ...string) (int64, error) {
 	vs := h.Values("Range")
 	if len(vs) != 1 {
 		if len(vs) == 0 {
@@ -120,18 +121,34 @@ func parseTraceRange(h http.Header) (int64, error) {
 	v := vs[0]
 	digits, ok := strings.CutPrefix(v, "0-")
 	if !ok || digits == "" || len(digits) > 19 {
-		return 0, fmt.Errorf("%w: %q", ErrTraceRange, shorten(v))
+		return 0, fmt.Errorf("%w: %q", ErrTraceRange, traceShowValue(v, secrets))
 	}
 	for i := 0; i < len(digits); i++ {
 		if digits[i] < '0' || digits[i] > '9' {
-			return 0, fmt.Errorf("%w: %q", ErrTraceRange, shorten(v))
+			return 0, fmt.Errorf("%w: %q", ErrTraceRange, traceShowValue(v, secrets))
 		}
 	}
 	n, err := strconv.ParseInt(digits, 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("%w: %q", ErrTraceRange, shorten(v))
+		return 0, fmt.Errorf("%w: %q", ErrTraceRange, traceShowValue(v, secrets))
 	}
 	return n, nil
+}
+
+// traceShowValue is a header value fit for an error: secrets masked, shortened.
+func traceShowValue(v string, secrets []string) string {
+	for _, s := range secrets {
+		if s != "" {
+			v = strings.ReplaceAll(v, s, masked)
+		}
+	}
+	v = shorten(v)
+	for _, s := range secrets {
+		if s != "" {
+			v = maskCutTail(v, s)
+		}
+	}
+	return v
 }
 
 // traceBodyReader is a request body that says when the transport is done with it (it closes every body it was
@@ -526,6 +543,12 @@ func (w *TraceWriter) Status() BuildState {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.status
+}
+
+// Format prints the writer as the build it writes for, for every verb: never its token or the secrets it masks,
+// which fmt would otherwise show from its fields.
+func (w *TraceWriter) Format(f fmt.State, verb rune) {
+	_, _ = fmt.Fprintf(f, "runnerapi.TraceWriter{build %d}", w.id)
 }
 
 // Stats returns counts of what the writer did so far.
