@@ -85,7 +85,8 @@ func FuzzDispositionFilename(f *testing.F) {
 	for _, s := range []string{`attachment; filename=artifacts.zip`, `attachment; filename="a b.zip"`,
 		`attachment; filename="..\\..\\x"`, `attachment; filename*=UTF-8''%E2%82%AC.zip`, `attachment; filename=../../etc/passwd`,
 		`attachment; filename*=iso-8859-1''%A3.zip; filename=x`, `attachment; filename="a"; filename="b"`, `inline`, `;`,
-		`attachment; filename="\`, "attachment; filename=\"a\x00b\"", `attachment; filename*=UTF-8''%2e%2e`} {
+		`attachment; filename="\`, "attachment; filename=\"a\x00b\"", `attachment; filename*=UTF-8''%2e%2e`,
+		`attachment; filename="a\"b"`, `inline; filename*=UTF-8''%41`, `a;;;=`} {
 		f.Add(s, "artifacts.zip")
 	}
 	f.Add("", "a\\\"b")
