@@ -109,7 +109,7 @@ var traceMaskedBytes = []byte(masked)
 // tells with two vector searches per secret instead of a scan's bookkeeping.
 func (m *traceMasker) clean(b []byte) bool {
 	for _, s := range m.secrets {
-		if bytes.Index(b, s) >= 0 {
+		if bytes.Contains(b, s) {
 			return false
 		}
 		tail := b[len(b)-min(len(s)-1, len(b)):]

@@ -160,10 +160,9 @@ func (s *traceSpool) writeFile(p []byte, off int64) error {
 // traceSpoolView is where the bytes of one read are: slices of the spool's arrays and a range of its file, which
 // stay as they are while the spool is busy.
 type traceSpoolView struct {
-	file     *os.File
-	segs     [4]traceSpoolSeg
-	n        int
-	released bool
+	file *os.File
+	segs [4]traceSpoolSeg
+	n    int
 }
 
 // traceSpoolSeg is one stretch of a read: from mem when not nil, else from the file at off.
