@@ -14,7 +14,7 @@ const traceSpoolBlock = 1 << 20
 // traceSpool keeps a whole trace so that any part of it can be sent again: in memory up to memLimit bytes, then in
 // a temporary file. It is append-only, so what it has once returned never changes. It is not safe for concurrent
 // use; the TraceWriter guards it. Only its view and file methods let one goroutine, the sender, read and write
-// outside that guard (see busy).
+// outside that guard (see pins).
 type traceSpool struct {
 	// mem holds every byte while file is nil; afterwards, the bytes from memOff on.
 	mem    []byte
@@ -34,12 +34,42 @@ type traceSpool struct {
 	// toFileSoon is set when prev becomes a block waiting to be filed, for the TraceWriter to wake its sender.
 	toFileSoon bool
 
-	// busy is set while the sender reads or files outside the guard: an array it may be using is then never
-	// refilled. One it dropped goes to retired, and becomes spare once the sender is done, so that steady state
-	// allocates nothing.
-	busy    bool
-	retired []byte
-	spare   []byte
+	// pins are the arrays the sender reads or files outside the guard, which must not be refilled until it is
+	// done. A pinned array dropped goes to retired, and becomes a spare once the sender is done, so that steady
+	// state allocates nothing. The sender pins at most two arrays at a time, so two of each suffice.
+	pins     [2]*byte
+	retired  [2][]byte
+	nRetired int
+	spares   [2][]byte
+	nSpares  int
+}
+
+// traceArrayID identifies the array under b, which must start at the array's start (as mem and prev do), or is
+// nil when b has no capacity.
+func traceArrayID(b []byte) *byte {
+	if cap(b) == 0 {
+		return nil
+	}
+	return &b[:cap(b)][0]
+}
+
+// pin keeps b's array from being refilled until done.
+func (s *traceSpool) pin(b []byte) {
+	id := traceArrayID(b)
+	for i, p := range s.pins {
+		if p == id {
+			return
+		}
+		if p == nil {
+			s.pins[i] = id
+			return
+		}
+	}
+}
+
+func (s *traceSpool) pinned(b []byte) bool {
+	id := traceArrayID(b)
+	return id != nil && (s.pins[0] == id || s.pins[1] == id)
 }
 
 // append adds p at the end of the spool.
@@ -86,17 +116,20 @@ func (s *traceSpool) append(p []byte) error {
 	return nil
 }
 
-// refill returns old emptied for reuse as mem, or, while the sender may be reading old outside the guard, an
-// array nobody uses.
+// refill returns old emptied for reuse as mem or, while the sender may be using old outside the guard, an array
+// nobody uses.
 func (s *traceSpool) refill(old []byte) []byte {
-	if !s.busy {
+	if !s.pinned(old) {
 		return old[:0]
 	}
-	if s.retired == nil {
-		s.retired = old
+	if s.nRetired < len(s.retired) {
+		s.retired[s.nRetired] = old
+		s.nRetired++
 	}
-	if sp := s.spare; sp != nil {
-		s.spare = nil
+	if s.nSpares > 0 {
+		s.nSpares--
+		sp := s.spares[s.nSpares]
+		s.spares[s.nSpares] = nil
 		return sp[:0]
 	}
 	return make([]byte, 0, traceSpoolBlock)
@@ -158,18 +191,20 @@ func (s *traceSpool) writeFile(p []byte, off int64) error {
 }
 
 // traceSpoolView is where the bytes of one read are: slices of the spool's arrays and a range of its file, which
-// stay as they are while the spool is busy.
+// stay as they are while they are pinned.
 type traceSpoolView struct {
 	file *os.File
 	segs [4]traceSpoolSeg
 	n    int
 }
 
-// traceSpoolSeg is one stretch of a read: from mem when not nil, else from the file at off.
+// traceSpoolSeg is one stretch of a read: from mem, a part of the array held, when not nil, else from the file
+// at off.
 type traceSpoolSeg struct {
-	mem []byte
-	off int64
-	len int
+	mem  []byte
+	held []byte
+	off  int64
+	len  int
 }
 
 // view finds the bytes [off, off+n) of the spool.
@@ -186,9 +221,9 @@ func (s *traceSpool) view(off int64, n int) (traceSpoolView, error) {
 		var seg traceSpoolSeg
 		switch {
 		case off >= s.memOff:
-			seg.mem = s.mem[off-s.memOff : end-s.memOff]
+			seg.mem, seg.held = s.mem[off-s.memOff:end-s.memOff], s.mem
 		case off >= s.prevOff && off < s.prevOff+int64(len(s.prev)):
-			seg.mem = s.prev[off-s.prevOff : min(end-s.prevOff, int64(len(s.prev)))]
+			seg.mem, seg.held = s.prev[off-s.prevOff:min(end-s.prevOff, int64(len(s.prev)))], s.prev
 		default:
 			// In the file only: up to the next stretch held in memory.
 			stop := min(end, s.memOff)
@@ -229,24 +264,29 @@ func (s *traceSpool) readAt(dst []byte, off int64) error {
 	return v.copyTo(dst)
 }
 
-// readLater returns the view of [off, off+n) and marks the spool busy: the caller may release the guard, copy the
-// view, and must then call done under the guard.
+// readLater returns the view of [off, off+n) and pins the arrays it uses: the caller may release the guard, copy
+// the view, and must then call done under the guard.
 func (s *traceSpool) readLater(off int64, n int) (traceSpoolView, error) {
 	v, err := s.view(off, n)
-	if err == nil {
-		s.busy = true
+	if err != nil {
+		return v, err
 	}
-	return v, err
+	for _, seg := range v.segs[:v.n] {
+		if seg.mem != nil {
+			s.pin(seg.held)
+		}
+	}
+	return v, nil
 }
 
-// fileLater returns prev and its offset when it waits to be filed, marking the spool busy: the caller may release
-// the guard, write it with fileAt, and must then call done under the guard. ok is false when there is nothing to
-// file.
+// fileLater returns prev and its offset when it waits to be filed, pinning it: the caller may release the guard,
+// write it with traceSpoolFileAt, and must then call filed and done under the guard. ok is false when there is
+// nothing to file.
 func (s *traceSpool) fileLater() (block []byte, off int64, f *os.File, ok bool) {
 	if s.released || s.file == nil || s.prevFiled {
 		return nil, 0, nil, false
 	}
-	s.busy = true
+	s.pin(s.prev)
 	return s.prev, s.prevOff, s.file, true
 }
 
@@ -267,15 +307,17 @@ func (s *traceSpool) filed(off int64) {
 	}
 }
 
-// done ends a busy spell: arrays dropped during it may be reused.
+// done unpins everything: arrays dropped meanwhile may be reused.
 func (s *traceSpool) done() {
-	s.busy = false
-	if s.retired != nil {
-		if s.spare == nil {
-			s.spare = s.retired
+	s.pins = [2]*byte{}
+	for i := range s.nRetired {
+		if s.nSpares < len(s.spares) {
+			s.spares[s.nSpares] = s.retired[i]
+			s.nSpares++
 		}
-		s.retired = nil
+		s.retired[i] = nil
 	}
+	s.nRetired = 0
 }
 
 // release frees the memory and removes the temporary file. The spool cannot be used afterwards.
@@ -284,7 +326,7 @@ func (s *traceSpool) release() error {
 		return nil
 	}
 	s.released = true
-	s.mem, s.prev, s.retired, s.spare = nil, nil, nil, nil
+	s.mem, s.prev, s.retired, s.spares, s.nRetired, s.nSpares = nil, nil, [2][]byte{}, [2][]byte{}, 0, 0
 	if s.file == nil {
 		return nil
 	}
