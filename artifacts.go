@@ -174,7 +174,7 @@ func (s *ArtifactsService) upload(ctx context.Context, name string, id int64, fi
 	if err != nil {
 		return nil, nil, fmt.Errorf("runnerapi: %s: %w", name, err)
 	}
-	req, err := c.NewRequest(ctx, http.MethodPost, path, body)
+	req, err := c.NewRequest(ctx, http.MethodPost, path, body.forTransport())
 	if err != nil {
 		_ = body.Close()
 		return nil, nil, err
@@ -196,7 +196,11 @@ func (s *ArtifactsService) upload(ctx context.Context, name string, id int64, fi
 				return nil, err
 			}
 			_ = cur.Close()
-			return newBody()
+			b, err := newBody()
+			if err != nil {
+				return nil, err
+			}
+			return b.forTransport(), nil
 		}
 	}
 	build := new(Build)
@@ -257,6 +261,51 @@ func (b *artUploadBody) Read(p []byte) (int, error) {
 		return 0, errArtBodyClosed
 	}
 	return b.r.Read(p)
+}
+
+// forTransport is the body to hand net/http. A body of unknown size goes out in chunked encoding, where net/http
+// copies it with io.Copy and flushes every chunk: a WriteTo with a larger buffer makes fewer, larger chunks and so
+// fewer system calls. A body of known size gets no WriteTo, since net/http hides it behind an io.LimitReader
+// anyway and would only use it to check for extra bytes at the end.
+func (b *artUploadBody) forTransport() io.ReadCloser {
+	if b.src.expected < 0 {
+		return artChunkedUploadBody{b}
+	}
+	return b
+}
+
+// artUploadChunkSize is the buffer, and so the largest chunk, of a chunked upload body.
+const artUploadChunkSize = 256 << 10
+
+// artChunkedUploadBody is an upload body of unknown size.
+type artChunkedUploadBody struct {
+	*artUploadBody
+}
+
+// WriteTo copies the body to w through a buffer of artUploadChunkSize, one Read per Write, so that bytes a slow
+// source yields go out at once.
+func (b artChunkedUploadBody) WriteTo(w io.Writer) (int64, error) {
+	buf := make([]byte, artUploadChunkSize)
+	var total int64
+	for {
+		n, err := b.Read(buf)
+		if n > 0 {
+			nw, werr := w.Write(buf[:n])
+			total += int64(nw)
+			if werr != nil {
+				return total, werr
+			}
+			if nw != n {
+				return total, io.ErrShortWrite
+			}
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
 }
 
 // Close ends the body; it does not wait for a Read in progress.

@@ -390,6 +390,11 @@ func (w *TraceWriter) Write(p []byte) (int, error) {
 		return 0, w.err
 	}
 	after := w.spool.size - w.acked
+	if w.spool.toFileSoon {
+		// A full block waits for the sender to write it to the spool's file, off Write's path.
+		w.spool.toFileSoon = false
+		w.signal()
+	}
 	if before == 0 && after > 0 {
 		w.pendingSince = time.Now()
 		w.signal()
@@ -584,6 +589,22 @@ func (w *TraceWriter) run() {
 			w.mu.Unlock()
 			return
 		}
+		if block, off, file, ok := w.spool.fileLater(); ok {
+			// Write the spool's last full block to its file here rather than in Write.
+			w.mu.Unlock()
+			err := traceSpoolFileAt(file, block, off)
+			w.mu.Lock()
+			if err == nil {
+				w.spool.filed(off)
+			}
+			w.spool.done()
+			w.mu.Unlock()
+			if err != nil {
+				w.fail(err)
+				return
+			}
+			continue
+		}
 		unsent := w.spool.size - w.acked
 		if w.closed && unsent <= 0 {
 			w.mu.Unlock()
@@ -633,8 +654,18 @@ func (w *TraceWriter) sendPart() {
 	start := w.acked
 	end := min(w.spool.size, start+int64(w.chunk))
 	part := w.sendBuf[:end-start]
-	err := w.spool.readAt(part, start)
 	cut := time.Now()
+	view, err := w.spool.readLater(start, len(part))
+	if err != nil {
+		w.mu.Unlock()
+		w.fail(err)
+		return
+	}
+	// Copy the part without holding up Write.
+	w.mu.Unlock()
+	err = view.copyTo(part)
+	w.mu.Lock()
+	w.spool.done()
 	w.mu.Unlock()
 	if err != nil {
 		w.fail(err)

@@ -7,25 +7,69 @@ import (
 	"os"
 )
 
-// traceSpoolBlock is how much a file-backed spool buffers in memory before writing to its file. The block last
-// written stays in memory too, so a sender that keeps up reads from memory only.
+// traceSpoolBlock is how much a file-backed spool buffers in memory before writing to its file. The block before
+// the current one stays in memory too, so a sender that keeps up reads from memory only.
 const traceSpoolBlock = 1 << 20
 
 // traceSpool keeps a whole trace so that any part of it can be sent again: in memory up to memLimit bytes, then in
 // a temporary file. It is append-only, so what it has once returned never changes. It is not safe for concurrent
-// use; the TraceWriter guards it.
+// use; the TraceWriter guards it. Only its view and file methods let one goroutine, the sender, read and write
+// outside that guard (see pins).
 type traceSpool struct {
-	// mem holds every byte while file is nil; afterwards, the bytes from fileLen on that are not in the file yet.
-	mem []byte
-	// prev holds a copy of the file's bytes from prevOff on: the block last written.
-	prev     []byte
-	prevOff  int64
-	file     *os.File
-	fileLen  int64
-	size     int64
-	memLimit int
-	dir      string
-	released bool
+	// mem holds every byte while file is nil; afterwards, the bytes from memOff on.
+	mem    []byte
+	memOff int64
+	// prev holds the block before mem, the bytes from prevOff on; it is in the file once prevFiled, else it waits
+	// for the sender (fileLater) or the next full block, whichever comes first, to write it there.
+	prev      []byte
+	prevOff   int64
+	prevFiled bool
+	file      *os.File
+	fileLen   int64 // the file holds every byte before fileLen
+	size      int64
+	memLimit  int
+	dir       string
+	released  bool
+
+	// toFileSoon is set when prev becomes a block waiting to be filed, for the TraceWriter to wake its sender.
+	toFileSoon bool
+
+	// pins are the arrays the sender reads or files outside the guard, which must not be refilled until it is
+	// done. A pinned array dropped goes to retired, and becomes a spare once the sender is done, so that steady
+	// state allocates nothing. The sender pins at most two arrays at a time, so two of each suffice.
+	pins     [2]*byte
+	retired  [2][]byte
+	nRetired int
+	spares   [2][]byte
+	nSpares  int
+}
+
+// traceArrayID identifies the array under b, which must start at the array's start (as mem and prev do), or is
+// nil when b has no capacity.
+func traceArrayID(b []byte) *byte {
+	if cap(b) == 0 {
+		return nil
+	}
+	return &b[:cap(b)][0]
+}
+
+// pin keeps b's array from being refilled until done.
+func (s *traceSpool) pin(b []byte) {
+	id := traceArrayID(b)
+	for i, p := range s.pins {
+		if p == id {
+			return
+		}
+		if p == nil {
+			s.pins[i] = id
+			return
+		}
+	}
+}
+
+func (s *traceSpool) pinned(b []byte) bool {
+	id := traceArrayID(b)
+	return id != nil && (s.pins[0] == id || s.pins[1] == id)
 }
 
 // append adds p at the end of the spool.
@@ -47,17 +91,22 @@ func (s *traceSpool) append(p []byte) error {
 		}
 	}
 	if len(s.mem)+len(p) > traceSpoolBlock {
-		off := s.fileLen
-		if err := s.writeFile(s.mem); err != nil {
+		// mem is complete: it becomes prev, to be filed; the former prev must be in the file by now.
+		if err := s.filePrev(); err != nil {
 			return err
 		}
-		s.prev, s.mem, s.prevOff = s.mem, s.prev[:0], off
+		old := s.prev
+		s.prev, s.prevOff, s.prevFiled, s.toFileSoon = s.mem, s.memOff, false, true
+		s.memOff += int64(len(s.mem))
+		s.mem = s.refill(old)
 		if len(p) >= traceSpoolBlock {
-			if err := s.writeFile(p); err != nil {
+			if err := s.filePrev(); err != nil {
 				return err
 			}
-			s.prev = s.prev[:0]
-			s.prevOff = s.fileLen
+			if err := s.writeFile(p, s.memOff); err != nil {
+				return err
+			}
+			s.memOff += int64(len(p))
 			s.size += int64(len(p))
 			return nil
 		}
@@ -65,6 +114,25 @@ func (s *traceSpool) append(p []byte) error {
 	s.mem = append(s.mem, p...)
 	s.size += int64(len(p))
 	return nil
+}
+
+// refill returns old emptied for reuse as mem or, while the sender may be using old outside the guard, an array
+// nobody uses.
+func (s *traceSpool) refill(old []byte) []byte {
+	if !s.pinned(old) {
+		return old[:0]
+	}
+	if s.nRetired < len(s.retired) {
+		s.retired[s.nRetired] = old
+		s.nRetired++
+	}
+	if s.nSpares > 0 {
+		s.nSpares--
+		sp := s.spares[s.nSpares]
+		s.spares[s.nSpares] = nil
+		return sp[:0]
+	}
+	return make([]byte, 0, traceSpoolBlock)
 }
 
 // growAppend appends p to b, growing b by doubling but never beyond limit, so the memory phase holds at most
@@ -88,55 +156,168 @@ func (s *traceSpool) toFile() error {
 		return fmt.Errorf("runnerapi: spooling the trace: %w", err)
 	}
 	s.file = f
-	if err := s.writeFile(s.mem); err != nil {
+	if err := s.writeFile(s.mem, 0); err != nil {
 		return err
 	}
 	// Drop the memory phase's large buffer: from now on memory holds two blocks.
+	s.memOff = int64(len(s.mem))
 	s.mem = make([]byte, 0, traceSpoolBlock)
 	s.prev = make([]byte, 0, traceSpoolBlock)
-	s.prevOff = s.fileLen
+	s.prevOff, s.prevFiled = s.memOff, true
 	return nil
 }
 
-func (s *traceSpool) writeFile(p []byte) error {
-	if len(p) == 0 {
+// filePrev writes prev to the file unless it is there already.
+func (s *traceSpool) filePrev() error {
+	if s.prevFiled {
 		return nil
 	}
-	if _, err := s.file.WriteAt(p, s.fileLen); err != nil {
-		return fmt.Errorf("runnerapi: spooling the trace: %w", err)
+	if err := s.writeFile(s.prev, s.prevOff); err != nil {
+		return err
 	}
-	s.fileLen += int64(len(p))
+	s.prevFiled = true
+	return nil
+}
+
+// writeFile writes p at off, the end of what the file holds.
+func (s *traceSpool) writeFile(p []byte, off int64) error {
+	if len(p) > 0 {
+		if _, err := s.file.WriteAt(p, off); err != nil {
+			return fmt.Errorf("runnerapi: spooling the trace: %w", err)
+		}
+	}
+	s.fileLen = max(s.fileLen, off+int64(len(p)))
+	return nil
+}
+
+// traceSpoolView is where the bytes of one read are: slices of the spool's arrays and a range of its file, which
+// stay as they are while they are pinned.
+type traceSpoolView struct {
+	file *os.File
+	segs [4]traceSpoolSeg
+	n    int
+}
+
+// traceSpoolSeg is one stretch of a read: from mem, a part of the array held, when not nil, else from the file
+// at off.
+type traceSpoolSeg struct {
+	mem  []byte
+	held []byte
+	off  int64
+	len  int
+}
+
+// view finds the bytes [off, off+n) of the spool.
+func (s *traceSpool) view(off int64, n int) (traceSpoolView, error) {
+	v := traceSpoolView{file: s.file}
+	if s.released {
+		return v, errors.New("runnerapi: trace spool already released")
+	}
+	if off < 0 || n < 0 || off+int64(n) > s.size {
+		return v, fmt.Errorf("runnerapi: trace spool: read of %d bytes at %d beyond its %d bytes", n, off, s.size)
+	}
+	end := off + int64(n)
+	for off < end {
+		var seg traceSpoolSeg
+		switch {
+		case off >= s.memOff:
+			seg.mem, seg.held = s.mem[off-s.memOff:end-s.memOff], s.mem
+		case off >= s.prevOff && off < s.prevOff+int64(len(s.prev)):
+			seg.mem, seg.held = s.prev[off-s.prevOff:min(end-s.prevOff, int64(len(s.prev)))], s.prev
+		default:
+			// In the file only: up to the next stretch held in memory.
+			stop := min(end, s.memOff)
+			if off < s.prevOff {
+				stop = min(stop, s.prevOff)
+			}
+			seg.off, seg.len = off, int(stop-off)
+		}
+		if seg.mem != nil {
+			seg.len = len(seg.mem)
+		}
+		v.segs[v.n] = seg
+		v.n++
+		off += int64(seg.len)
+	}
+	return v, nil
+}
+
+// copyTo fills dst, as long as the view, with its bytes.
+func (v *traceSpoolView) copyTo(dst []byte) error {
+	for _, seg := range v.segs[:v.n] {
+		if seg.mem != nil {
+			copy(dst, seg.mem)
+		} else if _, err := v.file.ReadAt(dst[:seg.len], seg.off); err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("runnerapi: reading the trace spool: %w", err)
+		}
+		dst = dst[seg.len:]
+	}
 	return nil
 }
 
 // readAt fills dst with the bytes at off; off+len(dst) must not be beyond the spool's size.
 func (s *traceSpool) readAt(dst []byte, off int64) error {
-	if s.released {
-		return errors.New("runnerapi: trace spool already released")
+	v, err := s.view(off, len(dst))
+	if err != nil {
+		return err
 	}
-	if off < 0 || off+int64(len(dst)) > s.size {
-		return fmt.Errorf("runnerapi: trace spool: read of %d bytes at %d beyond its %d bytes", len(dst), off, s.size)
+	return v.copyTo(dst)
+}
+
+// readLater returns the view of [off, off+n) and pins the arrays it uses: the caller may release the guard, copy
+// the view, and must then call done under the guard.
+func (s *traceSpool) readLater(off int64, n int) (traceSpoolView, error) {
+	v, err := s.view(off, n)
+	if err != nil {
+		return v, err
 	}
-	for len(dst) > 0 && off < s.fileLen {
-		var n int
-		if off >= s.prevOff && off < s.prevOff+int64(len(s.prev)) {
-			n = copy(dst, s.prev[off-s.prevOff:])
-		} else {
-			n = int(min(int64(len(dst)), s.fileLen-off))
-			if off < s.prevOff {
-				n = int(min(int64(n), s.prevOff-off))
-			}
-			if _, err := s.file.ReadAt(dst[:n], off); err != nil && !errors.Is(err, io.EOF) {
-				return fmt.Errorf("runnerapi: reading the trace spool: %w", err)
-			}
+	for _, seg := range v.segs[:v.n] {
+		if seg.mem != nil {
+			s.pin(seg.held)
 		}
-		dst = dst[n:]
-		off += int64(n)
 	}
-	if len(dst) > 0 {
-		copy(dst, s.mem[off-s.fileLen:])
+	return v, nil
+}
+
+// fileLater returns prev and its offset when it waits to be filed, pinning it: the caller may release the guard,
+// write it with traceSpoolFileAt, and must then call filed and done under the guard. ok is false when there is
+// nothing to file.
+func (s *traceSpool) fileLater() (block []byte, off int64, f *os.File, ok bool) {
+	if s.released || s.file == nil || s.prevFiled {
+		return nil, 0, nil, false
+	}
+	s.pin(s.prev)
+	return s.prev, s.prevOff, s.file, true
+}
+
+// traceSpoolFileAt writes a block that fileLater returned. Writing it twice, once here and once by append, does no
+// harm: the bytes are the same.
+func traceSpoolFileAt(f *os.File, block []byte, off int64) error {
+	if _, err := f.WriteAt(block, off); err != nil {
+		return fmt.Errorf("runnerapi: spooling the trace: %w", err)
 	}
 	return nil
+}
+
+// filed records that the block fileLater returned at off is in the file.
+func (s *traceSpool) filed(off int64) {
+	if !s.prevFiled && s.prevOff == off {
+		s.prevFiled = true
+		s.fileLen = max(s.fileLen, off+int64(len(s.prev)))
+	}
+}
+
+// done unpins everything: arrays dropped meanwhile may be reused.
+func (s *traceSpool) done() {
+	s.pins = [2]*byte{}
+	for i := range s.nRetired {
+		if s.nSpares < len(s.spares) {
+			s.spares[s.nSpares] = s.retired[i]
+			s.nSpares++
+		}
+		s.retired[i] = nil
+	}
+	s.nRetired = 0
 }
 
 // release frees the memory and removes the temporary file. The spool cannot be used afterwards.
@@ -145,7 +326,7 @@ func (s *traceSpool) release() error {
 		return nil
 	}
 	s.released = true
-	s.mem, s.prev = nil, nil
+	s.mem, s.prev, s.retired, s.spares, s.nRetired, s.nSpares = nil, nil, [2][]byte{}, [2][]byte{}, 0, 0
 	if s.file == nil {
 		return nil
 	}

@@ -31,18 +31,22 @@ type contender struct {
 	Child string
 }
 
-// The contenders of each process scenario, in the order they alternate. sdk_contenders.go adds the SDK's.
+// The contenders of each process scenario, in the order they alternate; the SDK's are in sdk_contenders.go.
 var (
 	uploadContenders = []contender{
 		{Name: "curl -F", Ref: true, Argv: curlUploadArgv},
 		{Name: "net/http by hand", Child: "upload-nethttp"},
+		{Name: "SDK UploadFile", SDK: true, Child: "upload-sdk-file"},
+		{Name: "SDK Upload (stream)", SDK: true, Child: "upload-sdk-stream"},
 	}
 	downloadContenders = []contender{
 		{Name: "curl -o", Ref: true, Argv: curlDownloadArgv},
 		{Name: "net/http by hand", Child: "download-nethttp"},
+		{Name: "SDK DownloadFile", SDK: true, Child: "download-sdk-file"},
 	}
 	traceContenders = []contender{
 		{Name: "net/http 1 MiB PATCH loop", Ref: true, Child: "trace-ceiling"},
+		{Name: "SDK TraceWriter", SDK: true, Child: "trace-sdk-writer"},
 	}
 )
 
@@ -70,12 +74,16 @@ type childOutput struct {
 
 type childFunc func(ctx context.Context, p childParams) (childOutput, error)
 
-// childFuncs are the Go contenders by name; sdk_contenders.go adds the SDK's.
+// childFuncs are the Go contenders by name.
 var childFuncs = map[string]childFunc{
-	"upload-nethttp":   childUploadNetHTTP,
-	"download-nethttp": childDownloadNetHTTP,
-	"trace-ceiling":    childTraceCeiling,
-	"overhead":         childOverhead,
+	"upload-nethttp":    childUploadNetHTTP,
+	"download-nethttp":  childDownloadNetHTTP,
+	"trace-ceiling":     childTraceCeiling,
+	"overhead":          childOverhead,
+	"upload-sdk-file":   childSDKUploadFile,
+	"upload-sdk-stream": childSDKUploadStream,
+	"download-sdk-file": childSDKDownloadFile,
+	"trace-sdk-writer":  childSDKTraceWriter,
 }
 
 // argv is the command line that runs the Go contender name with p in a child process.
@@ -109,7 +117,7 @@ func childMain(args []string) int {
 	}
 	fn := childFuncs[*name]
 	if fn == nil {
-		fmt.Fprintf(os.Stderr, "unknown contender %q (is it built? the SDK's need -tags sdkfull)\n", *name)
+		fmt.Fprintf(os.Stderr, "unknown contender %q\n", *name)
 		return 2
 	}
 	out, err := fn(context.Background(), p)

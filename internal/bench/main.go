@@ -6,7 +6,7 @@
 //	go run ./internal/bench -quick   # CI mode: small sizes, 3 runs, well under a minute
 //
 // Every contender runs in a child process of its own, started by a small launcher process, so its wall time and
-// peak RSS come from that child's rusage. The SDK's artifacts and trace contenders are built with -tags sdkfull.
+// peak RSS come from that child's rusage.
 package main
 
 import (
@@ -251,7 +251,7 @@ func runHarness(ctx context.Context, cfg config, stdout, stderr io.Writer) (*rep
 
 	h := &harness{cfg: cfg, exe: exe, dir: dir, out: stdout, errOut: stderr, nextID: 1000}
 	rep := &report{Config: cfg, Machine: describeMachine(), CurlVersion: curlVersion, Date: time.Now().UTC().Format(time.RFC3339),
-		Server: serverDescription, SDKContenders: sdkContendersBuilt, Failures: []string{}}
+		Server: serverDescription, Failures: []string{}}
 
 	if cfg.wants("upload") || cfg.wants("download") {
 		h.dataPath = filepath.Join(dir, "artifacts.zip")

@@ -12,20 +12,16 @@ import (
 	"text/tabwriter"
 )
 
-// sdkContendersBuilt says whether the SDK's artifacts and trace contenders are in this binary (-tags sdkfull).
-var sdkContendersBuilt = false
-
 // report is everything one invocation measured; -json writes it.
 type report struct {
-	Date          string            `json:"date"`
-	Config        config            `json:"config"`
-	Machine       machine           `json:"machine"`
-	CurlVersion   string            `json:"curl_version,omitempty"`
-	Server        string            `json:"server"`
-	RSSFloorKiB   int64             `json:"rss_floor_kib"`
-	SDKContenders bool              `json:"sdk_contenders_built"`
-	Scenarios     []*scenarioResult `json:"scenarios"`
-	Failures      []string          `json:"failures"`
+	Date        string            `json:"date"`
+	Config      config            `json:"config"`
+	Machine     machine           `json:"machine"`
+	CurlVersion string            `json:"curl_version,omitempty"`
+	Server      string            `json:"server"`
+	RSSFloorKiB int64             `json:"rss_floor_kib"`
+	Scenarios   []*scenarioResult `json:"scenarios"`
+	Failures    []string          `json:"failures"`
 }
 
 type machine struct {
@@ -282,11 +278,6 @@ func printHeader(w io.Writer, rep *report) {
 	fmt.Fprintf(w, "rss:      peak RSS: ru_maxrss of each contender's own process, largest over its runs. Floor %.1f MiB: Linux counts\n"+
 		"          the launcher's peak in a vforked child's ru_maxrss, so a figure at the floor means 'at most the floor'\n",
 		float64(rep.RSSFloorKiB)/1024)
-	if rep.SDKContenders {
-		fmt.Fprintln(w, "sdk:      artifacts and trace contenders built (-tags sdkfull)")
-	} else {
-		fmt.Fprintln(w, "sdk:      artifacts and trace contenders NOT built (they need -tags sdkfull); Register/Update overhead is measured")
-	}
 }
 
 func printScenario(w io.Writer, sr *scenarioResult) {

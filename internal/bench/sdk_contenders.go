@@ -12,25 +12,8 @@ import (
 	"github.com/runnerapi/runnerapi"
 )
 
-// The SDK's artifacts and trace contenders. Each is one entry in its scenario's table and one Go function run in
-// a child process, like the hand-written ones.
-func init() {
-	sdkContendersBuilt = true
-	uploadContenders = append(uploadContenders,
-		contender{Name: "SDK UploadFile", SDK: true, Child: "upload-sdk-file"},
-		contender{Name: "SDK Upload (stream)", SDK: true, Child: "upload-sdk-stream"},
-	)
-	downloadContenders = append(downloadContenders,
-		contender{Name: "SDK DownloadFile", SDK: true, Child: "download-sdk-file"},
-	)
-	traceContenders = append(traceContenders,
-		contender{Name: "SDK TraceWriter", SDK: true, Child: "trace-sdk-writer"},
-	)
-	childFuncs["upload-sdk-file"] = childSDKUploadFile
-	childFuncs["upload-sdk-stream"] = childSDKUploadStream
-	childFuncs["download-sdk-file"] = childSDKDownloadFile
-	childFuncs["trace-sdk-writer"] = childSDKTraceWriter
-}
+// The SDK's artifacts and trace contenders: each is one entry in its scenario's table (contenders.go) and one Go
+// function here, run in a child process like the hand-written ones.
 
 // sdkClient is the SDK client every SDK contender uses: defaults, the build token, no proxy.
 func sdkClient(p childParams) (*runnerapi.Client, error) {
