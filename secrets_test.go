@@ -467,3 +467,21 @@ func TestSecretsNotInPrintedTraceWriter(t *testing.T) {
 	assert.Empty(t, secFind(s), s)
 	assert.Contains(t, s, "7")
 }
+
+// TestSecretsNotInPrintedOptionsOrServer: the options a caller builds and the fake coordinator hold tokens too.
+func TestSecretsNotInPrintedOptionsOrServer(t *testing.T) {
+	opts := runnerapi.TraceOptions{Token: secBuildToken, Secrets: []string{secRegistry, secVariable}, ChunkSize: 4096}
+	for _, v := range []any{opts, &opts} {
+		s := secPrinted(v)
+		assert.Empty(t, secFind(s), s)
+		assert.Contains(t, s, "4096", "what is not secret still prints")
+	}
+
+	srv := runnerapitest.NewServer()
+	defer srv.Close()
+	srv.AddRunner(secRunnerToken)
+	srv.Enqueue(runnerapi.Build{Token: secBuildToken})
+	s := secPrinted(srv)
+	assert.Empty(t, secFind(s), s)
+	assert.Contains(t, s, srv.URL)
+}

@@ -556,6 +556,15 @@ func (w *TraceWriter) Format(f fmt.State, verb rune) {
 	_, _ = fmt.Fprintf(f, "runnerapi.TraceWriter{build %d}", w.id)
 }
 
+// Format prints the options with the token and the secrets masked, for every verb.
+func (o TraceOptions) Format(f fmt.State, verb rune) {
+	type plain TraceOptions
+	r := plain(o)
+	r.Token = maskNonEmpty(o.Token)
+	r.Secrets = redactAll(o.Secrets, maskNonEmpty)
+	_, _ = fmt.Fprintf(f, fmt.FormatString(f, verb), r)
+}
+
 // Stats returns counts of what the writer did so far.
 func (w *TraceWriter) Stats() TraceStats {
 	w.mu.Lock()

@@ -619,6 +619,11 @@ func (s *Server) presentLocked(b *build) runnerapi.Build {
 	return out
 }
 
+// Format prints the server as its address: its fields hold the runners' and builds' tokens.
+func (s *Server) Format(f fmt.State, _ rune) {
+	_, _ = fmt.Fprintf(f, "runnerapitest.Server{%s}", s.URL)
+}
+
 // lockBuildForToken finds the build of a trace or artifacts request and checks the request's build token. On
 // success it returns the build with s.mu held; otherwise it answers 404 or 403 and returns nil, s.mu released.
 func (s *Server) lockBuildForToken(w http.ResponseWriter, r *http.Request) *build {
