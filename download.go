@@ -151,7 +151,7 @@ type artDownload struct {
 
 	resp     *Response // the last answer
 	requests int
-	failures int // consecutive failed requests or drops with no new byte in between
+	failures int   // consecutive failed requests or drops with no new byte in between
 	reached  int64 // the furthest offset ever delivered: bytes delivered again after a restart are no progress
 	url      string
 
