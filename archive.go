@@ -242,8 +242,8 @@ type ExtractOptions struct {
 	// MaxSize bounds the total bytes of the files unpacked, counted as they are written: DefaultExtractMaxSize
 	// when zero, no bound when negative.
 	MaxSize int64
-	// MaxFiles bounds the number of entries (files, directories and links): DefaultExtractMaxFiles when zero, no
-	// bound when negative.
+	// MaxFiles bounds the number of entries (files, directories and links), counting the directories their names
+	// imply: DefaultExtractMaxFiles when zero, no bound when negative.
 	MaxFiles int
 	// TempDir is where the archive is kept while it is unpacked (a zip is read from its end): os.TempDir() when
 	// empty. The file is removed before Extract returns.
@@ -309,6 +309,18 @@ func artExtract(zr *zip.Reader, dir string, maxSize int64, maxFiles int) error {
 	plan, err := artPlan(zr, maxSize)
 	if err != nil {
 		return err
+	}
+	if maxFiles >= 0 {
+		// The directories that names imply are created too: a few deep names must not bypass the count.
+		created := make(map[string]bool, len(plan))
+		for _, e := range plan {
+			for p := e.name; p != "." && !created[p]; p = filepath.Dir(p) {
+				created[p] = true
+				if len(created) > maxFiles {
+					return fmt.Errorf("the archive creates more than %d files, directories and links: %w", maxFiles, ErrTooLarge)
+				}
+			}
+		}
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
