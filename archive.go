@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 )
 
 // ErrNoArtifactFiles is returned by UploadPaths when no path matches a file, so there is nothing to upload.
@@ -345,6 +346,9 @@ func artExtract(zr *zip.Reader, dir string, maxSize int64, maxFiles int) error {
 			}
 			dirs = append(dirs, e)
 		case e.mode&fs.ModeSymlink != 0:
+			if err := artLinkStaysInside(root, e); err != nil {
+				return err
+			}
 			if err := artRemoveNonDir(root, e.name); err != nil {
 				return err
 			}
@@ -483,6 +487,33 @@ func artLinkTarget(f *zip.File, name string) (string, error) {
 		return "", fmt.Errorf("symbolic link %q points to %q, outside the directory", f.Name, target)
 	}
 	return target, nil
+}
+
+// artLinkStaysInside refuses a link whose target, inside dir by its name, goes through a link already there that
+// leads outside dir. Links of the archive need no such check: each one was checked the same way.
+func artLinkStaysInside(root *os.Root, e artPlanned) error {
+	resolved := filepath.FromSlash(path.Join(path.Dir(filepath.ToSlash(e.name)), e.target))
+	if resolved == "." {
+		return nil
+	}
+	p := ""
+	for _, el := range strings.Split(resolved, string(filepath.Separator)) {
+		p = filepath.Join(p, el)
+		fi, err := root.Lstat(p)
+		switch {
+		case errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR):
+			return nil // nothing there yet, or a file: the target goes no further
+		case err != nil:
+			return fmt.Errorf("symbolic link %q: %w", e.f.Name, err)
+		case fi.Mode()&fs.ModeSymlink == 0:
+			continue
+		}
+		// os.Root follows a link only while it stays inside.
+		if _, err := root.Stat(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("symbolic link %q points to %q through %q, which leads outside the directory", e.f.Name, e.target, filepath.ToSlash(p))
+		}
+	}
+	return nil
 }
 
 // artMkdirParents makes the directories above name, refusing to go through anything but a directory.

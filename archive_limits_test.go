@@ -27,3 +27,40 @@ func TestArtifactsExtractCountsImpliedDirectories(t *testing.T) {
 	require.NoError(t, artExtractBytes(t, b, ok, 1<<20, 51))
 	assert.FileExists(t, filepath.Join(ok, filepath.FromSlash(deep)))
 }
+
+// A link whose target is inside dir by its name, but goes through a link already in dir that leads outside,
+// leads outside too.
+func TestArtifactsExtractRefusesLinksThroughLinksOutside(t *testing.T) {
+	dir := t.TempDir()
+	outside := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(outside, "secret"), []byte("secret"), 0o600))
+	require.NoError(t, os.Symlink(outside, filepath.Join(dir, "pre")))
+	require.NoError(t, os.Symlink("../"+filepath.Base(outside), filepath.Join(dir, "up")))
+	require.NoError(t, os.Mkdir(filepath.Join(dir, "in"), 0o755))
+	require.NoError(t, os.Symlink("in", filepath.Join(dir, "inlink")))
+
+	for _, target := range []string{"pre/secret", "pre", "sub/../pre/secret", "up/secret"} {
+		t.Run(target, func(t *testing.T) {
+			b := artMakeZip(t, []artZipEntrySpec{{name: "sub/l", mode: os.ModeSymlink | 0o777, content: []byte("../" + target)}})
+			err := artExtractBytes(t, b, dir, 1<<20, 10)
+			if target == "sub/../pre/secret" {
+				require.Error(t, err) // ".." after a name, refused by its form
+				return
+			}
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), "outside the directory")
+			_, err = os.Lstat(filepath.Join(dir, "sub", "l"))
+			assert.True(t, os.IsNotExist(err), "the link was created")
+		})
+	}
+
+	// Links already in dir that stay inside it, and targets that do not exist yet, are fine.
+	b := artMakeZip(t, []artZipEntrySpec{
+		{name: "a", mode: os.ModeSymlink | 0o777, content: []byte("inlink/x")},
+		{name: "b", mode: os.ModeSymlink | 0o777, content: []byte("later/x")},
+	})
+	require.NoError(t, artExtractBytes(t, b, dir, 1<<20, 10))
+	got, err := os.Readlink(filepath.Join(dir, "a"))
+	require.NoError(t, err)
+	assert.Equal(t, "inlink/x", got)
+}
