@@ -309,6 +309,11 @@ func (d *artDownload) Read(p []byte) (int, error) {
 			n = copy(p, p[k:n])
 		}
 		if n > 0 {
+			if d.size >= 0 && d.off+int64(n) > d.size {
+				// A transport that does not hold the body to its length: what follows is not the file.
+				n = int(d.size - d.off)
+				d.err = fmt.Errorf("runnerapi: %s: build %d: the answer holds more than the %d bytes announced", d.name, d.id, d.size)
+			}
 			if d.limit > 0 && d.off+int64(n) > d.limit {
 				n = int(d.limit - d.off)
 				d.err = d.tooLarge(-1)
