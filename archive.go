@@ -315,11 +315,17 @@ func artExtract(zr *zip.Reader, dir string, maxSize int64, maxFiles int) error {
 		// The directories that names imply are created too: a few deep names must not bypass the count.
 		created := make(map[string]bool, len(plan))
 		for _, e := range plan {
-			for p := e.name; p != "." && !created[p]; p = filepath.Dir(p) {
+			// Names are clean, so a parent is the name up to its last separator.
+			for p := e.name; !created[p]; {
 				created[p] = true
 				if len(created) > maxFiles {
 					return fmt.Errorf("the archive creates more than %d files, directories and links: %w", maxFiles, ErrTooLarge)
 				}
+				i := strings.LastIndexByte(p, filepath.Separator)
+				if i < 0 {
+					break
+				}
+				p = p[:i]
 			}
 		}
 	}
@@ -414,11 +420,22 @@ func artPlan(zr *zip.Reader, maxSize int64) ([]artPlanned, error) {
 	if maxSize >= 0 && claimed > uint64(maxSize) {
 		return nil, fmt.Errorf("the archive unpacks to %d bytes, over the limit of %d: %w", claimed, maxSize, ErrTooLarge)
 	}
-	for _, e := range plan {
-		for p := filepath.Dir(e.name); p != "."; p = filepath.Dir(p) {
-			if t, ok := kinds[p]; ok && !t.IsDir() {
-				return nil, fmt.Errorf("entry %q would be written through %q, which is not a directory", e.f.Name, filepath.ToSlash(p))
-			}
+	// An entry is written through a file or link when its name starts with that one's and a separator. Sorted,
+	// such names follow the file's at once: the check is linear in the names' length, however deep they are.
+	names := make([]string, 0, len(kinds))
+	for name := range kinds {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	sep := string(filepath.Separator)
+	for _, name := range names {
+		if kinds[name].IsDir() {
+			continue
+		}
+		under := name + sep
+		i := sort.SearchStrings(names, under)
+		if i < len(names) && strings.HasPrefix(names[i], under) {
+			return nil, fmt.Errorf("entry %q would be written through %q, which is not a directory", filepath.ToSlash(names[i]), filepath.ToSlash(name))
 		}
 	}
 	return plan, nil

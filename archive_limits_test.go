@@ -1,6 +1,8 @@
 package runnerapi
 
 import (
+	"archive/zip"
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -63,4 +65,34 @@ func TestArtifactsExtractRefusesLinksThroughLinksOutside(t *testing.T) {
 	got, err := os.Readlink(filepath.Join(dir, "a"))
 	require.NoError(t, err)
 	assert.Equal(t, "inlink/x", got)
+}
+
+// An entry below a file is refused however deep below it is, with names sorting around the file's.
+func TestArtifactsExtractRefusesEntriesDeepUnderAFile(t *testing.T) {
+	file := func(name string) artZipEntrySpec {
+		return artZipEntrySpec{name: name, mode: 0o644, content: []byte("x")}
+	}
+	dir := filepath.Join(t.TempDir(), "dir")
+	err := artExtractBytes(t, artMakeZip(t, []artZipEntrySpec{file("f.x"), file("f0"), file("f/a/b/c"), file("f"), file("f-")}), dir, 1<<20, 10)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `entry "f/a/b/c" would be written through "f"`)
+	require.NoError(t, artExtractBytes(t, artMakeZip(t, []artZipEntrySpec{file("f.x"), file("f0"), file("g/a/b/c"), file("f"), file("f-")}), dir, 1<<20, 10))
+}
+
+// BenchmarkArtifactsExtractPlanDeepNames plans an archive of a few very deep names, as a hostile coordinator can
+// send: the checks must cost in proportion to the names' length, not to its square.
+func BenchmarkArtifactsExtractPlanDeepNames(b *testing.B) {
+	var specs []artZipEntrySpec
+	for i := range 4 {
+		specs = append(specs, artZipEntrySpec{name: strings.Repeat("a/", 30000) + string(rune('a'+i)), mode: 0o644, content: []byte("x")})
+	}
+	data := artMakeZip(b, specs)
+	zr, err := zip.NewReader(bytes.NewReader(data), int64(len(data)))
+	require.NoError(b, err)
+	b.ResetTimer()
+	for range b.N {
+		if _, err := artPlan(zr, 1<<20); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
