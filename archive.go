@@ -340,14 +340,15 @@ func artExtract(zr *zip.Reader, dir string, maxSize int64, maxFiles int) error {
 	var (
 		written int64
 		dirs    []artPlanned
+		made    = make(map[string]bool)
 	)
 	for _, e := range plan {
-		if err := artMkdirParents(root, e.name); err != nil {
+		if err := artMkdirParents(root, e.name, made); err != nil {
 			return err
 		}
 		switch {
 		case e.mode.IsDir():
-			if err := artMkdir(root, e.name); err != nil {
+			if err := artMkdir(root, e.name, e.name); err != nil {
 				return err
 			}
 			dirs = append(dirs, e)
@@ -510,51 +511,62 @@ func artLinkTarget(f *zip.File, name string) (string, error) {
 // leads outside dir. Links of the archive need no such check: each one was checked the same way.
 func artLinkStaysInside(root *os.Root, e artPlanned) error {
 	resolved := filepath.FromSlash(path.Join(path.Dir(filepath.ToSlash(e.name)), e.target))
-	if resolved == "." {
+	// os.Root follows links only while they stay inside: resolving the target fails on the first that leaves,
+	// before any missing part, which later entries may still create.
+	_, err := root.Stat(resolved)
+	if err == nil || errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
 		return nil
 	}
-	p := ""
-	for _, el := range strings.Split(resolved, string(filepath.Separator)) {
-		p = filepath.Join(p, el)
-		fi, err := root.Lstat(p)
-		switch {
-		case errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR):
-			return nil // nothing there yet, or a file: the target goes no further
-		case err != nil:
-			return fmt.Errorf("symbolic link %q: %w", e.f.Name, err)
-		case fi.Mode()&fs.ModeSymlink == 0:
-			continue
-		}
-		// os.Root follows a link only while it stays inside.
-		if _, err := root.Stat(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("symbolic link %q points to %q through %q, which leads outside the directory", e.f.Name, e.target, filepath.ToSlash(p))
-		}
+	return fmt.Errorf("symbolic link %q points to %q, which leads outside the directory through a link already there: %w", e.f.Name, e.target, err)
+}
+
+// artMkdirParents makes the directories above name, refusing to go through anything but a directory. It goes down
+// one directory at a time, so that a deep name costs in proportion to its depth, not to its square; made holds the
+// parents already done.
+func artMkdirParents(root *os.Root, name string, made map[string]bool) error {
+	parent := filepath.Dir(name)
+	if parent == "." || made[parent] {
+		return nil
 	}
+	r := root
+	defer func() {
+		if r != root {
+			_ = r.Close()
+		}
+	}()
+	rest, done := parent, 0
+	for {
+		el, tail, more := strings.Cut(rest, string(filepath.Separator))
+		done += len(el)
+		if err := artMkdir(r, el, parent[:done]); err != nil {
+			return err
+		}
+		if !more {
+			break
+		}
+		next, err := r.OpenRoot(el)
+		if err != nil {
+			return err
+		}
+		if r != root {
+			_ = r.Close()
+		}
+		r, rest, done = next, tail, done+1
+	}
+	made[parent] = true
 	return nil
 }
 
-// artMkdirParents makes the directories above name, refusing to go through anything but a directory.
-func artMkdirParents(root *os.Root, name string) error {
-	parent := filepath.Dir(name)
-	if parent == "." {
-		return nil
-	}
-	if err := artMkdirParents(root, parent); err != nil {
-		return err
-	}
-	return artMkdir(root, parent)
-}
-
-// artMkdir makes directory name unless a real directory is already there.
-func artMkdir(root *os.Root, name string) error {
+// artMkdir makes directory name unless a real directory is already there; errors call it shown.
+func artMkdir(root *os.Root, name, shown string) error {
 	fi, err := root.Lstat(name)
 	switch {
 	case err == nil && fi.IsDir():
 		return nil
 	case err == nil && fi.Mode()&fs.ModeSymlink != 0:
-		return fmt.Errorf("%q is a symbolic link: refusing to write through it", filepath.ToSlash(name))
+		return fmt.Errorf("%q is a symbolic link: refusing to write through it", filepath.ToSlash(shown))
 	case err == nil:
-		return fmt.Errorf("%q exists and is not a directory", filepath.ToSlash(name))
+		return fmt.Errorf("%q exists and is not a directory", filepath.ToSlash(shown))
 	case !errors.Is(err, fs.ErrNotExist):
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -92,6 +93,20 @@ func BenchmarkArtifactsExtractPlanDeepNames(b *testing.B) {
 	b.ResetTimer()
 	for range b.N {
 		if _, err := artPlan(zr, 1<<20); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkArtifactsExtractDeepName unpacks one file 2000 directories deep: making its parents must cost in
+// proportion to the depth, not to its square.
+func BenchmarkArtifactsExtractDeepName(b *testing.B) {
+	data := artMakeZip(b, []artZipEntrySpec{{name: strings.Repeat("a/", 2000) + "f", mode: 0o644, content: []byte("x")}})
+	zr, err := zip.NewReader(bytes.NewReader(data), int64(len(data)))
+	require.NoError(b, err)
+	for i := range b.N {
+		dir := filepath.Join(b.TempDir(), strconv.Itoa(i))
+		if err := artExtract(zr, dir, 1<<20, -1); err != nil {
 			b.Fatal(err)
 		}
 	}
