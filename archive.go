@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 )
 
 // ErrNoArtifactFiles is returned by UploadPaths when no path matches a file, so there is nothing to upload.
@@ -242,8 +243,8 @@ type ExtractOptions struct {
 	// MaxSize bounds the total bytes of the files unpacked, counted as they are written: DefaultExtractMaxSize
 	// when zero, no bound when negative.
 	MaxSize int64
-	// MaxFiles bounds the number of entries (files, directories and links): DefaultExtractMaxFiles when zero, no
-	// bound when negative.
+	// MaxFiles bounds the number of entries (files, directories and links), counting the directories their names
+	// imply: DefaultExtractMaxFiles when zero, no bound when negative.
 	MaxFiles int
 	// TempDir is where the archive is kept while it is unpacked (a zip is read from its end): os.TempDir() when
 	// empty. The file is removed before Extract returns.
@@ -310,6 +311,24 @@ func artExtract(zr *zip.Reader, dir string, maxSize int64, maxFiles int) error {
 	if err != nil {
 		return err
 	}
+	if maxFiles >= 0 {
+		// The directories that names imply are created too: a few deep names must not bypass the count.
+		created := make(map[string]bool, len(plan))
+		for _, e := range plan {
+			// Names are clean, so a parent is the name up to its last separator.
+			for p := e.name; !created[p]; {
+				created[p] = true
+				if len(created) > maxFiles {
+					return fmt.Errorf("the archive creates more than %d files, directories and links: %w", maxFiles, ErrTooLarge)
+				}
+				i := strings.LastIndexByte(p, filepath.Separator)
+				if i < 0 {
+					break
+				}
+				p = p[:i]
+			}
+		}
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -321,18 +340,22 @@ func artExtract(zr *zip.Reader, dir string, maxSize int64, maxFiles int) error {
 	var (
 		written int64
 		dirs    []artPlanned
+		made    = make(map[string]bool)
 	)
 	for _, e := range plan {
-		if err := artMkdirParents(root, e.name); err != nil {
+		if err := artMkdirParents(root, e.name, made); err != nil {
 			return err
 		}
 		switch {
 		case e.mode.IsDir():
-			if err := artMkdir(root, e.name); err != nil {
+			if err := artMkdir(root, e.name, e.name); err != nil {
 				return err
 			}
 			dirs = append(dirs, e)
 		case e.mode&fs.ModeSymlink != 0:
+			if err := artLinkStaysInside(root, e); err != nil {
+				return err
+			}
 			if err := artRemoveNonDir(root, e.name); err != nil {
 				return err
 			}
@@ -398,11 +421,22 @@ func artPlan(zr *zip.Reader, maxSize int64) ([]artPlanned, error) {
 	if maxSize >= 0 && claimed > uint64(maxSize) {
 		return nil, fmt.Errorf("the archive unpacks to %d bytes, over the limit of %d: %w", claimed, maxSize, ErrTooLarge)
 	}
-	for _, e := range plan {
-		for p := filepath.Dir(e.name); p != "."; p = filepath.Dir(p) {
-			if t, ok := kinds[p]; ok && !t.IsDir() {
-				return nil, fmt.Errorf("entry %q would be written through %q, which is not a directory", e.f.Name, filepath.ToSlash(p))
-			}
+	// An entry is written through a file or link when its name starts with that one's and a separator. Sorted,
+	// such names follow the file's at once: the check is linear in the names' length, however deep they are.
+	names := make([]string, 0, len(kinds))
+	for name := range kinds {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	sep := string(filepath.Separator)
+	for _, name := range names {
+		if kinds[name].IsDir() {
+			continue
+		}
+		under := name + sep
+		i := sort.SearchStrings(names, under)
+		if i < len(names) && strings.HasPrefix(names[i], under) {
+			return nil, fmt.Errorf("entry %q would be written through %q, which is not a directory", filepath.ToSlash(names[i]), filepath.ToSlash(name))
 		}
 	}
 	return plan, nil
@@ -473,28 +507,66 @@ func artLinkTarget(f *zip.File, name string) (string, error) {
 	return target, nil
 }
 
-// artMkdirParents makes the directories above name, refusing to go through anything but a directory.
-func artMkdirParents(root *os.Root, name string) error {
-	parent := filepath.Dir(name)
-	if parent == "." {
+// artLinkStaysInside refuses a link whose target, inside dir by its name, goes through a link already there that
+// leads outside dir. Links of the archive need no such check: each one was checked the same way.
+func artLinkStaysInside(root *os.Root, e artPlanned) error {
+	resolved := filepath.FromSlash(path.Join(path.Dir(filepath.ToSlash(e.name)), e.target))
+	// os.Root follows links only while they stay inside: resolving the target fails on the first that leaves,
+	// before any missing part, which later entries may still create.
+	_, err := root.Stat(resolved)
+	if err == nil || errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
 		return nil
 	}
-	if err := artMkdirParents(root, parent); err != nil {
-		return err
-	}
-	return artMkdir(root, parent)
+	return fmt.Errorf("symbolic link %q points to %q, which leads outside the directory through a link already there: %w", e.f.Name, e.target, err)
 }
 
-// artMkdir makes directory name unless a real directory is already there.
-func artMkdir(root *os.Root, name string) error {
+// artMkdirParents makes the directories above name, refusing to go through anything but a directory. It goes down
+// one directory at a time, so that a deep name costs in proportion to its depth, not to its square; made holds the
+// parents already done.
+func artMkdirParents(root *os.Root, name string, made map[string]bool) error {
+	parent := filepath.Dir(name)
+	if parent == "." || made[parent] {
+		return nil
+	}
+	r := root
+	defer func() {
+		if r != root {
+			_ = r.Close()
+		}
+	}()
+	rest, done := parent, 0
+	for {
+		el, tail, more := strings.Cut(rest, string(filepath.Separator))
+		done += len(el)
+		if err := artMkdir(r, el, parent[:done]); err != nil {
+			return err
+		}
+		if !more {
+			break
+		}
+		next, err := r.OpenRoot(el)
+		if err != nil {
+			return err
+		}
+		if r != root {
+			_ = r.Close()
+		}
+		r, rest, done = next, tail, done+1
+	}
+	made[parent] = true
+	return nil
+}
+
+// artMkdir makes directory name unless a real directory is already there; errors call it shown.
+func artMkdir(root *os.Root, name, shown string) error {
 	fi, err := root.Lstat(name)
 	switch {
 	case err == nil && fi.IsDir():
 		return nil
 	case err == nil && fi.Mode()&fs.ModeSymlink != 0:
-		return fmt.Errorf("%q is a symbolic link: refusing to write through it", filepath.ToSlash(name))
+		return fmt.Errorf("%q is a symbolic link: refusing to write through it", filepath.ToSlash(shown))
 	case err == nil:
-		return fmt.Errorf("%q exists and is not a directory", filepath.ToSlash(name))
+		return fmt.Errorf("%q exists and is not a directory", filepath.ToSlash(shown))
 	case !errors.Is(err, fs.ErrNotExist):
 		return err
 	}

@@ -394,7 +394,7 @@ type artZipEntrySpec struct {
 }
 
 // artMakeZip builds an archive from specs, including ones archive/zip's own writer would not make.
-func artMakeZip(t *testing.T, specs []artZipEntrySpec) []byte {
+func artMakeZip(t testing.TB, specs []artZipEntrySpec) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	zw := zip.NewWriter(&buf)

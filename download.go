@@ -151,7 +151,8 @@ type artDownload struct {
 
 	resp     *Response // the last answer
 	requests int
-	failures int // consecutive failed requests or drops with no byte in between
+	failures int   // consecutive failed requests or drops with no new byte in between
+	reached  int64 // the furthest offset ever delivered: bytes delivered again after a restart are no progress
 	url      string
 
 	body    io.ReadCloser
@@ -308,12 +309,19 @@ func (d *artDownload) Read(p []byte) (int, error) {
 			n = copy(p, p[k:n])
 		}
 		if n > 0 {
-			d.failures = 0
+			if d.size >= 0 && d.off+int64(n) > d.size {
+				// A transport that does not hold the body to its length: what follows is not the file.
+				n = int(d.size - d.off)
+				d.err = fmt.Errorf("runnerapi: %s: build %d: the answer holds more than the %d bytes announced", d.name, d.id, d.size)
+			}
 			if d.limit > 0 && d.off+int64(n) > d.limit {
 				n = int(d.limit - d.off)
 				d.err = d.tooLarge(-1)
 			}
 			d.off += int64(n)
+			if d.off > d.reached {
+				d.reached, d.failures = d.off, 0
+			}
 			d.progress.add(int64(n))
 			if err != nil && d.err == nil {
 				// Handled on the next Read: a body need not repeat its failure, and a truncated stream of
