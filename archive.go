@@ -247,7 +247,8 @@ type ExtractOptions struct {
 	// imply: DefaultExtractMaxFiles when zero, no bound when negative.
 	MaxFiles int
 	// TempDir is where the archive is kept while it is unpacked (a zip is read from its end): os.TempDir() when
-	// empty. The file is removed before Extract returns.
+	// empty. The file is removed before Extract returns. An archive larger than MaxSize and MaxFiles allow it to
+	// be (its content plus a few KiB of headers per entry) is refused while it downloads.
 	TempDir string
 }
 
@@ -278,7 +279,7 @@ func (s *ArtifactsService) Extract(ctx context.Context, id int64, dir string, op
 		_ = tmp.Close()
 		_ = os.Remove(tmp.Name())
 	}()
-	d, err := s.downloadToTemp(ctx, "Extract", id, tmp, 0, newCallConfig(reqOpts))
+	d, err := s.downloadToTemp(ctx, "Extract", id, tmp, artArchiveLimit(maxSize, maxFiles), newCallConfig(reqOpts))
 	if err != nil {
 		return nil, d.response(), err
 	}
@@ -291,6 +292,16 @@ func (s *ArtifactsService) Extract(ctx context.Context, id int64, dir string, op
 	}
 	info := d.info
 	return &info, d.resp, nil
+}
+
+// artArchiveLimit bounds the size of an archive that can hold at most maxSize bytes in maxFiles entries, so that a
+// hostile answer cannot fill the temporary directory before the limits on what it holds apply: the content, what
+// deflate may add to incompressible data, and a generous allowance per entry for headers and names. 0 is no bound.
+func artArchiveLimit(maxSize int64, maxFiles int) int64 {
+	if maxSize < 0 || maxFiles < 0 {
+		return 0
+	}
+	return maxSize + maxSize/64 + int64(maxFiles)*4096 + 1<<20
 }
 
 // artPlanned is an archive entry checked and ready to unpack.

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -563,6 +564,28 @@ func TestArtifactsExtractDownloadFailures(t *testing.T) {
 		dst := t.TempDir()
 		_, _, err := c.Artifacts.Extract(context.Background(), 42, dst, &ExtractOptions{TempDir: tmpDir, MaxSize: 1 << 20})
 		assert.ErrorIs(t, err, ErrTooLarge)
+		entries, _ := os.ReadDir(dst)
+		assert.Empty(t, entries)
+	})
+	t.Run("archive larger than its limits allow", func(t *testing.T) {
+		// 64 MiB of anything cannot be an archive of at most 1 KiB in one entry: refused long before it is on disk.
+		var served atomic.Int64
+		srv := artTestServer(t, func(w http.ResponseWriter, r *http.Request) {
+			chunk := make([]byte, 64<<10)
+			for range 1024 {
+				n, err := w.Write(chunk)
+				served.Add(int64(n))
+				if err != nil {
+					return
+				}
+			}
+		})
+		c := artTestClient(t, srv.URL)
+		dst := t.TempDir()
+		_, _, err := c.Artifacts.Extract(context.Background(), 42, dst, &ExtractOptions{TempDir: tmpDir, MaxSize: 1 << 10, MaxFiles: 1})
+		assert.ErrorIs(t, err, ErrTooLarge)
+		// What the server wrote includes what loopback buffers held when the client stopped reading.
+		assert.Less(t, served.Load(), int64(32<<20), "the download stopped near the bound")
 		entries, _ := os.ReadDir(dst)
 		assert.Empty(t, entries)
 	})

@@ -195,7 +195,8 @@ type TraceOptions struct {
 	// Token is the build token; when empty, the Build's (NewBuildTraceWriter) or the client's WithBuildToken.
 	Token string
 	// Secrets are replaced by "[MASKED]" in the trace, besides the build token, the client's runner token and,
-	// for NewBuildTraceWriter, the build's own secrets (Build.Secrets).
+	// for NewBuildTraceWriter, the build's own secrets (Build.Secrets), also when split across Writes (but not
+	// across a Flush).
 	Secrets []string
 	// ChunkSize is the largest part sent at once (DefaultTraceChunkSize).
 	ChunkSize int
@@ -471,7 +472,8 @@ func traceScrub(err error, secrets []string) error {
 }
 
 // Flush returns once everything written before it has been acknowledged by the coordinator, the writer failed, or
-// ctx ended.
+// ctx ended. Everything written means everything: the few bytes that masking holds back in case they begin a
+// secret are sent too, so a secret split across a Flush is not masked. Flush between whole lines.
 func (w *TraceWriter) Flush(ctx context.Context) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
