@@ -23,7 +23,9 @@ var ErrNoArtifactFiles = errors.New("runnerapi: no artifacts files match the pat
 // pattern of filepath.Match, relative to root, as in a build's options.artifacts.paths; none may lead outside root,
 // whether by "..", an absolute path or a symlinked directory. Symbolic links are stored as links, never followed;
 // files, directories and links keep their modes. Paths that match nothing are skipped; when nothing matches at all
-// the error matches ErrNoArtifactFiles.
+// the error matches ErrNoArtifactFiles. Only the paths given are taken: options.artifacts.untracked (every file
+// git does not track) needs a git checkout to answer and is left to the caller, who can list those files and pass
+// them as paths.
 //
 // The archive is built again for a retry, so transient failures are retried like UploadFile's.
 func (s *ArtifactsService) UploadPaths(ctx context.Context, id int64, root string, paths []string, opts *UploadOptions, reqOpts ...RequestOption) (*Build, *Response, error) {
