@@ -912,6 +912,7 @@ func TestArtifactsDownloadFileLeavesNothingPartial(t *testing.T) {
 		{name: "streamed size over the limit", fs: &artFileServer{data: data, noLength: true}, opts: &DownloadOptions{MaxSize: 1000}, target: ErrTooLarge},
 		{name: "drop without retries", fs: &artFileServer{data: data, dropAt: 100_000}, copts: []Option{WithoutRetries()}, message: "connection lost after"},
 		{name: "wrong content range", fs: &artFileServer{data: data, dropAt: 100_000, badRange: "bytes 0-99/1048576"}, message: "the answer holds bytes 0-99"},
+		{name: "content range echoing the token", fs: &artFileServer{data: data, dropAt: 100_000, badRange: "BUILD-TOKEN: " + artTestToken}, message: "invalid Content-Range"},
 		{name: "canceled", fs: &artFileServer{data: data}, ctx: func() context.Context {
 			ctx, cancel := context.WithCancel(context.Background())
 			cancel()

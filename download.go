@@ -404,7 +404,7 @@ func (d *artDownload) checkPartial(hr *http.Response) error {
 	first, last, total, ok := artParseContentRange(hr.Header.Get("Content-Range"))
 	switch {
 	case !ok:
-		return fmt.Errorf("runnerapi: %s: build %d: resuming at byte %d: invalid Content-Range %q", d.name, d.id, d.off, artQuoteShort(hr.Header.Get("Content-Range")))
+		return fmt.Errorf("runnerapi: %s: build %d: resuming at byte %d: invalid Content-Range %q", d.name, d.id, d.off, headerForError(hr.Header.Get("Content-Range"), []string{d.token}))
 	case first != d.off,
 		d.size >= 0 && total != d.size,
 		total >= 0 && last != total-1,
@@ -483,43 +483,20 @@ func artParseContentRange(v string) (first, last, total int64, ok bool) {
 	if !found {
 		return 0, 0, 0, false
 	}
-	first, ok1 := artParseDigits(a)
-	last, ok2 := artParseDigits(b)
+	first, ok1 := parseDigits(a)
+	last, ok2 := parseDigits(b)
 	if !ok1 || !ok2 || last < first {
 		return 0, 0, 0, false
 	}
 	total = -1
 	if tot != "*" {
-		t, ok3 := artParseDigits(tot)
+		t, ok3 := parseDigits(tot)
 		if !ok3 || last >= t {
 			return 0, 0, 0, false
 		}
 		total = t
 	}
 	return first, last, total, true
-}
-
-// artParseDigits parses a non-negative decimal of digits only.
-func artParseDigits(s string) (int64, bool) {
-	if s == "" || len(s) > 18 {
-		return 0, false
-	}
-	var n int64
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return 0, false
-		}
-		n = n*10 + int64(s[i]-'0')
-	}
-	return n, true
-}
-
-// artQuoteShort keeps a header value from a network short enough for an error.
-func artQuoteShort(s string) string {
-	if len(s) > 64 {
-		s = s[:64]
-	}
-	return strings.ToValidUTF8(s, "\uFFFD")
 }
 
 // artMaxFilename bounds a file name taken from an answer.

@@ -278,3 +278,34 @@ func (e *notReplayedError) Error() string {
 }
 
 func (e *notReplayedError) Unwrap() []error { return []error{e.err, ErrBodyNotReplayable} }
+
+// headerForError renders a header value from the network for an error message: shortened, printable, and with
+// the given secrets masked, since a proxy may echo the request, tokens included, into any header.
+func headerForError(v string, secrets []string) string {
+	for _, s := range secrets {
+		if s != "" {
+			v = strings.ReplaceAll(v, s, masked)
+		}
+	}
+	v = shorten(v)
+	for _, s := range secrets {
+		if s != "" {
+			v = maskCutTail(v, s)
+		}
+	}
+	return v
+}
+
+// parseDigits parses a non-negative decimal made of ASCII digits alone (no sign, no spaces) that fits an int64.
+func parseDigits(s string) (int64, bool) {
+	if s == "" || len(s) > 19 {
+		return 0, false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	return n, err == nil
+}

@@ -120,35 +120,11 @@ func parseTraceRange(h http.Header, secrets ...string) (int64, error) {
 	}
 	v := vs[0]
 	digits, ok := strings.CutPrefix(v, "0-")
-	if !ok || digits == "" || len(digits) > 19 {
-		return 0, fmt.Errorf("%w: %q", ErrTraceRange, traceShowValue(v, secrets))
-	}
-	for i := 0; i < len(digits); i++ {
-		if digits[i] < '0' || digits[i] > '9' {
-			return 0, fmt.Errorf("%w: %q", ErrTraceRange, traceShowValue(v, secrets))
-		}
-	}
-	n, err := strconv.ParseInt(digits, 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("%w: %q", ErrTraceRange, traceShowValue(v, secrets))
+	n, ok2 := parseDigits(digits)
+	if !ok || !ok2 {
+		return 0, fmt.Errorf("%w: %q", ErrTraceRange, headerForError(v, secrets))
 	}
 	return n, nil
-}
-
-// traceShowValue is a header value fit for an error: secrets masked, shortened.
-func traceShowValue(v string, secrets []string) string {
-	for _, s := range secrets {
-		if s != "" {
-			v = strings.ReplaceAll(v, s, masked)
-		}
-	}
-	v = shorten(v)
-	for _, s := range secrets {
-		if s != "" {
-			v = maskCutTail(v, s)
-		}
-	}
-	return v
 }
 
 // traceBodyReader is a request body that says when the transport is done with it (it closes every body it was
@@ -453,7 +429,8 @@ func (w *TraceWriter) signal() {
 // failLocked makes err the writer's sticky error unless it already has one.
 func (w *TraceWriter) failLocked(err error) {
 	if w.err == nil {
-		w.err = traceScrub(err, w.secrets)
+		scrubError(err, w.secrets)
+		w.err = err
 		close(w.progress)
 		w.progress = make(chan struct{})
 	}
@@ -463,12 +440,6 @@ func (w *TraceWriter) fail(err error) {
 	w.mu.Lock()
 	w.failLocked(err)
 	w.mu.Unlock()
-}
-
-// traceScrub masks secrets in the coordinator's message of err, and returns err.
-func traceScrub(err error, secrets []string) error {
-	scrubError(err, secrets)
-	return err
 }
 
 // Flush returns once everything written before it has been acknowledged by the coordinator, the writer failed, or
