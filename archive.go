@@ -2,6 +2,7 @@ package runnerapi
 
 import (
 	"archive/zip"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -48,7 +49,7 @@ func (s *ArtifactsService) UploadPaths(ctx context.Context, id int64, root strin
 			return z, z, nil
 		},
 	}
-	return s.upload(ctx, "UploadPaths", id, artFilename(opts.Filename, DefaultArtifactsFilename), src, opts, reqOpts)
+	return s.upload(ctx, "UploadPaths", id, cmp.Or(opts.Filename, DefaultArtifactsFilename), src, opts, reqOpts)
 }
 
 // artZipEntry is one file, directory or link to archive.

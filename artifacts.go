@@ -2,6 +2,7 @@ package runnerapi
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -80,7 +81,7 @@ func (s *ArtifactsService) Upload(ctx context.Context, id int64, r io.Reader, op
 			return r, nil, nil
 		},
 	}
-	return s.upload(ctx, "Upload", id, artFilename(opts.Filename, DefaultArtifactsFilename), src, opts, reqOpts)
+	return s.upload(ctx, "Upload", id, cmp.Or(opts.Filename, DefaultArtifactsFilename), src, opts, reqOpts)
 }
 
 // UploadFile sends the regular file at path as build id's artifacts file, under the file's own name unless
@@ -118,15 +119,7 @@ func (s *ArtifactsService) UploadFile(ctx context.Context, id int64, path string
 			return f, f, nil
 		},
 	}
-	return s.upload(ctx, "UploadFile", id, artFilename(opts.Filename, filepath.Base(path)), src, opts, reqOpts)
-}
-
-// artFilename returns name, or def when name is empty.
-func artFilename(name, def string) string {
-	if name != "" {
-		return name
-	}
-	return def
+	return s.upload(ctx, "UploadFile", id, cmp.Or(opts.Filename, filepath.Base(path)), src, opts, reqOpts)
 }
 
 // artUploadSource is where an upload's file content comes from.

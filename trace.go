@@ -2,6 +2,7 @@ package runnerapi
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -307,11 +308,11 @@ func (c *Client) newTraceWriter(ctx context.Context, id int64, o TraceOptions, m
 		c:              c,
 		id:             id,
 		token:          token,
-		chunk:          traceOr(o.ChunkSize, DefaultTraceChunkSize),
-		interval:       traceOr(o.FlushInterval, DefaultTraceFlushInterval),
-		keepAlive:      traceOr(o.KeepAlive, DefaultTraceKeepAlive),
-		attemptTimeout: traceOr(o.AttemptTimeout, traceOr(c.timeout, DefaultTimeout)),
-		maxRange:       traceOr(o.MaxRangeErrors, DefaultTraceMaxRangeErrors),
+		chunk:          cmp.Or(o.ChunkSize, DefaultTraceChunkSize),
+		interval:       cmp.Or(o.FlushInterval, DefaultTraceFlushInterval),
+		keepAlive:      cmp.Or(o.KeepAlive, DefaultTraceKeepAlive),
+		attemptTimeout: cmp.Or(o.AttemptTimeout, cmp.Or(c.timeout, DefaultTimeout)),
+		maxRange:       cmp.Or(o.MaxRangeErrors, DefaultTraceMaxRangeErrors),
 		limit:          o.OutputLimit,
 		sleep:          o.sleep,
 		wake:           make(chan struct{}, 1),
@@ -326,7 +327,7 @@ func (c *Client) newTraceWriter(ctx context.Context, id int64, o TraceOptions, m
 	if u, err := c.baseURL.Parse(tracePath(id)); err == nil {
 		w.url = redactURL(u)
 	}
-	w.spool = traceSpool{memLimit: traceOr(o.MemoryLimit, DefaultTraceMemoryLimit), dir: o.TempDir}
+	w.spool = traceSpool{memLimit: cmp.Or(o.MemoryLimit, DefaultTraceMemoryLimit), dir: o.TempDir}
 	secrets := append(append([]string{token, c.runnerToken}, more...), o.Secrets...)
 	w.secrets = secrets
 	w.masker = newTraceMasker(secrets)
@@ -334,14 +335,6 @@ func (c *Client) newTraceWriter(ctx context.Context, id int64, o TraceOptions, m
 	w.ctx, w.cancel = context.WithCancel(ctx)
 	go w.run()
 	return w, nil
-}
-
-// traceOr returns v, or def when v is zero.
-func traceOr[T int | int64 | time.Duration](v, def T) T {
-	if v == 0 {
-		return def
-	}
-	return v
 }
 
 // Write records p in the trace and returns len(p), nil. It does no network I/O and does not keep p. After a fatal
