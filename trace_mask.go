@@ -3,6 +3,7 @@ package runnerapi
 import (
 	"bytes"
 	"sort"
+	"strings"
 )
 
 // traceMaskWindow bounds how much of one Write the masker handles at a time, so a huge Write does not grow its
@@ -13,8 +14,12 @@ const traceMaskWindow = 32 << 10
 // the longest tail that could be the start of a secret until more bytes, or the end, tell.
 type traceMasker struct {
 	secrets [][]byte // longest first, so the longest of secrets starting at one position wins
+	anchors []int    // per secret: the position of its rarest byte, the one searches look for
 	pend    []byte   // held-back tail, and the working buffer of mask
 	next    []int    // per secret: position of its next match in the working buffer, or -1
+	// inner marks the bytes that occur in a secret before its last byte. Only a stretch that ends in one of them
+	// can end with the start of a secret.
+	inner [256]bool
 }
 
 // newTraceMasker returns a masker for the non-empty, distinct secrets, or nil when there are none.
@@ -34,6 +39,10 @@ func newTraceMasker(secrets []string) *traceMasker {
 	m := &traceMasker{next: make([]int, len(list))}
 	for _, s := range list {
 		m.secrets = append(m.secrets, []byte(s))
+		m.anchors = append(m.anchors, traceRarestByte(s))
+		for i := range len(s) - 1 {
+			m.inner[s[i]] = true
+		}
 	}
 	m.pend = make([]byte, 0, traceMaskWindow+len(m.secrets[0]))
 	return m
@@ -65,8 +74,8 @@ func (m *traceMasker) write(p []byte, sink traceSink) {
 // scan passes b to sink with its secrets masked, except for the longest tail that could start a secret, which it
 // keeps in pend. b may share pend's array.
 func (m *traceMasker) scan(b []byte, sink traceSink) {
-	for k, s := range m.secrets {
-		m.next[k] = bytes.Index(b, s)
+	for k := range m.secrets {
+		m.next[k] = m.index(b, k)
 	}
 	// hold is where the earliest unfinished possible secret starts: a match from there on may yet be part of a
 	// longer or earlier secret that the next write completes.
@@ -75,7 +84,7 @@ func (m *traceMasker) scan(b []byte, sink traceSink) {
 		best, bestLen := -1, 0
 		for k, s := range m.secrets {
 			if m.next[k] >= 0 && m.next[k] < i {
-				if j := bytes.Index(b[i:], s); j >= 0 {
+				if j := m.index(b[i:], k); j >= 0 {
 					m.next[k] = i + j
 				} else {
 					m.next[k] = -1
@@ -106,18 +115,63 @@ func (m *traceMasker) scan(b []byte, sink traceSink) {
 var traceMaskedBytes = []byte(masked)
 
 // clean reports whether b holds no secret and does not end in what could start one: the common case, which it
-// tells with two vector searches per secret instead of a scan's bookkeeping.
+// tells with one vector search per secret instead of a scan's bookkeeping. A line ends in a byte no secret has,
+// so the end rarely needs a closer look.
 func (m *traceMasker) clean(b []byte) bool {
-	for _, s := range m.secrets {
-		if bytes.Contains(b, s) {
-			return false
-		}
-		tail := b[len(b)-min(len(s)-1, len(b)):]
-		if bytes.IndexByte(tail, s[0]) >= 0 {
+	for k := range m.secrets {
+		if m.index(b, k) >= 0 {
 			return false
 		}
 	}
-	return true
+	return !m.inner[b[len(b)-1]] || m.holdBack(b) == 0
+}
+
+// index returns where secret k first occurs in b, or -1. It looks for the secret's rarest byte rather than its
+// first, since tokens tend to start with letters that are common in logs. When that byte turns out to be common
+// in b too, it leaves the rest to bytes.Index, which stays linear however b and the secret look.
+func (m *traceMasker) index(b []byte, k int) int {
+	s, a := m.secrets[k], m.anchors[k]
+	n := len(s)
+	if len(b) < n {
+		return -1
+	}
+	c, stop := s[a], len(b)-n+a+1 // s at i puts c at i+a, and s must fit
+	for i, misses := a, 0; i < stop; i++ {
+		j := bytes.IndexByte(b[i:stop], c)
+		if j < 0 {
+			return -1
+		}
+		i += j
+		if bytes.Equal(b[i-a:i-a+n], s) {
+			return i - a
+		}
+		if misses++; misses > 8+i>>4 {
+			if j := bytes.Index(b[i-a+1:], s); j >= 0 {
+				return i - a + 1 + j
+			}
+			return -1
+		}
+	}
+	return -1
+}
+
+// traceByteCommonness lists bytes by how common they are in build logs, most common first, as a rough guide; bytes
+// not listed are taken to be rarer than any listed.
+const traceByteCommonness = " etaoinsrlcdhu\n0123456789mpgf.-/_:bywkv,=xTSEARIONLCDP\"'()[]jqzMUBFGHWYKVXJQZ"
+
+// traceRarestByte returns the position of the rarest byte of s by traceByteCommonness, the first of equals.
+func traceRarestByte(s string) int {
+	best, bestRarity := 0, -1
+	for i := range len(s) {
+		rarity := strings.IndexByte(traceByteCommonness, s[i])
+		if rarity < 0 {
+			rarity = len(traceByteCommonness)
+		}
+		if rarity > bestRarity {
+			best, bestRarity = i, rarity
+		}
+	}
+	return best
 }
 
 // holdBack returns the length of the longest suffix of b that is a proper prefix of a secret.
