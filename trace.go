@@ -204,7 +204,9 @@ type TraceOptions struct {
 type TraceStats struct {
 	// Written is the number of bytes given to Write.
 	Written int64
-	// Length is the trace's length: what was written, with secrets masked and the output limit applied.
+	// Length is the trace's length: what was written, with secrets masked and the output limit applied. Masking
+	// searches written bytes a window at a time, so Length may lag Written by that window until the next send or
+	// Flush.
 	Length int64
 	// Acknowledged is how much of the trace the coordinator last said it has.
 	Acknowledged int64
@@ -251,6 +253,7 @@ type TraceWriter struct {
 	mu           sync.Mutex
 	spool        traceSpool
 	masker       *traceMasker
+	unsettled    bool // the masker has gathered bytes since it last passed on all it could
 	truncated    bool
 	acked        int64 // the coordinator's trace length as last known; the next part starts here
 	highAcked    int64 // the largest acked ever
@@ -337,11 +340,30 @@ func (c *Client) newTraceWriter(ctx context.Context, id int64, o TraceOptions, m
 	return w, nil
 }
 
-// Write records p in the trace and returns len(p), nil. It does no network I/O and does not keep p. After a fatal
-// error it returns that error; after Close, ErrClosed.
+// Write records p in the trace and returns len(p), nil. It does no network I/O and does not keep p. Once the trace
+// is past the memory limit, the Write that fills a block of the spool (one in about a mebibyte of trace) also
+// writes that block to the temporary file, without holding up other Writes. After a fatal error Write returns
+// that error; after Close, ErrClosed.
 func (w *TraceWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
-	defer w.mu.Unlock()
+	n, err := w.writeLocked(p)
+	var job traceSpoolBlockToFile
+	var fileNow bool
+	if w.spool.toFileSoon {
+		w.spool.toFileSoon = false
+		job, fileNow = w.spool.fileLater()
+	}
+	w.mu.Unlock()
+	if fileNow {
+		// The spool filled a block: write it to the spool's file here, outside the lock, so that neither other
+		// Writes nor the sender wait for the disk.
+		w.fileBlocks(job)
+	}
+	return n, err
+}
+
+// writeLocked is Write under the lock.
+func (w *TraceWriter) writeLocked(p []byte) (int, error) {
 	if w.err != nil {
 		return 0, w.err
 	}
@@ -350,28 +372,48 @@ func (w *TraceWriter) Write(p []byte) (int, error) {
 	}
 	written := len(p)
 	before := w.spool.size - w.acked
+	waited := before > 0 || w.unsettled
 	w.stats.Written += int64(written)
 	if w.masker == nil {
 		w.record(p)
 	} else {
 		w.masker.write(p, w)
+		w.unsettled = true
 	}
 	if w.err != nil {
 		return 0, w.err
 	}
 	after := w.spool.size - w.acked
-	if w.spool.toFileSoon {
-		// A full block waits for the sender to write it to the spool's file, off Write's path.
-		w.spool.toFileSoon = false
-		w.signal()
-	}
-	if before == 0 && after > 0 {
+	if !waited && (after > 0 || w.unsettled) {
 		w.pendingSince = time.Now()
 		w.signal()
 	} else if before < int64(w.chunk) && after >= int64(w.chunk) {
 		w.signal()
 	}
 	return written, nil
+}
+
+// fileBlocks writes job, from the spool's fileLater, to the spool's file, and then any block that filled
+// meanwhile. It is called without the lock.
+func (w *TraceWriter) fileBlocks(job traceSpoolBlockToFile) {
+	for {
+		err := job.write()
+		w.mu.Lock()
+		if err == nil {
+			w.spool.filed(job.off)
+		} else {
+			w.failLocked(err)
+		}
+		w.spool.doneFiling()
+		var more bool
+		if err == nil {
+			job, more = w.spool.fileLater()
+		}
+		w.mu.Unlock()
+		if !more {
+			return
+		}
+	}
 }
 
 // put takes the masker's output.
@@ -406,10 +448,11 @@ func (w *TraceWriter) commitTail() {
 	if w.masker == nil || w.err != nil {
 		return
 	}
-	if w.spool.size == w.acked {
+	if w.spool.size == w.acked && !w.unsettled {
 		w.pendingSince = time.Now()
 	}
 	w.masker.flush(w)
+	w.unsettled = false
 }
 
 func (w *TraceWriter) signal() {
@@ -564,35 +607,37 @@ func (w *TraceWriter) run() {
 			w.mu.Unlock()
 			return
 		}
-		if block, off, file, ok := w.spool.fileLater(); ok {
-			// Write the spool's last full block to its file here rather than in Write.
+		if job, ok := w.spool.fileLater(); ok {
+			// A full block nobody has filed yet: one that filled while the sender settled the masker, or while
+			// a Write was filing the one before.
 			w.mu.Unlock()
-			err := traceSpoolFileAt(file, block, off)
-			w.mu.Lock()
-			if err == nil {
-				w.spool.filed(off)
-			}
-			w.spool.done()
-			w.mu.Unlock()
-			if err != nil {
-				w.fail(err)
-				return
-			}
+			w.fileBlocks(job)
 			continue
+		}
+		now := time.Now()
+		if w.unsettled && !now.Before(w.pendingSince.Add(w.interval)) {
+			// Bytes have waited long enough in the masker's window: search them now, so they can be sent.
+			w.unsettled = false
+			w.masker.settle(w)
+			if w.spool.toFileSoon || w.err != nil {
+				// Look again: a block to file, or a failure.
+				w.spool.toFileSoon = false
+				w.mu.Unlock()
+				continue
+			}
 		}
 		unsent := w.spool.size - w.acked
 		if w.closed && unsent <= 0 {
 			w.mu.Unlock()
 			return
 		}
-		now := time.Now()
 		due := unsent > 0 && (w.closed || w.flushTo > w.acked || !now.Before(w.pendingSince.Add(w.interval)) ||
 			(!w.legacy && unsent >= int64(w.chunk)))
 		keepAlive := !due && unsent <= 0 && !w.legacy && w.keepAlive > 0 && !now.Before(w.lastReq.Add(w.keepAlive))
 		var wait time.Duration = -1
 		switch {
 		case due || keepAlive:
-		case unsent > 0:
+		case unsent > 0 || w.unsettled:
 			wait = w.pendingSince.Add(w.interval).Sub(now)
 		case !w.legacy && w.keepAlive > 0:
 			wait = w.lastReq.Add(w.keepAlive).Sub(now)
@@ -640,7 +685,7 @@ func (w *TraceWriter) sendPart() {
 	w.mu.Unlock()
 	err = view.copyTo(part)
 	w.mu.Lock()
-	w.spool.done()
+	w.spool.doneReading()
 	w.mu.Unlock()
 	if err != nil {
 		w.fail(err)

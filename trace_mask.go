@@ -3,11 +3,10 @@ package runnerapi
 import (
 	"bytes"
 	"sort"
-	"strings"
 )
 
-// traceMaskWindow bounds how much of one Write the masker handles at a time, so a huge Write does not grow its
-// buffers.
+// traceMaskWindow is how many bytes the masker gathers before it looks for secrets in them: one search over many
+// lines costs far less than one per line. It also bounds the masker's buffer, whatever the size of a Write.
 const traceMaskWindow = 32 << 10
 
 // traceMasker replaces secrets in a stream by "[MASKED]", also when a secret is split across writes: it holds back
@@ -15,8 +14,13 @@ const traceMaskWindow = 32 << 10
 type traceMasker struct {
 	secrets [][]byte // longest first, so the longest of secrets starting at one position wins
 	anchors []int    // per secret: the position of its rarest byte, the one searches look for
-	pend    []byte   // held-back tail, and the working buffer of mask
-	next    []int    // per secret: position of its next match in the working buffer, or -1
+	// searched counts the bytes searched so far; anchors are chosen again from what the trace holds once it
+	// reaches repickAt.
+	searched int64
+	repickAt int64
+	window   int    // how much pend gathers before a search: traceMaskWindow, or more for long secrets
+	pend     []byte // bytes not yet searched, or held back because they could start a secret
+	next     []int  // per secret: position of its next match in the working buffer, or -1
 	// inner marks the bytes that occur in a secret before its last byte. Only a stretch that ends in one of them
 	// can end with the start of a secret.
 	inner [256]bool
@@ -39,12 +43,14 @@ func newTraceMasker(secrets []string) *traceMasker {
 	m := &traceMasker{next: make([]int, len(list))}
 	for _, s := range list {
 		m.secrets = append(m.secrets, []byte(s))
-		m.anchors = append(m.anchors, traceRarestByte(s))
+		m.anchors = append(m.anchors, traceRarestByte(s, nil))
 		for i := range len(s) - 1 {
 			m.inner[s[i]] = true
 		}
 	}
-	m.pend = make([]byte, 0, traceMaskWindow+len(m.secrets[0]))
+	// What a search holds back is shorter than the longest secret, so a window twice as long always has room.
+	m.window = max(traceMaskWindow, 2*len(m.secrets[0]))
+	m.pend = make([]byte, 0, m.window)
 	return m
 }
 
@@ -53,22 +59,44 @@ type traceSink interface {
 	put(b []byte)
 }
 
-// write passes to sink what of the stream so far is safe to record, with secrets masked, and keeps the rest.
+// write takes p into the stream. It passes to sink, with secrets masked, what is safe to record once a window's
+// worth of bytes has gathered, and keeps the rest; settle and flush pass on the rest sooner.
 func (m *traceMasker) write(p []byte, sink traceSink) {
-	for len(p) > 0 {
-		if len(m.pend) == 0 {
-			// Nothing held back: scan p where it is, without copying it.
-			if m.clean(p) {
-				sink.put(p)
-			} else {
-				m.scan(p, sink)
-			}
-			return
-		}
-		n := min(len(p), traceMaskWindow)
-		m.scan(append(m.pend, p[:n]...), sink)
-		p = p[n:]
+	if len(m.pend) == 0 && len(p) >= m.window {
+		// A large write with nothing gathered: search it where it is, without copying it.
+		m.search(p, sink)
+		return
 	}
+	for len(p) > 0 {
+		n := min(len(p), m.window-len(m.pend))
+		m.pend = append(m.pend, p[:n]...)
+		p = p[n:]
+		if len(m.pend) == m.window {
+			m.settle(sink)
+		}
+	}
+}
+
+// settle passes to sink, with secrets masked, what has gathered, except a tail that could start a secret.
+func (m *traceMasker) settle(sink traceSink) {
+	if len(m.pend) > 0 {
+		m.search(m.pend, sink)
+	}
+}
+
+// search passes b to sink with its secrets masked, keeping in pend the tail that could start a secret. b may be
+// pend.
+func (m *traceMasker) search(b []byte, sink traceSink) {
+	if m.searched += int64(len(b)); m.searched >= m.repickAt && len(b) >= traceMaskSample {
+		m.pickAnchors(b[len(b)-traceMaskSample:])
+		m.repickAt = m.searched + traceMaskRepick
+	}
+	if m.clean(b) {
+		sink.put(b)
+		m.pend = m.pend[:0]
+		return
+	}
+	m.scan(b, sink)
 }
 
 // scan passes b to sink with its secrets masked, except for the longest tail that could start a secret, which it
@@ -155,20 +183,54 @@ func (m *traceMasker) index(b []byte, k int) int {
 	return -1
 }
 
+// Anchors are chosen again every traceMaskRepick bytes, by counting bytes in the last traceMaskSample bytes
+// searched: the rarest byte of a secret is the rarest in this trace, which no fixed table can know.
+const (
+	traceMaskRepick = 1 << 20
+	traceMaskSample = 4 << 10
+)
+
+// pickAnchors chooses each secret's anchor by how often its bytes occur in sample.
+func (m *traceMasker) pickAnchors(sample []byte) {
+	var counts [256]int32
+	for _, c := range sample {
+		counts[c]++
+	}
+	for k, s := range m.secrets {
+		m.anchors[k] = traceRarestByte(string(s), &counts)
+	}
+}
+
 // traceByteCommonness lists bytes by how common they are in build logs, most common first, as a rough guide; bytes
 // not listed are taken to be rarer than any listed.
 const traceByteCommonness = " etaoinsrlcdhu\n0123456789mpgf.-/_:bywkv,=xTSEARIONLCDP\"'()[]jqzMUBFGHWYKVXJQZ"
 
-// traceRarestByte returns the position of the rarest byte of s by traceByteCommonness, the first of equals.
-func traceRarestByte(s string) int {
-	best, bestRarity := 0, -1
-	for i := range len(s) {
-		rarity := strings.IndexByte(traceByteCommonness, s[i])
-		if rarity < 0 {
-			rarity = len(traceByteCommonness)
+// traceByteRarity ranks bytes by traceByteCommonness: the higher, the rarer.
+var traceByteRarity = func() (r [256]int32) {
+	for c := range r {
+		r[c] = int32(len(traceByteCommonness))
+	}
+	for i := range len(traceByteCommonness) {
+		r[traceByteCommonness[i]] = int32(i)
+	}
+	return r
+}()
+
+// traceRarestByte returns the position in s of its rarest byte: the least counted when counts is not nil, else,
+// or among equals, the rarest by traceByteCommonness; the first of equals. Only the first 256 bytes of a long
+// secret are considered, which is plenty to find a rare one.
+func traceRarestByte(s string, counts *[256]int32) int {
+	best := 0
+	for i := 1; i < min(len(s), 256); i++ {
+		c, b := s[i], s[best]
+		if counts != nil && counts[c] != counts[b] {
+			if counts[c] < counts[b] {
+				best = i
+			}
+			continue
 		}
-		if rarity > bestRarity {
-			best, bestRarity = i, rarity
+		if traceByteRarity[c] > traceByteRarity[b] {
+			best = i
 		}
 	}
 	return best
@@ -198,8 +260,10 @@ func (m *traceMasker) holdBack(b []byte) int {
 	return hold
 }
 
-// flush passes the held-back tail to sink: the stream ends here, or its reader needs everything now.
+// flush passes everything to sink, the held-back tail included: the stream ends here, or its reader needs
+// everything now.
 func (m *traceMasker) flush(sink traceSink) {
+	m.settle(sink)
 	if len(m.pend) > 0 {
 		sink.put(m.pend)
 		m.pend = m.pend[:0]

@@ -52,9 +52,27 @@ func TestTraceMaskerHoldsBackOnlyPossibleSecrets(t *testing.T) {
 	m := newTraceMasker([]string{"password123"})
 	var out trcCollect
 	m.write([]byte("log line pass"), &out)
+	assert.Empty(t, out.b, "bytes gather until a window is full or settle is called")
+	m.settle(&out)
 	assert.Equal(t, "log line ", string(out.b), "a possible start of the secret is held back")
 	m.write([]byte("ing by"), &out)
+	m.settle(&out)
 	assert.Equal(t, "log line passing by", string(out.b), "released once it cannot be the secret")
+}
+
+func TestTraceMaskerSearchesAWindowAtATime(t *testing.T) {
+	m := newTraceMasker([]string{"password123"})
+	var out trcCollect
+	line := []byte("a log line of thirty-two bytes.\n")
+	for range traceMaskWindow/len(line) - 1 {
+		m.write(line, &out)
+	}
+	assert.Empty(t, out.b, "less than a window: nothing passed on yet")
+	m.write(append(line[:len(line):len(line)], "password123"...), &out)
+	assert.Equal(t, traceMaskWindow, len(out.b), "a full window is passed on in one piece")
+	m.flush(&out)
+	assert.Equal(t, strings.Repeat(string(line), traceMaskWindow/len(line))+"[MASKED]", string(out.b))
+	assert.Equal(t, traceMaskWindow, cap(m.pend), "the window does not grow")
 }
 
 func TestTraceMaskerRandomSplits(t *testing.T) {
@@ -106,6 +124,7 @@ func TestTraceMaskerIndexAgreesWithBytesIndex(t *testing.T) {
 	for range 3000 {
 		k := r.IntN(len(m.secrets))
 		s := m.secrets[k]
+		m.anchors[k] = r.IntN(len(s)) // any anchor finds the same first match
 		b := make([]byte, r.IntN(300))
 		for i := range b {
 			b[i] = s[r.IntN(len(s))]
@@ -117,10 +136,22 @@ func TestTraceMaskerIndexAgreesWithBytesIndex(t *testing.T) {
 	}
 }
 
+func TestTraceMaskerPicksAnchorsFromTheTrace(t *testing.T) {
+	m := newTraceMasker([]string{"zq-abc"})
+	require.Equal(t, 0, m.anchors[0], "z: the rarest by the table")
+	var out trcCount
+	text := strings.Repeat("qqzzq-ab \n", traceMaskWindow/10+1)
+	m.write([]byte(text), &out)
+	assert.Equal(t, 5, m.anchors[0], "c: the only byte of the secret this trace lacks")
+	m.write([]byte("zq-abc\n"), &out)
+	m.flush(&out)
+	assert.Equal(t, len(text)+len("[MASKED]\n"), out.n, "the secret is found by its new anchor")
+}
+
 func TestTraceRarestByte(t *testing.T) {
-	assert.Equal(t, 3, traceRarestByte("tot-set"), "the dash, not the common t")
-	assert.Equal(t, 2, traceRarestByte("ab\x00cd"), "a byte not listed is the rarest")
-	assert.Equal(t, 0, traceRarestByte("eee"), "the first of equals")
+	assert.Equal(t, 3, traceRarestByte("tot-set", nil), "the dash, not the common t")
+	assert.Equal(t, 2, traceRarestByte("ab\x00cd", nil), "a byte not listed is the rarest")
+	assert.Equal(t, 0, traceRarestByte("eee", nil), "the first of equals")
 }
 
 // BenchmarkTraceMaskerLine is the masking cost of one 100-byte log line that holds no secret, for tokens of
@@ -134,20 +165,19 @@ func BenchmarkTraceMaskerLine(b *testing.B) {
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			m := newTraceMasker([]string{tc.build, tc.runner})
-			var out trcDiscard
+			var out trcCount
 			b.SetBytes(int64(len(line)))
 			b.ReportAllocs()
 			for range b.N {
 				m.write(line, &out)
 			}
-			require.Zero(b, out.held(m), "a line holding no secret and ending in a newline is passed on whole")
+			m.flush(&out)
+			require.Equal(b, b.N*len(line), out.n, "lines holding no secret pass unchanged")
 		})
 	}
 }
 
-// trcDiscard is a traceSink that drops what it is given.
-type trcDiscard struct{}
+// trcCount is a traceSink that counts what it is given.
+type trcCount struct{ n int }
 
-func (trcDiscard) put([]byte) {}
-
-func (trcDiscard) held(m *traceMasker) int { return len(m.pend) }
+func (c *trcCount) put(b []byte) { c.n += len(b) }

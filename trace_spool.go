@@ -13,8 +13,8 @@ const traceSpoolBlock = 1 << 20
 
 // traceSpool keeps a whole trace so that any part of it can be sent again: in memory up to memLimit bytes, then in
 // a temporary file. It is append-only, so what it has once returned never changes. It is not safe for concurrent
-// use; the TraceWriter guards it. Only its view and file methods let one goroutine, the sender, read and write
-// outside that guard (see pins).
+// use; the TraceWriter guards it. Only its view and file methods let one reader (the sender) and one filer at a
+// time read and write outside that guard (see pins).
 type traceSpool struct {
 	// mem holds every byte while file is nil; afterwards, the bytes from memOff on.
 	mem    []byte
@@ -31,18 +31,23 @@ type traceSpool struct {
 	dir       string
 	released  bool
 
-	// toFileSoon is set when prev becomes a block waiting to be filed, for the TraceWriter to wake its sender.
+	// toFileSoon is set when prev becomes a block waiting to be filed, for the TraceWriter to file it outside its
+	// guard.
 	toFileSoon bool
 
-	// pins are the arrays the sender reads or files outside the guard, which must not be refilled until it is
-	// done. A pinned array dropped goes to retired, and becomes a spare once the sender is done, so that steady
-	// state allocates nothing. The sender pins at most two arrays at a time, so two of each suffice.
-	pins     [2]*byte
-	retired  [2][]byte
+	// pins are the arrays read or filed outside the guard, which must not be refilled until the reader or filer
+	// is done: the reader's two (a read may span prev and mem) and the filer's one, at traceFilerPin. A pinned
+	// array dropped goes to retired, and becomes a spare once nobody pins it, so that steady state allocates
+	// nothing.
+	pins     [3]*byte
+	retired  [3][]byte
 	nRetired int
-	spares   [2][]byte
+	spares   [3][]byte
 	nSpares  int
 }
+
+// traceFilerPin is the filer's slot in traceSpool.pins; the reader's are those before it.
+const traceFilerPin = 2
 
 // traceArrayID identifies the array under b, which must start at the array's start (as mem and prev do), or is
 // nil when b has no capacity.
@@ -53,10 +58,10 @@ func traceArrayID(b []byte) *byte {
 	return &b[:cap(b)][0]
 }
 
-// pin keeps b's array from being refilled until done.
-func (s *traceSpool) pin(b []byte) {
+// pinRead keeps b's array from being refilled until doneReading.
+func (s *traceSpool) pinRead(b []byte) {
 	id := traceArrayID(b)
-	for i, p := range s.pins {
+	for i, p := range s.pins[:traceFilerPin] {
 		if p == id {
 			return
 		}
@@ -69,7 +74,7 @@ func (s *traceSpool) pin(b []byte) {
 
 func (s *traceSpool) pinned(b []byte) bool {
 	id := traceArrayID(b)
-	return id != nil && (s.pins[0] == id || s.pins[1] == id)
+	return id != nil && (s.pins[0] == id || s.pins[1] == id || s.pins[2] == id)
 }
 
 // append adds p at the end of the spool.
@@ -273,30 +278,36 @@ func (s *traceSpool) readLater(off int64, n int) (traceSpoolView, error) {
 	}
 	for _, seg := range v.segs[:v.n] {
 		if seg.mem != nil {
-			s.pin(seg.held)
+			s.pinRead(seg.held)
 		}
 	}
 	return v, nil
 }
 
-// fileLater returns prev and its offset when it waits to be filed, pinning it: the caller may release the guard,
-// write it with traceSpoolFileAt, and must then call filed and done under the guard. ok is false when there is
-// nothing to file.
-func (s *traceSpool) fileLater() (block []byte, off int64, f *os.File, ok bool) {
-	if s.released || s.file == nil || s.prevFiled {
-		return nil, 0, nil, false
-	}
-	s.pin(s.prev)
-	return s.prev, s.prevOff, s.file, true
+// traceSpoolBlockToFile is a full block of the spool, at off, that waits to be written to the spool's file.
+type traceSpoolBlockToFile struct {
+	block []byte
+	off   int64
+	file  *os.File
 }
 
-// traceSpoolFileAt writes a block that fileLater returned. Writing it twice, once here and once by append, does no
-// harm: the bytes are the same.
-func traceSpoolFileAt(f *os.File, block []byte, off int64) error {
-	if _, err := f.WriteAt(block, off); err != nil {
+// write writes the block. Writing it twice, once here and once by append, does no harm: the bytes are the same.
+func (b traceSpoolBlockToFile) write() error {
+	if _, err := b.file.WriteAt(b.block, b.off); err != nil {
 		return fmt.Errorf("runnerapi: spooling the trace: %w", err)
 	}
 	return nil
+}
+
+// fileLater returns prev when it waits to be filed, pinning it: the caller may release the guard, write it, and
+// must then call filed and doneFiling under the guard. ok is false when there is nothing to file, or another
+// caller is filing.
+func (s *traceSpool) fileLater() (b traceSpoolBlockToFile, ok bool) {
+	if s.released || s.file == nil || s.prevFiled || s.pins[traceFilerPin] != nil {
+		return b, false
+	}
+	s.pins[traceFilerPin] = traceArrayID(s.prev)
+	return traceSpoolBlockToFile{block: s.prev, off: s.prevOff, file: s.file}, true
 }
 
 // filed records that the block fileLater returned at off is in the file.
@@ -307,17 +318,33 @@ func (s *traceSpool) filed(off int64) {
 	}
 }
 
-// done unpins everything: arrays dropped meanwhile may be reused.
-func (s *traceSpool) done() {
-	s.pins = [2]*byte{}
-	for i := range s.nRetired {
-		if s.nSpares < len(s.spares) {
-			s.spares[s.nSpares] = s.retired[i]
+// doneReading unpins what readLater pinned.
+func (s *traceSpool) doneReading() {
+	s.pins[0], s.pins[1] = nil, nil
+	s.recycle()
+}
+
+// doneFiling unpins what fileLater pinned.
+func (s *traceSpool) doneFiling() {
+	s.pins[traceFilerPin] = nil
+	s.recycle()
+}
+
+// recycle makes the retired arrays nobody pins any longer spares.
+func (s *traceSpool) recycle() {
+	kept := 0
+	for _, b := range s.retired[:s.nRetired] {
+		switch {
+		case s.pinned(b):
+			s.retired[kept] = b
+			kept++
+		case s.nSpares < len(s.spares):
+			s.spares[s.nSpares] = b
 			s.nSpares++
 		}
-		s.retired[i] = nil
 	}
-	s.nRetired = 0
+	clear(s.retired[kept:])
+	s.nRetired = kept
 }
 
 // release frees the memory and removes the temporary file. The spool cannot be used afterwards.
@@ -326,7 +353,7 @@ func (s *traceSpool) release() error {
 		return nil
 	}
 	s.released = true
-	s.mem, s.prev, s.retired, s.spares, s.nRetired, s.nSpares = nil, nil, [2][]byte{}, [2][]byte{}, 0, 0
+	s.mem, s.prev, s.retired, s.spares, s.nRetired, s.nSpares = nil, nil, [3][]byte{}, [3][]byte{}, 0, 0
 	if s.file == nil {
 		return nil
 	}
