@@ -72,3 +72,25 @@ func TestTraceSpoolBadTempDir(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "spooling the trace")
 }
+
+// Space the spool reserves ahead of its writes does not show in the file: its size is what was written to it.
+func TestTraceSpoolReservesSpaceWithoutGrowingTheFile(t *testing.T) {
+	s := traceSpool{memLimit: 1000, dir: t.TempDir()}
+	line := bytes.Repeat([]byte("r"), 1000)
+	for range 3 * traceSpoolBlock / len(line) {
+		require.NoError(t, s.append(line))
+	}
+	job, ok := s.fileLater()
+	require.True(t, ok)
+	require.NoError(t, job.write())
+	s.filed(job.off)
+	s.doneFiling()
+	require.Greater(t, s.reserved, s.fileLen, "space is asked for ahead of the writes")
+	fi, err := s.file.Stat()
+	require.NoError(t, err)
+	assert.Equal(t, s.fileLen, fi.Size())
+	got := make([]byte, s.size)
+	require.NoError(t, s.readAt(got, 0))
+	assert.Equal(t, bytes.Repeat(line, 3*traceSpoolBlock/len(line)), got)
+	require.NoError(t, s.release())
+}

@@ -1,0 +1,39 @@
+package runnerapi
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// The spool's reservations reach the file system: the file's allocated blocks cover them.
+func TestTraceSpoolAllocatesAhead(t *testing.T) {
+	dir := t.TempDir()
+	probe, err := os.Create(filepath.Join(dir, "probe"))
+	require.NoError(t, err)
+	err = syscall.Fallocate(int(probe.Fd()), fallocKeepSize, 0, 1<<20)
+	require.NoError(t, probe.Close())
+	if errors.Is(err, syscall.EOPNOTSUPP) {
+		t.Skipf("the file system of %s cannot allocate ahead: %v", dir, err)
+	}
+	require.NoError(t, err)
+
+	s := traceSpool{memLimit: 1000, dir: dir}
+	line := bytes.Repeat([]byte("a"), 1000)
+	for range 2 * traceSpoolBlock / len(line) {
+		require.NoError(t, s.append(line))
+	}
+	require.NotNil(t, s.file)
+	fi, err := s.file.Stat()
+	require.NoError(t, err)
+	allocated := fi.Sys().(*syscall.Stat_t).Blocks * 512
+	assert.GreaterOrEqual(t, allocated, s.reserved)
+	assert.Greater(t, s.reserved, fi.Size())
+	require.NoError(t, s.release())
+}
