@@ -205,8 +205,8 @@ type TraceStats struct {
 	// Written is the number of bytes given to Write.
 	Written int64
 	// Length is the trace's length: what was written, with secrets masked and the output limit applied. Masking
-	// searches written bytes a window at a time, so Length may lag Written by that window until the next send or
-	// Flush.
+	// looks at written bytes a window (32 KiB) at a time, so Length can trail Written by up to a window until the
+	// window fills, the flush interval passes, or Flush is called.
 	Length int64
 	// Acknowledged is how much of the trace the coordinator last said it has.
 	Acknowledged int64
@@ -407,9 +407,11 @@ func (w *TraceWriter) fileBlocks(job traceSpoolBlockToFile) {
 	for {
 		err := job.write()
 		w.mu.Lock()
-		if err == nil {
+		switch {
+		case err == nil:
 			w.spool.filed(job.off)
-		} else {
+		case !w.spool.released:
+			// Once released (a Close that finished meanwhile), the spool is gone and the write was moot.
 			w.failLocked(err)
 		}
 		w.spool.doneFiling()

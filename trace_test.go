@@ -821,45 +821,91 @@ func TestTraceWriterContextCancelStopsBackoff(t *testing.T) {
 }
 
 func TestTraceWriterConcurrentWritesStayContiguous(t *testing.T) {
+	// In memory, and through the spool's file: there, the Writes that fill blocks write them to the file while
+	// the others go on.
+	for _, tc := range []struct {
+		name       string
+		memLimit   int
+		maxPayload int
+	}{{"in memory", 0, 200}, {"through the file", 1, 8 << 10}} {
+		t.Run(tc.name, func(t *testing.T) {
+			trcLeakCheck(t)
+			c := newTrcCoord(t)
+			w := c.writer(t, c.client(t), TraceOptions{ChunkSize: 4 << 10, FlushInterval: time.Millisecond, MemoryLimit: tc.memLimit})
+			const writers, records = 8, 300
+			var wg sync.WaitGroup
+			for g := range writers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					r := rand.New(rand.NewPCG(uint64(g), 1))
+					for i := range records {
+						payload := strings.Repeat(string(rune('a'+g)), r.IntN(tc.maxPayload))
+						rec := fmt.Sprintf("<%d:%d:%d:%s>\n", g, i, len(payload), payload)
+						n, err := io.WriteString(w, rec)
+						assert.NoError(t, err)
+						assert.Equal(t, len(rec), n)
+					}
+				}()
+			}
+			wg.Wait()
+			require.NoError(t, w.Close())
+			trace, _ := c.snapshot()
+			lines := strings.Split(strings.TrimSuffix(string(trace), "\n"), "\n")
+			require.Len(t, lines, writers*records)
+			next := make([]int, writers)
+			for _, l := range lines {
+				var g, i, n int
+				var payload string
+				_, err := fmt.Sscanf(l, "<%d:%d:%d:%s", &g, &i, &n, &payload)
+				require.NoError(t, err, "record %.80q", l)
+				payload = strings.TrimSuffix(payload, ">")
+				if n == 0 {
+					payload = ""
+				}
+				require.Equal(t, strings.Repeat(string(rune('a'+g)), n), payload, "record %.80q torn", l)
+				assert.Equal(t, next[g], i, "records of writer %d out of order", g)
+				next[g] = i + 1
+			}
+			trcAssertContiguous(t, c)
+		})
+	}
+}
+
+// A Close while other goroutines write, with blocks being filed, ends cleanly: Close returns no error, and each
+// Write either got its bytes into the trace or was told the writer is closed.
+func TestTraceWriterCloseWhileWriting(t *testing.T) {
 	trcLeakCheck(t)
 	c := newTrcCoord(t)
-	w := c.writer(t, c.client(t), TraceOptions{ChunkSize: 4 << 10, FlushInterval: time.Millisecond})
-	const writers, records = 8, 300
-	var wg sync.WaitGroup
-	for g := range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r := rand.New(rand.NewPCG(uint64(g), 1))
-			for i := range records {
-				payload := strings.Repeat(string(rune('a'+g)), r.IntN(200))
-				rec := fmt.Sprintf("<%d:%d:%d:%s>\n", g, i, len(payload), payload)
-				n, err := io.WriteString(w, rec)
-				assert.NoError(t, err)
-				assert.Equal(t, len(rec), n)
-			}
-		}()
-	}
-	wg.Wait()
-	require.NoError(t, w.Close())
-	trace, _ := c.snapshot()
-	lines := strings.Split(strings.TrimSuffix(string(trace), "\n"), "\n")
-	require.Len(t, lines, writers*records)
-	next := make([]int, writers)
-	for _, l := range lines {
-		var g, i, n int
-		var payload string
-		_, err := fmt.Sscanf(l, "<%d:%d:%d:%s", &g, &i, &n, &payload)
-		require.NoError(t, err, "record %q", l)
-		payload = strings.TrimSuffix(payload, ">")
-		if n == 0 {
-			payload = ""
+	cl := c.client(t)
+	for round := range 20 {
+		c.mu.Lock()
+		c.trace, c.parts = nil, nil
+		c.mu.Unlock()
+		w := c.writer(t, cl, TraceOptions{MemoryLimit: 1, ChunkSize: 64 << 10})
+		var accepted atomic.Int64
+		var wg sync.WaitGroup
+		for g := range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				rec := bytes.Repeat([]byte{byte('a' + g)}, 48<<10)
+				for {
+					n, err := w.Write(rec)
+					if err != nil {
+						assert.ErrorIs(t, err, ErrClosed, "round %d", round)
+						return
+					}
+					accepted.Add(int64(n))
+				}
+			}()
 		}
-		require.Equal(t, strings.Repeat(string(rune('a'+g)), n), payload, "record %q torn", l)
-		assert.Equal(t, next[g], i, "records of writer %d out of order", g)
-		next[g] = i + 1
+		time.Sleep(time.Duration(1+round%5) * time.Millisecond)
+		require.NoError(t, w.Close(), "round %d", round)
+		wg.Wait()
+		trace, _ := c.snapshot()
+		assert.Equal(t, accepted.Load(), int64(len(trace)), "round %d: the trace has every accepted byte", round)
 	}
-	trcAssertContiguous(t, c)
 }
 
 func TestTraceWriterMasksSecretsAcrossWrites(t *testing.T) {
