@@ -49,13 +49,32 @@ type Build struct {
 	Commands      string     `json:"commands"` // script lines joined by "\n"
 	AllowGitFetch bool       `json:"allow_git_fetch"`
 	Timeout       int64      `json:"timeout"` // seconds
-	Variables     []Variable `json:"variables"`
+	Variables     Variables  `json:"variables"`
 	Options       Options    `json:"options"`
 
-	DependsOnBuilds   []DependentBuild `json:"depends_on_builds"`
-	ArtifactsFile     ArtifactsFile    `json:"artifacts_file,omitzero"`
-	ArtifactsExpireAt time.Time        `json:"artifacts_expire_at,omitzero"`
-	Credentials       []Credential     `json:"credentials"`
+	DependsOnBuilds   DependentBuilds `json:"depends_on_builds"`
+	ArtifactsFile     ArtifactsFile   `json:"artifacts_file,omitzero"`
+	ArtifactsExpireAt time.Time       `json:"artifacts_expire_at,omitzero"`
+	Credentials       Credentials     `json:"credentials"`
+}
+
+// Variables, Credentials and DependentBuilds are a build's lists. They are plain slices with one method more:
+// logged with slog, by any handler, they show their elements' secrets masked, as each element does on its own.
+type (
+	Variables       []Variable
+	Credentials     []Credential
+	DependentBuilds []DependentBuild
+)
+
+// LogValue logs the variables with the values of those that are not public masked.
+func (vs Variables) LogValue() slog.Value { return slog.AnyValue(redactAll(vs, Variable.redacted)) }
+
+// LogValue logs the credentials with their passwords masked.
+func (cs Credentials) LogValue() slog.Value { return slog.AnyValue(redactAll(cs, Credential.redacted)) }
+
+// LogValue logs the dependencies with their tokens masked.
+func (ds DependentBuilds) LogValue() slog.Value {
+	return slog.AnyValue(redactAll(ds, DependentBuild.redacted))
 }
 
 // Variable is one of a build's environment variables. The value of one that is not public is a secret.
@@ -104,9 +123,8 @@ func (b *Build) Secrets() []string {
 		}
 	}
 	add(b.Token)
-	if u, err := url.Parse(b.RepoURL); err == nil && u.User != nil {
-		p, _ := u.User.Password()
-		add(p)
+	for _, c := range repoURLCredentials(b.RepoURL) {
+		add(c)
 	}
 	for _, v := range b.Variables {
 		if !v.Public {
@@ -169,7 +187,40 @@ func maskNonEmpty(s string) string {
 	return masked
 }
 
-// redactRepoURL masks the password of a clone URL, or the whole URL when it cannot be parsed.
+// repoURLCredentials returns the secret of a clone URL's userinfo, as decoded and as written when it is
+// percent-encoded (a trace may show either): the password, or the user name when there is no password, since a
+// token alone can stand in the user's place.
+func repoURLCredentials(s string) []string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return nil
+	}
+	secret, hasPassword := u.User.Password()
+	if !hasPassword {
+		secret = u.User.Username()
+	}
+	if secret == "" {
+		return nil
+	}
+	out := []string{secret}
+	// The userinfo as written: between "//" and the authority's last "@".
+	rest := s[strings.Index(s, "//")+2:]
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		rest = rest[:i]
+	}
+	userinfo := rest[:max(strings.LastIndex(rest, "@"), 0)]
+	written := userinfo
+	if hasPassword {
+		_, written, _ = strings.Cut(userinfo, ":")
+	}
+	if written != secret && written != "" {
+		out = append(out, written)
+	}
+	return out
+}
+
+// redactRepoURL masks the credentials of a clone URL (the password, or a user name standing alone), or the whole
+// URL when it cannot be parsed.
 func redactRepoURL(s string) string {
 	if s == "" {
 		return ""
@@ -178,8 +229,15 @@ func redactRepoURL(s string) string {
 	if err != nil {
 		return masked
 	}
-	// Redacted writes the password as "xxxxx"; say it the way the rest of the SDK does.
-	return strings.Replace(u.Redacted(), ":xxxxx@", ":"+masked+"@", 1)
+	if u.User == nil {
+		return u.String()
+	}
+	if _, hasPassword := u.User.Password(); hasPassword {
+		// Redacted writes the password as "xxxxx"; say it the way the rest of the SDK does.
+		return strings.Replace(u.Redacted(), ":xxxxx@", ":"+masked+"@", 1)
+	}
+	u.User = nil
+	return strings.Replace(u.String(), "//", "//"+masked+"@", 1)
 }
 
 // The printing types below have no methods, so fmt prints their fields as it would a plain struct.

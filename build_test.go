@@ -42,7 +42,7 @@ func TestBuildDecode817(t *testing.T) {
 	assert.Equal(t, "bundle install --path vendor\nbundle exec rspec", b.Commands)
 	assert.True(t, b.AllowGitFetch)
 	assert.Equal(t, int64(3600), b.Timeout)
-	assert.Equal(t, []Variable{
+	assert.Equal(t, Variables{
 		{Key: "CI_BUILD_ID", Value: "1234567", Public: true},
 		{Key: "CI_BUILD_REF_NAME", Value: "master", Public: true},
 		{Key: "CI_BUILD_TOKEN", Value: "b8e3c5a1f0d94e7a"},
@@ -61,14 +61,14 @@ func TestBuildDecode817(t *testing.T) {
 		o.Environment)
 	assert.Empty(t, o.Extra)
 
-	assert.Equal(t, []DependentBuild{{
+	assert.Equal(t, DependentBuilds{{
 		ID: 1234560, Ref: "master", SHA: "97de212e80737a608d939f648d959671fb0a0142", Status: StateSuccess,
 		Name: "setup", Token: "DEP-TOKEN-9f8e", Stage: "prepare", ProjectID: 42, ProjectName: "gitlab-ce",
 		ArtifactsFile: ArtifactsFile{Filename: "artifacts.zip", Size: 1048576},
 	}}, b.DependsOnBuilds)
 	assert.Equal(t, ArtifactsFile{Filename: "artifacts.zip", Size: 2048}, b.ArtifactsFile)
 	assert.True(t, time.Date(2017, 3, 1, 12, 34, 56, 789e6, time.UTC).Equal(b.ArtifactsExpireAt), b.ArtifactsExpireAt)
-	assert.Equal(t, []Credential{{Type: "registry", URL: "registry.example.com", Username: "gitlab-ci-token",
+	assert.Equal(t, Credentials{{Type: "registry", URL: "registry.example.com", Username: "gitlab-ci-token",
 		Password: "REGISTRY-PASS-31ce"}}, b.Credentials)
 }
 
@@ -286,7 +286,8 @@ func TestBuildSlogMasksSecrets(t *testing.T) {
 			var buf bytes.Buffer
 			l := slog.New(h(&buf))
 			l.Info("took build", "build", *b, "ptr", b, "var", b.Variables[3], "public", b.Variables[0],
-				"cred", b.Credentials[0], "dep", b.DependsOnBuilds[0])
+				"cred", b.Credentials[0], "dep", b.DependsOnBuilds[0],
+				"vars", b.Variables, "creds", b.Credentials, "deps", b.DependsOnBuilds)
 			out := buf.String()
 			for _, s := range testBuildSecrets {
 				assert.NotContains(t, out, s)
@@ -295,6 +296,32 @@ func TestBuildSlogMasksSecrets(t *testing.T) {
 			assert.Contains(t, out, "1234567")
 			assert.Contains(t, out, "CI_BUILD_ID")
 			assert.Contains(t, out, "registry.example.com")
+		})
+	}
+}
+
+func TestBuildRepoURLCredentials(t *testing.T) {
+	tests := []struct {
+		url     string
+		secrets []string
+		printed string
+	}{
+		{"https://gitlab-ci-token:s3cr3t@h/x.git", []string{"s3cr3t"}, "https://gitlab-ci-token:[MASKED]@h/x.git"},
+		{"https://u:p%40ss%2Fw@h/x.git", []string{"p@ss/w", "p%40ss%2Fw"}, "https://u:[MASKED]@h/x.git"},
+		{"https://glpat-T0KEN@h/x.git", []string{"glpat-T0KEN"}, "https://[MASKED]@h/x.git"},
+		{"https://t%2Bk@h:8443/x.git?a=b", []string{"t+k", "t%2Bk"}, "https://[MASKED]@h:8443/x.git?a=b"},
+		{"https://u:@h/x.git", nil, "https://u:[MASKED]@h/x.git"},
+		{"https://h/x.git", nil, "https://h/x.git"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.url, func(t *testing.T) {
+			b := Build{RepoURL: tt.url}
+			assert.Equal(t, tt.secrets, b.Secrets())
+			out := fmt.Sprintf("%+v", b)
+			assert.Contains(t, out, tt.printed)
+			for _, s := range tt.secrets {
+				assert.NotContains(t, out, s)
+			}
 		})
 	}
 }
