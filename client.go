@@ -58,6 +58,21 @@ type service struct {
 	client *Client
 }
 
+// Format prints the service as the API root it talks to, for every verb: fmt would otherwise reach the client's
+// tokens through its pointer for some verbs (%s, %q).
+func (s BuildsService) Format(f fmt.State, _ rune) { formatService(f, "BuildsService", s.client) }
+
+// Format prints the service as the API root it talks to, for every verb.
+func (s ArtifactsService) Format(f fmt.State, _ rune) { formatService(f, "ArtifactsService", s.client) }
+
+func formatService(f fmt.State, name string, c *Client) {
+	var root *url.URL
+	if c != nil {
+		root = c.baseURL
+	}
+	_, _ = fmt.Fprintf(f, "runnerapi.%s{%s}", name, root)
+}
+
 // Option configures a Client in NewClient.
 type Option func(*Client) error
 
@@ -368,6 +383,16 @@ type Response struct {
 	LastUpdate string
 	// Attempts is how many times the request was sent.
 	Attempts int
+}
+
+// Format prints the answer's status code and attempts, for every verb. fmt would otherwise print the embedded
+// http.Response's headers for some verbs (%s, %q), and a server or proxy may echo a request's token there.
+func (r Response) Format(f fmt.State, verb rune) {
+	code := 0
+	if r.Response != nil {
+		code = r.StatusCode
+	}
+	_, _ = fmt.Fprintf(f, "runnerapi.Response{StatusCode:%d Attempts:%d}", code, r.Attempts)
 }
 
 func newResponse(r *http.Response, attempts int) *Response {

@@ -286,7 +286,7 @@ func secFind(s string) []string {
 
 // secPrinted is v as fmt prints it with the verbs a caller logs values with.
 func secPrinted(v any) string {
-	return fmt.Sprintf("%v | %+v | %#v", v, v, v)
+	return fmt.Sprintf("%v | %+v | %#v | %s | %q", v, v, v, v, v)
 }
 
 // TestSecretsNeverLeak drives every endpoint through every failure path, and through success, with recognisable
