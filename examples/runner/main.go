@@ -27,6 +27,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -265,7 +266,8 @@ func execute(ctx context.Context, c *runnerapi.Client, b *runnerapi.Build, cfg c
 	return runnerapi.StateSuccess
 }
 
-// prepare makes the build's directory afresh and unpacks into it the artifacts of the builds it depends on.
+// prepare makes the build's directory afresh and unpacks into it the artifacts of the builds it depends on: all of
+// them, or only those its options.dependencies names when it has that list.
 func prepare(ctx context.Context, c *runnerapi.Client, b *runnerapi.Build, dir string, trace io.Writer) error {
 	if err := os.RemoveAll(dir); err != nil {
 		return err
@@ -273,8 +275,9 @@ func prepare(ctx context.Context, c *runnerapi.Client, b *runnerapi.Build, dir s
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
+	wanted := b.Options.Dependencies
 	for _, dep := range b.DependsOnBuilds {
-		if dep.ArtifactsFile.Filename == "" {
+		if dep.ArtifactsFile.Filename == "" || (wanted != nil && !slices.Contains(wanted, dep.Name)) {
 			continue
 		}
 		fmt.Fprintf(trace, "Downloading the artifacts of build %d (%s)\n", dep.ID, dep.Name)

@@ -295,6 +295,41 @@ func TestArtifactsPassBetweenDependentBuilds(t *testing.T) {
 	assert.Equal(t, "payload-42\n", string(got))
 }
 
+func TestDependenciesOptionChoosesArtifacts(t *testing.T) {
+	t.Parallel()
+	srv := newRunnerCoordinator(t)
+	var producers []int64
+	for _, name := range []string{"produce-a", "produce-b"} {
+		producers = append(producers, srv.Enqueue(runnerapi.Build{
+			Name:     name,
+			Commands: "mkdir -p out\necho from-" + name + " > out/" + name + ".txt",
+			Options:  runnerapi.Options{Artifacts: runnerapi.ArtifactsOptions{Paths: []string{"out/"}}},
+		}))
+	}
+	consume := srv.Enqueue(runnerapi.Build{
+		Name:            "consume",
+		Commands:        "cat out/produce-b.txt\ntest ! -e out/produce-a.txt",
+		DependsOnBuilds: []runnerapi.DependentBuild{{ID: producers[0]}, {ID: producers[1]}},
+		Options:         runnerapi.Options{Dependencies: []string{"produce-b"}},
+	})
+
+	ctx, stop := context.WithCancel(t.Context())
+	defer stop()
+	done := startRunner(ctx, runnerArgs(srv, t.TempDir())...)
+	wctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
+	defer cancel()
+	state, err := srv.WaitFinished(wctx, consume)
+	require.NoError(t, err)
+	stop()
+	res := awaitRunner(t, done)
+
+	require.Equal(t, 0, res.code, "stderr: %s", res.stderr)
+	trace := traceOf(srv, consume)
+	assert.Equal(t, runnerapi.StateSuccess, state, "trace:\n%s", trace)
+	assert.Contains(t, trace, "Downloading the artifacts of build 2 (produce-b)\nfrom-produce-b\n")
+	assert.NotContains(t, trace, "(produce-a)")
+}
+
 func TestMissingArtifactPathsAreAWarning(t *testing.T) {
 	t.Parallel()
 	srv := newRunnerCoordinator(t)
