@@ -869,17 +869,19 @@ func (w *TraceWriter) sendFull(forced bool, why error) {
 		}
 	}
 	size := w.spool.size
+	cut := time.Now()
+	view, err := w.spool.readLater(0, int(size))
+	w.mu.Unlock()
+	if err != nil {
+		w.fail(err)
+		return
+	}
+	// Gather the whole trace without holding up Write, which goes on appending meanwhile.
 	var sb strings.Builder
 	sb.Grow(int(size))
-	var err error
-	for off := int64(0); off < size && err == nil; {
-		n := min(size-off, int64(len(w.sendBuf)))
-		if err = w.spool.readAt(w.sendBuf[:n], off); err == nil {
-			sb.Write(w.sendBuf[:n])
-			off += n
-		}
-	}
-	cut := time.Now()
+	err = view.writeTo(&sb, w.sendBuf)
+	w.mu.Lock()
+	w.spool.doneReading()
 	w.mu.Unlock()
 	if err != nil {
 		w.fail(err)

@@ -262,6 +262,29 @@ func (v *traceSpoolView) copyTo(dst []byte) error {
 	return nil
 }
 
+// writeTo writes the view's bytes to dst, reading those in the file through buf.
+func (v *traceSpoolView) writeTo(dst io.Writer, buf []byte) error {
+	for _, seg := range v.segs[:v.n] {
+		if seg.mem != nil {
+			if _, err := dst.Write(seg.mem); err != nil {
+				return err
+			}
+			continue
+		}
+		for off, end := seg.off, seg.off+int64(seg.len); off < end; {
+			n := int(min(end-off, int64(len(buf))))
+			if _, err := v.file.ReadAt(buf[:n], off); err != nil && !errors.Is(err, io.EOF) {
+				return fmt.Errorf("runnerapi: reading the trace spool: %w", err)
+			}
+			if _, err := dst.Write(buf[:n]); err != nil {
+				return err
+			}
+			off += int64(n)
+		}
+	}
+	return nil
+}
+
 // readAt fills dst with the bytes at off; off+len(dst) must not be beyond the spool's size.
 func (s *traceSpool) readAt(dst []byte, off int64) error {
 	v, err := s.view(off, len(dst))

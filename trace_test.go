@@ -695,6 +695,23 @@ func TestTraceWriterWithoutPatchEndpoint(t *testing.T) {
 		c.mu.Unlock()
 		assert.Equal(t, int64(2), w.Stats().FullUpdates)
 	})
+	t.Run("full updates of a trace spooled to its file", func(t *testing.T) {
+		trcLeakCheck(t)
+		c := newTrcCoord(t)
+		c.noPatch = true
+		w := c.writer(t, c.client(t), TraceOptions{MemoryLimit: 1})
+		text := trcText(3<<20+12345, 9)
+		for p := text; len(p) > 0; {
+			n := min(len(p), 1000)
+			_, err := w.Write(p[:n])
+			require.NoError(t, err)
+			p = p[n:]
+		}
+		require.NoError(t, w.Close())
+		trace, _ := c.snapshot()
+		assert.True(t, bytes.Equal(text, trace), "the whole trace, from the file and from memory")
+		assert.Positive(t, w.Stats().FullUpdates)
+	})
 	t.Run("without the runner token", func(t *testing.T) {
 		trcLeakCheck(t)
 		c := newTrcCoord(t)
