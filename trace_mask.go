@@ -9,8 +9,9 @@ import (
 // lines costs far less than one per line. It also bounds the masker's buffer, whatever the size of a Write.
 const traceMaskWindow = 32 << 10
 
-// traceMasker replaces secrets in a stream by "[MASKED]", also when a secret is split across writes: it holds back
-// the longest tail that could be the start of a secret until more bytes, or the end, tell.
+// traceMasker replaces secrets in a stream by "[MASKED]", also when a secret is split across writes. It gathers
+// written bytes in a window and searches the window once it is full (or when told to), passing on all but the
+// longest tail that could be the start of a secret, which it holds back until more bytes, or the end, tell.
 type traceMasker struct {
 	secrets [][]byte // longest first, so the longest of secrets starting at one position wins
 	anchors []int    // per secret: the position of its rarest byte, the one searches look for
@@ -42,10 +43,11 @@ func newTraceMasker(secrets []string) *traceMasker {
 	sort.SliceStable(list, func(i, j int) bool { return len(list[i]) > len(list[j]) })
 	m := &traceMasker{next: make([]int, len(list))}
 	for _, s := range list {
-		m.secrets = append(m.secrets, []byte(s))
-		m.anchors = append(m.anchors, traceRarestByte(s, nil))
-		for i := range len(s) - 1 {
-			m.inner[s[i]] = true
+		b := []byte(s)
+		m.secrets = append(m.secrets, b)
+		m.anchors = append(m.anchors, traceRarestByte(b, nil))
+		for i := range len(b) - 1 {
+			m.inner[b[i]] = true
 		}
 	}
 	// What a search holds back is shorter than the longest secret, so a window twice as long always has room.
@@ -143,8 +145,8 @@ func (m *traceMasker) scan(b []byte, sink traceSink) {
 var traceMaskedBytes = []byte(masked)
 
 // clean reports whether b holds no secret and does not end in what could start one: the common case, which it
-// tells with one vector search per secret instead of a scan's bookkeeping. A line ends in a byte no secret has,
-// so the end rarely needs a closer look.
+// tells with one vector search per secret instead of a scan's bookkeeping. Only when b's last byte is one that a
+// secret has before its own last byte does the end need a closer look.
 func (m *traceMasker) clean(b []byte) bool {
 	for k := range m.secrets {
 		if m.index(b, k) >= 0 {
@@ -197,7 +199,7 @@ func (m *traceMasker) pickAnchors(sample []byte) {
 		counts[c]++
 	}
 	for k, s := range m.secrets {
-		m.anchors[k] = traceRarestByte(string(s), &counts)
+		m.anchors[k] = traceRarestByte(s, &counts)
 	}
 }
 
@@ -219,7 +221,7 @@ var traceByteRarity = func() (r [256]int32) {
 // traceRarestByte returns the position in s of its rarest byte: the least counted when counts is not nil, else,
 // or among equals, the rarest by traceByteCommonness; the first of equals. Only the first 256 bytes of a long
 // secret are considered, which is plenty to find a rare one.
-func traceRarestByte(s string, counts *[256]int32) int {
+func traceRarestByte(s []byte, counts *[256]int32) int {
 	best := 0
 	for i := 1; i < min(len(s), 256); i++ {
 		c, b := s[i], s[best]

@@ -149,9 +149,9 @@ func TestTraceMaskerPicksAnchorsFromTheTrace(t *testing.T) {
 }
 
 func TestTraceRarestByte(t *testing.T) {
-	assert.Equal(t, 3, traceRarestByte("tot-set", nil), "the dash, not the common t")
-	assert.Equal(t, 2, traceRarestByte("ab\x00cd", nil), "a byte not listed is the rarest")
-	assert.Equal(t, 0, traceRarestByte("eee", nil), "the first of equals")
+	assert.Equal(t, 3, traceRarestByte([]byte("tot-set"), nil), "the dash, not the common t")
+	assert.Equal(t, 2, traceRarestByte([]byte("ab\x00cd"), nil), "a byte not listed is the rarest")
+	assert.Equal(t, 0, traceRarestByte([]byte("eee"), nil), "the first of equals")
 }
 
 // BenchmarkTraceMaskerLine is the masking cost of one 100-byte log line that holds no secret, for tokens of
@@ -181,3 +181,19 @@ func BenchmarkTraceMaskerLine(b *testing.B) {
 type trcCount struct{ n int }
 
 func (c *trcCount) put(b []byte) { c.n += len(b) }
+
+// Masking allocates nothing once running, choosing anchors again included.
+func TestTraceMaskerDoesNotAllocate(t *testing.T) {
+	// Secrets longer than the 32 bytes the compiler keeps on the stack for a conversion.
+	m := newTraceMasker([]string{"tok-secret-123456", strings.Repeat("runner-secret-xyz-", 4)})
+	line := []byte("0000012345 Step 3/7 : RUN go test -race ./... ok github.com/runnerapi/runnerapi 1.234s\n")
+	var out trcCount
+	lines := 4 * traceMaskRepick / len(line)
+	allocs := testing.AllocsPerRun(1, func() {
+		for range lines {
+			m.write(line, &out)
+		}
+	})
+	assert.Zero(t, allocs, "allocations while masking %d lines", lines)
+	assert.Greater(t, m.repickAt, int64(3*traceMaskRepick), "anchors were chosen again meanwhile")
+}
