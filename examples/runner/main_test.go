@@ -271,16 +271,7 @@ func TestArtifactsPassBetweenDependentBuilds(t *testing.T) {
 	})
 	workdir := t.TempDir()
 
-	// Without -once the runner takes builds until it is stopped.
-	ctx, stop := context.WithCancel(t.Context())
-	defer stop()
-	done := startRunner(ctx, runnerArgs(srv, workdir)...)
-	wctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
-	defer cancel()
-	state, err := srv.WaitFinished(wctx, consume)
-	require.NoError(t, err)
-	stop()
-	res := awaitRunner(t, done)
+	state, res := runUntilFinished(t, srv, workdir, consume)
 
 	require.Equal(t, 0, res.code, "stderr: %s", res.stderr)
 	assert.Equal(t, runnerapi.StateSuccess, stateOf(t, srv, produce), "trace:\n%s", traceOf(srv, produce))
@@ -313,21 +304,28 @@ func TestDependenciesOptionChoosesArtifacts(t *testing.T) {
 		Options:         runnerapi.Options{Dependencies: []string{"produce-b"}},
 	})
 
-	ctx, stop := context.WithCancel(t.Context())
-	defer stop()
-	done := startRunner(ctx, runnerArgs(srv, t.TempDir())...)
-	wctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
-	defer cancel()
-	state, err := srv.WaitFinished(wctx, consume)
-	require.NoError(t, err)
-	stop()
-	res := awaitRunner(t, done)
+	state, res := runUntilFinished(t, srv, t.TempDir(), consume)
 
 	require.Equal(t, 0, res.code, "stderr: %s", res.stderr)
 	trace := traceOf(srv, consume)
 	assert.Equal(t, runnerapi.StateSuccess, state, "trace:\n%s", trace)
 	assert.Contains(t, trace, "Downloading the artifacts of build 2 (produce-b)\nfrom-produce-b\n")
 	assert.NotContains(t, trace, "(produce-a)")
+}
+
+// runUntilFinished runs the runner without -once, so that it takes builds until it is stopped, and stops it once
+// build id has finished; it returns the build's state and how the runner ended.
+func runUntilFinished(t *testing.T, srv *runnerapitest.Server, workdir string, id int64) (runnerapi.BuildState, runnerResult) {
+	t.Helper()
+	ctx, stop := context.WithCancel(t.Context())
+	defer stop()
+	done := startRunner(ctx, runnerArgs(srv, workdir)...)
+	wctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
+	defer cancel()
+	state, err := srv.WaitFinished(wctx, id)
+	require.NoError(t, err)
+	stop()
+	return state, awaitRunner(t, done)
 }
 
 func TestMissingArtifactPathsAreAWarning(t *testing.T) {
