@@ -1,6 +1,7 @@
 package runnerapi
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -46,8 +47,10 @@ func (s *ArtifactsService) Open(ctx context.Context, id int64, reqOpts ...Reques
 }
 
 // Download streams build id's artifacts file into w and describes it. A connection dropped mid-file is resumed
-// with a byte range request, so w receives every byte once and in order. resp is the last answer. A missing file
-// is an error matching ErrNotFound.
+// with a byte range request, so w receives every byte once and in order. The request names the file by its strong
+// ETag, or else by a Last-Modified date that is a strong validator (If-Range), and a file that changed meanwhile
+// is an error, since what w received cannot be taken back (DownloadFile starts over instead). resp is the last
+// answer. A missing file is an error matching ErrNotFound.
 func (s *ArtifactsService) Download(ctx context.Context, id int64, w io.Writer, opts *DownloadOptions, reqOpts ...RequestOption) (*ArtifactInfo, *Response, error) {
 	if w == nil {
 		return nil, nil, errors.New("runnerapi: Download: nil writer")
@@ -156,13 +159,16 @@ type artDownload struct {
 	url      string
 
 	body    io.ReadCloser
-	off     int64 // bytes delivered
-	skip    int64 // bytes of the current body to discard before delivering
-	pending error // the current body's failure, returned with data and not yet handled
-	size    int64 // -1: unknown
-	etag    string
-	info    ArtifactInfo
-	err     error // sticky
+	off     int64  // bytes delivered
+	skip    int64  // bytes of the current body to discard before delivering
+	pending error  // the current body's failure, returned with data and not yet handled
+	size    int64  // -1: unknown
+	etag    string // the file's strong ETag, or ""
+	// lastModified is the file's Last-Modified when there is no strong ETag and the date is a strong validator:
+	// at least a second before the answer's Date, so the file cannot have changed twice within it.
+	lastModified string
+	info         ArtifactInfo
+	err          error // sticky
 }
 
 // startDownload sends the first request and checks what the answer announces.
@@ -206,6 +212,10 @@ func (d *artDownload) begin(hr *http.Response) error {
 		d.size = -1
 	}
 	d.etag = artStrongETag(hr.Header.Get("ETag"))
+	d.lastModified = ""
+	if d.etag == "" {
+		d.lastModified = artStrongLastModified(hr.Header)
+	}
 	d.info = ArtifactInfo{Filename: artDispositionFilename(hr.Header.Get("Content-Disposition")), Size: d.size}
 	if d.limit > 0 && d.size > d.limit {
 		return d.tooLarge(d.size)
@@ -257,8 +267,9 @@ func (d *artDownload) get() (*http.Response, error) {
 	req.Header.Set("Accept-Encoding", "identity")
 	if d.off > 0 {
 		req.Header.Set("Range", "bytes="+strconv.FormatInt(d.off, 10)+"-")
-		if d.etag != "" {
-			req.Header.Set("If-Range", d.etag)
+		// With a validator the coordinator sends the rest only if the file is still the same, else all of it.
+		if v := cmp.Or(d.etag, d.lastModified); v != "" {
+			req.Header.Set("If-Range", v)
 		}
 	}
 	d.requests++
@@ -387,7 +398,7 @@ func (d *artDownload) resume(cause error) error {
 		return nil
 	case hr.StatusCode == http.StatusOK:
 		// What was delivered cannot be taken back: skip it, if this is the same file.
-		if d.size >= 0 && hr.ContentLength != d.size || d.etag != "" && artStrongETag(hr.Header.Get("ETag")) != d.etag {
+		if d.size >= 0 && hr.ContentLength != d.size || d.changed(hr.Header, true) {
 			_ = hr.Body.Close()
 			return fmt.Errorf("runnerapi: %s: build %d: the artifacts file changed while it was being downloaded", d.name, d.id)
 		}
@@ -410,7 +421,7 @@ func (d *artDownload) checkPartial(hr *http.Response) error {
 		total >= 0 && last != total-1,
 		hr.ContentLength >= 0 && hr.ContentLength != last-first+1:
 		return fmt.Errorf("runnerapi: %s: build %d: resuming at byte %d: the answer holds bytes %d-%d/%d of a %d-byte file", d.name, d.id, d.off, first, last, total, d.size)
-	case d.etag != "" && hr.Header.Get("ETag") != "" && artStrongETag(hr.Header.Get("ETag")) != d.etag:
+	case d.changed(hr.Header, false):
 		return fmt.Errorf("runnerapi: %s: build %d: the artifacts file changed while it was being downloaded", d.name, d.id)
 	}
 	if d.size < 0 && total >= 0 {
@@ -459,6 +470,32 @@ func (e *artErrWriter) Write(p []byte) (int, error) {
 		e.err = err
 	}
 	return n, err
+}
+
+// changed reports whether an answer may be of another file than the download began with, by the validator the
+// download has. A 206 without that validator says nothing; a whole file without it, when strict, is taken as
+// another.
+func (d *artDownload) changed(h http.Header, strict bool) bool {
+	mine, sent := d.etag, h.Get("ETag")
+	theirs := artStrongETag(sent)
+	if mine == "" {
+		mine, sent = d.lastModified, h.Get("Last-Modified")
+		theirs = sent
+	}
+	return mine != "" && theirs != mine && (strict || sent != "")
+}
+
+// artStrongLastModified returns the answer's Last-Modified if it is a strong validator, usable in If-Range: at
+// least a second before the answer's Date (RFC 9110, 8.8.2.2). Otherwise, or when either is missing or malformed,
+// it returns "".
+func artStrongLastModified(h http.Header) string {
+	lm := h.Get("Last-Modified")
+	modified, err1 := http.ParseTime(lm)
+	date, err2 := http.ParseTime(h.Get("Date"))
+	if err1 != nil || err2 != nil || date.Sub(modified) < time.Second {
+		return ""
+	}
+	return lm
 }
 
 // artStrongETag returns etag if it is a strong validator, usable in If-Range, and "" otherwise.
