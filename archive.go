@@ -22,8 +22,9 @@ var ErrNoArtifactFiles = errors.New("runnerapi: no artifacts files match the pat
 // UploadPaths zips the given paths under root and streams the archive straight into the upload of build id's
 // artifacts file, with no temporary file. Each path is a file, a directory (taken with everything below it) or a
 // pattern of filepath.Match, relative to root, as in a build's options.artifacts.paths; none may lead outside root,
-// whether by "..", an absolute path or a symlinked directory. Symbolic links are stored as links, never followed;
-// files, directories and links keep their modes. Paths that match nothing are skipped; when nothing matches at all
+// whether by "..", an absolute path or a symlinked directory. Symbolic links are stored as links, never followed,
+// and a file replaced by a link or another file between the moment it is found and the moment it is archived fails
+// the upload; files, directories and links keep their modes. Paths that match nothing are skipped; when nothing matches at all
 // the error matches ErrNoArtifactFiles. Only the paths given are taken: options.artifacts.untracked (every file
 // git does not track) needs a git checkout to answer and is left to the caller, who can list those files and pass
 // them as paths.
@@ -208,7 +209,7 @@ func artWriteZip(w io.Writer, entries []artZipEntry) error {
 			}
 		default:
 			hdr.Method = zip.Deflate
-			if err := artZipFile(zw, hdr, e.abs); err != nil {
+			if err := artZipFile(zw, hdr, e); err != nil {
 				return err
 			}
 		}
@@ -216,12 +217,17 @@ func artWriteZip(w io.Writer, entries []artZipEntry) error {
 	return zw.Close()
 }
 
-func artZipFile(zw *zip.Writer, hdr *zip.FileHeader, abs string) error {
-	f, err := os.Open(abs)
+// artZipFile adds the regular file e to the archive. The file opened must be the one collected: a path swapped
+// meanwhile for a link, or for another file, is an error rather than whatever it now leads to.
+func artZipFile(zw *zip.Writer, hdr *zip.FileHeader, e artZipEntry) error {
+	f, err := os.Open(e.abs)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !os.SameFile(fi, e.info) {
+		return fmt.Errorf("%s changed while it was being archived", e.name)
+	}
 	fw, err := zw.CreateHeader(hdr)
 	if err != nil {
 		return err

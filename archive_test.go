@@ -601,3 +601,25 @@ func TestArtifactsExtractDownloadFailures(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, left, "temporary archives left behind")
 }
+
+// A collected file swapped for a link before it is archived is not followed: the archive fails instead of
+// carrying whatever the link leads to.
+func TestArtZipFileRefusesASwappedFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "report.txt")
+	require.NoError(t, os.WriteFile(path, []byte("the report"), 0o644))
+	entries, err := artCollect(dir, []string{"report.txt"})
+	require.NoError(t, err)
+	require.Len(t, entries, 1)
+	hdr := &zip.FileHeader{Name: entries[0].name}
+
+	require.NoError(t, artZipFile(zip.NewWriter(io.Discard), hdr, entries[0]), "the file as collected")
+
+	outside := filepath.Join(t.TempDir(), "secret.txt")
+	require.NoError(t, os.WriteFile(outside, []byte("not for the archive"), 0o600))
+	require.NoError(t, os.Remove(path))
+	require.NoError(t, os.Symlink(outside, path))
+	err = artZipFile(zip.NewWriter(io.Discard), hdr, entries[0])
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "report.txt changed while it was being archived")
+}
