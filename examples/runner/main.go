@@ -25,6 +25,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -293,7 +294,12 @@ func prepare(ctx context.Context, c *runnerapi.Client, b *runnerapi.Build, dir s
 func upload(ctx context.Context, c *runnerapi.Client, b *runnerapi.Build, dir string, trace io.Writer) error {
 	a := b.Options.Artifacts
 	fmt.Fprintf(trace, "Uploading artifacts: %s\n", strings.Join(a.Paths, " "))
-	up, _, err := c.Artifacts.UploadPaths(ctx, b.ID, dir, a.Paths, &runnerapi.UploadOptions{ExpireIn: a.ExpireIn}, runnerapi.WithToken(b.Token))
+	opts := &runnerapi.UploadOptions{ExpireIn: a.ExpireIn}
+	if a.Name != "" {
+		// artifacts.name names the archive; only its last element, so that it cannot name a path.
+		opts.Filename = path.Base(strings.ReplaceAll(a.Name, "\\", "/")) + ".zip"
+	}
+	up, _, err := c.Artifacts.UploadPaths(ctx, b.ID, dir, a.Paths, opts, runnerapi.WithToken(b.Token))
 	switch {
 	case errors.Is(err, runnerapi.ErrNoArtifactFiles):
 		fmt.Fprintln(trace, "WARNING: no file matches the artifacts paths; nothing uploaded")

@@ -328,6 +328,24 @@ func runUntilFinished(t *testing.T, srv *runnerapitest.Server, workdir string, i
 	return state, awaitRunner(t, done)
 }
 
+func TestArtifactsNameNamesTheArchive(t *testing.T) {
+	t.Parallel()
+	srv := newRunnerCoordinator(t)
+	id := srv.Enqueue(runnerapi.Build{
+		Name:     "named",
+		Commands: "mkdir -p out\necho x > out/x.txt",
+		Options: runnerapi.Options{Artifacts: runnerapi.ArtifactsOptions{Name: "../rspec-artifacts",
+			Paths: []string{"out/"}}},
+	})
+
+	res := runRunner(t.Context(), runnerArgs(srv, t.TempDir(), "-once")...)
+
+	require.Equal(t, 0, res.code, "stderr: %s", res.stderr)
+	a, ok := srv.Artifact(id)
+	require.True(t, ok, "trace:\n%s", traceOf(srv, id))
+	assert.Equal(t, "rspec-artifacts.zip", a.Filename)
+}
+
 func TestMissingArtifactPathsAreAWarning(t *testing.T) {
 	t.Parallel()
 	srv := newRunnerCoordinator(t)
