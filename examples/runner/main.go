@@ -295,9 +295,9 @@ func upload(ctx context.Context, c *runnerapi.Client, b *runnerapi.Build, dir st
 	a := b.Options.Artifacts
 	fmt.Fprintf(trace, "Uploading artifacts: %s\n", strings.Join(a.Paths, " "))
 	opts := &runnerapi.UploadOptions{ExpireIn: a.ExpireIn}
-	if a.Name != "" {
-		// artifacts.name names the archive; only its last element, so that it cannot name a path.
-		opts.Filename = path.Base(strings.ReplaceAll(a.Name, "\\", "/")) + ".zip"
+	// artifacts.name names the archive; only its last element, so that it cannot name a path.
+	if name := path.Base(strings.ReplaceAll(a.Name, "\\", "/")); a.Name != "" && name != "/" && name != "." && name != ".." {
+		opts.Filename = name + ".zip"
 	}
 	up, _, err := c.Artifacts.UploadPaths(ctx, b.ID, dir, a.Paths, opts, runnerapi.WithToken(b.Token))
 	switch {
