@@ -182,10 +182,10 @@ type TraceOptions struct {
 	// KeepAlive is the silence after which an empty part asks the build's status (DefaultTraceKeepAlive);
 	// negative turns keep-alives off.
 	KeepAlive time.Duration
-	// MemoryLimit is how many bytes of the trace are kept in memory before the trace moves to a temporary file
-	// (DefaultTraceMemoryLimit).
+	// MemoryLimit is how many bytes of the trace are kept in memory before the trace moves to temporary files
+	// (DefaultTraceMemoryLimit): a few, of growing sizes, so that Close can remove them in parallel.
 	MemoryLimit int
-	// TempDir is where that file is made (os.TempDir when empty). It is removed on Close.
+	// TempDir is where those files are made (os.TempDir when empty). They are removed on Close.
 	TempDir string
 	// OutputLimit, when positive, is the most bytes of the trace recorded; past it one line says the trace was
 	// truncated and the rest is dropped.
@@ -223,7 +223,7 @@ type TraceStats struct {
 // TraceWriter streams one build's trace to the coordinator. Write only copies into the writer's spool; one
 // goroutine per writer sends the trace in parts, reconciles with the coordinator's idea of its length, and retries
 // through transient failures. Close reports the upload's fate: call it, or cancel the writer's context, so that the
-// goroutine and the spool's temporary file go away.
+// goroutine and the spool's temporary files go away.
 //
 // A part that fails transiently is sent again after the client's RetryPolicy backoff (or the coordinator's
 // Retry-After); once one part has failed more than RetryPolicy.MaxRetries times in a row, the writer gives up. Its
@@ -342,7 +342,7 @@ func (c *Client) newTraceWriter(ctx context.Context, id int64, o TraceOptions, m
 
 // Write records p in the trace and returns len(p), nil. It does no network I/O and does not keep p. Once the trace
 // is past the memory limit, the Write that fills a block of the spool (one in about a mebibyte of trace) also
-// writes that block to the temporary file, without holding up other Writes. After a fatal error Write returns
+// writes that block to the temporary files, without holding up other Writes. After a fatal error Write returns
 // that error; after Close, ErrClosed.
 func (w *TraceWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
@@ -525,7 +525,7 @@ func (w *TraceWriter) Flush(ctx context.Context) error {
 }
 
 // Close sends what is left, waits until the coordinator has acknowledged every byte, stops the writer's goroutine
-// and removes its temporary file. It returns the writer's first fatal error, on every call. Close is bounded by the
+// and removes its temporary files. It returns the writer's first fatal error, on every call. Close is bounded by the
 // retry policy and the attempt timeout; CloseContext bounds it further.
 func (w *TraceWriter) Close() error {
 	return w.CloseContext(context.Background())

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 )
 
 // traceSpoolBlock is how much a file-backed spool buffers in memory before writing to its file. The block before
@@ -12,7 +11,7 @@ import (
 const traceSpoolBlock = 1 << 20
 
 // traceSpool keeps a whole trace so that any part of it can be sent again: in memory up to memLimit bytes, then in
-// a temporary file. It is append-only, so what it has once returned never changes. It is not safe for concurrent
+// temporary files (traceSpoolFile). It is append-only, so what it has once returned never changes. It is not safe for concurrent
 // use; the TraceWriter guards it. Only its view and file methods let one reader (the sender) and one filer at a
 // time read and write outside that guard (see pins).
 type traceSpool struct {
@@ -24,7 +23,7 @@ type traceSpool struct {
 	prev      []byte
 	prevOff   int64
 	prevFiled bool
-	file      *os.File
+	file      *traceSpoolFile
 	fileLen   int64 // the file holds every byte before fileLen
 	reserved  int64 // the file system was asked to allocate the file's space up to here
 	size      int64
@@ -155,13 +154,9 @@ func (s *traceSpool) growAppend(b, p []byte, limit int) []byte {
 	return append(b, p...)
 }
 
-// toFile moves the spool from memory to a temporary file.
+// toFile moves the spool from memory to temporary files.
 func (s *traceSpool) toFile() error {
-	f, err := os.CreateTemp(s.dir, "runnerapi-trace-*")
-	if err != nil {
-		return fmt.Errorf("runnerapi: spooling the trace: %w", err)
-	}
-	s.file = f
+	s.file = &traceSpoolFile{dir: s.dir}
 	if err := s.writeFile(s.mem, 0); err != nil {
 		return err
 	}
@@ -188,6 +183,9 @@ func (s *traceSpool) filePrev() error {
 // writeFile writes p at off, the end of what the file holds.
 func (s *traceSpool) writeFile(p []byte, off int64) error {
 	if len(p) > 0 {
+		if err := s.file.ensure(off + int64(len(p))); err != nil {
+			return err
+		}
 		s.reserve(off + int64(len(p))).do()
 		if _, err := s.file.WriteAt(p, off); err != nil {
 			return fmt.Errorf("runnerapi: spooling the trace: %w", err)
@@ -200,7 +198,7 @@ func (s *traceSpool) writeFile(p []byte, off int64) error {
 // traceSpoolView is where the bytes of one read are: slices of the spool's arrays and a range of its file, which
 // stay as they are while they are pinned.
 type traceSpoolView struct {
-	file *os.File
+	file *traceSpoolFile
 	segs [4]traceSpoolSeg
 	n    int
 }
@@ -316,7 +314,7 @@ const traceSpoolReserveStep = 16 << 20
 
 // traceSpoolReservation is a range of the spool's file to allocate, or nothing when file is nil.
 type traceSpoolReservation struct {
-	file   *os.File
+	file   *traceSpoolFile
 	off, n int64
 }
 
@@ -326,6 +324,10 @@ func (s *traceSpool) reserve(end int64) traceSpoolReservation {
 		return traceSpoolReservation{}
 	}
 	r := traceSpoolReservation{file: s.file, off: s.reserved, n: end - s.reserved + traceSpoolReserveStep}
+	if s.file.ensure(r.off+r.n) != nil {
+		// Only advice: the write that needs the file will say what is wrong.
+		return traceSpoolReservation{}
+	}
 	s.reserved = r.off + r.n
 	return r
 }
@@ -334,7 +336,7 @@ func (s *traceSpool) reserve(end int64) traceSpoolReservation {
 // without it, a full disk), the writes that follow do as they would have done, and report any error.
 func (r traceSpoolReservation) do() {
 	if r.file != nil {
-		traceSpoolAllocate(r.file, r.off, r.n)
+		r.file.allocate(r.off, r.n)
 	}
 }
 
@@ -342,7 +344,7 @@ func (r traceSpoolReservation) do() {
 type traceSpoolBlockToFile struct {
 	block   []byte
 	off     int64
-	file    *os.File
+	file    *traceSpoolFile
 	reserve traceSpoolReservation
 }
 
@@ -359,7 +361,10 @@ func (b traceSpoolBlockToFile) write() error {
 // must then call filed and doneFiling under the guard. ok is false when there is nothing to file, or another
 // caller is filing.
 func (s *traceSpool) fileLater() (b traceSpoolBlockToFile, ok bool) {
-	if s.released || s.file == nil || s.prevFiled || s.pins[traceFilerPin] != nil {
+	if s.released || s.file == nil || s.prevFiled || s.pins[traceFilerPin] != nil ||
+		s.file.ensure(s.prevOff+int64(len(s.prev))) != nil {
+		// Nothing to file, someone filing, or no file to write to: the next full block files this one where
+		// it can say why.
 		return b, false
 	}
 	s.pins[traceFilerPin] = traceArrayID(s.prev)
@@ -404,7 +409,7 @@ func (s *traceSpool) recycle() {
 	s.nRetired = kept
 }
 
-// release frees the memory and removes the temporary file. The spool cannot be used afterwards.
+// release frees the memory and removes the temporary files. The spool cannot be used afterwards.
 func (s *traceSpool) release() error {
 	if s.released {
 		return nil
@@ -414,11 +419,7 @@ func (s *traceSpool) release() error {
 	if s.file == nil {
 		return nil
 	}
-	name := s.file.Name()
-	err := s.file.Close()
-	if rmErr := os.Remove(name); rmErr != nil && err == nil {
-		err = rmErr
-	}
+	err := s.file.remove()
 	s.file = nil
 	if err != nil {
 		return fmt.Errorf("runnerapi: removing the trace spool: %w", err)

@@ -39,10 +39,13 @@ func TestTraceSpoolReadsBackEverything(t *testing.T) {
 	}
 	require.Error(t, s.readAt(make([]byte, 2), s.size-1), "read beyond the end")
 	require.Error(t, s.readAt(make([]byte, 1), -1))
-	name := s.file.Name()
+	files, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
 	require.NoError(t, s.release())
-	_, err := os.Stat(name)
-	assert.ErrorIs(t, err, os.ErrNotExist, "release removes the file")
+	files, err = os.ReadDir(dir)
+	require.NoError(t, err)
+	assert.Empty(t, files, "release removes the files")
 	require.NoError(t, s.release(), "release is idempotent")
 	assert.Error(t, s.append([]byte("x")))
 	assert.Error(t, s.readAt(make([]byte, 1), 0))
@@ -86,11 +89,60 @@ func TestTraceSpoolReservesSpaceWithoutGrowingTheFile(t *testing.T) {
 	s.filed(job.off)
 	s.doneFiling()
 	require.Greater(t, s.reserved, s.fileLen, "space is asked for ahead of the writes")
-	fi, err := s.file.Stat()
-	require.NoError(t, err)
-	assert.Equal(t, s.fileLen, fi.Size())
+	var size int64
+	for _, seg := range s.file.segs[:s.file.n] {
+		fi, err := seg.Stat()
+		require.NoError(t, err)
+		size += fi.Size()
+	}
+	assert.Equal(t, s.fileLen, size)
 	got := make([]byte, s.size)
 	require.NoError(t, s.readAt(got, 0))
 	assert.Equal(t, bytes.Repeat(line, 3*traceSpoolBlock/len(line)), got)
 	require.NoError(t, s.release())
+}
+
+func TestTraceSpoolSegments(t *testing.T) {
+	const m = traceSpoolSeg0
+	for _, tt := range []struct {
+		off         int64
+		k           int
+		start, size int64
+	}{
+		{0, 0, 0, m}, {m - 1, 0, 0, m}, {m, 1, m, m}, {2*m - 1, 1, m, m}, {2 * m, 2, 2 * m, 2 * m},
+		{4 * m, 3, 4 * m, 2 * m}, {6 * m, 4, 6 * m, 4 * m}, {10 * m, 5, 10 * m, 4 * m},
+	} {
+		k, start, size := traceSpoolSegment(tt.off)
+		assert.Equal(t, []int64{int64(tt.k), tt.start, tt.size}, []int64{int64(k), start, size}, "offset %d", tt.off)
+	}
+}
+
+// Writes and reads that straddle the boundaries between the spool's files land where they belong, and the
+// files are all removed at the end.
+func TestTraceSpoolFileAcrossFiles(t *testing.T) {
+	dir := t.TempDir()
+	f := &traceSpoolFile{dir: dir}
+	const m = traceSpoolSeg0
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, off := range []int64{0, m - 10, 2*m - 3, 4*m - 1000} {
+		p := make([]byte, 2000)
+		for i := range p {
+			p[i] = byte(r.Uint32())
+		}
+		require.NoError(t, f.ensure(off+int64(len(p))))
+		n, err := f.WriteAt(p, off)
+		require.NoError(t, err)
+		require.Equal(t, len(p), n)
+		got := make([]byte, len(p))
+		_, err = f.ReadAt(got, off)
+		require.NoError(t, err)
+		assert.Equal(t, p, got, "at %d", off)
+	}
+	assert.Equal(t, 4, f.n, "files up to the fourth")
+	_, err := f.ReadAt(make([]byte, 10), 8*m)
+	assert.Error(t, err, "beyond the files created")
+	require.NoError(t, f.remove())
+	files, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	assert.Empty(t, files)
 }

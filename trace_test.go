@@ -1028,11 +1028,11 @@ func TestTraceWriterSpoolFileRemovedAndHeapBounded(t *testing.T) {
 	}
 	files, err := os.ReadDir(dir)
 	require.NoError(t, err)
-	assert.Len(t, files, 1, "the trace beyond the memory limit is in a temporary file")
+	assert.NotEmpty(t, files, "the trace beyond the memory limit is in temporary files")
 	require.NoError(t, w.Close())
 	files, err = os.ReadDir(dir)
 	require.NoError(t, err)
-	assert.Empty(t, files, "Close removes the temporary file")
+	assert.Empty(t, files, "Close removes the temporary files")
 	assert.Equal(t, int64(total/len(line)*len(line)), got.Load())
 	growth := int64(peak) - int64(base)
 	t.Logf("heap growth while writing %d MiB: %d KiB", total>>20, growth>>10)
