@@ -19,15 +19,14 @@ import (
 // ErrNoArtifactFiles is returned by UploadPaths when no path matches a file, so there is nothing to upload.
 var ErrNoArtifactFiles = errors.New("runnerapi: no artifacts files match the paths")
 
-// UploadPaths zips the given paths under root and streams the archive straight into the upload of build id's
-// artifacts file, with no temporary file. Each path is a file, a directory (taken with everything below it) or a
-// pattern of filepath.Match, relative to root, as in a build's options.artifacts.paths; none may lead outside root,
-// whether by "..", an absolute path or a symlinked directory. Symbolic links are stored as links, never followed,
-// and a file replaced by a link or another file between the moment it is found and the moment it is archived fails
-// the upload; files, directories and links keep their modes. Paths that match nothing are skipped; when nothing matches at all
-// the error matches ErrNoArtifactFiles. Only the paths given are taken: options.artifacts.untracked (every file
-// git does not track) needs a git checkout to answer and is left to the caller, who can list those files and pass
-// them as paths.
+// UploadPaths zips the given paths under root and streams the archive straight into the upload of build id's artifacts
+// file, with no temporary file. Each path is a file, a directory (taken with everything below it) or a pattern of
+// filepath.Match, relative to root, as in a build's options.artifacts.paths; none may lead outside root, whether by
+// "..", an absolute path or a symlinked directory. Symbolic links are stored as links, never followed, and a file
+// replaced by a link or another file between the moment it is found and the moment it is archived fails the upload;
+// files, directories and links keep their modes. Paths that match nothing are skipped; when nothing matches at all the
+// error matches ErrNoArtifactFiles. Only the paths given are taken: options.artifacts.untracked (every file git does
+// not track) needs a git checkout to answer and is left to the caller, who can list those files and pass them as paths.
 //
 // The archive is built again for a retry, so transient failures are retried like UploadFile's.
 func (s *ArtifactsService) UploadPaths(ctx context.Context, id int64, root string, paths []string, opts *UploadOptions, reqOpts ...RequestOption) (*Build, *Response, error) {

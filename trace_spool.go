@@ -11,9 +11,9 @@ import (
 const traceSpoolBlock = 1 << 20
 
 // traceSpool keeps a whole trace so that any part of it can be sent again: in memory up to memLimit bytes, then in
-// temporary files (traceSpoolFile). It is append-only, so what it has once returned never changes. It is not safe for concurrent
-// use; the TraceWriter guards it. Only its view and file methods let one reader (the sender) and one filer at a
-// time read and write outside that guard (see pins).
+// temporary files (traceSpoolFile). It is append-only, so what it has once returned never changes. It is not safe for
+// concurrent use; the TraceWriter guards it. Only its view and file methods let one reader (the sender) and one filer
+// at a time read and write outside that guard (see pins).
 type traceSpool struct {
 	// mem holds every byte while file is nil; afterwards, the bytes from memOff on.
 	mem    []byte

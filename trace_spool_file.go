@@ -25,7 +25,7 @@ type traceSpoolFile struct {
 const (
 	// traceSpoolSeg0 is the size of the first two files; each following pair is twice as large.
 	traceSpoolSeg0 = 64 << 20
-	// traceSpoolMaxSegs files hold far more than an int64 can count.
+	// traceSpoolMaxSegs files hold about 2^59 bytes, far beyond any trace.
 	traceSpoolMaxSegs = 64
 )
 
