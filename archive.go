@@ -33,34 +33,34 @@ func (s *ArtifactsService) UploadPaths(ctx context.Context, id int64, root strin
 	if opts == nil {
 		opts = &UploadOptions{}
 	}
-	entries, err := artCollect(root, paths)
+	entries, err := collectFiles(root, paths)
 	if err != nil {
 		return nil, nil, fmt.Errorf("runnerapi: UploadPaths: %w", err)
 	}
 	if len(entries) == 0 {
 		return nil, nil, fmt.Errorf("%w: %q under %s", ErrNoArtifactFiles, paths, root)
 	}
-	src := artUploadSource{
+	src := uploadSource{
 		what:       "the files to archive",
 		size:       -1,
 		replayable: true,
 		open: func() (io.Reader, io.Closer, error) {
-			z := artStartZip(entries)
+			z := startZip(entries)
 			return z, z, nil
 		},
 	}
 	return s.upload(ctx, "UploadPaths", id, cmp.Or(opts.Filename, DefaultArtifactsFilename), src, opts, reqOpts)
 }
 
-// artZipEntry is one file, directory or link to archive.
-type artZipEntry struct {
+// zipEntry is one file, directory or link to archive.
+type zipEntry struct {
 	abs  string
 	name string // slash-separated, relative to the root; directories end in '/'
 	info fs.FileInfo
 }
 
-// artCollect resolves patterns under root into the entries to archive, in a stable order and without duplicates.
-func artCollect(root string, patterns []string) ([]artZipEntry, error) {
+// collectFiles resolves patterns under root into the entries to archive, in a stable order and without duplicates.
+func collectFiles(root string, patterns []string) ([]zipEntry, error) {
 	if root == "" {
 		return nil, errors.New("empty root")
 	}
@@ -74,7 +74,7 @@ func artCollect(root string, patterns []string) ([]artZipEntry, error) {
 		return nil, err
 	}
 	absRoot = realRoot
-	var out []artZipEntry
+	var out []zipEntry
 	seen := make(map[string]bool)
 	add := func(abs string, info fs.FileInfo) error {
 		rel, err := filepath.Rel(absRoot, abs)
@@ -91,7 +91,7 @@ func artCollect(root string, patterns []string) ([]artZipEntry, error) {
 		}
 		if !seen[name] {
 			seen[name] = true
-			out = append(out, artZipEntry{abs: abs, name: name, info: info})
+			out = append(out, zipEntry{abs: abs, name: name, info: info})
 		}
 		return nil
 	}
@@ -110,7 +110,7 @@ func artCollect(root string, patterns []string) ([]artZipEntry, error) {
 			if err != nil {
 				return nil, err
 			}
-			if m != absRoot && !artWithin(realRoot, realParent) {
+			if m != absRoot && !isWithin(realRoot, realParent) {
 				return nil, fmt.Errorf("path %q leads outside %s through a symbolic link", pat, root)
 			}
 			info, err := os.Lstat(m)
@@ -142,8 +142,8 @@ func artCollect(root string, patterns []string) ([]artZipEntry, error) {
 	return out, nil
 }
 
-// artWithin reports whether p is root or below it; both are clean absolute paths.
-func artWithin(root, p string) bool {
+// isWithin reports whether p is root or below it; both are clean absolute paths.
+func isWithin(root, p string) bool {
 	rel, err := filepath.Rel(root, p)
 	return err == nil && (rel == "." || filepath.IsLocal(rel))
 }
@@ -151,35 +151,35 @@ func artWithin(root, p string) bool {
 // errArtZipClosed ends an archive's writer once nobody reads the archive any more.
 var errArtZipClosed = errors.New("archive stream closed")
 
-// artZipStream is an archive written by its own goroutine as it is read. Close stops that goroutine and waits for
+// zipStream is an archive written by its own goroutine as it is read. Close stops that goroutine and waits for
 // it, so none outlives the upload.
-type artZipStream struct {
+type zipStream struct {
 	pr   *io.PipeReader
 	done chan struct{}
 }
 
-func artStartZip(entries []artZipEntry) *artZipStream {
+func startZip(entries []zipEntry) *zipStream {
 	pr, pw := io.Pipe()
-	z := &artZipStream{pr: pr, done: make(chan struct{})}
+	z := &zipStream{pr: pr, done: make(chan struct{})}
 	go func() {
 		defer close(z.done)
 		// A nil error makes the reader see io.EOF after the central directory.
-		_ = pw.CloseWithError(artWriteZip(pw, entries))
+		_ = pw.CloseWithError(writeZip(pw, entries))
 	}()
 	return z
 }
 
-func (z *artZipStream) Read(p []byte) (int, error) { return z.pr.Read(p) }
+func (z *zipStream) Read(p []byte) (int, error) { return z.pr.Read(p) }
 
 // Close stops the writer, whose next write fails, and waits for it to end.
-func (z *artZipStream) Close() error {
+func (z *zipStream) Close() error {
 	_ = z.pr.CloseWithError(errArtZipClosed)
 	<-z.done
 	return nil
 }
 
-// artWriteZip writes the entries as a zip archive to w.
-func artWriteZip(w io.Writer, entries []artZipEntry) error {
+// writeZip writes the entries as a zip archive to w.
+func writeZip(w io.Writer, entries []zipEntry) error {
 	zw := zip.NewWriter(w)
 	for _, e := range entries {
 		hdr, err := zip.FileInfoHeader(e.info)
@@ -208,7 +208,7 @@ func artWriteZip(w io.Writer, entries []artZipEntry) error {
 			}
 		default:
 			hdr.Method = zip.Deflate
-			if err := artZipFile(zw, hdr, e); err != nil {
+			if err := zipFile(zw, hdr, e); err != nil {
 				return err
 			}
 		}
@@ -216,9 +216,9 @@ func artWriteZip(w io.Writer, entries []artZipEntry) error {
 	return zw.Close()
 }
 
-// artZipFile adds the regular file e to the archive. The file opened must be the one collected: a path swapped
+// zipFile adds the regular file e to the archive. The file opened must be the one collected: a path swapped
 // meanwhile for a link, or for another file, is an error rather than whatever it now leads to.
-func artZipFile(zw *zip.Writer, hdr *zip.FileHeader, e artZipEntry) error {
+func zipFile(zw *zip.Writer, hdr *zip.FileHeader, e zipEntry) error {
 	f, err := os.Open(e.abs)
 	if err != nil {
 		return err
@@ -243,8 +243,8 @@ const (
 	DefaultExtractMaxFiles = 100_000
 )
 
-// artMaxLinkTarget bounds a symbolic link's target read from an archive.
-const artMaxLinkTarget = 4096
+// maxLinkTarget bounds a symbolic link's target read from an archive.
+const maxLinkTarget = 4096
 
 // ExtractOptions are the optional parameters of Extract.
 type ExtractOptions struct {
@@ -287,7 +287,7 @@ func (s *ArtifactsService) Extract(ctx context.Context, id int64, dir string, op
 		_ = tmp.Close()
 		_ = os.Remove(tmp.Name())
 	}()
-	d, err := s.downloadToTemp(ctx, "Extract", id, tmp, artArchiveLimit(maxSize, maxFiles), newCallConfig(reqOpts))
+	d, err := s.downloadToTemp(ctx, "Extract", id, tmp, archiveLimit(maxSize, maxFiles), newCallConfig(reqOpts))
 	if err != nil {
 		return nil, d.response(), err
 	}
@@ -295,38 +295,38 @@ func (s *ArtifactsService) Extract(ctx context.Context, id int64, dir string, op
 	if err != nil {
 		return nil, d.resp, fmt.Errorf("runnerapi: Extract: build %d: the artifacts file is not a zip archive: %w", id, err)
 	}
-	if err := artExtract(zr, dir, maxSize, maxFiles); err != nil {
+	if err := extract(zr, dir, maxSize, maxFiles); err != nil {
 		return nil, d.resp, fmt.Errorf("runnerapi: Extract: build %d: %w", id, err)
 	}
 	info := d.info
 	return &info, d.resp, nil
 }
 
-// artArchiveLimit bounds the size of an archive that can hold at most maxSize bytes in maxFiles entries, so that a
+// archiveLimit bounds the size of an archive that can hold at most maxSize bytes in maxFiles entries, so that a
 // hostile answer cannot fill the temporary directory before the limits on what it holds apply: the content, what
 // deflate may add to incompressible data, and a generous allowance per entry for headers and names. 0 is no bound.
-func artArchiveLimit(maxSize int64, maxFiles int) int64 {
+func archiveLimit(maxSize int64, maxFiles int) int64 {
 	if maxSize < 0 || maxFiles < 0 {
 		return 0
 	}
 	return maxSize + maxSize/64 + int64(maxFiles)*4096 + 1<<20
 }
 
-// artPlanned is an archive entry checked and ready to unpack.
-type artPlanned struct {
+// plannedEntry is an archive entry checked and ready to unpack.
+type plannedEntry struct {
 	f      *zip.File
 	name   string // local path below dir, with the OS separator
 	mode   fs.FileMode
 	target string // of a symlink
 }
 
-// artExtract unpacks zr into dir. Every entry is checked before anything is written, except the bytes the files
+// extract unpacks zr into dir. Every entry is checked before anything is written, except the bytes the files
 // really hold, which are counted as they are written.
-func artExtract(zr *zip.Reader, dir string, maxSize int64, maxFiles int) error {
+func extract(zr *zip.Reader, dir string, maxSize int64, maxFiles int) error {
 	if maxFiles >= 0 && len(zr.File) > maxFiles {
 		return fmt.Errorf("the archive holds %d entries, over the limit of %d: %w", len(zr.File), maxFiles, ErrTooLarge)
 	}
-	plan, err := artPlan(zr, maxSize)
+	plan, err := planEntries(zr, maxSize)
 	if err != nil {
 		return err
 	}
@@ -358,31 +358,31 @@ func artExtract(zr *zip.Reader, dir string, maxSize int64, maxFiles int) error {
 	defer root.Close()
 	var (
 		written int64
-		dirs    []artPlanned
+		dirs    []plannedEntry
 		made    = make(map[string]bool)
 	)
 	for _, e := range plan {
-		if err := artMkdirParents(root, e.name, made); err != nil {
+		if err := mkdirParents(root, e.name, made); err != nil {
 			return err
 		}
 		switch {
 		case e.mode.IsDir():
-			if err := artMkdir(root, e.name, e.name); err != nil {
+			if err := mkdir(root, e.name, e.name); err != nil {
 				return err
 			}
 			dirs = append(dirs, e)
 		case e.mode&fs.ModeSymlink != 0:
-			if err := artLinkStaysInside(root, e); err != nil {
+			if err := linkStaysInside(root, e); err != nil {
 				return err
 			}
-			if err := artRemoveNonDir(root, e.name); err != nil {
+			if err := removeNonDir(root, e.name); err != nil {
 				return err
 			}
 			if err := os.Symlink(e.target, filepath.Join(dir, e.name)); err != nil {
 				return err
 			}
 		default:
-			n, err := artWriteFile(root, e, maxSize, written)
+			n, err := writeEntry(root, e, maxSize, written)
 			written += n
 			if err != nil {
 				return err
@@ -394,22 +394,22 @@ func artExtract(zr *zip.Reader, dir string, maxSize int64, maxFiles int) error {
 		return strings.Count(dirs[i].name, string(filepath.Separator)) > strings.Count(dirs[j].name, string(filepath.Separator))
 	})
 	for _, e := range dirs {
-		if err := artChmod(root, e.name, e.mode.Perm()); err != nil {
+		if err := chmod(root, e.name, e.mode.Perm()); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// artPlan checks every entry's name, type and link target, and the sizes the archive claims.
-func artPlan(zr *zip.Reader, maxSize int64) ([]artPlanned, error) {
+// planEntries checks every entry's name, type and link target, and the sizes the archive claims.
+func planEntries(zr *zip.Reader, maxSize int64) ([]plannedEntry, error) {
 	var (
-		plan    []artPlanned
+		plan    []plannedEntry
 		claimed uint64
 	)
 	kinds := make(map[string]fs.FileMode) // entry name to its type, for collisions
 	for _, f := range zr.File {
-		name, err := artEntryPath(f.Name)
+		name, err := entryPath(f.Name)
 		if err != nil {
 			return nil, err
 		}
@@ -417,11 +417,11 @@ func artPlan(zr *zip.Reader, maxSize int64) ([]artPlanned, error) {
 			continue
 		}
 		mode := f.Mode()
-		e := artPlanned{f: f, name: name, mode: mode.Type() | mode.Perm()}
+		e := plannedEntry{f: f, name: name, mode: mode.Type() | mode.Perm()}
 		switch {
 		case mode.IsDir():
 		case mode&fs.ModeSymlink != 0:
-			if e.target, err = artLinkTarget(f, name); err != nil {
+			if e.target, err = linkTarget(f, name); err != nil {
 				return nil, err
 			}
 		case mode.IsRegular():
@@ -461,9 +461,9 @@ func artPlan(zr *zip.Reader, maxSize int64) ([]artPlanned, error) {
 	return plan, nil
 }
 
-// artEntryPath turns an entry's name into a path below the extraction directory ("." for the directory itself),
+// entryPath turns an entry's name into a path below the extraction directory ("." for the directory itself),
 // refusing names that would lead anywhere else.
-func artEntryPath(name string) (string, error) {
+func entryPath(name string) (string, error) {
 	switch {
 	case name == "":
 		return "", errors.New("an entry has an empty name")
@@ -488,22 +488,22 @@ func artEntryPath(name string) (string, error) {
 	return local, nil
 }
 
-// artLinkTarget reads and checks a symlink entry's target: relative, and leading below the extraction directory.
+// linkTarget reads and checks a symlink entry's target: relative, and leading below the extraction directory.
 // ".." may only come first: after a name, which may itself be a link, it would no longer mean what it says.
-func artLinkTarget(f *zip.File, name string) (string, error) {
+func linkTarget(f *zip.File, name string) (string, error) {
 	rc, err := f.Open()
 	if err != nil {
 		return "", fmt.Errorf("entry %q: %w", f.Name, err)
 	}
 	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, artMaxLinkTarget+1))
+	b, err := io.ReadAll(io.LimitReader(rc, maxLinkTarget+1))
 	if err != nil {
 		return "", fmt.Errorf("entry %q: %w", f.Name, err)
 	}
 	target := string(b)
 	switch {
-	case len(b) > artMaxLinkTarget:
-		return "", fmt.Errorf("symbolic link %q: target longer than %d bytes", f.Name, artMaxLinkTarget)
+	case len(b) > maxLinkTarget:
+		return "", fmt.Errorf("symbolic link %q: target longer than %d bytes", f.Name, maxLinkTarget)
 	case target == "" || strings.ContainsRune(target, 0):
 		return "", fmt.Errorf("symbolic link %q: empty or NUL in target", f.Name)
 	case path.IsAbs(target) || filepath.IsAbs(target):
@@ -526,9 +526,9 @@ func artLinkTarget(f *zip.File, name string) (string, error) {
 	return target, nil
 }
 
-// artLinkStaysInside refuses a link whose target, inside dir by its name, goes through a link already there that
+// linkStaysInside refuses a link whose target, inside dir by its name, goes through a link already there that
 // leads outside dir. Links of the archive need no such check: each one was checked the same way.
-func artLinkStaysInside(root *os.Root, e artPlanned) error {
+func linkStaysInside(root *os.Root, e plannedEntry) error {
 	resolved := filepath.FromSlash(path.Join(path.Dir(filepath.ToSlash(e.name)), e.target))
 	// os.Root follows links only while they stay inside: resolving the target fails on the first that leaves,
 	// before any missing part, which later entries may still create.
@@ -539,10 +539,10 @@ func artLinkStaysInside(root *os.Root, e artPlanned) error {
 	return fmt.Errorf("symbolic link %q points to %q, which leads outside the directory through a link already there: %w", e.f.Name, e.target, err)
 }
 
-// artMkdirParents makes the directories above name, refusing to go through anything but a directory. It goes down
+// mkdirParents makes the directories above name, refusing to go through anything but a directory. It goes down
 // one directory at a time, so that a deep name costs in proportion to its depth, not to its square; made holds the
 // parents already done.
-func artMkdirParents(root *os.Root, name string, made map[string]bool) error {
+func mkdirParents(root *os.Root, name string, made map[string]bool) error {
 	parent := filepath.Dir(name)
 	if parent == "." || made[parent] {
 		return nil
@@ -557,7 +557,7 @@ func artMkdirParents(root *os.Root, name string, made map[string]bool) error {
 	for {
 		el, tail, more := strings.Cut(rest, string(filepath.Separator))
 		done += len(el)
-		if err := artMkdir(r, el, parent[:done]); err != nil {
+		if err := mkdir(r, el, parent[:done]); err != nil {
 			return err
 		}
 		if !more {
@@ -576,8 +576,8 @@ func artMkdirParents(root *os.Root, name string, made map[string]bool) error {
 	return nil
 }
 
-// artMkdir makes directory name unless a real directory is already there; errors call it shown.
-func artMkdir(root *os.Root, name, shown string) error {
+// mkdir makes directory name unless a real directory is already there; errors call it shown.
+func mkdir(root *os.Root, name, shown string) error {
 	fi, err := root.Lstat(name)
 	switch {
 	case err == nil && fi.IsDir():
@@ -592,8 +592,8 @@ func artMkdir(root *os.Root, name, shown string) error {
 	return root.Mkdir(name, 0o755)
 }
 
-// artRemoveNonDir makes room for a file or link at name, replacing (never following) what is there.
-func artRemoveNonDir(root *os.Root, name string) error {
+// removeNonDir makes room for a file or link at name, replacing (never following) what is there.
+func removeNonDir(root *os.Root, name string) error {
 	fi, err := root.Lstat(name)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -606,9 +606,9 @@ func artRemoveNonDir(root *os.Root, name string) error {
 	return root.Remove(name)
 }
 
-// artWriteFile unpacks a regular file, counting the bytes written against maxSize, and removes it on failure.
-func artWriteFile(root *os.Root, e artPlanned, maxSize, written int64) (int64, error) {
-	if err := artRemoveNonDir(root, e.name); err != nil {
+// writeEntry unpacks a regular file, counting the bytes written against maxSize, and removes it on failure.
+func writeEntry(root *os.Root, e plannedEntry, maxSize, written int64) (int64, error) {
+	if err := removeNonDir(root, e.name); err != nil {
 		return 0, err
 	}
 	rc, err := e.f.Open()
@@ -642,8 +642,8 @@ func artWriteFile(root *os.Root, e artPlanned, maxSize, written int64) (int64, e
 	return n, err
 }
 
-// artChmod sets a directory's mode through a handle, so that it cannot be redirected by a link.
-func artChmod(root *os.Root, name string, mode fs.FileMode) error {
+// chmod sets a directory's mode through a handle, so that it cannot be redirected by a link.
+func chmod(root *os.Root, name string, mode fs.FileMode) error {
 	f, err := root.Open(name)
 	if err != nil {
 		return err

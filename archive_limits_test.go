@@ -17,17 +17,17 @@ import (
 // names would create any number of them.
 func TestArtifactsExtractCountsImpliedDirectories(t *testing.T) {
 	deep := strings.Repeat("d/", 50) + "f"
-	b := artMakeZip(t, []artZipEntrySpec{{name: deep, mode: 0o644, content: []byte("x")}})
+	b := makeZip(t, []zipEntrySpec{{name: deep, mode: 0o644, content: []byte("x")}})
 
 	dir := filepath.Join(t.TempDir(), "dir")
-	err := artExtractBytes(t, b, dir, 1<<20, 10)
+	err := extractBytes(t, b, dir, 1<<20, 10)
 	require.Error(t, err)
 	assert.ErrorIs(t, err, ErrTooLarge)
 	entries, _ := os.ReadDir(dir)
 	assert.Empty(t, entries, "nothing is written when the count is over")
 
 	ok := filepath.Join(t.TempDir(), "dir")
-	require.NoError(t, artExtractBytes(t, b, ok, 1<<20, 51))
+	require.NoError(t, extractBytes(t, b, ok, 1<<20, 51))
 	assert.FileExists(t, filepath.Join(ok, filepath.FromSlash(deep)))
 }
 
@@ -44,8 +44,8 @@ func TestArtifactsExtractRefusesLinksThroughLinksOutside(t *testing.T) {
 
 	for _, target := range []string{"pre/secret", "pre", "sub/../pre/secret", "up/secret"} {
 		t.Run(target, func(t *testing.T) {
-			b := artMakeZip(t, []artZipEntrySpec{{name: "sub/l", mode: os.ModeSymlink | 0o777, content: []byte("../" + target)}})
-			err := artExtractBytes(t, b, dir, 1<<20, 10)
+			b := makeZip(t, []zipEntrySpec{{name: "sub/l", mode: os.ModeSymlink | 0o777, content: []byte("../" + target)}})
+			err := extractBytes(t, b, dir, 1<<20, 10)
 			if target == "sub/../pre/secret" {
 				require.Error(t, err) // ".." after a name, refused by its form
 				return
@@ -58,11 +58,11 @@ func TestArtifactsExtractRefusesLinksThroughLinksOutside(t *testing.T) {
 	}
 
 	// Links already in dir that stay inside it, and targets that do not exist yet, are fine.
-	b := artMakeZip(t, []artZipEntrySpec{
+	b := makeZip(t, []zipEntrySpec{
 		{name: "a", mode: os.ModeSymlink | 0o777, content: []byte("inlink/x")},
 		{name: "b", mode: os.ModeSymlink | 0o777, content: []byte("later/x")},
 	})
-	require.NoError(t, artExtractBytes(t, b, dir, 1<<20, 10))
+	require.NoError(t, extractBytes(t, b, dir, 1<<20, 10))
 	got, err := os.Readlink(filepath.Join(dir, "a"))
 	require.NoError(t, err)
 	assert.Equal(t, "inlink/x", got)
@@ -70,29 +70,29 @@ func TestArtifactsExtractRefusesLinksThroughLinksOutside(t *testing.T) {
 
 // An entry below a file is refused however deep below it is, with names sorting around the file's.
 func TestArtifactsExtractRefusesEntriesDeepUnderAFile(t *testing.T) {
-	file := func(name string) artZipEntrySpec {
-		return artZipEntrySpec{name: name, mode: 0o644, content: []byte("x")}
+	file := func(name string) zipEntrySpec {
+		return zipEntrySpec{name: name, mode: 0o644, content: []byte("x")}
 	}
 	dir := filepath.Join(t.TempDir(), "dir")
-	err := artExtractBytes(t, artMakeZip(t, []artZipEntrySpec{file("f.x"), file("f0"), file("f/a/b/c"), file("f"), file("f-")}), dir, 1<<20, 10)
+	err := extractBytes(t, makeZip(t, []zipEntrySpec{file("f.x"), file("f0"), file("f/a/b/c"), file("f"), file("f-")}), dir, 1<<20, 10)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `entry "f/a/b/c" would be written through "f"`)
-	require.NoError(t, artExtractBytes(t, artMakeZip(t, []artZipEntrySpec{file("f.x"), file("f0"), file("g/a/b/c"), file("f"), file("f-")}), dir, 1<<20, 10))
+	require.NoError(t, extractBytes(t, makeZip(t, []zipEntrySpec{file("f.x"), file("f0"), file("g/a/b/c"), file("f"), file("f-")}), dir, 1<<20, 10))
 }
 
 // BenchmarkArtifactsExtractPlanDeepNames plans an archive of a few very deep names, as a hostile coordinator can
 // send: the checks must cost in proportion to the names' length, not to its square.
 func BenchmarkArtifactsExtractPlanDeepNames(b *testing.B) {
-	var specs []artZipEntrySpec
+	var specs []zipEntrySpec
 	for i := range 4 {
-		specs = append(specs, artZipEntrySpec{name: strings.Repeat("a/", 30000) + string(rune('a'+i)), mode: 0o644, content: []byte("x")})
+		specs = append(specs, zipEntrySpec{name: strings.Repeat("a/", 30000) + string(rune('a'+i)), mode: 0o644, content: []byte("x")})
 	}
-	data := artMakeZip(b, specs)
+	data := makeZip(b, specs)
 	zr, err := zip.NewReader(bytes.NewReader(data), int64(len(data)))
 	require.NoError(b, err)
 	b.ResetTimer()
 	for range b.N {
-		if _, err := artPlan(zr, 1<<20); err != nil {
+		if _, err := planEntries(zr, 1<<20); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -101,12 +101,12 @@ func BenchmarkArtifactsExtractPlanDeepNames(b *testing.B) {
 // BenchmarkArtifactsExtractDeepName unpacks one file 2000 directories deep: making its parents must cost in
 // proportion to the depth, not to its square.
 func BenchmarkArtifactsExtractDeepName(b *testing.B) {
-	data := artMakeZip(b, []artZipEntrySpec{{name: strings.Repeat("a/", 2000) + "f", mode: 0o644, content: []byte("x")}})
+	data := makeZip(b, []zipEntrySpec{{name: strings.Repeat("a/", 2000) + "f", mode: 0o644, content: []byte("x")}})
 	zr, err := zip.NewReader(bytes.NewReader(data), int64(len(data)))
 	require.NoError(b, err)
 	for i := range b.N {
 		dir := filepath.Join(b.TempDir(), strconv.Itoa(i))
-		if err := artExtract(zr, dir, 1<<20, -1); err != nil {
+		if err := extract(zr, dir, 1<<20, -1); err != nil {
 			b.Fatal(err)
 		}
 	}

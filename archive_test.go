@@ -24,17 +24,17 @@ import (
 	"go.uber.org/goleak"
 )
 
-// artLeakCheck makes the test fail if it leaves goroutines behind. It runs after every cleanup registered later,
+// leakCheck makes the test fail if it leaves goroutines behind. It runs after every cleanup registered later,
 // so servers and transports are closed by then.
-func artLeakCheck(t *testing.T) {
+func leakCheck(t *testing.T) {
 	t.Helper()
 	ignore := goleak.IgnoreCurrent()
 	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
 }
 
-// artWriteTree creates files (content), directories (a name ending in '/') and symlinks (content "-> target")
+// writeTree creates files (content), directories (a name ending in '/') and symlinks (content "-> target")
 // under root with the given modes, setting modes after creation so that the umask does not matter.
-func artWriteTree(t *testing.T, root string, entries []artTreeEntry) {
+func writeTree(t *testing.T, root string, entries []treeEntry) {
 	t.Helper()
 	for _, e := range entries {
 		p := filepath.Join(root, filepath.FromSlash(strings.TrimSuffix(e.name, "/")))
@@ -52,14 +52,14 @@ func artWriteTree(t *testing.T, root string, entries []artTreeEntry) {
 	}
 }
 
-type artTreeEntry struct {
+type treeEntry struct {
 	name    string
 	mode    fs.FileMode
 	content string
 }
 
-// artReadTree describes everything under root as "name mode content-or-target", sorted.
-func artReadTree(t *testing.T, root string) []string {
+// readTree describes everything under root as "name mode content-or-target", sorted.
+func readTree(t *testing.T, root string) []string {
 	t.Helper()
 	var out []string
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
@@ -98,13 +98,13 @@ func artReadTree(t *testing.T, root string) []string {
 	return out
 }
 
-// artStoreServer keeps what is uploaded as build 42's artifacts file and serves it back.
-func artStoreServer(t *testing.T) (srvURL string, stored func() []byte) {
+// storeServer keeps what is uploaded as build 42's artifacts file and serves it back.
+func storeServer(t *testing.T) (srvURL string, stored func() []byte) {
 	var (
 		mu   sync.Mutex
 		file []byte
 	)
-	srv := artTestServer(t, func(w http.ResponseWriter, r *http.Request) {
+	srv := testServer(t, func(w http.ResponseWriter, r *http.Request) {
 		switch r.Method {
 		case http.MethodPost:
 			mr, err := r.MultipartReader()
@@ -146,7 +146,7 @@ func artStoreServer(t *testing.T) (srvURL string, stored func() []byte) {
 	}
 }
 
-func artZipNames(t *testing.T, b []byte) []string {
+func zipNames(t *testing.T, b []byte) []string {
 	t.Helper()
 	zr, err := zip.NewReader(bytes.NewReader(b), int64(len(b)))
 	require.NoError(t, err)
@@ -158,9 +158,9 @@ func artZipNames(t *testing.T, b []byte) []string {
 }
 
 func TestArtifactsZipRoundTrip(t *testing.T) {
-	artLeakCheck(t)
+	leakCheck(t)
 	src := t.TempDir()
-	artWriteTree(t, src, []artTreeEntry{
+	writeTree(t, src, []treeEntry{
 		{"build/", 0o750, ""},
 		{"build/bin/", 0o755, ""},
 		{"build/bin/app", 0o755, "#!/bin/sh\necho hi\n"},
@@ -177,13 +177,13 @@ func TestArtifactsZipRoundTrip(t *testing.T) {
 		{"logs/c.txt", 0o644, "not a log"},
 		{"readme.md", 0o644, "not archived"},
 	})
-	srvURL, stored := artStoreServer(t)
-	c := artTestClient(t, srvURL)
+	srvURL, stored := storeServer(t)
+	c := testClient(t, srvURL)
 
 	build, _, err := c.Artifacts.UploadPaths(context.Background(), 42, src, []string{"build", "logs/*.log", "build/bin/app"}, nil)
 	require.NoError(t, err)
 	assert.Equal(t, int64(42), build.ID)
-	names := artZipNames(t, stored())
+	names := zipNames(t, stored())
 	assert.Equal(t, []string{
 		"build/", "build/bin/", "build/bin/app", "build/lib/", "build/lib/empty/", "build/lib/nested/",
 		"build/lib/nested/deeper/", "build/lib/nested/deeper/data.bin", "build/link", "build/readonly/",
@@ -197,14 +197,14 @@ func TestArtifactsZipRoundTrip(t *testing.T) {
 	assert.Equal(t, "artifacts.zip", info.Filename)
 	t.Cleanup(func() { _ = os.Chmod(filepath.Join(dst, "build", "readonly"), 0o755) })
 
-	want := artReadTree(t, src)
+	want := readTree(t, src)
 	var kept []string
 	for _, e := range want {
 		if !strings.HasPrefix(e, "readme.md") && !strings.HasPrefix(e, "logs/c.txt") && !strings.HasPrefix(e, "logs/ ") {
 			kept = append(kept, e)
 		}
 	}
-	got := artReadTree(t, dst)
+	got := readTree(t, dst)
 	// logs/ itself was not archived, only files in it: it is created with the default mode.
 	assert.Contains(t, got, "logs/ -rwxr-xr-x")
 	assert.Equal(t, kept, without(got, "logs/ -rwxr-xr-x"))
@@ -227,7 +227,7 @@ func TestArtifactsCollectPaths(t *testing.T) {
 	root := t.TempDir()
 	outside := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(outside, "secret"), []byte("s"), 0o600))
-	artWriteTree(t, root, []artTreeEntry{
+	writeTree(t, root, []treeEntry{
 		{"a.txt", 0o644, "a"},
 		{"b.txt", 0o644, "b"},
 		{"c.bin", 0o644, "c"},
@@ -236,14 +236,14 @@ func TestArtifactsCollectPaths(t *testing.T) {
 	})
 	require.NoError(t, os.Symlink(outside, filepath.Join(root, "out")))
 
-	names := func(entries []artZipEntry) []string {
+	names := func(entries []zipEntry) []string {
 		var out []string
 		for _, e := range entries {
 			out = append(out, e.name)
 		}
 		return out
 	}
-	entries, err := artCollect(root, []string{"*.txt", "a.txt", "dir/", "missing/*", "out", "./c.bin"})
+	entries, err := collectFiles(root, []string{"*.txt", "a.txt", "dir/", "missing/*", "out", "./c.bin"})
 	require.NoError(t, err)
 	assert.Equal(t, []string{"a.txt", "b.txt", "dir/", "dir/x.txt", "out", "c.bin"}, names(entries))
 
@@ -257,7 +257,7 @@ func TestArtifactsCollectPaths(t *testing.T) {
 		{"[", "syntax error in pattern"},
 	}
 	for _, r := range refused {
-		_, err := artCollect(root, []string{r.pattern})
+		_, err := collectFiles(root, []string{r.pattern})
 		if assert.Error(t, err, r.pattern) {
 			assert.Contains(t, err.Error(), r.message, r.pattern)
 		}
@@ -266,10 +266,10 @@ func TestArtifactsCollectPaths(t *testing.T) {
 
 func TestArtifactsCollectThroughLinkedRoot(t *testing.T) {
 	real := t.TempDir()
-	artWriteTree(t, real, []artTreeEntry{{"a.txt", 0o644, "a"}, {"d/", 0o755, ""}, {"d/b.txt", 0o644, "b"}})
+	writeTree(t, real, []treeEntry{{"a.txt", 0o644, "a"}, {"d/", 0o755, ""}, {"d/b.txt", 0o644, "b"}})
 	link := filepath.Join(t.TempDir(), "link")
 	require.NoError(t, os.Symlink(real, link))
-	entries, err := artCollect(link, []string{"."})
+	entries, err := collectFiles(link, []string{"."})
 	require.NoError(t, err)
 	var names []string
 	for _, e := range entries {
@@ -280,7 +280,7 @@ func TestArtifactsCollectThroughLinkedRoot(t *testing.T) {
 
 func TestArtifactsUploadPathsNothingToUpload(t *testing.T) {
 	mock := httpmock.NewMockTransport()
-	c, err := NewClient("https://ci.example.com", WithHTTPClient(&http.Client{Transport: mock}), WithBuildToken(artTestToken))
+	c, err := NewClient("https://ci.example.com", WithHTTPClient(&http.Client{Transport: mock}), WithBuildToken(testToken))
 	require.NoError(t, err)
 	_, _, err = c.Artifacts.UploadPaths(context.Background(), 42, t.TempDir(), []string{"*.zip", "nothing"}, nil)
 	assert.ErrorIs(t, err, ErrNoArtifactFiles)
@@ -290,14 +290,14 @@ func TestArtifactsUploadPathsNothingToUpload(t *testing.T) {
 }
 
 func TestArtifactsUploadPathsRetriedByRebuildingTheArchive(t *testing.T) {
-	artLeakCheck(t)
+	leakCheck(t)
 	root := t.TempDir()
-	artWriteTree(t, root, []artTreeEntry{{"f.txt", 0o644, "content"}})
+	writeTree(t, root, []treeEntry{{"f.txt", 0o644, "content"}})
 	var (
 		mu     sync.Mutex
 		bodies [][]byte
 	)
-	srv := artTestServer(t, func(w http.ResponseWriter, r *http.Request) {
+	srv := testServer(t, func(w http.ResponseWriter, r *http.Request) {
 		mr, err := r.MultipartReader()
 		require.NoError(t, err)
 		p, err := mr.NextPart()
@@ -315,14 +315,14 @@ func TestArtifactsUploadPathsRetriedByRebuildingTheArchive(t *testing.T) {
 		w.WriteHeader(http.StatusCreated)
 		_, _ = io.WriteString(w, `{"id":42}`)
 	})
-	c := artTestClient(t, srv.URL)
+	c := testClient(t, srv.URL)
 	_, resp, err := c.Artifacts.UploadPaths(context.Background(), 42, root, []string{"f.txt"}, nil)
 	require.NoError(t, err)
 	assert.Equal(t, 2, resp.Attempts)
 	mu.Lock()
 	defer mu.Unlock()
 	require.Len(t, bodies, 2)
-	assert.Equal(t, []string{"f.txt"}, artZipNames(t, bodies[1]))
+	assert.Equal(t, []string{"f.txt"}, zipNames(t, bodies[1]))
 	assert.Equal(t, len(bodies[0]), len(bodies[1]))
 }
 
@@ -335,23 +335,23 @@ func TestArtifactsUploadPathsStopsItsWriter(t *testing.T) {
 	require.NoError(t, f.Close())
 
 	t.Run("refused early", func(t *testing.T) {
-		artLeakCheck(t)
-		c := artTestClient(t, artEarlyServer(t, http.StatusRequestEntityTooLarge, `{"message":"413 Request Entity Too Large"}`, 0))
+		leakCheck(t)
+		c := testClient(t, earlyServer(t, http.StatusRequestEntityTooLarge, `{"message":"413 Request Entity Too Large"}`, 0))
 		_, _, err := c.Artifacts.UploadPaths(context.Background(), 42, root, []string{"big.bin"}, nil)
 		assert.ErrorIs(t, err, ErrTooLarge)
 	})
 	t.Run("refused part way", func(t *testing.T) {
-		artLeakCheck(t)
-		c := artTestClient(t, artEarlyServer(t, http.StatusForbidden, `{"message":"403 Forbidden"}`, 1<<20))
+		leakCheck(t)
+		c := testClient(t, earlyServer(t, http.StatusForbidden, `{"message":"403 Forbidden"}`, 1<<20))
 		_, _, err := c.Artifacts.UploadPaths(context.Background(), 42, root, []string{"big.bin"}, nil)
 		assert.ErrorIs(t, err, ErrForbidden)
 	})
 	t.Run("canceled part way", func(t *testing.T) {
-		artLeakCheck(t)
+		leakCheck(t)
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		release := make(chan struct{})
-		srv := artTestServer(t, func(w http.ResponseWriter, r *http.Request) {
+		srv := testServer(t, func(w http.ResponseWriter, r *http.Request) {
 			_, _ = io.CopyN(io.Discard, r.Body, 1<<20)
 			cancel()
 			select {
@@ -360,33 +360,33 @@ func TestArtifactsUploadPathsStopsItsWriter(t *testing.T) {
 			}
 		})
 		defer close(release)
-		c := artTestClient(t, srv.URL)
+		c := testClient(t, srv.URL)
 		_, _, err := c.Artifacts.UploadPaths(ctx, 42, root, []string{"big.bin"}, nil)
 		assert.ErrorIs(t, err, context.Canceled)
 	})
 	t.Run("unreadable file", func(t *testing.T) {
-		artLeakCheck(t)
-		entries, err := artCollect(root, []string{"big.bin"})
+		leakCheck(t)
+		entries, err := collectFiles(root, []string{"big.bin"})
 		require.NoError(t, err)
 		entries[0].abs = filepath.Join(root, "vanished")
-		z := artStartZip(entries)
+		z := startZip(entries)
 		_, err = io.Copy(io.Discard, z)
 		assert.ErrorIs(t, err, fs.ErrNotExist)
 		require.NoError(t, z.Close())
 	})
 	t.Run("reader gone", func(t *testing.T) {
-		artLeakCheck(t)
-		entries, err := artCollect(root, []string{"big.bin"})
+		leakCheck(t)
+		entries, err := collectFiles(root, []string{"big.bin"})
 		require.NoError(t, err)
-		z := artStartZip(entries)
+		z := startZip(entries)
 		_, err = io.CopyN(io.Discard, z, 1000)
 		require.NoError(t, err)
 		require.NoError(t, z.Close())
 	})
 }
 
-// artZipEntrySpec is one entry of a hand-made archive.
-type artZipEntrySpec struct {
+// zipEntrySpec is one entry of a hand-made archive.
+type zipEntrySpec struct {
 	name    string
 	mode    fs.FileMode
 	content []byte
@@ -394,8 +394,8 @@ type artZipEntrySpec struct {
 	claim uint64
 }
 
-// artMakeZip builds an archive from specs, including ones archive/zip's own writer would not make.
-func artMakeZip(t testing.TB, specs []artZipEntrySpec) []byte {
+// makeZip builds an archive from specs, including ones archive/zip's own writer would not make.
+func makeZip(t testing.TB, specs []zipEntrySpec) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	zw := zip.NewWriter(&buf)
@@ -428,45 +428,45 @@ func artMakeZip(t testing.TB, specs []artZipEntrySpec) []byte {
 	return buf.Bytes()
 }
 
-func artExtractBytes(t *testing.T, b []byte, dir string, maxSize int64, maxFiles int) error {
+func extractBytes(t *testing.T, b []byte, dir string, maxSize int64, maxFiles int) error {
 	t.Helper()
 	zr, err := zip.NewReader(bytes.NewReader(b), int64(len(b)))
 	require.NoError(t, err)
-	return artExtract(zr, dir, maxSize, maxFiles)
+	return extract(zr, dir, maxSize, maxFiles)
 }
 
 func TestArtifactsExtractRefusesUnsafeArchives(t *testing.T) {
-	file := func(name string) artZipEntrySpec {
-		return artZipEntrySpec{name: name, mode: 0o644, content: []byte("x")}
+	file := func(name string) zipEntrySpec {
+		return zipEntrySpec{name: name, mode: 0o644, content: []byte("x")}
 	}
-	link := func(name, target string) artZipEntrySpec {
-		return artZipEntrySpec{name: name, mode: fs.ModeSymlink | 0o777, content: []byte(target)}
+	link := func(name, target string) zipEntrySpec {
+		return zipEntrySpec{name: name, mode: fs.ModeSymlink | 0o777, content: []byte(target)}
 	}
 	zeros := make([]byte, 8<<20)
 	tests := []struct {
 		name     string
-		specs    []artZipEntrySpec
+		specs    []zipEntrySpec
 		maxSize  int64
 		maxFiles int
 		message  string
 		tooLarge bool
 		partial  bool // refused while writing: earlier entries may exist
 	}{
-		{name: "zip slip", specs: []artZipEntrySpec{file("ok.txt"), file("../evil.txt")}, message: `paths with ".." are refused`},
-		{name: "zip slip inside a path", specs: []artZipEntrySpec{file("a/../../evil.txt")}, message: `paths with ".." are refused`},
-		{name: "absolute path", specs: []artZipEntrySpec{file("/tmp/evil.txt")}, message: "absolute paths are refused"},
-		{name: "backslash", specs: []artZipEntrySpec{file(`..\evil.txt`)}, message: "may not hold NUL or '\\'"},
-		{name: "absolute symlink", specs: []artZipEntrySpec{link("l", "/etc")}, message: "points to the absolute path"},
-		{name: "symlink up and out", specs: []artZipEntrySpec{link("l", "../outside")}, message: "outside the directory"},
-		{name: "nested symlink up and out", specs: []artZipEntrySpec{link("d/l", "../../outside")}, message: "outside the directory"},
-		{name: "symlink with .. after a name", specs: []artZipEntrySpec{link("self", "."), link("l", "self/..")}, message: `has ".." after a name`},
-		{name: "write through a symlink", specs: []artZipEntrySpec{{name: "sub/", mode: fs.ModeDir | 0o755}, link("l", "sub"), file("l/x.txt")}, message: `would be written through "l"`},
-		{name: "file under a file", specs: []artZipEntrySpec{file("f"), file("f/x")}, message: `would be written through "f"`},
-		{name: "duplicate", specs: []artZipEntrySpec{file("a"), file("a")}, message: "appears twice"},
-		{name: "unsupported type", specs: []artZipEntrySpec{{name: "fifo", mode: fs.ModeNamedPipe | 0o644}}, message: "unsupported file type"},
-		{name: "too many files", specs: []artZipEntrySpec{file("1"), file("2"), file("3")}, maxFiles: 2, message: "3 entries, over the limit of 2", tooLarge: true},
-		{name: "bomb", specs: []artZipEntrySpec{{name: "zeros", mode: 0o644, content: zeros}}, maxSize: 1 << 20, message: "unpacks to 8388608 bytes, over the limit", tooLarge: true},
-		{name: "bomb that lies about its size", specs: []artZipEntrySpec{file("first"), {name: "zeros", mode: 0o644, content: zeros, claim: 10}}, maxSize: 1 << 20, message: "zeros", partial: true},
+		{name: "zip slip", specs: []zipEntrySpec{file("ok.txt"), file("../evil.txt")}, message: `paths with ".." are refused`},
+		{name: "zip slip inside a path", specs: []zipEntrySpec{file("a/../../evil.txt")}, message: `paths with ".." are refused`},
+		{name: "absolute path", specs: []zipEntrySpec{file("/tmp/evil.txt")}, message: "absolute paths are refused"},
+		{name: "backslash", specs: []zipEntrySpec{file(`..\evil.txt`)}, message: "may not hold NUL or '\\'"},
+		{name: "absolute symlink", specs: []zipEntrySpec{link("l", "/etc")}, message: "points to the absolute path"},
+		{name: "symlink up and out", specs: []zipEntrySpec{link("l", "../outside")}, message: "outside the directory"},
+		{name: "nested symlink up and out", specs: []zipEntrySpec{link("d/l", "../../outside")}, message: "outside the directory"},
+		{name: "symlink with .. after a name", specs: []zipEntrySpec{link("self", "."), link("l", "self/..")}, message: `has ".." after a name`},
+		{name: "write through a symlink", specs: []zipEntrySpec{{name: "sub/", mode: fs.ModeDir | 0o755}, link("l", "sub"), file("l/x.txt")}, message: `would be written through "l"`},
+		{name: "file under a file", specs: []zipEntrySpec{file("f"), file("f/x")}, message: `would be written through "f"`},
+		{name: "duplicate", specs: []zipEntrySpec{file("a"), file("a")}, message: "appears twice"},
+		{name: "unsupported type", specs: []zipEntrySpec{{name: "fifo", mode: fs.ModeNamedPipe | 0o644}}, message: "unsupported file type"},
+		{name: "too many files", specs: []zipEntrySpec{file("1"), file("2"), file("3")}, maxFiles: 2, message: "3 entries, over the limit of 2", tooLarge: true},
+		{name: "bomb", specs: []zipEntrySpec{{name: "zeros", mode: 0o644, content: zeros}}, maxSize: 1 << 20, message: "unpacks to 8388608 bytes, over the limit", tooLarge: true},
+		{name: "bomb that lies about its size", specs: []zipEntrySpec{file("first"), {name: "zeros", mode: 0o644, content: zeros, claim: 10}}, maxSize: 1 << 20, message: "zeros", partial: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -479,7 +479,7 @@ func TestArtifactsExtractRefusesUnsafeArchives(t *testing.T) {
 			if maxFiles == 0 {
 				maxFiles = DefaultExtractMaxFiles
 			}
-			err := artExtractBytes(t, artMakeZip(t, tt.specs), dir, maxSize, maxFiles)
+			err := extractBytes(t, makeZip(t, tt.specs), dir, maxSize, maxFiles)
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tt.message)
 			assert.Equal(t, tt.tooLarge, errors.Is(err, ErrTooLarge), "errors.Is ErrTooLarge")
@@ -512,13 +512,13 @@ func TestArtifactsExtractRefusesUnsafeArchives(t *testing.T) {
 func TestArtifactsExtractCountsBytesWritten(t *testing.T) {
 	// Two files whose claimed sizes fit the limit together only if the count were per file.
 	dir := t.TempDir()
-	b := artMakeZip(t, []artZipEntrySpec{
+	b := makeZip(t, []zipEntrySpec{
 		{name: "a", mode: 0o644, content: bytes.Repeat([]byte("a"), 600)},
 		{name: "b", mode: 0o644, content: bytes.Repeat([]byte("b"), 600)},
 	})
-	err := artExtractBytes(t, b, dir, 1000, 10)
+	err := extractBytes(t, b, dir, 1000, 10)
 	assert.ErrorIs(t, err, ErrTooLarge)
-	err = artExtractBytes(t, b, dir, 1200, 10)
+	err = extractBytes(t, b, dir, 1200, 10)
 	assert.NoError(t, err)
 }
 
@@ -531,7 +531,7 @@ func TestArtifactsExtractReplacesWithoutFollowing(t *testing.T) {
 	require.NoError(t, os.Symlink(outside, filepath.Join(dir, "pre")))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "old"), []byte("old"), 0o644))
 
-	err := artExtractBytes(t, artMakeZip(t, []artZipEntrySpec{
+	err := extractBytes(t, makeZip(t, []zipEntrySpec{
 		{name: "f", mode: 0o600, content: []byte("new f")},
 		{name: "old", mode: 0o640, content: []byte("new old")},
 	}), dir, 1<<20, 10)
@@ -539,10 +539,10 @@ func TestArtifactsExtractReplacesWithoutFollowing(t *testing.T) {
 	got, err := os.ReadFile(target)
 	require.NoError(t, err)
 	assert.Equal(t, "outside", string(got), "a symlink already in dir was written through")
-	assert.Equal(t, []string{"f -rw------- new f", "old -rw-r----- new old", "pre -> " + outside}, artReadTree(t, dir))
+	assert.Equal(t, []string{"f -rw------- new f", "old -rw-r----- new old", "pre -> " + outside}, readTree(t, dir))
 
 	// A symlink already in dir is not a way out either.
-	err = artExtractBytes(t, artMakeZip(t, []artZipEntrySpec{{name: "pre/evil", mode: 0o644, content: []byte("x")}}), dir, 1<<20, 10)
+	err = extractBytes(t, makeZip(t, []zipEntrySpec{{name: "pre/evil", mode: 0o644, content: []byte("x")}}), dir, 1<<20, 10)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "symbolic link: refusing to write through it")
 	assert.NoFileExists(t, filepath.Join(outside, "evil"))
@@ -551,16 +551,16 @@ func TestArtifactsExtractReplacesWithoutFollowing(t *testing.T) {
 func TestArtifactsExtractDownloadFailures(t *testing.T) {
 	tmpDir := t.TempDir()
 	t.Run("not a zip", func(t *testing.T) {
-		srv := artTestServer(t, (&artFileServer{data: []byte("this is not a zip archive")}).handler(t))
-		c := artTestClient(t, srv.URL)
+		srv := testServer(t, (&fileServer{data: []byte("this is not a zip archive")}).handler(t))
+		c := testClient(t, srv.URL)
 		_, _, err := c.Artifacts.Extract(context.Background(), 42, t.TempDir(), &ExtractOptions{TempDir: tmpDir})
 		require.Error(t, err)
 		assert.Contains(t, err.Error(), "not a zip archive")
 	})
 	t.Run("bomb", func(t *testing.T) {
-		b := artMakeZip(t, []artZipEntrySpec{{name: "zeros", mode: 0o644, content: make([]byte, 4<<20)}})
-		srv := artTestServer(t, (&artFileServer{data: b}).handler(t))
-		c := artTestClient(t, srv.URL)
+		b := makeZip(t, []zipEntrySpec{{name: "zeros", mode: 0o644, content: make([]byte, 4<<20)}})
+		srv := testServer(t, (&fileServer{data: b}).handler(t))
+		c := testClient(t, srv.URL)
 		dst := t.TempDir()
 		_, _, err := c.Artifacts.Extract(context.Background(), 42, dst, &ExtractOptions{TempDir: tmpDir, MaxSize: 1 << 20})
 		assert.ErrorIs(t, err, ErrTooLarge)
@@ -570,7 +570,7 @@ func TestArtifactsExtractDownloadFailures(t *testing.T) {
 	t.Run("archive larger than its limits allow", func(t *testing.T) {
 		// 64 MiB of anything cannot be an archive of at most 1 KiB in one entry: refused long before it is on disk.
 		var served atomic.Int64
-		srv := artTestServer(t, func(w http.ResponseWriter, r *http.Request) {
+		srv := testServer(t, func(w http.ResponseWriter, r *http.Request) {
 			chunk := make([]byte, 64<<10)
 			for range 1024 {
 				n, err := w.Write(chunk)
@@ -580,7 +580,7 @@ func TestArtifactsExtractDownloadFailures(t *testing.T) {
 				}
 			}
 		})
-		c := artTestClient(t, srv.URL)
+		c := testClient(t, srv.URL)
 		dst := t.TempDir()
 		_, _, err := c.Artifacts.Extract(context.Background(), 42, dst, &ExtractOptions{TempDir: tmpDir, MaxSize: 1 << 10, MaxFiles: 1})
 		assert.ErrorIs(t, err, ErrTooLarge)
@@ -590,10 +590,10 @@ func TestArtifactsExtractDownloadFailures(t *testing.T) {
 		assert.Empty(t, entries)
 	})
 	t.Run("not found", func(t *testing.T) {
-		srv := artTestServer(t, func(w http.ResponseWriter, r *http.Request) {
+		srv := testServer(t, func(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, `{"message":"404 Not Found"}`, http.StatusNotFound)
 		})
-		c := artTestClient(t, srv.URL)
+		c := testClient(t, srv.URL)
 		_, _, err := c.Artifacts.Extract(context.Background(), 42, t.TempDir(), &ExtractOptions{TempDir: tmpDir})
 		assert.ErrorIs(t, err, ErrNotFound)
 	})
@@ -608,18 +608,18 @@ func TestArtZipFileRefusesASwappedFile(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "report.txt")
 	require.NoError(t, os.WriteFile(path, []byte("the report"), 0o644))
-	entries, err := artCollect(dir, []string{"report.txt"})
+	entries, err := collectFiles(dir, []string{"report.txt"})
 	require.NoError(t, err)
 	require.Len(t, entries, 1)
 	hdr := &zip.FileHeader{Name: entries[0].name}
 
-	require.NoError(t, artZipFile(zip.NewWriter(io.Discard), hdr, entries[0]), "the file as collected")
+	require.NoError(t, zipFile(zip.NewWriter(io.Discard), hdr, entries[0]), "the file as collected")
 
 	outside := filepath.Join(t.TempDir(), "secret.txt")
 	require.NoError(t, os.WriteFile(outside, []byte("not for the archive"), 0o600))
 	require.NoError(t, os.Remove(path))
 	require.NoError(t, os.Symlink(outside, path))
-	err = artZipFile(zip.NewWriter(io.Discard), hdr, entries[0])
+	err = zipFile(zip.NewWriter(io.Discard), hdr, entries[0])
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "report.txt changed while it was being archived")
 }

@@ -33,9 +33,9 @@ type ArtifactsService service
 // otherwise.
 const DefaultArtifactsFilename = "artifacts.zip"
 
-// artUploadExpectThreshold is the body size from which an upload first asks the coordinator whether it wants the
+// uploadExpectThreshold is the body size from which an upload first asks the coordinator whether it wants the
 // body (Expect: 100-continue), so that a refusal arrives as an answer instead of a broken connection.
-const artUploadExpectThreshold = 1 << 20
+const uploadExpectThreshold = 1 << 20
 
 // UploadOptions are the optional parameters of the uploads.
 type UploadOptions struct {
@@ -70,7 +70,7 @@ func (s *ArtifactsService) Upload(ctx context.Context, id int64, r io.Reader, op
 		size = opts.Size
 	}
 	used := false
-	src := artUploadSource{
+	src := uploadSource{
 		what: "the artifact stream",
 		size: size,
 		open: func() (io.Reader, io.Closer, error) {
@@ -99,7 +99,7 @@ func (s *ArtifactsService) UploadFile(ctx context.Context, id int64, path string
 		return nil, nil, fmt.Errorf("runnerapi: UploadFile: %s is not a regular file", path)
 	}
 	size := fi.Size()
-	src := artUploadSource{
+	src := uploadSource{
 		what:       "the file " + path,
 		size:       size,
 		replayable: true,
@@ -122,8 +122,8 @@ func (s *ArtifactsService) UploadFile(ctx context.Context, id int64, path string
 	return s.upload(ctx, "UploadFile", id, cmp.Or(opts.Filename, filepath.Base(path)), src, opts, reqOpts)
 }
 
-// artUploadSource is where an upload's file content comes from.
-type artUploadSource struct {
+// uploadSource is where an upload's file content comes from.
+type uploadSource struct {
 	// what names the source in errors.
 	what string
 	// size is the content's exact length, or -1 when unknown.
@@ -135,14 +135,14 @@ type artUploadSource struct {
 }
 
 // upload sends one multipart request whose only part, "file", holds the source's content.
-func (s *ArtifactsService) upload(ctx context.Context, name string, id int64, filename string, src artUploadSource, opts *UploadOptions, reqOpts []RequestOption) (*Build, *Response, error) {
+func (s *ArtifactsService) upload(ctx context.Context, name string, id int64, filename string, src uploadSource, opts *UploadOptions, reqOpts []RequestOption) (*Build, *Response, error) {
 	c := s.client
 	cc := newCallConfig(reqOpts)
 	token, err := c.buildTokenFor(cc, name)
 	if err != nil {
 		return nil, nil, err
 	}
-	prefix, suffix, contentType, err := artMultipartEnvelope(filename)
+	prefix, suffix, contentType, err := multipartEnvelope(filename)
 	if err != nil {
 		return nil, nil, fmt.Errorf("runnerapi: %s: %w", name, err)
 	}
@@ -151,14 +151,14 @@ func (s *ArtifactsService) upload(ctx context.Context, name string, id int64, fi
 		path += "?" + url.Values{"expire_in": {opts.ExpireIn}}.Encode()
 	}
 
-	var cur *artUploadBody
-	newBody := func() (*artUploadBody, error) {
+	var cur *uploadBody
+	newBody := func() (*uploadBody, error) {
 		r, closer, err := src.open()
 		if err != nil {
 			return nil, err
 		}
-		b := &artUploadBody{closer: closer}
-		b.src = &artSourceReader{what: src.what, r: r, expected: src.size, progress: newArtProgress(cc.progress, src.size), closed: &b.closed}
+		b := &uploadBody{closer: closer}
+		b.src = &sourceReader{what: src.what, r: r, expected: src.size, progress: newArtProgress(cc.progress, src.size), closed: &b.closed}
 		b.r = io.MultiReader(bytes.NewReader(prefix), b.src, bytes.NewReader(suffix))
 		cur = b
 		return b, nil
@@ -179,7 +179,7 @@ func (s *ArtifactsService) upload(ctx context.Context, name string, id int64, fi
 	} else {
 		req.ContentLength = -1
 	}
-	if src.size < 0 || src.size >= artUploadExpectThreshold {
+	if src.size < 0 || src.size >= uploadExpectThreshold {
 		req.Header.Set("Expect", "100-continue")
 	}
 	if src.replayable {
@@ -220,9 +220,9 @@ func artifactsPath(id int64) string {
 	return "builds/" + strconv.FormatInt(id, 10) + "/artifacts"
 }
 
-// artMultipartEnvelope returns what goes before and after the file's bytes in a multipart/form-data body whose
+// multipartEnvelope returns what goes before and after the file's bytes in a multipart/form-data body whose
 // only part is the file, and the body's Content-Type. Knowing both lets the body be streamed with an exact length.
-func artMultipartEnvelope(filename string) (prefix, suffix []byte, contentType string, err error) {
+func multipartEnvelope(filename string) (prefix, suffix []byte, contentType string, err error) {
 	var buf bytes.Buffer
 	mw := multipart.NewWriter(&buf)
 	if _, err := mw.CreateFormFile("file", filename); err != nil {
@@ -239,17 +239,17 @@ func artMultipartEnvelope(filename string) (prefix, suffix []byte, contentType s
 // errArtBodyClosed is what reading an upload body returns once the call is over.
 var errArtBodyClosed = errors.New("upload body closed")
 
-// artUploadBody is the body of one upload attempt. It is read by the transport's goroutine, possibly even after the
+// uploadBody is the body of one upload attempt. It is read by the transport's goroutine, possibly even after the
 // call returned, so it stops reading its source once closed.
-type artUploadBody struct {
+type uploadBody struct {
 	r      io.Reader
-	src    *artSourceReader
+	src    *sourceReader
 	closer io.Closer
 	closed atomic.Bool
 	once   sync.Once
 }
 
-func (b *artUploadBody) Read(p []byte) (int, error) {
+func (b *uploadBody) Read(p []byte) (int, error) {
 	if b.closed.Load() {
 		return 0, errArtBodyClosed
 	}
@@ -260,25 +260,25 @@ func (b *artUploadBody) Read(p []byte) (int, error) {
 // copies it with io.Copy and flushes every chunk: a WriteTo with a larger buffer makes fewer, larger chunks and so
 // fewer system calls. A body of known size gets no WriteTo, since net/http hides it behind an io.LimitReader
 // anyway and would only use it to check for extra bytes at the end.
-func (b *artUploadBody) forTransport() io.ReadCloser {
+func (b *uploadBody) forTransport() io.ReadCloser {
 	if b.src.expected < 0 {
-		return artChunkedUploadBody{b}
+		return chunkedUploadBody{b}
 	}
 	return b
 }
 
-// artUploadChunkSize is the buffer, and so the largest chunk, of a chunked upload body.
-const artUploadChunkSize = 256 << 10
+// uploadChunkSize is the buffer, and so the largest chunk, of a chunked upload body.
+const uploadChunkSize = 256 << 10
 
-// artChunkedUploadBody is an upload body of unknown size.
-type artChunkedUploadBody struct {
-	*artUploadBody
+// chunkedUploadBody is an upload body of unknown size.
+type chunkedUploadBody struct {
+	*uploadBody
 }
 
-// WriteTo copies the body to w through a buffer of artUploadChunkSize, one Read per Write, so that bytes a slow
+// WriteTo copies the body to w through a buffer of uploadChunkSize, one Read per Write, so that bytes a slow
 // source yields go out at once.
-func (b artChunkedUploadBody) WriteTo(w io.Writer) (int64, error) {
-	buf := make([]byte, artUploadChunkSize)
+func (b chunkedUploadBody) WriteTo(w io.Writer) (int64, error) {
+	buf := make([]byte, uploadChunkSize)
 	var total int64
 	for {
 		n, err := b.Read(buf)
@@ -302,7 +302,7 @@ func (b artChunkedUploadBody) WriteTo(w io.Writer) (int64, error) {
 }
 
 // Close ends the body; it does not wait for a Read in progress.
-func (b *artUploadBody) Close() error {
+func (b *uploadBody) Close() error {
 	b.closed.Store(true)
 	b.once.Do(func() {
 		if b.closer != nil {
@@ -313,27 +313,27 @@ func (b *artUploadBody) Close() error {
 }
 
 // failure is the source's own failure, if it had one.
-func (b *artUploadBody) failure() error {
+func (b *uploadBody) failure() error {
 	b.src.mu.Lock()
 	defer b.src.mu.Unlock()
 	return b.src.err
 }
 
-// artSourceReader reads an upload's content, holding it to its announced size, and remembers the source's own
+// sourceReader reads an upload's content, holding it to its announced size, and remembers the source's own
 // failure so that it is reported as such instead of as a transport error.
-type artSourceReader struct {
+type sourceReader struct {
 	what     string
 	r        io.Reader
 	expected int64 // -1: unknown
 	n        int64
-	progress *artProgress
+	progress *progressReporter
 	closed   *atomic.Bool // the body's: failures after it closed are its doing, not the source's
 
 	mu  sync.Mutex
 	err error
 }
 
-func (s *artSourceReader) Read(p []byte) (int, error) {
+func (s *sourceReader) Read(p []byte) (int, error) {
 	if s.expected >= 0 {
 		rem := s.expected - s.n
 		if rem == 0 {
@@ -361,7 +361,7 @@ func (s *artSourceReader) Read(p []byte) (int, error) {
 }
 
 // checkExhausted makes sure a source of known size has nothing beyond it.
-func (s *artSourceReader) checkExhausted() error {
+func (s *sourceReader) checkExhausted() error {
 	var one [1]byte
 	n, err := io.ReadAtLeast(s.r, one[:], 1)
 	switch {
@@ -374,7 +374,7 @@ func (s *artSourceReader) checkExhausted() error {
 	}
 }
 
-func (s *artSourceReader) fail(err error) error {
+func (s *sourceReader) fail(err error) error {
 	if s.closed.Load() {
 		return err
 	}
@@ -401,12 +401,12 @@ func (s *ArtifactsService) Delete(ctx context.Context, id int64, reqOpts ...Requ
 	return c.do(req, nil, call{retry: retryTransient, small: true, secrets: []string{token}})
 }
 
-// artProgressInterval is the least time between two progress reports of one transfer, apart from the last.
-const artProgressInterval = 100 * time.Millisecond
+// progressInterval is the least time between two progress reports of one transfer, apart from the last.
+const progressInterval = 100 * time.Millisecond
 
-// artProgress reports a transfer's progress to a ProgressFunc at most once per artProgressInterval, and once at
+// progressReporter reports a transfer's progress to a ProgressFunc at most once per progressInterval, and once at
 // the end. It is safe for concurrent use, and every method is a no-op when there is no ProgressFunc.
-type artProgress struct {
+type progressReporter struct {
 	fn  ProgressFunc
 	now func() time.Time
 
@@ -417,18 +417,18 @@ type artProgress struct {
 	reported int64 // -1: nothing reported since the last reset
 }
 
-func newArtProgress(fn ProgressFunc, total int64) *artProgress {
-	return &artProgress{fn: fn, now: time.Now, total: total, reported: -1}
+func newArtProgress(fn ProgressFunc, total int64) *progressReporter {
+	return &progressReporter{fn: fn, now: time.Now, total: total, reported: -1}
 }
 
-func (p *artProgress) add(n int64) {
+func (p *progressReporter) add(n int64) {
 	if p == nil || p.fn == nil {
 		return
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.done += n
-	if t := p.now(); p.reported < 0 || t.Sub(p.last) >= artProgressInterval {
+	if t := p.now(); p.reported < 0 || t.Sub(p.last) >= progressInterval {
 		p.last = t
 		p.reported = p.done
 		p.fn(p.done, p.total)
@@ -436,7 +436,7 @@ func (p *artProgress) add(n int64) {
 }
 
 // reset starts the count again, for a transfer that starts over.
-func (p *artProgress) reset(total int64) {
+func (p *progressReporter) reset(total int64) {
 	if p == nil {
 		return
 	}
@@ -446,7 +446,7 @@ func (p *artProgress) reset(total int64) {
 }
 
 // finish reports the final count, unless it was just reported.
-func (p *artProgress) finish() {
+func (p *progressReporter) finish() {
 	if p == nil || p.fn == nil {
 		return
 	}

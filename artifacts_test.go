@@ -31,51 +31,51 @@ import (
 )
 
 const (
-	artTestToken    = "build-token-s3cr3t"
-	artTestBasePath = "/gitlab"
-	artTestPath     = artTestBasePath + "/ci/api/v1/builds/42/artifacts"
+	testToken    = "build-token-s3cr3t"
+	testBasePath = "/gitlab"
+	testPath     = testBasePath + "/ci/api/v1/builds/42/artifacts"
 )
 
-// artTestClient returns a client for srvURL with its own transport, the build token, and retries that do not
+// testClient returns a client for srvURL with its own transport, the build token, and retries that do not
 // wait.
-func artTestClient(t *testing.T, srvURL string, opts ...Option) *Client {
+func testClient(t *testing.T, srvURL string, opts ...Option) *Client {
 	t.Helper()
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	t.Cleanup(tr.CloseIdleConnections)
 	base := []Option{
 		WithHTTPClient(&http.Client{Transport: tr}),
-		WithBuildToken(artTestToken),
+		WithBuildToken(testToken),
 		WithRetryPolicy(RetryPolicy{MaxRetries: 3, BaseDelay: time.Millisecond, MaxDelay: 2 * time.Millisecond}),
 	}
-	c, err := NewClient(srvURL+artTestBasePath, append(base, opts...)...)
+	c, err := NewClient(srvURL+testBasePath, append(base, opts...)...)
 	require.NoError(t, err)
 	return c
 }
 
-// artTestServer serves handler at the artifacts path of build 42 and 404s everything else, so a path mistake
+// testServer serves handler at the artifacts path of build 42 and 404s everything else, so a path mistake
 // fails loudly.
-func artTestServer(t *testing.T, handler http.HandlerFunc) *httptest.Server {
+func testServer(t *testing.T, handler http.HandlerFunc) *httptest.Server {
 	t.Helper()
 	mux := http.NewServeMux()
-	mux.HandleFunc(artTestPath, handler)
+	mux.HandleFunc(testPath, handler)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return srv
 }
 
-// artPRNG yields n bytes of a seeded pseudo-random stream, so large bodies need no memory.
-type artPRNG struct {
+// prng yields n bytes of a seeded pseudo-random stream, so large bodies need no memory.
+type prng struct {
 	c *rand.ChaCha8
 	n int64
 }
 
-func newArtPRNG(seed byte, n int64) *artPRNG {
+func newArtPRNG(seed byte, n int64) *prng {
 	var s [32]byte
 	s[0] = seed
-	return &artPRNG{c: rand.NewChaCha8(s), n: n}
+	return &prng{c: rand.NewChaCha8(s), n: n}
 }
 
-func (r *artPRNG) Read(p []byte) (int, error) {
+func (r *prng) Read(p []byte) (int, error) {
 	if r.n <= 0 {
 		return 0, io.EOF
 	}
@@ -87,7 +87,7 @@ func (r *artPRNG) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-func artPRNGBytes(seed byte, n int64) []byte {
+func prngBytes(seed byte, n int64) []byte {
 	b, err := io.ReadAll(newArtPRNG(seed, n))
 	if err != nil {
 		panic(err)
@@ -95,15 +95,15 @@ func artPRNGBytes(seed byte, n int64) []byte {
 	return b
 }
 
-func artSum(b []byte) string {
+func sha256Hex(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
 }
 
-func artHex(h hash.Hash) string { return hex.EncodeToString(h.Sum(nil)) }
+func hexDigest(h hash.Hash) string { return hex.EncodeToString(h.Sum(nil)) }
 
-// artReceived is what a test server saw of one upload.
-type artReceived struct {
+// receivedUpload is what a test server saw of one upload.
+type receivedUpload struct {
 	method, rawQuery, token, contentType string
 	contentLength                        int64
 	chunked                              bool
@@ -113,9 +113,9 @@ type artReceived struct {
 	expect                               string
 }
 
-// artReadUpload reads an upload's multipart body part by part, hashing the file without keeping it.
-func artReadUpload(t *testing.T, r *http.Request) (artReceived, error) {
-	got := artReceived{
+// readUpload reads an upload's multipart body part by part, hashing the file without keeping it.
+func readUpload(t *testing.T, r *http.Request) (receivedUpload, error) {
+	got := receivedUpload{
 		method: r.Method, rawQuery: r.URL.RawQuery, token: r.Header.Get("BUILD-TOKEN"),
 		contentType: r.Header.Get("Content-Type"), contentLength: r.ContentLength,
 		chunked: len(r.TransferEncoding) > 0 && r.TransferEncoding[0] == "chunked", expect: r.Header.Get("Expect"),
@@ -140,7 +140,7 @@ func artReadUpload(t *testing.T, r *http.Request) (artReceived, error) {
 		if err != nil {
 			return got, err
 		}
-		got.size, got.sum = n, artHex(h)
+		got.size, got.sum = n, hexDigest(h)
 	}
 	if parts != 1 {
 		return got, fmt.Errorf("%d parts", parts)
@@ -148,14 +148,14 @@ func artReadUpload(t *testing.T, r *http.Request) (artReceived, error) {
 	return got, nil
 }
 
-// artUploadServer accepts uploads, records them, and answers with a build.
-func artUploadServer(t *testing.T) (*httptest.Server, func() []artReceived) {
+// uploadServer accepts uploads, records them, and answers with a build.
+func uploadServer(t *testing.T) (*httptest.Server, func() []receivedUpload) {
 	var (
 		mu   sync.Mutex
-		seen []artReceived
+		seen []receivedUpload
 	)
-	srv := artTestServer(t, func(w http.ResponseWriter, r *http.Request) {
-		got, err := artReadUpload(t, r)
+	srv := testServer(t, func(w http.ResponseWriter, r *http.Request) {
+		got, err := readUpload(t, r)
 		mu.Lock()
 		seen = append(seen, got)
 		mu.Unlock()
@@ -165,17 +165,17 @@ func artUploadServer(t *testing.T) (*httptest.Server, func() []artReceived) {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusCreated)
-		fmt.Fprintf(w, `{"id":42,"status":"running","token":%q,"artifacts_file":{"filename":%q,"size":%d}}`, artTestToken, got.filename, got.size)
+		fmt.Fprintf(w, `{"id":42,"status":"running","token":%q,"artifacts_file":{"filename":%q,"size":%d}}`, testToken, got.filename, got.size)
 	})
-	return srv, func() []artReceived {
+	return srv, func() []receivedUpload {
 		mu.Lock()
 		defer mu.Unlock()
-		return append([]artReceived(nil), seen...)
+		return append([]receivedUpload(nil), seen...)
 	}
 }
 
 func TestArtifactsUploadRequestShape(t *testing.T) {
-	data := artPRNGBytes(1, 3<<20+17)
+	data := prngBytes(1, 3<<20+17)
 	dir := t.TempDir()
 	file := filepath.Join(dir, "build output.zip")
 	require.NoError(t, os.WriteFile(file, data, 0o644))
@@ -216,15 +216,15 @@ func TestArtifactsUploadRequestShape(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv, seen := artUploadServer(t)
-			c := artTestClient(t, srv.URL)
+			srv, seen := uploadServer(t)
+			c := testClient(t, srv.URL)
 			build, resp, err := tt.call(c)
 			require.NoError(t, err)
 			require.Len(t, seen(), 1)
 			got := seen()[0]
 			assert.Equal(t, http.MethodPost, got.method)
-			assert.Equal(t, artTestToken, got.token)
-			assert.NotContains(t, got.rawQuery, artTestToken)
+			assert.Equal(t, testToken, got.token)
+			assert.NotContains(t, got.rawQuery, testToken)
 			assert.Equal(t, tt.wantQuery, got.rawQuery)
 			mt, _, err := mime.ParseMediaType(got.contentType)
 			require.NoError(t, err)
@@ -232,7 +232,7 @@ func TestArtifactsUploadRequestShape(t *testing.T) {
 			assert.Equal(t, "file", got.partName)
 			assert.Equal(t, tt.wantFilename, got.filename)
 			assert.Equal(t, int64(len(data)), got.size)
-			assert.Equal(t, artSum(data), got.sum)
+			assert.Equal(t, sha256Hex(data), got.sum)
 			assert.Equal(t, "100-continue", got.expect)
 			if tt.wantLength {
 				assert.False(t, got.chunked)
@@ -250,8 +250,8 @@ func TestArtifactsUploadRequestShape(t *testing.T) {
 }
 
 func TestArtifactsSmallUploadSkipsExpect(t *testing.T) {
-	srv, seen := artUploadServer(t)
-	c := artTestClient(t, srv.URL)
+	srv, seen := uploadServer(t)
+	c := testClient(t, srv.URL)
 	_, _, err := c.Artifacts.Upload(context.Background(), 42, strings.NewReader("tiny"), &UploadOptions{Size: 4})
 	require.NoError(t, err)
 	require.Len(t, seen(), 1)
@@ -288,12 +288,12 @@ func TestArtifactsUploadSizeMismatch(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var hits atomic.Int32
-			srv := artTestServer(t, func(w http.ResponseWriter, r *http.Request) {
+			srv := testServer(t, func(w http.ResponseWriter, r *http.Request) {
 				hits.Add(1)
 				_, _ = io.Copy(io.Discard, r.Body)
 				w.WriteHeader(http.StatusCreated)
 			})
-			c := artTestClient(t, srv.URL)
+			c := testClient(t, srv.URL)
 			_, _, err := c.Artifacts.Upload(context.Background(), 42, strings.NewReader(tt.data), &UploadOptions{Size: tt.size})
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tt.want)
@@ -302,9 +302,9 @@ func TestArtifactsUploadSizeMismatch(t *testing.T) {
 	}
 }
 
-// artHeapWatch samples the heap while a transfer runs and reports the highest HeapAlloc seen above the starting
+// heapWatch samples the heap while a transfer runs and reports the highest HeapAlloc seen above the starting
 // point, and the bytes allocated in all.
-type artHeapWatch struct {
+type heapWatch struct {
 	stop     chan struct{}
 	done     chan struct{}
 	base     runtime.MemStats
@@ -312,9 +312,9 @@ type artHeapWatch struct {
 	finished runtime.MemStats
 }
 
-func startArtHeapWatch() *artHeapWatch {
+func startArtHeapWatch() *heapWatch {
 	runtime.GC()
-	w := &artHeapWatch{stop: make(chan struct{}), done: make(chan struct{})}
+	w := &heapWatch{stop: make(chan struct{}), done: make(chan struct{})}
 	runtime.ReadMemStats(&w.base)
 	go func() {
 		defer close(w.done)
@@ -337,7 +337,7 @@ func startArtHeapWatch() *artHeapWatch {
 }
 
 // end returns the peak heap growth and the bytes allocated since the start.
-func (w *artHeapWatch) end() (peakGrowth, allocated uint64) {
+func (w *heapWatch) end() (peakGrowth, allocated uint64) {
 	close(w.stop)
 	<-w.done
 	runtime.ReadMemStats(&w.finished)
@@ -351,9 +351,9 @@ func (w *artHeapWatch) end() (peakGrowth, allocated uint64) {
 }
 
 const (
-	artBigSize = 200 << 20
-	// artHeapBudget is how much the heap may grow, and how much may be allocated, while 200 MiB go through.
-	artHeapBudget = 8 << 20
+	bigSize = 200 << 20
+	// heapBudget is how much the heap may grow, and how much may be allocated, while 200 MiB go through.
+	heapBudget = 8 << 20
 )
 
 func TestArtifactsUpload200MiBInConstantMemory(t *testing.T) {
@@ -362,25 +362,25 @@ func TestArtifactsUpload200MiBInConstantMemory(t *testing.T) {
 	}
 	for _, known := range []bool{false, true} {
 		t.Run("size known "+strconv.FormatBool(known), func(t *testing.T) {
-			srv, seen := artUploadServer(t)
-			c := artTestClient(t, srv.URL)
+			srv, seen := uploadServer(t)
+			c := testClient(t, srv.URL)
 			want := sha256.New()
-			src := io.TeeReader(newArtPRNG(7, artBigSize), want)
+			src := io.TeeReader(newArtPRNG(7, bigSize), want)
 			opts := &UploadOptions{}
 			if known {
-				opts.Size = artBigSize
+				opts.Size = bigSize
 			}
 			watch := startArtHeapWatch()
 			_, _, err := c.Artifacts.Upload(context.Background(), 42, src, opts)
 			growth, allocated := watch.end()
 			require.NoError(t, err)
 			require.Len(t, seen(), 1)
-			assert.Equal(t, int64(artBigSize), seen()[0].size)
-			assert.Equal(t, artHex(want), seen()[0].sum)
+			assert.Equal(t, int64(bigSize), seen()[0].size)
+			assert.Equal(t, hexDigest(want), seen()[0].sum)
 			assert.Equal(t, !known, seen()[0].chunked)
 			t.Logf("heap growth %d KiB, allocated %d KiB", growth>>10, allocated>>10)
-			assert.Less(t, growth, uint64(artHeapBudget), "heap grew while uploading")
-			assert.Less(t, allocated, uint64(artHeapBudget), "allocated while uploading")
+			assert.Less(t, growth, uint64(heapBudget), "heap grew while uploading")
+			assert.Less(t, allocated, uint64(heapBudget), "allocated while uploading")
 		})
 	}
 }
@@ -390,36 +390,36 @@ func TestArtifactsDownload200MiBInConstantMemory(t *testing.T) {
 		t.Skip("moves 200 MiB")
 	}
 	sent := make(chan string, 1)
-	srv := artTestServer(t, func(w http.ResponseWriter, r *http.Request) {
-		assert.Equal(t, artTestToken, r.Header.Get("BUILD-TOKEN"))
+	srv := testServer(t, func(w http.ResponseWriter, r *http.Request) {
+		assert.Equal(t, testToken, r.Header.Get("BUILD-TOKEN"))
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Header().Set("Content-Disposition", "attachment; filename=big.zip")
-		w.Header().Set("Content-Length", strconv.Itoa(artBigSize))
+		w.Header().Set("Content-Length", strconv.Itoa(bigSize))
 		h := sha256.New()
-		_, err := io.Copy(io.MultiWriter(w, h), newArtPRNG(9, artBigSize))
+		_, err := io.Copy(io.MultiWriter(w, h), newArtPRNG(9, bigSize))
 		assert.NoError(t, err)
-		sent <- artHex(h)
+		sent <- hexDigest(h)
 	})
-	c := artTestClient(t, srv.URL)
+	c := testClient(t, srv.URL)
 	got := sha256.New()
 	watch := startArtHeapWatch()
 	info, resp, err := c.Artifacts.Download(context.Background(), 42, got, nil)
 	growth, allocated := watch.end()
 	require.NoError(t, err)
-	assert.Equal(t, &ArtifactInfo{Filename: "big.zip", Size: artBigSize}, info)
+	assert.Equal(t, &ArtifactInfo{Filename: "big.zip", Size: bigSize}, info)
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
-	assert.Equal(t, <-sent, artHex(got))
+	assert.Equal(t, <-sent, hexDigest(got))
 	t.Logf("heap growth %d KiB, allocated %d KiB", growth>>10, allocated>>10)
-	assert.Less(t, growth, uint64(artHeapBudget), "heap grew while downloading")
-	assert.Less(t, allocated, uint64(artHeapBudget), "allocated while downloading")
+	assert.Less(t, growth, uint64(heapBudget), "heap grew while downloading")
+	assert.Less(t, allocated, uint64(heapBudget), "allocated while downloading")
 }
 
-// artEarlyServer answers every request with status and body as soon as it has read the request's head and, when
+// earlyServer answers every request with status and body as soon as it has read the request's head and, when
 // takeBody is positive, that many bytes of the body (after a 100 Continue), reading no more. With takeBody zero it
 // then closes the connection at once, as a front proxy refusing an upload on its headers does. Otherwise it closes
 // only its sending side and keeps discarding what arrives until the client hangs up, as front proxies do to let a
 // client that is still sending see the answer (nginx's lingering close).
-func artEarlyServer(t *testing.T, status int, body string, takeBody int64) string {
+func earlyServer(t *testing.T, status int, body string, takeBody int64) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	var wg sync.WaitGroup
@@ -464,7 +464,7 @@ func artEarlyServer(t *testing.T, status int, body string, takeBody int64) strin
 }
 
 func TestArtifactsUploadEarlyAnswer(t *testing.T) {
-	artLeakCheck(t)
+	leakCheck(t)
 	big := filepath.Join(t.TempDir(), "big.zip")
 	f, err := os.Create(big)
 	require.NoError(t, err)
@@ -483,7 +483,7 @@ func TestArtifactsUploadEarlyAnswer(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(strconv.Itoa(tt.status), func(t *testing.T) {
-			c := artTestClient(t, artEarlyServer(t, tt.status, tt.body, 0))
+			c := testClient(t, earlyServer(t, tt.status, tt.body, 0))
 			uploads := map[string]func() error{
 				"stream": func() error {
 					_, _, err := c.Artifacts.Upload(context.Background(), 42, newArtPRNG(4, 64<<20), nil)
@@ -513,10 +513,10 @@ func TestArtifactsUploadEarlyAnswer(t *testing.T) {
 }
 
 func TestArtifactsUploadRefusedAfterPartOfTheBody(t *testing.T) {
-	artLeakCheck(t)
+	leakCheck(t)
 	// A proxy that asks for the body, refuses it after 1 MiB and reads no further: the answer arrives while the
 	// client is still sending, and must win over the write failure that follows.
-	c := artTestClient(t, artEarlyServer(t, http.StatusRequestEntityTooLarge, `{"message":"413 Request Entity Too Large"}`, 1<<20))
+	c := testClient(t, earlyServer(t, http.StatusRequestEntityTooLarge, `{"message":"413 Request Entity Too Large"}`, 1<<20))
 	for i := 0; i < 5; i++ {
 		_, _, err := c.Artifacts.Upload(context.Background(), 42, newArtPRNG(5, 64<<20), nil)
 		require.Error(t, err)
@@ -525,16 +525,16 @@ func TestArtifactsUploadRefusedAfterPartOfTheBody(t *testing.T) {
 }
 
 func TestArtifactsUploadFileRetriedAfterTransientFailure(t *testing.T) {
-	data := artPRNGBytes(11, 2<<20)
+	data := prngBytes(11, 2<<20)
 	file := filepath.Join(t.TempDir(), "a.zip")
 	require.NoError(t, os.WriteFile(file, data, 0o600))
 	var attempts atomic.Int32
 	var (
 		mu   sync.Mutex
-		last artReceived
+		last receivedUpload
 	)
-	srv := artTestServer(t, func(w http.ResponseWriter, r *http.Request) {
-		got, err := artReadUpload(t, r)
+	srv := testServer(t, func(w http.ResponseWriter, r *http.Request) {
+		got, err := readUpload(t, r)
 		if !assert.NoError(t, err) {
 			return
 		}
@@ -548,7 +548,7 @@ func TestArtifactsUploadFileRetriedAfterTransientFailure(t *testing.T) {
 		w.WriteHeader(http.StatusCreated)
 		_, _ = io.WriteString(w, `{"id":42}`)
 	})
-	c := artTestClient(t, srv.URL)
+	c := testClient(t, srv.URL)
 	build, resp, err := c.Artifacts.UploadFile(context.Background(), 42, file, nil)
 	require.NoError(t, err)
 	assert.Equal(t, int64(42), build.ID)
@@ -556,7 +556,7 @@ func TestArtifactsUploadFileRetriedAfterTransientFailure(t *testing.T) {
 	assert.Equal(t, int32(2), attempts.Load())
 	mu.Lock()
 	defer mu.Unlock()
-	assert.Equal(t, artSum(data), last.sum)
+	assert.Equal(t, sha256Hex(data), last.sum)
 	assert.Equal(t, "a.zip", last.filename)
 }
 
@@ -564,14 +564,14 @@ func TestArtifactsUploadFileChangedIsNotRetried(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "a.zip")
 	require.NoError(t, os.WriteFile(file, []byte("first version"), 0o600))
 	var attempts atomic.Int32
-	srv := artTestServer(t, func(w http.ResponseWriter, r *http.Request) {
+	srv := testServer(t, func(w http.ResponseWriter, r *http.Request) {
 		attempts.Add(1)
 		_, _ = io.Copy(io.Discard, r.Body)
 		// The file grows before the retry.
 		require.NoError(t, os.WriteFile(file, []byte("second, longer version"), 0o600))
 		http.Error(w, "busy", http.StatusServiceUnavailable)
 	})
-	c := artTestClient(t, srv.URL)
+	c := testClient(t, srv.URL)
 	_, _, err := c.Artifacts.UploadFile(context.Background(), 42, file, nil)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "changed size")
@@ -579,14 +579,14 @@ func TestArtifactsUploadFileChangedIsNotRetried(t *testing.T) {
 }
 
 func TestArtifactsUploadStreamIsNotRetried(t *testing.T) {
-	artLeakCheck(t)
+	leakCheck(t)
 	var attempts atomic.Int32
-	srv := artTestServer(t, func(w http.ResponseWriter, r *http.Request) {
+	srv := testServer(t, func(w http.ResponseWriter, r *http.Request) {
 		attempts.Add(1)
 		_, _ = io.Copy(io.Discard, r.Body)
 		http.Error(w, `{"message":"503 Service Unavailable"}`, http.StatusServiceUnavailable)
 	})
-	c := artTestClient(t, srv.URL)
+	c := testClient(t, srv.URL)
 	_, resp, err := c.Artifacts.Upload(context.Background(), 42, strings.NewReader("stream"), nil)
 	require.Error(t, err)
 	assert.ErrorIs(t, err, ErrBodyNotReplayable)
@@ -597,11 +597,11 @@ func TestArtifactsUploadStreamIsNotRetried(t *testing.T) {
 }
 
 func TestArtifactsUploadReaderFailure(t *testing.T) {
-	srv := artTestServer(t, func(w http.ResponseWriter, r *http.Request) {
+	srv := testServer(t, func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		w.WriteHeader(http.StatusCreated)
 	})
-	c := artTestClient(t, srv.URL)
+	c := testClient(t, srv.URL)
 	boom := errors.New("disk on fire")
 	_, _, err := c.Artifacts.Upload(context.Background(), 42, io.MultiReader(strings.NewReader("part"), iotestErrReader{boom}), nil)
 	require.Error(t, err)
@@ -617,21 +617,21 @@ func TestArtifactsDelete(t *testing.T) {
 	mock := httpmock.NewMockTransport()
 	mock.RegisterResponder(http.MethodDelete, "https://ci.example.com/ci/api/v1/builds/7/artifacts",
 		func(r *http.Request) (*http.Response, error) {
-			if r.Header.Get("BUILD-TOKEN") != artTestToken || r.URL.RawQuery != "" {
+			if r.Header.Get("BUILD-TOKEN") != testToken || r.URL.RawQuery != "" {
 				return httpmock.NewStringResponse(http.StatusForbidden, `{"message":"403 Forbidden"}`), nil
 			}
 			return httpmock.NewStringResponse(http.StatusOK, ``), nil
 		})
 	mock.RegisterResponder(http.MethodDelete, "https://ci.example.com/ci/api/v1/builds/8/artifacts",
 		httpmock.NewStringResponder(http.StatusNotFound, `{"message":"404 Not Found"}`))
-	c, err := NewClient("https://ci.example.com", WithHTTPClient(&http.Client{Transport: mock}), WithBuildToken(artTestToken))
+	c, err := NewClient("https://ci.example.com", WithHTTPClient(&http.Client{Transport: mock}), WithBuildToken(testToken))
 	require.NoError(t, err)
 	resp, err := c.Artifacts.Delete(context.Background(), 7)
 	require.NoError(t, err)
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	_, err = c.Artifacts.Delete(context.Background(), 8)
 	assert.ErrorIs(t, err, ErrNotFound)
-	assert.NotContains(t, err.Error(), artTestToken)
+	assert.NotContains(t, err.Error(), testToken)
 }
 
 func TestArtifactsDispositionFilename(t *testing.T) {
@@ -664,7 +664,7 @@ func TestArtifactsDispositionFilename(t *testing.T) {
 		{`attachment; filename="` + strings.Repeat("a", 300) + `"`, ""},
 	}
 	for _, tt := range tests {
-		assert.Equal(t, tt.want, artDispositionFilename(tt.header), tt.header)
+		assert.Equal(t, tt.want, dispositionFilename(tt.header), tt.header)
 	}
 }
 
@@ -686,7 +686,7 @@ func TestArtifactsParseContentRange(t *testing.T) {
 		{"", 0, 0, 0, false},
 	}
 	for _, tt := range tests {
-		first, last, total, ok := artParseContentRange(tt.v)
+		first, last, total, ok := parseContentRange(tt.v)
 		assert.Equal(t, tt.ok, ok, tt.v)
 		if tt.ok {
 			assert.Equal(t, []int64{tt.first, tt.last, tt.total}, []int64{first, last, total}, tt.v)
@@ -694,9 +694,9 @@ func TestArtifactsParseContentRange(t *testing.T) {
 	}
 }
 
-// artFileServer serves data as build 42's artifacts file the way a coordinator does, honouring byte ranges. When
+// fileServer serves data as build 42's artifacts file the way a coordinator does, honouring byte ranges. When
 // dropAt is positive, the first answer is cut off after that many bytes.
-type artFileServer struct {
+type fileServer struct {
 	data      []byte
 	dropAt    int
 	ignoreRng bool
@@ -711,7 +711,7 @@ type artFileServer struct {
 	requests  int
 }
 
-func (s *artFileServer) handler(t *testing.T) http.HandlerFunc {
+func (s *fileServer) handler(t *testing.T) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		s.requests++
@@ -759,17 +759,17 @@ func (s *artFileServer) handler(t *testing.T) http.HandlerFunc {
 	}
 }
 
-func (s *artFileServer) seen() (ranges, ifRanges, tokens []string) {
+func (s *fileServer) seen() (ranges, ifRanges, tokens []string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]string(nil), s.ranges...), append([]string(nil), s.ifRanges...), append([]string(nil), s.tokens...)
 }
 
 func TestArtifactsDownload(t *testing.T) {
-	data := artPRNGBytes(2, 100_000)
-	fs := &artFileServer{data: data}
-	srv := artTestServer(t, fs.handler(t))
-	c := artTestClient(t, srv.URL)
+	data := prngBytes(2, 100_000)
+	fs := &fileServer{data: data}
+	srv := testServer(t, fs.handler(t))
+	c := testClient(t, srv.URL)
 
 	var buf bytes.Buffer
 	info, resp, err := c.Artifacts.Download(context.Background(), 42, &buf, nil)
@@ -787,7 +787,7 @@ func TestArtifactsDownload(t *testing.T) {
 	assert.Equal(t, int64(len(data)), info.Size)
 
 	_, _, tokens := fs.seen()
-	assert.Equal(t, []string{artTestToken, artTestToken}, tokens)
+	assert.Equal(t, []string{testToken, testToken}, tokens)
 	fs.mu.Lock()
 	assert.Equal(t, []string{"", ""}, fs.queries, "nothing, least of all the token, goes in the query")
 	fs.mu.Unlock()
@@ -795,7 +795,7 @@ func TestArtifactsDownload(t *testing.T) {
 
 func TestArtifactsUploadFileNeedsARegularFile(t *testing.T) {
 	mock := httpmock.NewMockTransport()
-	c, err := NewClient("https://ci.example.com", WithHTTPClient(&http.Client{Transport: mock}), WithBuildToken(artTestToken))
+	c, err := NewClient("https://ci.example.com", WithHTTPClient(&http.Client{Transport: mock}), WithBuildToken(testToken))
 	require.NoError(t, err)
 	dir := t.TempDir()
 	_, _, err = c.Artifacts.UploadFile(context.Background(), 42, dir, nil)
@@ -806,12 +806,12 @@ func TestArtifactsUploadFileNeedsARegularFile(t *testing.T) {
 }
 
 func TestArtifactsDownloadNotFound(t *testing.T) {
-	srv := artTestServer(t, func(w http.ResponseWriter, r *http.Request) {
+	srv := testServer(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusNotFound)
 		_, _ = io.WriteString(w, `{"message":"404 Not Found"}`)
 	})
-	c := artTestClient(t, srv.URL)
+	c := testClient(t, srv.URL)
 	var buf bytes.Buffer
 	_, resp, err := c.Artifacts.Download(context.Background(), 42, &buf, nil)
 	assert.ErrorIs(t, err, ErrNotFound)
@@ -823,14 +823,14 @@ func TestArtifactsDownloadNotFound(t *testing.T) {
 }
 
 func TestArtifactsDownloadResumes(t *testing.T) {
-	data := artPRNGBytes(3, 1<<20)
+	data := prngBytes(3, 1<<20)
 	for _, noLength := range []bool{false, true} {
 		for _, toFile := range []bool{false, true} {
 			t.Run(fmt.Sprintf("length unknown %v, to file %v", noLength, toFile), func(t *testing.T) {
-				artLeakCheck(t)
-				fs := &artFileServer{data: data, dropAt: 300_000, etag: `"v1"`, noLength: noLength}
-				srv := artTestServer(t, fs.handler(t))
-				c := artTestClient(t, srv.URL)
+				leakCheck(t)
+				fs := &fileServer{data: data, dropAt: 300_000, etag: `"v1"`, noLength: noLength}
+				srv := testServer(t, fs.handler(t))
+				c := testClient(t, srv.URL)
 				var got []byte
 				if toFile {
 					path := filepath.Join(t.TempDir(), "a.zip")
@@ -844,7 +844,7 @@ func TestArtifactsDownloadResumes(t *testing.T) {
 					require.NoError(t, err)
 					got = buf.Bytes()
 				}
-				assert.Equal(t, artSum(data), artSum(got))
+				assert.Equal(t, sha256Hex(data), sha256Hex(got))
 				ranges, ifRanges, tokens := fs.seen()
 				require.Len(t, ranges, 2)
 				assert.Empty(t, ranges[0])
@@ -854,7 +854,7 @@ func TestArtifactsDownloadResumes(t *testing.T) {
 				assert.Positive(t, from)
 				assert.LessOrEqual(t, from, 300_000)
 				assert.Equal(t, `"v1"`, ifRanges[1])
-				assert.Equal(t, []string{artTestToken, artTestToken}, tokens)
+				assert.Equal(t, []string{testToken, testToken}, tokens)
 			})
 		}
 	}
@@ -863,12 +863,12 @@ func TestArtifactsDownloadResumes(t *testing.T) {
 func TestArtifactsDownloadRangeIgnored(t *testing.T) {
 	// A server that answers the range request with the whole file: a file download starts over, a stream skips
 	// what it already delivered.
-	data := artPRNGBytes(4, 1<<20)
+	data := prngBytes(4, 1<<20)
 	for _, toFile := range []bool{false, true} {
 		t.Run("to file "+strconv.FormatBool(toFile), func(t *testing.T) {
-			fs := &artFileServer{data: data, dropAt: 400_000, ignoreRng: true}
-			srv := artTestServer(t, fs.handler(t))
-			c := artTestClient(t, srv.URL)
+			fs := &fileServer{data: data, dropAt: 400_000, ignoreRng: true}
+			srv := testServer(t, fs.handler(t))
+			c := testClient(t, srv.URL)
 			var calls []int64
 			progress := WithProgress(func(done, total int64) { calls = append(calls, done) })
 			var got []byte
@@ -884,7 +884,7 @@ func TestArtifactsDownloadRangeIgnored(t *testing.T) {
 				require.NoError(t, err)
 				got = buf.Bytes()
 			}
-			assert.Equal(t, artSum(data), artSum(got))
+			assert.Equal(t, sha256Hex(data), sha256Hex(got))
 			require.NotEmpty(t, calls)
 			assert.Equal(t, int64(len(data)), calls[len(calls)-1])
 			ranges, _, _ := fs.seen()
@@ -894,10 +894,10 @@ func TestArtifactsDownloadRangeIgnored(t *testing.T) {
 }
 
 func TestArtifactsDownloadFileLeavesNothingPartial(t *testing.T) {
-	data := artPRNGBytes(5, 1<<20)
+	data := prngBytes(5, 1<<20)
 	tests := []struct {
 		name    string
-		fs      *artFileServer
+		fs      *fileServer
 		handler http.HandlerFunc
 		opts    *DownloadOptions
 		copts   []Option
@@ -908,12 +908,12 @@ func TestArtifactsDownloadFileLeavesNothingPartial(t *testing.T) {
 		{name: "not found", handler: func(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, `{"message":"404 Not Found"}`, http.StatusNotFound)
 		}, target: ErrNotFound},
-		{name: "announced size over the limit", fs: &artFileServer{data: data}, opts: &DownloadOptions{MaxSize: 1000}, target: ErrTooLarge},
-		{name: "streamed size over the limit", fs: &artFileServer{data: data, noLength: true}, opts: &DownloadOptions{MaxSize: 1000}, target: ErrTooLarge},
-		{name: "drop without retries", fs: &artFileServer{data: data, dropAt: 100_000}, copts: []Option{WithoutRetries()}, message: "connection lost after"},
-		{name: "wrong content range", fs: &artFileServer{data: data, dropAt: 100_000, badRange: "bytes 0-99/1048576"}, message: "the answer holds bytes 0-99"},
-		{name: "content range echoing the token", fs: &artFileServer{data: data, dropAt: 100_000, badRange: "BUILD-TOKEN: " + artTestToken}, message: "invalid Content-Range"},
-		{name: "canceled", fs: &artFileServer{data: data}, ctx: func() context.Context {
+		{name: "announced size over the limit", fs: &fileServer{data: data}, opts: &DownloadOptions{MaxSize: 1000}, target: ErrTooLarge},
+		{name: "streamed size over the limit", fs: &fileServer{data: data, noLength: true}, opts: &DownloadOptions{MaxSize: 1000}, target: ErrTooLarge},
+		{name: "drop without retries", fs: &fileServer{data: data, dropAt: 100_000}, copts: []Option{WithoutRetries()}, message: "connection lost after"},
+		{name: "wrong content range", fs: &fileServer{data: data, dropAt: 100_000, badRange: "bytes 0-99/1048576"}, message: "the answer holds bytes 0-99"},
+		{name: "content range echoing the token", fs: &fileServer{data: data, dropAt: 100_000, badRange: "BUILD-TOKEN: " + testToken}, message: "invalid Content-Range"},
+		{name: "canceled", fs: &fileServer{data: data}, ctx: func() context.Context {
 			ctx, cancel := context.WithCancel(context.Background())
 			cancel()
 			return ctx
@@ -921,13 +921,13 @@ func TestArtifactsDownloadFileLeavesNothingPartial(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			artLeakCheck(t)
+			leakCheck(t)
 			h := tt.handler
 			if tt.fs != nil {
 				h = tt.fs.handler(t)
 			}
-			srv := artTestServer(t, h)
-			c := artTestClient(t, srv.URL, tt.copts...)
+			srv := testServer(t, h)
+			c := testClient(t, srv.URL, tt.copts...)
 			dir := t.TempDir()
 			path := filepath.Join(dir, "artifacts.zip")
 			require.NoError(t, os.WriteFile(path, []byte("previous"), 0o644))
@@ -943,7 +943,7 @@ func TestArtifactsDownloadFileLeavesNothingPartial(t *testing.T) {
 			if tt.message != "" {
 				assert.Contains(t, err.Error(), tt.message)
 			}
-			assert.NotContains(t, err.Error(), artTestToken)
+			assert.NotContains(t, err.Error(), testToken)
 			entries, err := os.ReadDir(dir)
 			require.NoError(t, err)
 			require.Len(t, entries, 1, "temporary files left behind")
@@ -955,12 +955,12 @@ func TestArtifactsDownloadFileLeavesNothingPartial(t *testing.T) {
 }
 
 func TestArtifactsDownloadMaxSize(t *testing.T) {
-	data := artPRNGBytes(6, 1<<20)
+	data := prngBytes(6, 1<<20)
 	for _, noLength := range []bool{false, true} {
 		t.Run("length unknown "+strconv.FormatBool(noLength), func(t *testing.T) {
-			fs := &artFileServer{data: data, noLength: noLength}
-			srv := artTestServer(t, fs.handler(t))
-			c := artTestClient(t, srv.URL)
+			fs := &fileServer{data: data, noLength: noLength}
+			srv := testServer(t, fs.handler(t))
+			c := testClient(t, srv.URL)
 			var buf bytes.Buffer
 			_, _, err := c.Artifacts.Download(context.Background(), 42, &buf, &DownloadOptions{MaxSize: 64 << 10})
 			require.Error(t, err)
@@ -992,7 +992,7 @@ func TestArtifactsRedirectToAnotherHostDropsToken(t *testing.T) {
 	}))
 	t.Cleanup(storage.Close)
 	var coordTokens []string
-	srv := artTestServer(t, func(w http.ResponseWriter, r *http.Request) {
+	srv := testServer(t, func(w http.ResponseWriter, r *http.Request) {
 		storageMu.Lock()
 		coordTokens = append(coordTokens, r.Header.Get("BUILD-TOKEN"))
 		storageMu.Unlock()
@@ -1002,27 +1002,27 @@ func TestArtifactsRedirectToAnotherHostDropsToken(t *testing.T) {
 		}
 		_, _ = w.Write(data)
 	})
-	c := artTestClient(t, srv.URL)
+	c := testClient(t, srv.URL)
 	var buf bytes.Buffer
 	info, _, err := c.Artifacts.Download(context.Background(), 42, &buf, nil)
 	require.NoError(t, err)
 	assert.Equal(t, data, buf.Bytes())
 	assert.Equal(t, "stored.zip", info.Filename)
 	storageMu.Lock()
-	assert.Equal(t, []string{artTestToken}, coordTokens)
+	assert.Equal(t, []string{testToken}, coordTokens)
 	assert.Equal(t, []string{""}, storageTokens, "the build token reached another host")
 	storageMu.Unlock()
 
 	// Same origin, the token stays (so the check above can fail).
-	sameHost := artTestServer(t, func(w http.ResponseWriter, r *http.Request) {
+	sameHost := testServer(t, func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.RawQuery == "" {
 			http.Redirect(w, r, r.URL.Path+"?same=1", http.StatusFound)
 			return
 		}
-		assert.Equal(t, artTestToken, r.Header.Get("BUILD-TOKEN"))
+		assert.Equal(t, testToken, r.Header.Get("BUILD-TOKEN"))
 		_, _ = w.Write(data)
 	})
-	c2 := artTestClient(t, sameHost.URL)
+	c2 := testClient(t, sameHost.URL)
 	buf.Reset()
 	_, _, err = c2.Artifacts.Download(context.Background(), 42, &buf, nil)
 	require.NoError(t, err)
@@ -1030,7 +1030,7 @@ func TestArtifactsRedirectToAnotherHostDropsToken(t *testing.T) {
 }
 
 func TestArtifactsProgress(t *testing.T) {
-	data := artPRNGBytes(8, 16<<20)
+	data := prngBytes(8, 16<<20)
 	check := func(t *testing.T, calls [][2]int64, elapsed time.Duration, total int64) {
 		t.Helper()
 		require.NotEmpty(t, calls)
@@ -1042,15 +1042,15 @@ func TestArtifactsProgress(t *testing.T) {
 		}
 		assert.Equal(t, int64(len(data)), calls[len(calls)-1][0])
 		// At most one report per interval, plus the first and the last: not one per read.
-		assert.LessOrEqual(t, len(calls), int(elapsed/artProgressInterval)+2)
+		assert.LessOrEqual(t, len(calls), int(elapsed/progressInterval)+2)
 	}
 	record := func(calls *[][2]int64) RequestOption {
 		return WithProgress(func(done, total int64) { *calls = append(*calls, [2]int64{done, total}) })
 	}
 
 	t.Run("upload", func(t *testing.T) {
-		srv, _ := artUploadServer(t)
-		c := artTestClient(t, srv.URL)
+		srv, _ := uploadServer(t)
+		c := testClient(t, srv.URL)
 		var calls [][2]int64
 		start := time.Now()
 		_, _, err := c.Artifacts.Upload(context.Background(), 42, bytes.NewReader(data), &UploadOptions{Size: int64(len(data))}, record(&calls))
@@ -1059,8 +1059,8 @@ func TestArtifactsProgress(t *testing.T) {
 		check(t, calls, elapsed, int64(len(data)))
 	})
 	t.Run("upload of unknown size", func(t *testing.T) {
-		srv, _ := artUploadServer(t)
-		c := artTestClient(t, srv.URL)
+		srv, _ := uploadServer(t)
+		c := testClient(t, srv.URL)
 		var calls [][2]int64
 		start := time.Now()
 		_, _, err := c.Artifacts.Upload(context.Background(), 42, bytes.NewReader(data), nil, record(&calls))
@@ -1069,8 +1069,8 @@ func TestArtifactsProgress(t *testing.T) {
 		check(t, calls, elapsed, -1)
 	})
 	t.Run("download", func(t *testing.T) {
-		srv := artTestServer(t, (&artFileServer{data: data}).handler(t))
-		c := artTestClient(t, srv.URL)
+		srv := testServer(t, (&fileServer{data: data}).handler(t))
+		c := testClient(t, srv.URL)
 		var calls [][2]int64
 		start := time.Now()
 		_, _, err := c.Artifacts.Download(context.Background(), 42, io.Discard, nil, record(&calls))
@@ -1095,18 +1095,18 @@ func TestArtifactsProgressThrottle(t *testing.T) {
 	assert.Equal(t, [][2]int64{{10, 1000}, {110, 1000}, {210, 1000}, {310, 1000}, {410, 1000}, {510, 1000},
 		{610, 1000}, {710, 1000}, {810, 1000}, {910, 1000}, {1000, 1000}}, calls)
 
-	var nilFn *artProgress
+	var nilFn *progressReporter
 	nilFn.add(1)
 	nilFn.finish()
 	newArtProgress(nil, 5).add(5)
 }
 
 func TestArtifactsUploadProgressOnRetryStartsOver(t *testing.T) {
-	data := artPRNGBytes(12, 1<<20)
+	data := prngBytes(12, 1<<20)
 	file := filepath.Join(t.TempDir(), "a.zip")
 	require.NoError(t, os.WriteFile(file, data, 0o600))
 	var attempts atomic.Int32
-	srv := artTestServer(t, func(w http.ResponseWriter, r *http.Request) {
+	srv := testServer(t, func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		if attempts.Add(1) == 1 {
 			http.Error(w, "", http.StatusServiceUnavailable)
@@ -1115,7 +1115,7 @@ func TestArtifactsUploadProgressOnRetryStartsOver(t *testing.T) {
 		w.WriteHeader(http.StatusCreated)
 		_, _ = io.WriteString(w, `{"id":42}`)
 	})
-	c := artTestClient(t, srv.URL)
+	c := testClient(t, srv.URL)
 	var last [2]int64
 	_, _, err := c.Artifacts.UploadFile(context.Background(), 42, file, nil, WithProgress(func(done, total int64) {
 		last = [2]int64{done, total}
@@ -1124,13 +1124,13 @@ func TestArtifactsUploadProgressOnRetryStartsOver(t *testing.T) {
 	assert.Equal(t, [2]int64{int64(len(data)), int64(len(data))}, last)
 }
 
-// artTruncBody hands over its data together with a failure, then only io.EOF, as a body may after a drop.
-type artTruncBody struct {
+// truncBody hands over its data together with a failure, then only io.EOF, as a body may after a drop.
+type truncBody struct {
 	data []byte
 	done bool
 }
 
-func (b *artTruncBody) Read(p []byte) (int, error) {
+func (b *truncBody) Read(p []byte) (int, error) {
 	if b.done {
 		return 0, io.EOF
 	}
@@ -1138,11 +1138,11 @@ func (b *artTruncBody) Read(p []byte) (int, error) {
 	return copy(p, b.data), io.ErrUnexpectedEOF
 }
 
-func (b *artTruncBody) Close() error { return nil }
+func (b *truncBody) Close() error { return nil }
 
 func TestArtifactsDownloadDropReportedWithData(t *testing.T) {
 	// A stream of unknown length whose failure comes with its last bytes must not pass for complete.
-	data := artPRNGBytes(13, 200)
+	data := prngBytes(13, 200)
 	mock := httpmock.NewMockTransport()
 	var ranges []string
 	mock.RegisterResponder(http.MethodGet, "https://ci.example.com/ci/api/v1/builds/42/artifacts",
@@ -1150,14 +1150,14 @@ func TestArtifactsDownloadDropReportedWithData(t *testing.T) {
 			ranges = append(ranges, r.Header.Get("Range"))
 			if r.Header.Get("Range") == "" {
 				return &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, ContentLength: -1,
-					Body: &artTruncBody{data: data[:100]}, Request: r}, nil
+					Body: &truncBody{data: data[:100]}, Request: r}, nil
 			}
 			resp := httpmock.NewBytesResponse(http.StatusPartialContent, data[100:])
 			resp.Header.Set("Content-Range", "bytes 100-199/200")
 			resp.ContentLength = 100
 			return resp, nil
 		})
-	c, err := NewClient("https://ci.example.com", WithHTTPClient(&http.Client{Transport: mock}), WithBuildToken(artTestToken),
+	c, err := NewClient("https://ci.example.com", WithHTTPClient(&http.Client{Transport: mock}), WithBuildToken(testToken),
 		WithRetryPolicy(RetryPolicy{MaxRetries: 1}))
 	require.NoError(t, err)
 	var buf bytes.Buffer

@@ -115,7 +115,7 @@ func (s *ArtifactsService) DownloadFile(ctx context.Context, id int64, path stri
 // downloadToTemp downloads into the empty file tmp, which is rewritten from the start if the coordinator answers
 // a range request with the whole file, and checks that it ends up as long as announced. It does not sync it: a
 // temporary file needs no durability, and DownloadFile syncs only when asked to.
-func (s *ArtifactsService) downloadToTemp(ctx context.Context, name string, id int64, tmp *os.File, limit int64, cc callConfig) (*artDownload, error) {
+func (s *ArtifactsService) downloadToTemp(ctx context.Context, name string, id int64, tmp *os.File, limit int64, cc callConfig) (*downloader, error) {
 	restart := func() error {
 		if err := tmp.Truncate(0); err != nil {
 			return err
@@ -141,8 +141,8 @@ func (s *ArtifactsService) downloadToTemp(ctx context.Context, name string, id i
 	return d, nil
 }
 
-// artDownload is one download: a stream over as many requests as it takes to get the whole file.
-type artDownload struct {
+// downloader is one download: a stream over as many requests as it takes to get the whole file.
+type downloader struct {
 	c        *Client
 	ctx      context.Context
 	name     string
@@ -150,7 +150,7 @@ type artDownload struct {
 	token    string
 	limit    int64
 	restart  func() error // nil: a whole-file answer to a range request is skipped ahead instead
-	progress *artProgress
+	progress *progressReporter
 
 	resp     *Response // the last answer
 	requests int
@@ -172,13 +172,13 @@ type artDownload struct {
 }
 
 // startDownload sends the first request and checks what the answer announces.
-func (s *ArtifactsService) startDownload(ctx context.Context, name string, id int64, cc callConfig, limit int64, restart func() error) (*artDownload, error) {
+func (s *ArtifactsService) startDownload(ctx context.Context, name string, id int64, cc callConfig, limit int64, restart func() error) (*downloader, error) {
 	c := s.client
 	token, err := c.buildTokenFor(cc, name)
 	if err != nil {
 		return nil, err
 	}
-	d := &artDownload{
+	d := &downloader{
 		c: c, ctx: ctx, name: name, id: id, token: token, limit: limit, restart: restart,
 		progress: newArtProgress(cc.progress, -1),
 	}
@@ -198,7 +198,7 @@ func (s *ArtifactsService) startDownload(ctx context.Context, name string, id in
 }
 
 // response is the last answer, nil-safe.
-func (d *artDownload) response() *Response {
+func (d *downloader) response() *Response {
 	if d == nil {
 		return nil
 	}
@@ -206,17 +206,17 @@ func (d *artDownload) response() *Response {
 }
 
 // begin takes a whole-file answer as the start of the download.
-func (d *artDownload) begin(hr *http.Response) error {
+func (d *downloader) begin(hr *http.Response) error {
 	d.size = hr.ContentLength
 	if d.size < 0 {
 		d.size = -1
 	}
-	d.etag = artStrongETag(hr.Header.Get("ETag"))
+	d.etag = strongETag(hr.Header.Get("ETag"))
 	d.lastModified = ""
 	if d.etag == "" {
-		d.lastModified = artStrongLastModified(hr.Header)
+		d.lastModified = strongLastModified(hr.Header)
 	}
-	d.info = ArtifactInfo{Filename: artDispositionFilename(hr.Header.Get("Content-Disposition")), Size: d.size}
+	d.info = ArtifactInfo{Filename: dispositionFilename(hr.Header.Get("Content-Disposition")), Size: d.size}
 	if d.limit > 0 && d.size > d.limit {
 		return d.tooLarge(d.size)
 	}
@@ -226,7 +226,7 @@ func (d *artDownload) begin(hr *http.Response) error {
 	return nil
 }
 
-func (d *artDownload) tooLarge(size int64) error {
+func (d *downloader) tooLarge(size int64) error {
 	what := "more than " + strconv.FormatInt(d.limit, 10)
 	if size >= 0 {
 		what = strconv.FormatInt(size, 10)
@@ -235,7 +235,7 @@ func (d *artDownload) tooLarge(size int64) error {
 }
 
 // fetch requests the file from d.off on, retrying transient failures by the client's policy.
-func (d *artDownload) fetch() (*http.Response, error) {
+func (d *downloader) fetch() (*http.Response, error) {
 	c := d.c
 	for {
 		hr, err := d.get()
@@ -254,7 +254,7 @@ func (d *artDownload) fetch() (*http.Response, error) {
 }
 
 // get sends one request for the file from d.off on.
-func (d *artDownload) get() (*http.Response, error) {
+func (d *downloader) get() (*http.Response, error) {
 	c := d.c
 	req, err := c.NewRequest(d.ctx, http.MethodGet, artifactsPath(d.id), nil)
 	if err != nil {
@@ -294,7 +294,7 @@ func (d *artDownload) get() (*http.Response, error) {
 }
 
 // Read delivers the file's bytes, resuming after a dropped connection.
-func (d *artDownload) Read(p []byte) (int, error) {
+func (d *downloader) Read(p []byte) (int, error) {
 	if d.err != nil {
 		return 0, d.err
 	}
@@ -362,7 +362,7 @@ func (d *artDownload) Read(p []byte) (int, error) {
 }
 
 // resume asks for the rest of the file after the connection broke with cause.
-func (d *artDownload) resume(cause error) error {
+func (d *downloader) resume(cause error) error {
 	_ = d.body.Close()
 	d.failures++
 	dropped := &TransportError{Method: http.MethodGet, URL: d.url, Err: redactError(cause)}
@@ -411,8 +411,8 @@ func (d *artDownload) resume(cause error) error {
 }
 
 // checkPartial makes sure a 206 answer holds the file from d.off on and is of the same file.
-func (d *artDownload) checkPartial(hr *http.Response) error {
-	first, last, total, ok := artParseContentRange(hr.Header.Get("Content-Range"))
+func (d *downloader) checkPartial(hr *http.Response) error {
+	first, last, total, ok := parseContentRange(hr.Header.Get("Content-Range"))
 	switch {
 	case !ok:
 		return fmt.Errorf("runnerapi: %s: build %d: resuming at byte %d: invalid Content-Range %q", d.name, d.id, d.off, headerForError(hr.Header.Get("Content-Range"), []string{d.token}))
@@ -430,14 +430,14 @@ func (d *artDownload) checkPartial(hr *http.Response) error {
 	return nil
 }
 
-// artCopyBufferSize is the buffer of a download into a writer: larger than io.Copy's 32 KiB, so that a fast
+// copyBufferSize is the buffer of a download into a writer: larger than io.Copy's 32 KiB, so that a fast
 // connection takes fewer read and write calls per megabyte.
-const artCopyBufferSize = 256 << 10
+const copyBufferSize = 256 << 10
 
 // copyTo streams the rest of the download into w, telling read and write failures apart.
-func (d *artDownload) copyTo(w io.Writer) error {
-	ew := &artErrWriter{w: w}
-	if _, err := io.CopyBuffer(ew, d, make([]byte, artCopyBufferSize)); err != nil {
+func (d *downloader) copyTo(w io.Writer) error {
+	ew := &errWriter{w: w}
+	if _, err := io.CopyBuffer(ew, d, make([]byte, copyBufferSize)); err != nil {
 		if ew.err != nil {
 			return fmt.Errorf("runnerapi: %s: build %d: writing: %w", d.name, d.id, ew.err)
 		}
@@ -447,7 +447,7 @@ func (d *artDownload) copyTo(w io.Writer) error {
 }
 
 // Close ends the download.
-func (d *artDownload) Close() error {
+func (d *downloader) Close() error {
 	if d.err == nil || d.err == io.EOF {
 		d.err = errors.New("runnerapi: read from a closed download")
 	}
@@ -457,14 +457,14 @@ func (d *artDownload) Close() error {
 	return nil
 }
 
-// artErrWriter remembers its writer's failure. It also hides any ReadFrom of the writer, so that io.Copy reads
+// errWriter remembers its writer's failure. It also hides any ReadFrom of the writer, so that io.Copy reads
 // through the download's own Read.
-type artErrWriter struct {
+type errWriter struct {
 	w   io.Writer
 	err error
 }
 
-func (e *artErrWriter) Write(p []byte) (int, error) {
+func (e *errWriter) Write(p []byte) (int, error) {
 	n, err := e.w.Write(p)
 	if err != nil {
 		e.err = err
@@ -475,9 +475,9 @@ func (e *artErrWriter) Write(p []byte) (int, error) {
 // changed reports whether an answer may be of another file than the download began with, by the validator the
 // download has. A 206 without that validator says nothing; a whole file without it, when strict, is taken as
 // another.
-func (d *artDownload) changed(h http.Header, strict bool) bool {
+func (d *downloader) changed(h http.Header, strict bool) bool {
 	mine, sent := d.etag, h.Get("ETag")
-	theirs := artStrongETag(sent)
+	theirs := strongETag(sent)
 	if mine == "" {
 		mine, sent = d.lastModified, h.Get("Last-Modified")
 		theirs = sent
@@ -485,10 +485,10 @@ func (d *artDownload) changed(h http.Header, strict bool) bool {
 	return mine != "" && theirs != mine && (strict || sent != "")
 }
 
-// artStrongLastModified returns the answer's Last-Modified if it is a strong validator, usable in If-Range: at
+// strongLastModified returns the answer's Last-Modified if it is a strong validator, usable in If-Range: at
 // least a second before the answer's Date (RFC 9110, 8.8.2.2). Otherwise, or when either is missing or malformed,
 // it returns "".
-func artStrongLastModified(h http.Header) string {
+func strongLastModified(h http.Header) string {
 	lm := h.Get("Last-Modified")
 	modified, err1 := http.ParseTime(lm)
 	date, err2 := http.ParseTime(h.Get("Date"))
@@ -498,16 +498,16 @@ func artStrongLastModified(h http.Header) string {
 	return lm
 }
 
-// artStrongETag returns etag if it is a strong validator, usable in If-Range, and "" otherwise.
-func artStrongETag(etag string) string {
+// strongETag returns etag if it is a strong validator, usable in If-Range, and "" otherwise.
+func strongETag(etag string) string {
 	if len(etag) < 2 || etag[0] != '"' || etag[len(etag)-1] != '"' || strings.ContainsAny(etag[1:len(etag)-1], "\"\r\n") {
 		return ""
 	}
 	return etag
 }
 
-// artParseContentRange parses "bytes FIRST-LAST/TOTAL", where TOTAL may be "*" (returned as -1).
-func artParseContentRange(v string) (first, last, total int64, ok bool) {
+// parseContentRange parses "bytes FIRST-LAST/TOTAL", where TOTAL may be "*" (returned as -1).
+func parseContentRange(v string) (first, last, total int64, ok bool) {
 	rest, found := strings.CutPrefix(strings.TrimSpace(v), "bytes ")
 	if !found {
 		return 0, 0, 0, false
@@ -536,32 +536,32 @@ func artParseContentRange(v string) (first, last, total int64, ok bool) {
 	return first, last, total, true
 }
 
-// artMaxFilename bounds a file name taken from an answer.
-const artMaxFilename = 255
+// maxFilename bounds a file name taken from an answer.
+const maxFilename = 255
 
-// artDispositionFilename returns the file name a Content-Disposition value gives (filename*= wins over
+// dispositionFilename returns the file name a Content-Disposition value gives (filename*= wins over
 // filename=), reduced to its last path element, or "" when there is none that can be trusted.
-func artDispositionFilename(v string) string {
-	params, ok := artParseDisposition(v)
+func dispositionFilename(v string) string {
+	params, ok := parseDisposition(v)
 	if !ok {
 		return ""
 	}
 	var name string
 	if ext, found := params["filename*"]; found {
-		name, _ = artDecodeExtValue(ext)
+		name, _ = decodeExtValue(ext)
 	}
 	if name == "" {
 		name = params["filename"]
 	}
-	return artSafeBaseName(name)
+	return safeBaseName(name)
 }
 
-// artParseDisposition splits a Content-Disposition value into its parameters, with lower-cased names. Values are
+// parseDisposition splits a Content-Disposition value into its parameters, with lower-cased names. Values are
 // quoted strings or, as coordinators send them, unquoted text up to the next ';'. Anything malformed or ambiguous
 // (a repeated parameter) fails the whole value.
-func artParseDisposition(v string) (map[string]string, bool) {
+func parseDisposition(v string) (map[string]string, bool) {
 	typ, s, _ := strings.Cut(v, ";")
-	if !artIsToken(strings.TrimSpace(typ)) {
+	if !isToken(strings.TrimSpace(typ)) {
 		return nil, false
 	}
 	params := make(map[string]string)
@@ -579,14 +579,14 @@ func artParseDisposition(v string) (map[string]string, bool) {
 			return nil, false
 		}
 		name := strings.ToLower(strings.TrimRight(s[:eq], " \t"))
-		if !artIsToken(name) {
+		if !isToken(name) {
 			return nil, false
 		}
 		s = strings.TrimLeft(s[eq+1:], " \t")
 		var val string
 		if strings.HasPrefix(s, `"`) {
 			var ok bool
-			if val, s, ok = artUnquote(s); !ok {
+			if val, s, ok = unquote(s); !ok {
 				return nil, false
 			}
 			if s = strings.TrimLeft(s, " \t"); s != "" && s[0] != ';' {
@@ -598,7 +598,7 @@ func artParseDisposition(v string) (map[string]string, bool) {
 				end = len(s)
 			}
 			val, s = strings.TrimRight(s[:end], " \t"), s[end:]
-			if val == "" || strings.ContainsRune(val, '"') || artHasControl(val) {
+			if val == "" || strings.ContainsRune(val, '"') || hasControl(val) {
 				return nil, false
 			}
 		}
@@ -609,8 +609,8 @@ func artParseDisposition(v string) (map[string]string, bool) {
 	}
 }
 
-// artUnquote reads the quoted string at the start of s and returns its value and what follows it.
-func artUnquote(s string) (val, rest string, ok bool) {
+// unquote reads the quoted string at the start of s and returns its value and what follows it.
+func unquote(s string) (val, rest string, ok bool) {
 	var b strings.Builder
 	for i := 1; i < len(s); i++ {
 		switch c := s[i]; {
@@ -631,8 +631,8 @@ func artUnquote(s string) (val, rest string, ok bool) {
 	return "", "", false
 }
 
-// artDecodeExtValue decodes an RFC 8187 value, charset'language'percent-encoded, in UTF-8 or ISO-8859-1.
-func artDecodeExtValue(v string) (string, bool) {
+// decodeExtValue decodes an RFC 8187 value, charset'language'percent-encoded, in UTF-8 or ISO-8859-1.
+func decodeExtValue(v string) (string, bool) {
 	parts := strings.SplitN(v, "'", 3)
 	if len(parts) != 3 {
 		return "", false
@@ -650,14 +650,14 @@ func artDecodeExtValue(v string) (string, bool) {
 			if i+2 >= len(enc) {
 				return "", false
 			}
-			hi, ok1 := artUnhex(enc[i+1])
-			lo, ok2 := artUnhex(enc[i+2])
+			hi, ok1 := unhex(enc[i+1])
+			lo, ok2 := unhex(enc[i+2])
 			if !ok1 || !ok2 {
 				return "", false
 			}
 			raw = append(raw, hi<<4|lo)
 			i += 2
-		case artIsAttrChar(c):
+		case isAttrChar(c):
 			raw = append(raw, c)
 		default:
 			return "", false
@@ -676,7 +676,7 @@ func artDecodeExtValue(v string) (string, bool) {
 	return string(runes), true
 }
 
-func artUnhex(c byte) (byte, bool) {
+func unhex(c byte) (byte, bool) {
 	switch {
 	case '0' <= c && c <= '9':
 		return c - '0', true
@@ -688,13 +688,13 @@ func artUnhex(c byte) (byte, bool) {
 	return 0, false
 }
 
-// artIsAttrChar reports whether c may appear unencoded in an RFC 8187 value.
-func artIsAttrChar(c byte) bool {
+// isAttrChar reports whether c may appear unencoded in an RFC 8187 value.
+func isAttrChar(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$&+-.^_`|~", c) >= 0
 }
 
-// artIsToken reports whether s is a non-empty RFC 7230 token.
-func artIsToken(s string) bool {
+// isToken reports whether s is a non-empty RFC 7230 token.
+func isToken(s string) bool {
 	if s == "" {
 		return false
 	}
@@ -707,7 +707,7 @@ func artIsToken(s string) bool {
 	return true
 }
 
-func artHasControl(s string) bool {
+func hasControl(s string) bool {
 	for _, r := range s {
 		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
 			return true
@@ -716,13 +716,13 @@ func artHasControl(s string) bool {
 	return false
 }
 
-// artSafeBaseName reduces a name from the network to a plain file name: its last element after any '/' or '\', or
+// safeBaseName reduces a name from the network to a plain file name: its last element after any '/' or '\', or
 // "" when that is empty, "." or "..", too long, not UTF-8 or holds control characters.
-func artSafeBaseName(name string) string {
+func safeBaseName(name string) string {
 	if i := strings.LastIndexAny(name, `/\`); i >= 0 {
 		name = name[i+1:]
 	}
-	if name == "" || name == "." || name == ".." || len(name) > artMaxFilename || !utf8.ValidString(name) || artHasControl(name) {
+	if name == "" || name == "." || name == ".." || len(name) > maxFilename || !utf8.ValidString(name) || hasControl(name) {
 		return ""
 	}
 	return name

@@ -20,9 +20,9 @@ import (
 // A coordinator that ignores Range and drops every answer at the same byte makes the download start over each
 // time: the bytes it delivers again are no progress, so the retry policy must still end it.
 func TestArtifactsDownloadFileRestartsWithoutProgressEnd(t *testing.T) {
-	data := artPRNGBytes(7, 1000)
+	data := prngBytes(7, 1000)
 	var requests atomic.Int32
-	srv := artTestServer(t, func(w http.ResponseWriter, r *http.Request) {
+	srv := testServer(t, func(w http.ResponseWriter, r *http.Request) {
 		requests.Add(1)
 		w.Header().Set("Content-Length", strconv.Itoa(len(data)))
 		w.WriteHeader(http.StatusOK)
@@ -30,7 +30,7 @@ func TestArtifactsDownloadFileRestartsWithoutProgressEnd(t *testing.T) {
 		w.(http.Flusher).Flush()
 		panic(http.ErrAbortHandler)
 	})
-	c := artTestClient(t, srv.URL)
+	c := testClient(t, srv.URL)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	dst := filepath.Join(t.TempDir(), "artifacts.zip")
@@ -51,7 +51,7 @@ func TestArtifactsDownloadBodyLongerThanAnnounced(t *testing.T) {
 			resp.ContentLength = 5
 			return resp, nil
 		})
-	c, err := NewClient("https://ci.example.com", WithHTTPClient(&http.Client{Transport: mock}), WithBuildToken(artTestToken),
+	c, err := NewClient("https://ci.example.com", WithHTTPClient(&http.Client{Transport: mock}), WithBuildToken(testToken),
 		WithRetryPolicy(RetryPolicy{MaxRetries: 2, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}))
 	require.NoError(t, err)
 	var buf bytes.Buffer
@@ -61,11 +61,11 @@ func TestArtifactsDownloadBodyLongerThanAnnounced(t *testing.T) {
 	assert.LessOrEqual(t, buf.Len(), 5)
 }
 
-// artDatedServer serves a file with a Last-Modified date and no ETag through http.ServeContent, which honours
+// datedServer serves a file with a Last-Modified date and no ETag through http.ServeContent, which honours
 // Range and If-Range as a coordinator's front server does. The first answer is cut off at dropAt; before the
 // second, the file may be replaced by next, a file of the same size modified later. When ignoreIfRange, it
 // answers every range request with a 206, as a server that does not know If-Range would.
-type artDatedServer struct {
+type datedServer struct {
 	data, next    []byte
 	modified      time.Time
 	dropAt        int
@@ -76,7 +76,7 @@ type artDatedServer struct {
 	ifRanges []string
 }
 
-func (s *artDatedServer) handler(w http.ResponseWriter, r *http.Request) {
+func (s *datedServer) handler(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.requests++
 	n := s.requests
@@ -101,7 +101,7 @@ func (s *artDatedServer) handler(w http.ResponseWriter, r *http.Request) {
 	http.ServeContent(w, r, "artifacts.zip", modified, bytes.NewReader(data))
 }
 
-func (s *artDatedServer) seen() []string {
+func (s *datedServer) seen() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]string(nil), s.ifRanges...)
@@ -110,41 +110,41 @@ func (s *artDatedServer) seen() []string {
 // Without an ETag, a download resumes on the file's Last-Modified date, so a file replaced meanwhile is not
 // spliced onto the start of the old one.
 func TestArtifactsDownloadResumesOnLastModified(t *testing.T) {
-	data := artPRNGBytes(11, 1<<20)
+	data := prngBytes(11, 1<<20)
 	modified := time.Now().Add(-time.Hour).Truncate(time.Second)
 	lastModified := modified.UTC().Format(http.TimeFormat)
 
 	t.Run("same file: the rest of it", func(t *testing.T) {
-		s := &artDatedServer{data: data, modified: modified, dropAt: 300_000}
-		c := artTestClient(t, artTestServer(t, s.handler).URL)
+		s := &datedServer{data: data, modified: modified, dropAt: 300_000}
+		c := testClient(t, testServer(t, s.handler).URL)
 		var buf bytes.Buffer
 		_, _, err := c.Artifacts.Download(context.Background(), 42, &buf, nil)
 		require.NoError(t, err)
-		assert.Equal(t, artSum(data), artSum(buf.Bytes()))
+		assert.Equal(t, sha256Hex(data), sha256Hex(buf.Bytes()))
 		assert.Equal(t, []string{"", lastModified}, s.seen())
 	})
-	next := artPRNGBytes(12, 1<<20)
+	next := prngBytes(12, 1<<20)
 	t.Run("replaced file, to a file: started over", func(t *testing.T) {
-		s := &artDatedServer{data: data, next: next, modified: modified, dropAt: 300_000}
-		c := artTestClient(t, artTestServer(t, s.handler).URL)
+		s := &datedServer{data: data, next: next, modified: modified, dropAt: 300_000}
+		c := testClient(t, testServer(t, s.handler).URL)
 		path := filepath.Join(t.TempDir(), "a.zip")
 		_, _, err := c.Artifacts.DownloadFile(context.Background(), 42, path, nil)
 		require.NoError(t, err)
 		got, err := os.ReadFile(path)
 		require.NoError(t, err)
-		assert.Equal(t, artSum(next), artSum(got), "the new file whole, not the old one's start and the new one's end")
+		assert.Equal(t, sha256Hex(next), sha256Hex(got), "the new file whole, not the old one's start and the new one's end")
 	})
 	t.Run("replaced file, to a stream: an error", func(t *testing.T) {
-		s := &artDatedServer{data: data, next: next, modified: modified, dropAt: 300_000}
-		c := artTestClient(t, artTestServer(t, s.handler).URL)
+		s := &datedServer{data: data, next: next, modified: modified, dropAt: 300_000}
+		c := testClient(t, testServer(t, s.handler).URL)
 		var buf bytes.Buffer
 		_, _, err := c.Artifacts.Download(context.Background(), 42, &buf, nil)
 		require.Error(t, err)
 		assert.Contains(t, err.Error(), "changed while it was being downloaded")
 	})
 	t.Run("replaced file, a server without If-Range: an error", func(t *testing.T) {
-		s := &artDatedServer{data: data, next: next, modified: modified, dropAt: 300_000, ignoreIfRange: true}
-		c := artTestClient(t, artTestServer(t, s.handler).URL)
+		s := &datedServer{data: data, next: next, modified: modified, dropAt: 300_000, ignoreIfRange: true}
+		c := testClient(t, testServer(t, s.handler).URL)
 		path := filepath.Join(t.TempDir(), "a.zip")
 		_, _, err := c.Artifacts.DownloadFile(context.Background(), 42, path, nil)
 		require.Error(t, err)
@@ -158,8 +158,8 @@ func TestArtStrongLastModified(t *testing.T) {
 		return time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC).Add(d).Format(http.TimeFormat)
 	}
 	h := func(lm, date string) http.Header { return http.Header{"Last-Modified": {lm}, "Date": {date}} }
-	assert.Equal(t, at(0), artStrongLastModified(h(at(0), at(time.Second))))
-	assert.Empty(t, artStrongLastModified(h(at(0), at(0))), "modified in the second of the answer: weak")
-	assert.Empty(t, artStrongLastModified(h(at(0), "")), "no Date")
-	assert.Empty(t, artStrongLastModified(h("yesterday", at(time.Hour))), "malformed")
+	assert.Equal(t, at(0), strongLastModified(h(at(0), at(time.Second))))
+	assert.Empty(t, strongLastModified(h(at(0), at(0))), "modified in the second of the answer: weak")
+	assert.Empty(t, strongLastModified(h(at(0), "")), "no Date")
+	assert.Empty(t, strongLastModified(h("yesterday", at(time.Hour))), "malformed")
 }

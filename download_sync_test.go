@@ -12,11 +12,11 @@ import (
 
 // Sync only adds an fsync: the file still lands whole, with its mode, and no temporary file stays behind.
 func TestArtifactsDownloadFileSync(t *testing.T) {
-	data := artPRNGBytes(11, 300_000)
+	data := prngBytes(11, 300_000)
 	for _, sync := range []bool{false, true} {
-		fs := &artFileServer{data: data}
-		srv := artTestServer(t, fs.handler(t))
-		c := artTestClient(t, srv.URL)
+		fs := &fileServer{data: data}
+		srv := testServer(t, fs.handler(t))
+		c := testClient(t, srv.URL)
 		dir := t.TempDir()
 		path := filepath.Join(dir, "a.zip")
 		info, _, err := c.Artifacts.DownloadFile(context.Background(), 42, path, &DownloadOptions{Sync: sync})
@@ -24,7 +24,7 @@ func TestArtifactsDownloadFileSync(t *testing.T) {
 		assert.Equal(t, int64(len(data)), info.Size)
 		got, err := os.ReadFile(path)
 		require.NoError(t, err)
-		assert.Equal(t, artSum(data), artSum(got))
+		assert.Equal(t, sha256Hex(data), sha256Hex(got))
 		fi, err := os.Stat(path)
 		require.NoError(t, err)
 		assert.Equal(t, os.FileMode(0o644), fi.Mode().Perm())

@@ -92,19 +92,19 @@ func FuzzDispositionFilename(f *testing.F) {
 	f.Add("", "a\\\"b")
 	f.Add("", "caf\u00e9 \u20ac.zip")
 	f.Fuzz(func(t *testing.T, v, name string) {
-		dispositionSafe(t, v, artDispositionFilename(v))
+		dispositionSafe(t, v, dispositionFilename(v))
 
-		want := artSafeBaseName(name)
+		want := safeBaseName(name)
 		if want == "" {
 			return
 		}
 		dispositionSafe(t, name, want)
 		quoted := `attachment; filename="` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(want) + `"`
-		if got := artDispositionFilename(quoted); got != want && !strings.ContainsAny(want, "\t") {
+		if got := dispositionFilename(quoted); got != want && !strings.ContainsAny(want, "\t") {
 			t.Fatalf("%q: got %q, want %q", quoted, got, want)
 		}
 		ext := `attachment; filename*=UTF-8''` + dispositionExtEncode(want) + `; filename="fallback.zip"`
-		if got := artDispositionFilename(ext); got != want {
+		if got := dispositionFilename(ext); got != want {
 			t.Fatalf("%q: got %q, want %q", ext, got, want)
 		}
 	})
@@ -114,7 +114,7 @@ func FuzzDispositionFilename(f *testing.F) {
 func dispositionExtEncode(s string) string {
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; artIsAttrChar(c) {
+		if c := s[i]; isAttrChar(c) {
 			b.WriteByte(c)
 		} else {
 			fmt.Fprintf(&b, "%%%02X", c)
@@ -128,8 +128,8 @@ func dispositionSafe(t *testing.T, from, name string) {
 	if name == "" {
 		return
 	}
-	if strings.ContainsAny(name, `/\`) || name == "." || name == ".." || artHasControl(name) || !utf8.ValidString(name) ||
-		len(name) > artMaxFilename {
+	if strings.ContainsAny(name, `/\`) || name == "." || name == ".." || hasControl(name) || !utf8.ValidString(name) ||
+		len(name) > maxFilename {
 		t.Fatalf("unsafe name %q from %q", name, from)
 	}
 }

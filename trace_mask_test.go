@@ -10,10 +10,10 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// trcCollect is a traceSink that keeps what it is given.
-type trcCollect struct{ b []byte }
+// collectSink is a traceSink that keeps what it is given.
+type collectSink struct{ b []byte }
 
-func (c *trcCollect) put(b []byte) { c.b = append(c.b, b...) }
+func (c *collectSink) put(b []byte) { c.b = append(c.b, b...) }
 
 func TestTraceMasker(t *testing.T) {
 	tests := []struct {
@@ -37,7 +37,7 @@ func TestTraceMasker(t *testing.T) {
 			require.NotNil(t, m)
 			// Every way of cutting the input in two gives the same output.
 			for cut := 0; cut <= len(tt.in); cut++ {
-				var out trcCollect
+				var out collectSink
 				m.write([]byte(tt.in[:cut]), &out)
 				m.write([]byte(tt.in[cut:]), &out)
 				m.flush(&out)
@@ -50,7 +50,7 @@ func TestTraceMasker(t *testing.T) {
 
 func TestTraceMaskerHoldsBackOnlyPossibleSecrets(t *testing.T) {
 	m := newTraceMasker([]string{"password123"})
-	var out trcCollect
+	var out collectSink
 	m.write([]byte("log line pass"), &out)
 	assert.Empty(t, out.b, "bytes gather until a window is full or settle is called")
 	m.settle(&out)
@@ -62,7 +62,7 @@ func TestTraceMaskerHoldsBackOnlyPossibleSecrets(t *testing.T) {
 
 func TestTraceMaskerSearchesAWindowAtATime(t *testing.T) {
 	m := newTraceMasker([]string{"password123"})
-	var out trcCollect
+	var out collectSink
 	line := []byte("a log line of thirty-two bytes.\n")
 	for range traceMaskWindow/len(line) - 1 {
 		m.write(line, &out)
@@ -85,14 +85,14 @@ func TestTraceMaskerRandomSplits(t *testing.T) {
 			in.WriteString(alphabet[r.IntN(len(alphabet))])
 		}
 		whole := newTraceMasker(secrets)
-		var want trcCollect
+		var want collectSink
 		whole.write([]byte(in.String()), &want)
 		whole.flush(&want)
 		for _, s := range secrets {
 			assert.NotContains(t, string(want.b), s)
 		}
 		m := newTraceMasker(secrets)
-		var got trcCollect
+		var got collectSink
 		rest := []byte(in.String())
 		for len(rest) > 0 {
 			n := 1 + r.IntN(len(rest))
@@ -106,7 +106,7 @@ func TestTraceMaskerRandomSplits(t *testing.T) {
 
 func TestTraceMaskerLargeWrite(t *testing.T) {
 	m := newTraceMasker([]string{"s3cr3t"})
-	var out trcCollect
+	var out collectSink
 	in := strings.Repeat("x", traceMaskWindow-3) + "s3cr3t" + strings.Repeat("y", 3*traceMaskWindow)
 	m.write([]byte("s3c"), &out) // something held back, so the large write goes through the window
 	m.write([]byte(in), &out)
@@ -139,7 +139,7 @@ func TestTraceMaskerIndexAgreesWithBytesIndex(t *testing.T) {
 func TestTraceMaskerPicksAnchorsFromTheTrace(t *testing.T) {
 	m := newTraceMasker([]string{"zq-abc"})
 	require.Equal(t, 0, m.anchors[0], "z: the rarest by the table")
-	var out trcCount
+	var out countSink
 	text := strings.Repeat("qqzzq-ab \n", traceMaskWindow/10+1)
 	m.write([]byte(text), &out)
 	assert.Equal(t, 5, m.anchors[0], "c: the only byte of the secret this trace lacks")
@@ -165,7 +165,7 @@ func BenchmarkTraceMaskerLine(b *testing.B) {
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			m := newTraceMasker([]string{tc.build, tc.runner})
-			var out trcCount
+			var out countSink
 			b.SetBytes(int64(len(line)))
 			b.ReportAllocs()
 			for range b.N {
@@ -177,17 +177,17 @@ func BenchmarkTraceMaskerLine(b *testing.B) {
 	}
 }
 
-// trcCount is a traceSink that counts what it is given.
-type trcCount struct{ n int }
+// countSink is a traceSink that counts what it is given.
+type countSink struct{ n int }
 
-func (c *trcCount) put(b []byte) { c.n += len(b) }
+func (c *countSink) put(b []byte) { c.n += len(b) }
 
 // Masking allocates nothing once running, choosing anchors again included.
 func TestTraceMaskerDoesNotAllocate(t *testing.T) {
 	// Secrets longer than the 32 bytes the compiler keeps on the stack for a conversion.
 	m := newTraceMasker([]string{"tok-secret-123456", strings.Repeat("runner-secret-xyz-", 4)})
 	line := []byte("0000012345 Step 3/7 : RUN go test -race ./... ok github.com/runnerapi/runnerapi 1.234s\n")
-	var out trcCount
+	var out countSink
 	lines := 4 * traceMaskRepick / len(line)
 	allocs := testing.AllocsPerRun(1, func() {
 		for range lines {

@@ -20,88 +20,81 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 )
 
 const (
-	trcBuildToken  = "build-token-Qx7Jm2"
-	trcRunnerToken = "runner-token-Zk4Pw9"
-	trcBuildID     = 42
+	coordBuildToken  = "build-token-Qx7Jm2"
+	coordRunnerToken = "runner-token-Zk4Pw9"
+	coordBuildID     = 42
 )
 
-// trcAction is what the test coordinator does with one PATCH instead of answering it normally.
-type trcAction int
+// coordAction is what the test coordinator does with one PATCH instead of answering it normally.
+type coordAction int
 
 const (
-	trcNormal       trcAction = iota
-	trcStatus                 // answer status, applying nothing
-	trcDropBefore             // close the connection, applying nothing
-	trcDropAfter              // apply the part, then close the connection
-	trcApplyStatus            // apply the part, then answer status
-	trcApplyPartial           // apply the first keep bytes, answer 202 with that length
-	trcBadRange               // apply the part, answer 202 with Range: rangeValue
-	trcStall                  // hold the request until the client gives up, applying nothing
+	actNormal       coordAction = iota
+	actStatus                 // answer status, applying nothing
+	actDropBefore             // close the connection, applying nothing
+	actDropAfter              // apply the part, then close the connection
+	actApplyStatus            // apply the part, then answer status
+	actApplyPartial           // apply the first keep bytes, answer 202 with that length
+	actBadRange               // apply the part, answer 202 with Range: rangeValue
+	actStall                  // hold the request until the client gives up, applying nothing
 )
 
-type trcFault struct {
-	act        trcAction
+type coordFault struct {
+	act        coordAction
 	status     int
 	retryAfter string
 	rangeValue string
 	keep       int
 }
 
-// trcPart is one PATCH the test coordinator received.
-type trcPart struct {
+// receivedPart is one PATCH the test coordinator received.
+type receivedPart struct {
 	start, end int64
 	n          int
 }
 
-// trcCoord is a coordinator that keeps one build's trace, answers the trace PATCH and the update PUT as
+// traceCoord is a coordinator that keeps one build's trace, answers the trace PATCH and the update PUT as
 // PROTOCOL.md says, and injects faults.
-type trcCoord struct {
+type traceCoord struct {
 	t   testing.TB
 	srv *httptest.Server
 
 	mu           sync.Mutex
 	trace        []byte
 	status       string
-	parts        []trcPart
+	parts        []receivedPart
 	badRanges    int // parts whose Content-Range END was not START plus their length
 	updates      int
 	noPatch      bool // a coordinator before 8.7: PATCH answers 404
 	updateStatus int  // when set, PUT answers this
 	requests     int
-	fault        func(c *trcCoord, n int, start int64, body []byte) trcFault // called with mu held
+	fault        func(c *traceCoord, n int, start int64, body []byte) coordFault // called with mu held
 }
 
-func trcLeakCheck(t *testing.T) {
-	t.Helper()
-	ignore := goleak.IgnoreCurrent()
-	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
-}
-
-func newTrcCoord(t testing.TB) *trcCoord {
-	c := &trcCoord{t: t, status: "running"}
+func newTrcCoord(t testing.TB) *traceCoord {
+	c := &traceCoord{t: t, status: "running"}
 	c.srv = httptest.NewServer(http.HandlerFunc(c.serve))
 	t.Cleanup(c.srv.Close)
 	return c
 }
 
-func (c *trcCoord) serve(w http.ResponseWriter, r *http.Request) {
-	tracePath := "/ci/api/v1/builds/" + strconv.Itoa(trcBuildID) + "/trace.txt"
+func (c *traceCoord) serve(w http.ResponseWriter, r *http.Request) {
+	tracePath := "/ci/api/v1/builds/" + strconv.Itoa(coordBuildID) + "/trace.txt"
 	switch {
 	case r.Method == http.MethodPatch && r.URL.Path == tracePath:
 		c.servePatch(w, r)
-	case r.Method == http.MethodPut && r.URL.Path == "/ci/api/v1/builds/"+strconv.Itoa(trcBuildID):
+	case r.Method == http.MethodPut && r.URL.Path == "/ci/api/v1/builds/"+strconv.Itoa(coordBuildID):
 		c.serveUpdate(w, r)
 	default:
 		http.Error(w, `{"message":"404 Not Found"}`, http.StatusNotFound)
 	}
 }
 
-func (c *trcCoord) servePatch(w http.ResponseWriter, r *http.Request) {
-	if r.Header.Get("BUILD-TOKEN") != trcBuildToken {
+func (c *traceCoord) servePatch(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("BUILD-TOKEN") != coordBuildToken {
 		http.Error(w, `{"message":"403 Forbidden"}`, http.StatusForbidden)
 		return
 	}
@@ -118,7 +111,7 @@ func (c *trcCoord) servePatch(w http.ResponseWriter, r *http.Request) {
 	}
 	c.mu.Lock()
 	c.requests++
-	c.parts = append(c.parts, trcPart{start: start, end: end, n: len(body)})
+	c.parts = append(c.parts, receivedPart{start: start, end: end, n: len(body)})
 	if end-start != int64(len(body)) {
 		c.badRanges++
 	}
@@ -127,7 +120,7 @@ func (c *trcCoord) servePatch(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `{"message":"404 Not Found"}`, http.StatusNotFound)
 		return
 	}
-	var f trcFault
+	var f coordFault
 	if c.fault != nil {
 		f = c.fault(c, c.requests, start, body)
 	}
@@ -144,20 +137,20 @@ func (c *trcCoord) servePatch(w http.ResponseWriter, r *http.Request) {
 	}
 	fits := start == int64(len(c.trace))
 	switch f.act {
-	case trcStatus:
+	case actStatus:
 		c.mu.Unlock()
 		w.Header().Set("Retry-After", f.retryAfter)
 		w.WriteHeader(f.status)
 		return
-	case trcDropBefore:
+	case actDropBefore:
 		c.mu.Unlock()
-		trcHangUp(w)
+		hangUp(w)
 		return
-	case trcStall:
+	case actStall:
 		c.mu.Unlock()
 		<-r.Context().Done()
 		return
-	case trcApplyPartial:
+	case actApplyPartial:
 		if fits {
 			c.trace = append(c.trace, body[:f.keep]...)
 			answer(http.StatusAccepted, "0-"+strconv.Itoa(len(c.trace)))
@@ -172,15 +165,15 @@ func (c *trcCoord) servePatch(w http.ResponseWriter, r *http.Request) {
 	}
 	c.trace = append(c.trace, body...)
 	switch f.act {
-	case trcDropAfter:
+	case actDropAfter:
 		c.mu.Unlock()
-		trcHangUp(w)
+		hangUp(w)
 		return
-	case trcApplyStatus:
+	case actApplyStatus:
 		c.mu.Unlock()
 		w.WriteHeader(f.status)
 		return
-	case trcBadRange:
+	case actBadRange:
 		answer(http.StatusAccepted, f.rangeValue)
 		c.mu.Unlock()
 		return
@@ -189,15 +182,15 @@ func (c *trcCoord) servePatch(w http.ResponseWriter, r *http.Request) {
 	c.mu.Unlock()
 }
 
-func trcHangUp(w http.ResponseWriter) {
+func hangUp(w http.ResponseWriter) {
 	conn, _, err := w.(http.Hijacker).Hijack()
 	if err == nil {
 		_ = conn.Close()
 	}
 }
 
-func (c *trcCoord) serveUpdate(w http.ResponseWriter, r *http.Request) {
-	if err := r.ParseForm(); err != nil || r.PostForm.Get("token") != trcRunnerToken {
+func (c *traceCoord) serveUpdate(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil || r.PostForm.Get("token") != coordRunnerToken {
 		http.Error(w, `{"message":"403 Forbidden"}`, http.StatusForbidden)
 		return
 	}
@@ -215,35 +208,35 @@ func (c *trcCoord) serveUpdate(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.WriteString(w, "true")
 }
 
-func (c *trcCoord) snapshot() (trace []byte, parts []trcPart) {
+func (c *traceCoord) snapshot() (trace []byte, parts []receivedPart) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return bytes.Clone(c.trace), append([]trcPart(nil), c.parts...)
+	return bytes.Clone(c.trace), append([]receivedPart(nil), c.parts...)
 }
 
-func (c *trcCoord) setFault(f func(c *trcCoord, n int, start int64, body []byte) trcFault) {
+func (c *traceCoord) setFault(f func(c *traceCoord, n int, start int64, body []byte) coordFault) {
 	c.mu.Lock()
 	c.fault = f
 	c.mu.Unlock()
 }
 
-// trcFaultAt applies f to request number n only.
-func trcFaultAt(n int, f trcFault) func(*trcCoord, int, int64, []byte) trcFault {
-	return func(_ *trcCoord, i int, _ int64, _ []byte) trcFault {
+// faultAt applies f to request number n only.
+func faultAt(n int, f coordFault) func(*traceCoord, int, int64, []byte) coordFault {
+	return func(_ *traceCoord, i int, _ int64, _ []byte) coordFault {
 		if i == n {
 			return f
 		}
-		return trcFault{}
+		return coordFault{}
 	}
 }
 
-// trcClient is a client of the test coordinator with fast retries.
-func (c *trcCoord) client(t testing.TB, opts ...Option) *Client {
+// client is a client of the test coordinator with fast retries.
+func (c *traceCoord) client(t testing.TB, opts ...Option) *Client {
 	t.Helper()
 	base := []Option{
 		WithHTTPClient(c.srv.Client()),
-		WithBuildToken(trcBuildToken),
-		WithRunnerToken(trcRunnerToken),
+		WithBuildToken(coordBuildToken),
+		WithRunnerToken(coordRunnerToken),
 		WithRetryPolicy(RetryPolicy{MaxRetries: 8, BaseDelay: time.Millisecond, MaxDelay: 4 * time.Millisecond, MaxRetryAfter: 5 * time.Millisecond}),
 	}
 	cl, err := NewClient(c.srv.URL, append(base, opts...)...)
@@ -252,7 +245,7 @@ func (c *trcCoord) client(t testing.TB, opts ...Option) *Client {
 }
 
 // writer starts a TraceWriter on the test coordinator; its flush interval and keep-alive are long unless set.
-func (c *trcCoord) writer(t testing.TB, cl *Client, o TraceOptions) *TraceWriter {
+func (c *traceCoord) writer(t testing.TB, cl *Client, o TraceOptions) *TraceWriter {
 	t.Helper()
 	if o.FlushInterval == 0 {
 		o.FlushInterval = time.Hour
@@ -260,21 +253,21 @@ func (c *trcCoord) writer(t testing.TB, cl *Client, o TraceOptions) *TraceWriter
 	if o.KeepAlive == 0 {
 		o.KeepAlive = -1
 	}
-	w, err := cl.NewTraceWriter(context.Background(), trcBuildID, &o)
+	w, err := cl.NewTraceWriter(context.Background(), coordBuildID, &o)
 	require.NoError(t, err)
 	return w
 }
 
-// trcAssertContiguous checks that every non-empty part started where the coordinator's trace ended before it and
+// assertContiguous checks that every non-empty part started where the coordinator's trace ended before it and
 // carried a Content-Range matching its length.
-func trcAssertContiguous(t *testing.T, c *trcCoord) {
+func assertContiguous(t *testing.T, c *traceCoord) {
 	t.Helper()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	assert.Zero(t, c.badRanges, "parts whose Content-Range does not match their length")
 }
 
-func trcText(n int, seed uint64) []byte {
+func traceText(n int, seed uint64) []byte {
 	r := rand.New(rand.NewPCG(seed, 7))
 	var b bytes.Buffer
 	for b.Len() < n {
@@ -284,10 +277,10 @@ func trcText(n int, seed uint64) []byte {
 }
 
 func TestTraceWriterCoalescesOneByteWrites(t *testing.T) {
-	trcLeakCheck(t)
+	leakCheck(t)
 	c := newTrcCoord(t)
 	w := c.writer(t, c.client(t), TraceOptions{})
-	want := trcText(10000, 1)
+	want := traceText(10000, 1)
 	for i := range want {
 		n, err := w.Write(want[i : i+1])
 		require.NoError(t, err)
@@ -296,16 +289,16 @@ func TestTraceWriterCoalescesOneByteWrites(t *testing.T) {
 	require.NoError(t, w.Close())
 	trace, parts := c.snapshot()
 	assert.Equal(t, want, trace)
-	assert.Equal(t, []trcPart{{start: 0, end: 10000, n: 10000}}, parts)
+	assert.Equal(t, []receivedPart{{start: 0, end: 10000, n: 10000}}, parts)
 	st := w.Stats()
 	assert.Equal(t, TraceStats{Written: 10000, Length: 10000, Acknowledged: 10000, Requests: 1}, st)
 }
 
 func TestTraceWriterLargeWriteBecomesContiguousParts(t *testing.T) {
-	trcLeakCheck(t)
+	leakCheck(t)
 	c := newTrcCoord(t)
 	w := c.writer(t, c.client(t), TraceOptions{})
-	want := trcText(10<<20, 2)
+	want := traceText(10<<20, 2)
 	n, err := w.Write(want)
 	require.NoError(t, err)
 	require.Equal(t, len(want), n)
@@ -314,13 +307,13 @@ func TestTraceWriterLargeWriteBecomesContiguousParts(t *testing.T) {
 	assert.True(t, bytes.Equal(want, trace), "trace differs")
 	require.Len(t, parts, 10)
 	for i, p := range parts {
-		assert.Equal(t, trcPart{start: int64(i) << 20, end: int64(i+1) << 20, n: 1 << 20}, p)
+		assert.Equal(t, receivedPart{start: int64(i) << 20, end: int64(i+1) << 20, n: 1 << 20}, p)
 	}
-	trcAssertContiguous(t, c)
+	assertContiguous(t, c)
 }
 
 func TestTraceWriterFlushesAfterInterval(t *testing.T) {
-	trcLeakCheck(t)
+	leakCheck(t)
 	c := newTrcCoord(t)
 	w := c.writer(t, c.client(t), TraceOptions{FlushInterval: 10 * time.Millisecond})
 	_, err := w.Write([]byte("hello "))
@@ -332,12 +325,12 @@ func TestTraceWriterFlushesAfterInterval(t *testing.T) {
 		return string(trace) == "hello world\n"
 	}, 5*time.Second, time.Millisecond, "written bytes were not sent without Flush")
 	_, parts := c.snapshot()
-	assert.Equal(t, []trcPart{{start: 0, end: 12, n: 12}}, parts)
+	assert.Equal(t, []receivedPart{{start: 0, end: 12, n: 12}}, parts)
 	require.NoError(t, w.Close())
 }
 
 func TestTraceWriterKeepAlive(t *testing.T) {
-	trcLeakCheck(t)
+	leakCheck(t)
 	c := newTrcCoord(t)
 	w := c.writer(t, c.client(t), TraceOptions{KeepAlive: 5 * time.Millisecond})
 	require.Eventually(t, func() bool {
@@ -355,18 +348,18 @@ func TestTraceWriterKeepAlive(t *testing.T) {
 	require.NoError(t, w.Close())
 	_, parts := c.snapshot()
 	for _, p := range parts {
-		assert.Equal(t, trcPart{}, p, "a keep-alive is an empty part at the trace's length")
+		assert.Equal(t, receivedPart{}, p, "a keep-alive is an empty part at the trace's length")
 	}
 	assert.Equal(t, StateCanceled, w.Status())
 }
 
 func TestTraceWriterSendsNoEmptyParts(t *testing.T) {
-	trcLeakCheck(t)
+	leakCheck(t)
 	c := newTrcCoord(t)
 	w := c.writer(t, c.client(t), TraceOptions{FlushInterval: time.Millisecond, ChunkSize: 64})
 	ctx := context.Background()
 	require.NoError(t, w.Flush(ctx), "flushing nothing")
-	want := trcText(5000, 3)
+	want := traceText(5000, 3)
 	for i := 0; i < len(want); i += 37 {
 		_, err := w.Write(want[i:min(i+37, len(want))])
 		require.NoError(t, err)
@@ -382,11 +375,11 @@ func TestTraceWriterSendsNoEmptyParts(t *testing.T) {
 		assert.Positive(t, p.n, "empty part at %d", p.start)
 		assert.LessOrEqual(t, p.n, 64)
 	}
-	trcAssertContiguous(t, c)
+	assertContiguous(t, c)
 }
 
 func TestTraceWriterDoesNotKeepP(t *testing.T) {
-	trcLeakCheck(t)
+	leakCheck(t)
 	c := newTrcCoord(t)
 	w := c.writer(t, c.client(t), TraceOptions{})
 	p := []byte("first line\n")
@@ -404,31 +397,31 @@ func TestTraceWriterRange416(t *testing.T) {
 	tests := []struct {
 		name      string
 		preset    string                                                   // the coordinator's trace before the writer starts
-		fault     func(c *trcCoord, n int, start int64, b []byte) trcFault // applied on each PATCH
+		fault     func(c *traceCoord, n int, start int64, b []byte) coordFault // applied on each PATCH
 		flush     bool                                                     // after the first 6 bytes
-		wantParts []trcPart
+		wantParts []receivedPart
 	}{
 		{
 			name: "coordinator lost its tail: resend",
-			fault: func(c *trcCoord, n int, _ int64, _ []byte) trcFault {
+			fault: func(c *traceCoord, n int, _ int64, _ []byte) coordFault {
 				if n == 2 {
 					c.trace = c.trace[:3]
 				}
-				return trcFault{}
+				return coordFault{}
 			},
 			flush:     true,
-			wantParts: []trcPart{{0, 6, 6}, {6, 12, 6}, {3, 12, 9}},
+			wantParts: []receivedPart{{0, 6, 6}, {6, 12, 6}, {3, 12, 9}},
 		},
 		{
 			// An earlier attempt of this run got "abcdefgh" through without the writer learning it.
 			name:      "coordinator ahead within the trace: skip",
 			preset:    "abcdefgh",
-			wantParts: []trcPart{{0, 12, 12}, {8, 12, 4}},
+			wantParts: []receivedPart{{0, 12, 12}, {8, 12, 4}},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			trcLeakCheck(t)
+			leakCheck(t)
 			c := newTrcCoord(t)
 			c.trace = []byte(tt.preset)
 			c.fault = tt.fault
@@ -451,7 +444,7 @@ func TestTraceWriterRange416(t *testing.T) {
 
 func TestTraceWriterCoordinatorAheadOfTrace(t *testing.T) {
 	t.Run("replaced with a full update", func(t *testing.T) {
-		trcLeakCheck(t)
+		leakCheck(t)
 		c := newTrcCoord(t)
 		c.trace = []byte("a longer trace left by an earlier attempt of this build\n")
 		w := c.writer(t, c.client(t), TraceOptions{})
@@ -465,13 +458,13 @@ func TestTraceWriterCoordinatorAheadOfTrace(t *testing.T) {
 		require.NoError(t, w.Close())
 		trace, parts := c.snapshot()
 		assert.Equal(t, "new run\nmore\n", string(trace))
-		assert.Equal(t, []trcPart{{0, 8, 8}, {8, 13, 5}}, parts)
+		assert.Equal(t, []receivedPart{{0, 8, 8}, {8, 13, 5}}, parts)
 		st := w.Stats()
 		assert.Equal(t, int64(1), st.FullUpdates)
 		assert.Equal(t, int64(3), st.Requests)
 	})
 	t.Run("an error without the runner token", func(t *testing.T) {
-		trcLeakCheck(t)
+		leakCheck(t)
 		c := newTrcCoord(t)
 		c.trace = []byte("a longer trace left by an earlier attempt of this build\n")
 		cl := c.client(t, WithRunnerToken(""))
@@ -490,9 +483,9 @@ func TestTraceWriterCoordinatorAheadOfTrace(t *testing.T) {
 func TestTraceWriterMalformedRange(t *testing.T) {
 	for _, v := range []string{"", "0-", "1-5", "0-x", "0--1", "0-+5", "0-99999999999999999999", "0-9223372036854775808", "bytes 0-5"} {
 		t.Run(strconv.Quote(v), func(t *testing.T) {
-			trcLeakCheck(t)
+			leakCheck(t)
 			c := newTrcCoord(t)
-			c.fault = trcFaultAt(1, trcFault{act: trcBadRange, rangeValue: v})
+			c.fault = faultAt(1, coordFault{act: actBadRange, rangeValue: v})
 			w := c.writer(t, c.client(t), TraceOptions{})
 			_, err := io.WriteString(w, "hello\n")
 			require.NoError(t, err)
@@ -506,32 +499,32 @@ func TestTraceWriterMalformedRange(t *testing.T) {
 }
 
 func TestTraceWriterAccepted202ShorterThanPart(t *testing.T) {
-	trcLeakCheck(t)
+	leakCheck(t)
 	c := newTrcCoord(t)
-	c.fault = trcFaultAt(1, trcFault{act: trcApplyPartial, keep: 4})
+	c.fault = faultAt(1, coordFault{act: actApplyPartial, keep: 4})
 	w := c.writer(t, c.client(t), TraceOptions{})
 	_, err := io.WriteString(w, "0123456789")
 	require.NoError(t, err)
 	require.NoError(t, w.Close())
 	trace, parts := c.snapshot()
 	assert.Equal(t, "0123456789", string(trace))
-	assert.Equal(t, []trcPart{{0, 10, 10}, {4, 10, 6}}, parts)
+	assert.Equal(t, []receivedPart{{0, 10, 10}, {4, 10, 6}}, parts)
 }
 
 func TestTraceWriterDroppedConnections(t *testing.T) {
 	for _, tt := range []struct {
 		name  string
-		act   trcAction
-		parts []trcPart
+		act   coordAction
+		parts []receivedPart
 	}{
-		{"after the part was applied: no duplicate", trcDropAfter, []trcPart{{0, 6, 6}, {0, 6, 6}}},
-		{"before the part was applied: no gap", trcDropBefore, []trcPart{{0, 6, 6}, {0, 6, 6}}},
-		{"5xx after the part was applied", trcApplyStatus, []trcPart{{0, 6, 6}, {0, 6, 6}}},
+		{"after the part was applied: no duplicate", actDropAfter, []receivedPart{{0, 6, 6}, {0, 6, 6}}},
+		{"before the part was applied: no gap", actDropBefore, []receivedPart{{0, 6, 6}, {0, 6, 6}}},
+		{"5xx after the part was applied", actApplyStatus, []receivedPart{{0, 6, 6}, {0, 6, 6}}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			trcLeakCheck(t)
+			leakCheck(t)
 			c := newTrcCoord(t)
-			c.fault = trcFaultAt(1, trcFault{act: tt.act, status: http.StatusBadGateway})
+			c.fault = faultAt(1, coordFault{act: tt.act, status: http.StatusBadGateway})
 			w := c.writer(t, c.client(t), TraceOptions{})
 			_, err := io.WriteString(w, "abcdef")
 			require.NoError(t, err)
@@ -541,16 +534,16 @@ func TestTraceWriterDroppedConnections(t *testing.T) {
 			require.NoError(t, w.Close())
 			trace, parts := c.snapshot()
 			assert.Equal(t, "abcdefghi", string(trace))
-			assert.Equal(t, append(tt.parts, trcPart{6, 9, 3}), parts)
+			assert.Equal(t, append(tt.parts, receivedPart{6, 9, 3}), parts)
 			assert.Equal(t, int64(1), w.Stats().Retries)
 		})
 	}
 }
 
 func TestTraceWriterAttemptTimeout(t *testing.T) {
-	trcLeakCheck(t)
+	leakCheck(t)
 	c := newTrcCoord(t)
-	c.fault = trcFaultAt(1, trcFault{act: trcStall})
+	c.fault = faultAt(1, coordFault{act: actStall})
 	w := c.writer(t, c.client(t), TraceOptions{AttemptTimeout: 20 * time.Millisecond})
 	_, err := io.WriteString(w, "slow\n")
 	require.NoError(t, err)
@@ -561,13 +554,13 @@ func TestTraceWriterAttemptTimeout(t *testing.T) {
 	assert.Equal(t, int64(1), w.Stats().Retries)
 }
 
-// trcSleeps records the backoffs a writer asked for, without waiting.
-type trcSleeps struct {
+// sleepRecorder records the backoffs a writer asked for, without waiting.
+type sleepRecorder struct {
 	mu    sync.Mutex
 	waits []time.Duration
 }
 
-func (s *trcSleeps) sleep(ctx context.Context, d time.Duration) error {
+func (s *sleepRecorder) sleep(ctx context.Context, d time.Duration) error {
 	s.mu.Lock()
 	s.waits = append(s.waits, d)
 	s.mu.Unlock()
@@ -575,21 +568,21 @@ func (s *trcSleeps) sleep(ctx context.Context, d time.Duration) error {
 }
 
 func TestTraceWriterRetriesHonourRetryAfter(t *testing.T) {
-	trcLeakCheck(t)
+	leakCheck(t)
 	c := newTrcCoord(t)
-	c.fault = func(_ *trcCoord, n int, _ int64, _ []byte) trcFault {
+	c.fault = func(_ *traceCoord, n int, _ int64, _ []byte) coordFault {
 		switch n {
 		case 1:
-			return trcFault{act: trcStatus, status: http.StatusServiceUnavailable, retryAfter: "7"}
+			return coordFault{act: actStatus, status: http.StatusServiceUnavailable, retryAfter: "7"}
 		case 2:
-			return trcFault{act: trcStatus, status: http.StatusTooManyRequests, retryAfter: "120"}
+			return coordFault{act: actStatus, status: http.StatusTooManyRequests, retryAfter: "120"}
 		case 3:
-			return trcFault{act: trcStatus, status: http.StatusInternalServerError}
+			return coordFault{act: actStatus, status: http.StatusInternalServerError}
 		}
-		return trcFault{}
+		return coordFault{}
 	}
 	cl := c.client(t, WithRetryPolicy(RetryPolicy{MaxRetries: 5, BaseDelay: 8 * time.Millisecond, MaxDelay: time.Second, MaxRetryAfter: time.Minute}))
-	var sleeps trcSleeps
+	var sleeps sleepRecorder
 	w := c.writer(t, cl, TraceOptions{sleep: sleeps.sleep})
 	_, err := io.WriteString(w, "retried\n")
 	require.NoError(t, err)
@@ -605,10 +598,10 @@ func TestTraceWriterRetriesHonourRetryAfter(t *testing.T) {
 }
 
 func TestTraceWriterGivesUpAfterRetryPolicy(t *testing.T) {
-	trcLeakCheck(t)
+	leakCheck(t)
 	c := newTrcCoord(t)
-	c.fault = func(*trcCoord, int, int64, []byte) trcFault {
-		return trcFault{act: trcStatus, status: http.StatusServiceUnavailable}
+	c.fault = func(*traceCoord, int, int64, []byte) coordFault {
+		return coordFault{act: actStatus, status: http.StatusServiceUnavailable}
 	}
 	cl := c.client(t, WithRetryPolicy(RetryPolicy{MaxRetries: 2, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}))
 	w := c.writer(t, cl, TraceOptions{})
@@ -632,10 +625,10 @@ func TestTraceWriterFatalStatuses(t *testing.T) {
 		{http.StatusConflict, ErrConflict},
 	} {
 		t.Run(strconv.Itoa(tt.status), func(t *testing.T) {
-			trcLeakCheck(t)
+			leakCheck(t)
 			c := newTrcCoord(t)
 			// The first part succeeds, so a later 404 is not the pre-8.7 coordinator's.
-			c.fault = trcFaultAt(2, trcFault{act: trcStatus, status: tt.status})
+			c.fault = faultAt(2, coordFault{act: actStatus, status: tt.status})
 			w := c.writer(t, c.client(t), TraceOptions{})
 			_, err := io.WriteString(w, "one\n")
 			require.NoError(t, err)
@@ -655,7 +648,7 @@ func TestTraceWriterFatalStatuses(t *testing.T) {
 			assert.Equal(t, ferr, w.Flush(context.Background()))
 			assert.Equal(t, ferr, w.Close())
 			assert.Equal(t, ferr, w.Close())
-			assert.NotContains(t, ferr.Error(), trcBuildToken)
+			assert.NotContains(t, ferr.Error(), coordBuildToken)
 			_, parts := c.snapshot()
 			assert.Len(t, parts, 2, "a fatal status is not retried")
 		})
@@ -663,7 +656,7 @@ func TestTraceWriterFatalStatuses(t *testing.T) {
 }
 
 func TestTraceWriterBadTokenIsFatalAndSecret(t *testing.T) {
-	trcLeakCheck(t)
+	leakCheck(t)
 	c := newTrcCoord(t)
 	w := c.writer(t, c.client(t), TraceOptions{Token: "wrong-token-Ab12Cd"})
 	_, err := io.WriteString(w, "x\n")
@@ -675,7 +668,7 @@ func TestTraceWriterBadTokenIsFatalAndSecret(t *testing.T) {
 
 func TestTraceWriterWithoutPatchEndpoint(t *testing.T) {
 	t.Run("full updates at the flush interval", func(t *testing.T) {
-		trcLeakCheck(t)
+		leakCheck(t)
 		c := newTrcCoord(t)
 		c.noPatch = true
 		w := c.writer(t, c.client(t), TraceOptions{ChunkSize: 4})
@@ -696,11 +689,11 @@ func TestTraceWriterWithoutPatchEndpoint(t *testing.T) {
 		assert.Equal(t, int64(2), w.Stats().FullUpdates)
 	})
 	t.Run("full updates of a trace spooled to its file", func(t *testing.T) {
-		trcLeakCheck(t)
+		leakCheck(t)
 		c := newTrcCoord(t)
 		c.noPatch = true
 		w := c.writer(t, c.client(t), TraceOptions{MemoryLimit: 1})
-		text := trcText(3<<20+12345, 9)
+		text := traceText(3<<20+12345, 9)
 		for p := text; len(p) > 0; {
 			n := min(len(p), 1000)
 			_, err := w.Write(p[:n])
@@ -713,7 +706,7 @@ func TestTraceWriterWithoutPatchEndpoint(t *testing.T) {
 		assert.Positive(t, w.Stats().FullUpdates)
 	})
 	t.Run("without the runner token", func(t *testing.T) {
-		trcLeakCheck(t)
+		leakCheck(t)
 		c := newTrcCoord(t)
 		c.noPatch = true
 		w := c.writer(t, c.client(t, WithRunnerToken("")), TraceOptions{})
@@ -724,7 +717,7 @@ func TestTraceWriterWithoutPatchEndpoint(t *testing.T) {
 		assert.Contains(t, err.Error(), "runner token")
 	})
 	t.Run("build not running", func(t *testing.T) {
-		trcLeakCheck(t)
+		leakCheck(t)
 		c := newTrcCoord(t)
 		c.noPatch = true
 		c.updateStatus = http.StatusNotFound
@@ -742,7 +735,7 @@ func TestTraceWriterBuildCanceled(t *testing.T) {
 			name = "on 416"
 		}
 		t.Run(name, func(t *testing.T) {
-			trcLeakCheck(t)
+			leakCheck(t)
 			c := newTrcCoord(t)
 			c.trace = []byte(preset)
 			c.status = "canceled"
@@ -772,7 +765,7 @@ func TestTraceWriterBuildCanceled(t *testing.T) {
 }
 
 func TestTraceWriterFlushAndClose(t *testing.T) {
-	trcLeakCheck(t)
+	leakCheck(t)
 	c := newTrcCoord(t)
 	w := c.writer(t, c.client(t), TraceOptions{})
 	for i := range 3 {
@@ -785,7 +778,7 @@ func TestTraceWriterFlushAndClose(t *testing.T) {
 		assert.Equal(t, w.Stats().Length, w.Stats().Acknowledged)
 	}
 	// A Flush bounded by its context returns when it ends, and the writer goes on.
-	c.setFault(trcFaultAt(4, trcFault{act: trcStall}))
+	c.setFault(faultAt(4, coordFault{act: actStall}))
 	_, err := io.WriteString(w, "stalled\n")
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
@@ -803,7 +796,7 @@ func TestTraceWriterFlushAndClose(t *testing.T) {
 }
 
 func TestTraceWriterCloseIdempotentAndErrClosed(t *testing.T) {
-	trcLeakCheck(t)
+	leakCheck(t)
 	c := newTrcCoord(t)
 	w := c.writer(t, c.client(t), TraceOptions{})
 	_, err := io.WriteString(w, "done\n")
@@ -820,14 +813,14 @@ func TestTraceWriterCloseIdempotentAndErrClosed(t *testing.T) {
 }
 
 func TestTraceWriterContextCancelStopsBackoff(t *testing.T) {
-	trcLeakCheck(t)
+	leakCheck(t)
 	c := newTrcCoord(t)
-	c.fault = func(*trcCoord, int, int64, []byte) trcFault {
-		return trcFault{act: trcStatus, status: http.StatusServiceUnavailable, retryAfter: "3600"}
+	c.fault = func(*traceCoord, int, int64, []byte) coordFault {
+		return coordFault{act: actStatus, status: http.StatusServiceUnavailable, retryAfter: "3600"}
 	}
 	cl := c.client(t, WithRetryPolicy(RetryPolicy{MaxRetries: 5, MaxRetryAfter: time.Hour}))
 	ctx, cancel := context.WithCancel(context.Background())
-	w, err := cl.NewTraceWriter(ctx, trcBuildID, &TraceOptions{FlushInterval: time.Millisecond, KeepAlive: -1})
+	w, err := cl.NewTraceWriter(ctx, coordBuildID, &TraceOptions{FlushInterval: time.Millisecond, KeepAlive: -1})
 	require.NoError(t, err)
 	_, err = io.WriteString(w, "x\n")
 	require.NoError(t, err)
@@ -846,7 +839,7 @@ func TestTraceWriterConcurrentWritesStayContiguous(t *testing.T) {
 		maxPayload int
 	}{{"in memory", 0, 200}, {"through the file", 1, 8 << 10}} {
 		t.Run(tc.name, func(t *testing.T) {
-			trcLeakCheck(t)
+			leakCheck(t)
 			c := newTrcCoord(t)
 			w := c.writer(t, c.client(t), TraceOptions{ChunkSize: 4 << 10, FlushInterval: time.Millisecond, MemoryLimit: tc.memLimit})
 			const writers, records = 8, 300
@@ -884,7 +877,7 @@ func TestTraceWriterConcurrentWritesStayContiguous(t *testing.T) {
 				assert.Equal(t, next[g], i, "records of writer %d out of order", g)
 				next[g] = i + 1
 			}
-			trcAssertContiguous(t, c)
+			assertContiguous(t, c)
 		})
 	}
 }
@@ -892,7 +885,7 @@ func TestTraceWriterConcurrentWritesStayContiguous(t *testing.T) {
 // A Close while other goroutines write, with blocks being filed, ends cleanly: Close returns no error, and each
 // Write either got its bytes into the trace or was told the writer is closed.
 func TestTraceWriterCloseWhileWriting(t *testing.T) {
-	trcLeakCheck(t)
+	leakCheck(t)
 	c := newTrcCoord(t)
 	cl := c.client(t)
 	for round := range 20 {
@@ -926,7 +919,7 @@ func TestTraceWriterCloseWhileWriting(t *testing.T) {
 }
 
 func TestTraceWriterMasksSecretsAcrossWrites(t *testing.T) {
-	trcLeakCheck(t)
+	leakCheck(t)
 	const secret = "hunter2-s3cr3t"
 	input := "before " + secret + " middle " + secret + secret + " hun end hunter2-s3cr3"
 	want := "before [MASKED] middle [MASKED][MASKED] hun end hunter2-s3cr3"
@@ -950,11 +943,11 @@ func TestTraceWriterMasksSecretsAcrossWrites(t *testing.T) {
 }
 
 func TestTraceWriterMasksBuildSecrets(t *testing.T) {
-	trcLeakCheck(t)
+	leakCheck(t)
 	c := newTrcCoord(t)
 	b := &Build{
-		ID:    trcBuildID,
-		Token: trcBuildToken,
+		ID:    coordBuildID,
+		Token: coordBuildToken,
 		Variables: []Variable{
 			{Key: "PUBLIC", Value: "visible-value", Public: true},
 			{Key: "PRIVATE", Value: "private-value"},
@@ -963,7 +956,7 @@ func TestTraceWriterMasksBuildSecrets(t *testing.T) {
 	}
 	w, err := c.client(t, WithBuildToken("")).NewBuildTraceWriter(context.Background(), b, &TraceOptions{Secrets: []string{"extra-secret"}, KeepAlive: -1})
 	require.NoError(t, err)
-	_, err = fmt.Fprintf(w, "%s %s %s %s %s %s\n", trcBuildToken, "visible-value", "private-value", "repo-password", "extra-secret", trcRunnerToken)
+	_, err = fmt.Fprintf(w, "%s %s %s %s %s %s\n", coordBuildToken, "visible-value", "private-value", "repo-password", "extra-secret", coordRunnerToken)
 	require.NoError(t, err)
 	require.NoError(t, w.Close())
 	trace, _ := c.snapshot()
@@ -971,7 +964,7 @@ func TestTraceWriterMasksBuildSecrets(t *testing.T) {
 }
 
 func TestTraceWriterOutputLimit(t *testing.T) {
-	trcLeakCheck(t)
+	leakCheck(t)
 	c := newTrcCoord(t)
 	w := c.writer(t, c.client(t), TraceOptions{OutputLimit: 10})
 	for range 5 {
@@ -998,7 +991,7 @@ func TestTraceWriterNeedsBuildToken(t *testing.T) {
 }
 
 func TestTraceWriterSpoolFileRemovedAndHeapBounded(t *testing.T) {
-	trcLeakCheck(t)
+	leakCheck(t)
 	c := newTrcCoord(t)
 	// This coordinator only counts: the test is about the writer's memory, not the coordinator's.
 	var got atomic.Int64
@@ -1042,7 +1035,7 @@ func TestTraceWriterSpoolFileRemovedAndHeapBounded(t *testing.T) {
 func TestTraceWriterWriteDoesNotAllocate(t *testing.T) {
 	for _, secrets := range [][]string{nil, {"a-secret-value"}} {
 		t.Run(fmt.Sprint(len(secrets)), func(t *testing.T) {
-			trcLeakCheck(t)
+			leakCheck(t)
 			c := newTrcCoord(t)
 			// A small memory limit puts the spool in its file; a large chunk keeps the sender, whose requests
 			// allocate, quiet while allocations are counted.
@@ -1059,14 +1052,14 @@ func TestTraceWriterWriteDoesNotAllocate(t *testing.T) {
 	}
 }
 
-var trcSeeds = 200
+var traceSeeds = 200
 
 func TestTraceWriterRandomFaults(t *testing.T) {
-	seeds := trcSeeds
+	seeds := traceSeeds
 	if testing.Short() {
 		seeds = 40
 	}
-	trcLeakCheck(t)
+	leakCheck(t)
 	c := newTrcCoord(t)
 	cl := c.client(t, WithRetryPolicy(RetryPolicy{MaxRetries: 30, MaxRetryAfter: time.Millisecond}))
 	var retries, recoveries int64
@@ -1075,27 +1068,27 @@ func TestTraceWriterRandomFaults(t *testing.T) {
 		fr := rand.New(rand.NewPCG(seed, 100)) // the coordinator's, used with c.mu held
 		c.mu.Lock()
 		c.trace, c.parts, c.requests = nil, nil, 0
-		c.fault = func(c *trcCoord, n int, start int64, body []byte) trcFault {
+		c.fault = func(c *traceCoord, n int, start int64, body []byte) coordFault {
 			switch x := fr.IntN(100); {
 			case x < 6:
-				return trcFault{act: trcDropBefore}
+				return coordFault{act: actDropBefore}
 			case x < 12:
-				return trcFault{act: trcDropAfter}
+				return coordFault{act: actDropAfter}
 			case x < 16:
-				return trcFault{act: trcStatus, status: http.StatusServiceUnavailable, retryAfter: "1"}
+				return coordFault{act: actStatus, status: http.StatusServiceUnavailable, retryAfter: "1"}
 			case x < 20:
-				return trcFault{act: trcApplyStatus, status: http.StatusInternalServerError}
+				return coordFault{act: actApplyStatus, status: http.StatusInternalServerError}
 			case x < 24 && len(body) > 1:
-				return trcFault{act: trcApplyPartial, keep: fr.IntN(len(body))}
+				return coordFault{act: actApplyPartial, keep: fr.IntN(len(body))}
 			case x < 28 && len(c.trace) > 0:
 				// The coordinator loses a little of its tail.
 				c.trace = c.trace[:len(c.trace)-1-fr.IntN(min(len(c.trace), 200))]
 			}
-			return trcFault{}
+			return coordFault{}
 		}
 		c.mu.Unlock()
 		w := c.writer(t, cl, TraceOptions{ChunkSize: 64 + r.IntN(1000), FlushInterval: time.Millisecond, MaxRangeErrors: 1000})
-		want := trcText(r.IntN(8000), seed)
+		want := traceText(r.IntN(8000), seed)
 		for rest := want; len(rest) > 0; {
 			n := min(len(rest), 1+r.IntN(300))
 			_, err := w.Write(rest[:n])
@@ -1112,7 +1105,7 @@ func TestTraceWriterRandomFaults(t *testing.T) {
 		retries += st.Retries
 		recoveries += st.RangeRecoveries
 	}
-	trcAssertContiguous(t, c)
+	assertContiguous(t, c)
 	// The faults did happen: the test would prove nothing otherwise.
 	t.Logf("%d seeds: %d retries, %d recoveries from 416", seeds, retries, recoveries)
 	assert.Greater(t, retries, int64(seeds))
@@ -1120,17 +1113,17 @@ func TestTraceWriterRandomFaults(t *testing.T) {
 }
 
 func TestAppendTrace(t *testing.T) {
-	trcLeakCheck(t)
+	leakCheck(t)
 	c := newTrcCoord(t)
 	cl := c.client(t)
 	ctx := context.Background()
-	res, resp, err := cl.Builds.AppendTrace(ctx, trcBuildID, 0, []byte("Running git clone...\n"))
+	res, resp, err := cl.Builds.AppendTrace(ctx, coordBuildID, 0, []byte("Running git clone...\n"))
 	require.NoError(t, err)
 	assert.Equal(t, &TraceAppend{Length: 21, Status: StateRunning}, res)
 	assert.Equal(t, http.StatusAccepted, resp.StatusCode)
 
 	// Wrong offset: a *RangeError with the coordinator's length, and the 416 behind it.
-	_, _, err = cl.Builds.AppendTrace(ctx, trcBuildID, 5, []byte("x"))
+	_, _, err = cl.Builds.AppendTrace(ctx, coordBuildID, 5, []byte("x"))
 	var re *RangeError
 	require.ErrorAs(t, err, &re)
 	assert.Equal(t, int64(21), re.Length)
@@ -1141,35 +1134,35 @@ func TestAppendTrace(t *testing.T) {
 	assert.Contains(t, err.Error(), "21 bytes")
 
 	// A keep-alive.
-	res, _, err = cl.Builds.AppendTrace(ctx, trcBuildID, 21, nil)
+	res, _, err = cl.Builds.AppendTrace(ctx, coordBuildID, 21, nil)
 	require.NoError(t, err)
 	assert.Equal(t, int64(21), res.Length)
 
 	// Per-call token wins; a bad one is forbidden and not repeated in the error.
-	_, _, err = cl.Builds.AppendTrace(ctx, trcBuildID, 21, []byte("y"), WithToken("bad-token-Xy12"))
+	_, _, err = cl.Builds.AppendTrace(ctx, coordBuildID, 21, []byte("y"), WithToken("bad-token-Xy12"))
 	require.ErrorIs(t, err, ErrForbidden)
 	assert.NotContains(t, err.Error(), "bad-token-Xy12")
 
-	_, _, err = cl.Builds.AppendTrace(ctx, trcBuildID, -1, nil)
+	_, _, err = cl.Builds.AppendTrace(ctx, coordBuildID, -1, nil)
 	require.Error(t, err)
 	cl2, err := NewClient(c.srv.URL)
 	require.NoError(t, err)
-	_, _, err = cl2.Builds.AppendTrace(ctx, trcBuildID, 0, nil)
+	_, _, err = cl2.Builds.AppendTrace(ctx, coordBuildID, 0, nil)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "build token")
 	_, parts := c.snapshot()
-	assert.Equal(t, []trcPart{{0, 21, 21}, {5, 6, 1}, {21, 21, 0}}, parts)
+	assert.Equal(t, []receivedPart{{0, 21, 21}, {5, 6, 1}, {21, 21, 0}}, parts)
 }
 
 func TestAppendTraceMalformedRangeOn416(t *testing.T) {
-	trcLeakCheck(t)
+	leakCheck(t)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Range", "0-")
 		w.WriteHeader(http.StatusRequestedRangeNotSatisfiable)
 		_, _ = io.WriteString(w, `{"error":"416 Range Not Satisfiable"}`)
 	}))
 	t.Cleanup(srv.Close)
-	cl, err := NewClient(srv.URL, WithHTTPClient(srv.Client()), WithBuildToken(trcBuildToken))
+	cl, err := NewClient(srv.URL, WithHTTPClient(srv.Client()), WithBuildToken(coordBuildToken))
 	require.NoError(t, err)
 	_, _, err = cl.Builds.AppendTrace(context.Background(), 1, 3, []byte("abc"))
 	require.ErrorIs(t, err, ErrTraceRange)
@@ -1181,17 +1174,17 @@ func TestAppendTraceMalformedRangeOn416(t *testing.T) {
 }
 
 func TestAppendTraceRetriesOnlyWhatWasNotApplied(t *testing.T) {
-	trcLeakCheck(t)
+	leakCheck(t)
 	c := newTrcCoord(t)
 	cl := c.client(t)
-	c.fault = trcFaultAt(1, trcFault{act: trcStatus, status: http.StatusServiceUnavailable})
-	res, resp, err := cl.Builds.AppendTrace(context.Background(), trcBuildID, 0, []byte("abc"))
+	c.fault = faultAt(1, coordFault{act: actStatus, status: http.StatusServiceUnavailable})
+	res, resp, err := cl.Builds.AppendTrace(context.Background(), coordBuildID, 0, []byte("abc"))
 	require.NoError(t, err)
 	assert.Equal(t, int64(3), res.Length)
 	assert.Equal(t, 2, resp.Attempts)
 
-	c.setFault(trcFaultAt(3, trcFault{act: trcApplyStatus, status: http.StatusInternalServerError}))
-	_, _, err = cl.Builds.AppendTrace(context.Background(), trcBuildID, 3, []byte("def"))
+	c.setFault(faultAt(3, coordFault{act: actApplyStatus, status: http.StatusInternalServerError}))
+	_, _, err = cl.Builds.AppendTrace(context.Background(), coordBuildID, 3, []byte("def"))
 	var er *ErrorResponse
 	require.ErrorAs(t, err, &er)
 	assert.Equal(t, http.StatusInternalServerError, er.StatusCode, "a 500 may have been applied: not retried")
@@ -1231,7 +1224,7 @@ func TestParseTraceRange(t *testing.T) {
 }
 
 func TestAppendTraceLargeOffsets(t *testing.T) {
-	trcLeakCheck(t)
+	leakCheck(t)
 	const off = int64(5) << 30
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		assert.Equal(t, "5368709120-5368709125", r.Header.Get("Content-Range"))
@@ -1239,15 +1232,15 @@ func TestAppendTraceLargeOffsets(t *testing.T) {
 		w.WriteHeader(http.StatusAccepted)
 	}))
 	t.Cleanup(srv.Close)
-	cl, err := NewClient(srv.URL, WithHTTPClient(srv.Client()), WithBuildToken(trcBuildToken))
+	cl, err := NewClient(srv.URL, WithHTTPClient(srv.Client()), WithBuildToken(coordBuildToken))
 	require.NoError(t, err)
 	res, _, err := cl.Builds.AppendTrace(context.Background(), 1, off, []byte("12345"))
 	require.NoError(t, err)
 	assert.Equal(t, off+5, res.Length)
 }
 
-// trcBenchServer answers every PATCH with 202 and the length it counted, and discards the body cheaply.
-func trcBenchServer(b *testing.B) (*httptest.Server, *atomic.Int64, *atomic.Int64) {
+// benchServer answers every PATCH with 202 and the length it counted, and discards the body cheaply.
+func benchServer(b *testing.B) (*httptest.Server, *atomic.Int64, *atomic.Int64) {
 	var length, requests atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n, _ := io.Copy(io.Discard, r.Body)
@@ -1261,8 +1254,8 @@ func trcBenchServer(b *testing.B) (*httptest.Server, *atomic.Int64, *atomic.Int6
 }
 
 func BenchmarkTraceWriterWrite(b *testing.B) {
-	srv, length, _ := trcBenchServer(b)
-	cl, err := NewClient(srv.URL, WithHTTPClient(srv.Client()), WithBuildToken(trcBuildToken))
+	srv, length, _ := benchServer(b)
+	cl, err := NewClient(srv.URL, WithHTTPClient(srv.Client()), WithBuildToken(coordBuildToken))
 	require.NoError(b, err)
 	newWriter := func() *TraceWriter {
 		length.Store(0) // a new build's trace
@@ -1293,48 +1286,48 @@ func BenchmarkTraceWriterWrite(b *testing.B) {
 	require.NoError(b, w.Close())
 }
 
-// trcBenchSize is the trace each throughput benchmark op sends.
-const trcBenchSize = 256 << 20
+// benchSize is the trace each throughput benchmark op sends.
+const benchSize = 256 << 20
 
 func BenchmarkTraceThroughput(b *testing.B) {
 	// 100-byte lines, as a build writes them; and 64 KiB writes, which show the pipeline without the cost of
 	// millions of Write calls.
 	for _, size := range []int{100, 64 << 10} {
 		b.Run(fmt.Sprintf("TraceWriter/%dB-writes", size), func(b *testing.B) {
-			srv, length, requests := trcBenchServer(b)
-			cl, err := NewClient(srv.URL, WithHTTPClient(srv.Client()), WithBuildToken(trcBuildToken))
+			srv, length, requests := benchServer(b)
+			cl, err := NewClient(srv.URL, WithHTTPClient(srv.Client()), WithBuildToken(coordBuildToken))
 			require.NoError(b, err)
 			line := append(bytes.Repeat([]byte("w"), size-1), '\n')
-			b.SetBytes(trcBenchSize)
+			b.SetBytes(benchSize)
 			b.ResetTimer()
 			for range b.N {
 				length.Store(0)
 				w, err := cl.NewTraceWriter(context.Background(), 1, nil)
 				require.NoError(b, err)
-				for i := 0; i < trcBenchSize; i += len(line) {
-					_, _ = w.Write(line[:min(len(line), trcBenchSize-i)])
+				for i := 0; i < benchSize; i += len(line) {
+					_, _ = w.Write(line[:min(len(line), benchSize-i)])
 				}
 				require.NoError(b, w.Close())
 			}
 			b.StopTimer()
-			require.Equal(b, int64(trcBenchSize), length.Load())
+			require.Equal(b, int64(benchSize), length.Load())
 			b.ReportMetric(float64(requests.Load())/float64(b.N), "requests/op")
 		})
 	}
 	// The sending side alone: the trace is spooled before the clock starts, so this is Close draining 256 MiB.
 	b.Run("TraceWriter/spooled-before", func(b *testing.B) {
-		srv, length, requests := trcBenchServer(b)
-		cl, err := NewClient(srv.URL, WithHTTPClient(srv.Client()), WithBuildToken(trcBuildToken))
+		srv, length, requests := benchServer(b)
+		cl, err := NewClient(srv.URL, WithHTTPClient(srv.Client()), WithBuildToken(coordBuildToken))
 		require.NoError(b, err)
 		line := append(bytes.Repeat([]byte("s"), 64<<10-1), '\n')
-		b.SetBytes(trcBenchSize)
+		b.SetBytes(benchSize)
 		for range b.N {
 			b.StopTimer()
 			length.Store(0)
 			w, err := cl.NewTraceWriter(context.Background(), 1, &TraceOptions{FlushInterval: time.Hour})
 			require.NoError(b, err)
 			w.mu.Lock() // record, unlike Write, does not wake the sender: nothing is sent before Close
-			for i := 0; i < trcBenchSize; i += len(line) {
+			for i := 0; i < benchSize; i += len(line) {
 				w.record(line)
 			}
 			w.mu.Unlock()
@@ -1342,24 +1335,24 @@ func BenchmarkTraceThroughput(b *testing.B) {
 			require.NoError(b, w.Close())
 		}
 		b.StopTimer()
-		require.Equal(b, int64(trcBenchSize), length.Load())
+		require.Equal(b, int64(benchSize), length.Load())
 		b.ReportMetric(float64(requests.Load())/float64(b.N), "requests/op")
 	})
 	b.Run("Ceiling", func(b *testing.B) {
-		srv, length, requests := trcBenchServer(b)
+		srv, length, requests := benchServer(b)
 		hc := srv.Client()
 		part := bytes.Repeat([]byte("c"), 1<<20)
 		url := srv.URL + "/ci/api/v1/builds/1/trace.txt"
-		b.SetBytes(trcBenchSize)
+		b.SetBytes(benchSize)
 		b.ResetTimer()
 		for range b.N {
 			length.Store(0)
-			for off := int64(0); off < trcBenchSize; off += int64(len(part)) {
+			for off := int64(0); off < benchSize; off += int64(len(part)) {
 				req, err := http.NewRequest(http.MethodPatch, url, bytes.NewReader(part))
 				if err != nil {
 					b.Fatal(err)
 				}
-				req.Header.Set("BUILD-TOKEN", trcBuildToken)
+				req.Header.Set("BUILD-TOKEN", coordBuildToken)
 				req.Header.Set("Content-Range", strconv.FormatInt(off, 10)+"-"+strconv.FormatInt(off+int64(len(part)), 10))
 				resp, err := hc.Do(req)
 				if err != nil {
@@ -1373,7 +1366,7 @@ func BenchmarkTraceThroughput(b *testing.B) {
 			}
 		}
 		b.StopTimer()
-		require.Equal(b, int64(trcBenchSize), length.Load())
+		require.Equal(b, int64(benchSize), length.Load())
 		b.ReportMetric(float64(requests.Load())/float64(b.N), "requests/op")
 	})
 }
