@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -126,8 +127,9 @@ func (s *Server) handleUpload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	check := func(formToken string, haveFormToken bool) (int, string) {
-		token := buildToken(r)
-		if haveFormToken && !r.URL.Query().Has("token") {
+		// A field of the form wins over the query, as in Rack's params, and both over the header.
+		token := buildToken(r, params{body: url.Values{}, query: r.URL.Query()})
+		if haveFormToken {
 			token = formToken
 		}
 		s.mu.Lock()
@@ -241,7 +243,12 @@ func (s *Server) handleUpload(w http.ResponseWriter, r *http.Request) {
 
 // handleDownload serves GET /builds/:id/artifacts, with byte ranges.
 func (s *Server) handleDownload(w http.ResponseWriter, r *http.Request) {
-	b := s.lockBuildForToken(w, r)
+	p, err := parseParams(r)
+	if err != nil {
+		badBody(w, err)
+		return
+	}
+	b := s.lockBuildForToken(w, r, p)
 	if b == nil {
 		return
 	}
@@ -261,12 +268,20 @@ func (s *Server) handleDownload(w http.ResponseWriter, r *http.Request) {
 	defer f.Close()
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Disposition", "attachment; filename="+name)
+	// GitLab's present_file! (Rails' send_file) says so on every download.
+	w.Header().Set("Content-Transfer-Encoding", "binary")
 	http.ServeContent(w, r, "", time.Time{}, f)
 }
 
 // handleDelete serves DELETE /builds/:id/artifacts.
 func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request) {
-	b := s.lockBuildForToken(w, r)
+	// GitLab's own spec deletes with the token in a form body.
+	p, err := parseParams(r)
+	if err != nil {
+		badBody(w, err)
+		return
+	}
+	b := s.lockBuildForToken(w, r, p)
 	if b == nil {
 		return
 	}

@@ -1,10 +1,17 @@
 // Package runnerapitest provides a fake GitLab CI coordinator for tests, in the manner of net/http/httptest.
 //
-// NewServer starts, on loopback, a coordinator that serves the CI Builds API v1 as GitLab 8.x and 9.x do: runner
-// and build tokens, register with long polling (X-GitLab-Last-Update), updates, trace appends with strict
-// Content-Range checking and 416 answers, Build-Status on every accepted trace part, and artifacts upload, download
-// (with byte ranges) and delete, with the error bodies real coordinators send. Uploads are streamed to a temporary
-// directory, which Close removes.
+// NewServer starts, on loopback, a coordinator that serves the CI API v1 as GitLab 8.x and 9.x do: runner
+// registration and deletion (/ci/api/v1/runners), runner and build tokens, register with long polling
+// (X-GitLab-Last-Update), updates, trace appends with strict Content-Range checking and 416 answers, Build-Status on
+// every accepted trace part, and artifacts upload, download (with byte ranges) and delete, with the error bodies
+// real coordinators send. Uploads are streamed to a temporary directory, which Close removes.
+//
+// It speaks the wire as GitLab's Grape API does, so that gitlab-ci-multi-runner itself can run against it: every
+// route also answers with a .json suffix (builds/register.json, builds/:id.json, runners/register.json, ...);
+// parameters are read from the query string, a urlencoded or multipart form, or a JSON body alike, and a token
+// parameter wins over the BUILD-TOKEN header; register's "no build" is 204 only for User-Agents that GitLab's own
+// pattern takes for gitlab-ci-multi-runner, 404 for any other (WithNoBuildStatus fixes it); a 416 carries Range and
+// nothing else.
 //
 // A test drives it directly: AddRunner and Enqueue set the scene, Cancel and Erase change it, and Build, Trace,
 // Artifact, Requests and WaitFinished report what the code under test did:
@@ -19,8 +26,15 @@
 //	state, err := srv.WaitFinished(ctx, id)
 //	trace := srv.Trace(id)
 //
+// A runner can also register itself: AddRegistrationToken adds an instance-wide registration token and
+// SetProjectRunnersToken a project's, POST /runners/register with either answers a new runner's ID and token, and
+// Runners lists what was registered (description, tags, run_untagged, locked, project), never with a token.
+// DELETE /runners/delete removes a runner, whose token is refused from then on.
+//
 // SetFaults injects failures drawn from a seeded random stream per endpoint (5xx and 429 answers, connections
-// dropped before or after the request was applied, a trace that loses its tail, delays), so a test can prove that
-// a client survives a real network, and repeat a failing run with the same seed. FaultsInjected says what was
-// injected.
+// dropped before or after the request was applied, a trace that loses its tail, a trace part applied late that
+// cuts back an acknowledged trace, delays), so a test can prove that a client survives a real network, and repeat
+// a failing run with the same seed. ScriptFaults makes the next requests to an endpoint fail in a given order
+// before any random rule is drawn (the first register answers 500, the second is dropped, ...), for tests of one
+// exact sequence. FaultsInjected says what was injected.
 package runnerapitest

@@ -90,3 +90,33 @@ func ExampleServer_SetFaults() {
 	// [503 404 404 404 503 404 404 404]
 	// 2 faults injected
 }
+
+// A script of faults makes the next requests to an endpoint fail in a given order: here a runner's start-up meets
+// a coordinator that answers the first register with 500 and drops the second's connection, and the third takes
+// the build.
+func ExampleServer_ScriptFaults() {
+	srv := runnerapitest.NewServer()
+	defer srv.Close()
+	srv.AddRunner("runner-token")
+	srv.EnqueueCommands("hello", "echo hello")
+	err := srv.ScriptFaults(runnerapitest.EndpointRegister, runnerapitest.FaultInternalError, runnerapitest.FaultDropBefore)
+	if err != nil {
+		panic(err)
+	}
+	hc := srv.Client()
+	for range 3 {
+		resp, err := hc.PostForm(srv.URL+"/ci/api/v1/builds/register", url.Values{"token": {"runner-token"}})
+		if err != nil {
+			fmt.Println("register: connection dropped")
+			continue
+		}
+		resp.Body.Close()
+		fmt.Println("register:", resp.StatusCode)
+	}
+	fmt.Println(srv.FaultsInjected())
+	// Output:
+	// register: 500
+	// register: connection dropped
+	// register: 201
+	// map[500:1 drop-before:1]
+}

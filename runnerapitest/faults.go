@@ -1,6 +1,7 @@
 package runnerapitest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -14,18 +15,25 @@ import (
 // Endpoint names an endpoint of the API, for fault rules and the request log.
 type Endpoint string
 
-// The endpoints of the CI Builds API v1.
+// The endpoints of the CI API v1: the builds endpoints under /ci/api/v1/builds and the runners endpoints under
+// /ci/api/v1/runners.
 const (
-	EndpointRegister Endpoint = "register" // POST /builds/register
-	EndpointUpdate   Endpoint = "update"   // PUT /builds/:id
-	EndpointTrace    Endpoint = "trace"    // PATCH /builds/:id/trace.txt
-	EndpointUpload   Endpoint = "upload"   // POST /builds/:id/artifacts
-	EndpointDownload Endpoint = "download" // GET /builds/:id/artifacts
-	EndpointDelete   Endpoint = "delete"   // DELETE /builds/:id/artifacts
+	EndpointRegister       Endpoint = "register"        // POST /builds/register: take a build
+	EndpointUpdate         Endpoint = "update"          // PUT /builds/:id
+	EndpointTrace          Endpoint = "trace"           // PATCH /builds/:id/trace.txt
+	EndpointUpload         Endpoint = "upload"          // POST /builds/:id/artifacts
+	EndpointDownload       Endpoint = "download"        // GET /builds/:id/artifacts
+	EndpointDelete         Endpoint = "delete"          // DELETE /builds/:id/artifacts
+	EndpointRunnerRegister Endpoint = "runner-register" // POST /runners/register: register a new runner
+	EndpointRunnerDelete   Endpoint = "runner-delete"   // DELETE /runners/delete: unregister a runner
 )
 
-// endpoints lists the endpoints in a fixed order; each has its own random stream.
-var endpoints = []Endpoint{EndpointRegister, EndpointUpdate, EndpointTrace, EndpointUpload, EndpointDownload, EndpointDelete}
+// endpoints lists the endpoints in a fixed order; each has its own random stream, seeded by its position, so new
+// endpoints go at the end and leave the streams of the others as they were.
+var endpoints = []Endpoint{
+	EndpointRegister, EndpointUpdate, EndpointTrace, EndpointUpload, EndpointDownload, EndpointDelete,
+	EndpointRunnerRegister, EndpointRunnerDelete,
+}
 
 // FaultKind is a kind of failure the server can inject.
 type FaultKind string
@@ -54,12 +62,24 @@ const (
 	FaultLoseTraceTail FaultKind = "lose-trace-tail"
 	// FaultDelay waits FaultRule.Delay (50ms when zero) before handling the request normally.
 	FaultDelay FaultKind = "delay"
+	// FaultLateApply models a trace part that stalls inside GitLab 8.x's Ci::Build#append_trace, which checks the
+	// part's START against the trace length, then truncates the trace file to START and appends the part. The check
+	// passes (or fails with 416) as usual; then the request is held without an answer until the client gives up on
+	// it (its request context ends) or FaultRule.Delay passes (with no Delay, only the client or Close ends the
+	// wait), and only then is it applied: the trace is cut to START, padded with zero bytes if it has become
+	// shorter, as File.truncate does, and the part appended. Whatever the client resent and appended meanwhile
+	// is lost: an acknowledged trace goes back. A request answered after Delay gets its 202. It applies only to
+	// trace requests whose START is the trace length.
+	FaultLateApply FaultKind = "late-apply"
+	// FaultNone lets one request of a script (see ScriptFaults) through untouched. It is not a rule's kind and is
+	// never counted.
+	FaultNone FaultKind = "none"
 )
 
 // FaultRule makes requests to an endpoint fail in one way with some probability.
 type FaultRule struct {
 	// Endpoint is the endpoint the rule applies to; "" applies it to every endpoint its kind makes sense for
-	// (FaultConflict: register; FaultLoseTraceTail: trace; the others: all).
+	// (FaultConflict: register; FaultLoseTraceTail and FaultLateApply: trace; the others: all).
 	Endpoint Endpoint
 	// Kind is the failure.
 	Kind FaultKind
@@ -68,7 +88,8 @@ type FaultRule struct {
 	Probability float64
 	// RetryAfter is the Retry-After of FaultTooManyRequests, in seconds (0 sends "0").
 	RetryAfter int
-	// Delay is the wait of FaultDelay; 50ms when zero.
+	// Delay is the wait of FaultDelay, 50ms when zero, and the longest hold of FaultLateApply, which with zero
+	// lasts until the client gives up.
 	Delay time.Duration
 	// TailBytes is how many bytes FaultLoseTraceTail drops (at most the whole trace); 1 to 256 at random when zero.
 	TailBytes int
@@ -77,18 +98,20 @@ type FaultRule struct {
 // defaultFaultDelay is the wait of a FaultDelay rule without its own.
 const defaultFaultDelay = 50 * time.Millisecond
 
-// faultState holds the rules, one random stream per endpoint and the counters.
+// faultState holds the rules, one random stream per endpoint, the scripts and the counters.
 type faultState struct {
 	mu       sync.Mutex
 	rules    map[Endpoint][]FaultRule
 	rngs     map[Endpoint]*rand.Rand
+	scripts  map[Endpoint][]FaultKind
+	tailRNG  *rand.Rand // chooses how much a scripted FaultLoseTraceTail drops, apart from the endpoints' streams
 	injected map[FaultKind]int
 }
 
 // SetFaults replaces the fault rules and resets the random streams and the counters of FaultsInjected. Each
 // endpoint draws from its own stream seeded by seed, so the same seed and the same sequence of requests to an
 // endpoint give the same faults, however requests to different endpoints interleave. SetFaults with no rules turns
-// fault injection off.
+// random faults off; it leaves the scripts of ScriptFaults as they are.
 func (s *Server) SetFaults(seed int64, rules ...FaultRule) error {
 	byEndpoint := make(map[Endpoint][]FaultRule)
 	sums := make(map[Endpoint]float64)
@@ -101,6 +124,9 @@ func (s *Server) SetFaults(seed int64, rules ...FaultRule) error {
 		}
 		if !knownKind(r.Kind) {
 			return fmt.Errorf("runnerapitest: fault rule %d: unknown kind %q", i, r.Kind)
+		}
+		if r.Kind == FaultNone {
+			return fmt.Errorf("runnerapitest: fault rule %d: %s is for scripts, not rules", i, r.Kind)
 		}
 		targets := endpoints
 		if r.Endpoint != "" {
@@ -127,7 +153,41 @@ func (s *Server) SetFaults(seed int64, rules ...FaultRule) error {
 	return nil
 }
 
-// FaultsInjected returns how many faults of each kind have been injected since the last SetFaults.
+// ScriptFaults makes the next len(kinds) requests to e get these faults, one each, in order, before any random
+// rule of SetFaults is drawn: a scripted request draws nothing from e's random stream. FaultNone lets a request of
+// the script through untouched. A scripted fault takes the defaults of FaultRule's parameters: Retry-After 0, a
+// 50ms FaultDelay, 1 to 256 bytes lost by FaultLoseTraceTail (which, like FaultLateApply, is used up without effect
+// by a request it does not apply to), and a FaultLateApply held until the client gives up. ScriptFaults replaces
+// e's script; with no kinds it clears it. SetFaults does not touch scripts.
+//
+// For example, to make a runner's start-up meet a coordinator that hiccups (the first register answers 500, the
+// second loses its connection, the third goes through):
+//
+//	srv.ScriptFaults(runnerapitest.EndpointRegister, runnerapitest.FaultInternalError, runnerapitest.FaultDropBefore)
+func (s *Server) ScriptFaults(e Endpoint, kinds ...FaultKind) error {
+	if !knownEndpoint(e) {
+		return fmt.Errorf("runnerapitest: script: unknown endpoint %q", e)
+	}
+	for i, k := range kinds {
+		if !knownKind(k) {
+			return fmt.Errorf("runnerapitest: script entry %d: unknown kind %q", i, k)
+		}
+		if !kindApplies(k, e) {
+			return fmt.Errorf("runnerapitest: script entry %d: %s does not apply to %s", i, k, e)
+		}
+	}
+	s.faults.mu.Lock()
+	defer s.faults.mu.Unlock()
+	if len(kinds) == 0 {
+		delete(s.faults.scripts, e)
+		return nil
+	}
+	s.faults.scripts[e] = append([]FaultKind(nil), kinds...)
+	return nil
+}
+
+// FaultsInjected returns how many faults of each kind have been injected since the last SetFaults, scripted or
+// drawn. FaultNone is not counted, nor is a fault that had nothing to apply to.
 func (s *Server) FaultsInjected() map[FaultKind]int {
 	s.faults.mu.Lock()
 	defer s.faults.mu.Unlock()
@@ -141,7 +201,7 @@ func (s *Server) FaultsInjected() map[FaultKind]int {
 func knownKind(k FaultKind) bool {
 	switch k {
 	case FaultInternalError, FaultBadGateway, FaultServiceUnavailable, FaultTooManyRequests, FaultConflict,
-		FaultDropBefore, FaultDropAfter, FaultLoseTraceTail, FaultDelay:
+		FaultDropBefore, FaultDropAfter, FaultLoseTraceTail, FaultDelay, FaultLateApply, FaultNone:
 		return true
 	}
 	return false
@@ -160,7 +220,7 @@ func kindApplies(k FaultKind, ep Endpoint) bool {
 	switch k {
 	case FaultConflict:
 		return ep == EndpointRegister
-	case FaultLoseTraceTail:
+	case FaultLoseTraceTail, FaultLateApply:
 		return ep == EndpointTrace
 	}
 	return true
@@ -174,6 +234,10 @@ func (f *faultState) reset(seed int64, rules map[Endpoint][]FaultRule) {
 	for i, ep := range endpoints {
 		f.rngs[ep] = rand.New(rand.NewPCG(uint64(seed), uint64(i+1)))
 	}
+	f.tailRNG = rand.New(rand.NewPCG(uint64(seed), 0))
+	if f.scripts == nil {
+		f.scripts = make(map[Endpoint][]FaultKind)
+	}
 	f.injected = make(map[FaultKind]int)
 }
 
@@ -183,10 +247,27 @@ type fault struct {
 	tail int // bytes FaultLoseTraceTail drops
 }
 
-// draw decides the fault of the next request to ep, or nil. It draws from ep's stream only when ep has rules.
+// draw decides the fault of the next request to ep, or nil: the next entry of ep's script if it has one, else a
+// draw from ep's stream, made only when ep has rules.
 func (f *faultState) draw(ep Endpoint) *fault {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if script := f.scripts[ep]; len(script) > 0 {
+		kind := script[0]
+		if len(script) == 1 {
+			delete(f.scripts, ep)
+		} else {
+			f.scripts[ep] = script[1:]
+		}
+		if kind == FaultNone {
+			return nil
+		}
+		ft := &fault{rule: FaultRule{Endpoint: ep, Kind: kind}}
+		if kind == FaultLoseTraceTail {
+			ft.tail = 1 + f.tailRNG.IntN(256)
+		}
+		return ft
+	}
 	rules := f.rules[ep]
 	if len(rules) == 0 {
 		return nil
@@ -267,6 +348,19 @@ func (s *Server) endpoint(ep Endpoint, h http.HandlerFunc) http.Handler {
 			h(sw, r)
 			return
 		}
+		if ft.rule.Kind == FaultLateApply {
+			// Only the trace handler knows whether the part passes the length check; it counts the fault then.
+			la := &lateApply{
+				delay: ft.rule.Delay,
+				injected: func() {
+					s.faults.count(FaultLateApply)
+					rec.Fault = FaultLateApply
+				},
+				abandoned: func() { log(0) },
+			}
+			h(sw, r.WithContext(context.WithValue(r.Context(), lateApplyKey{}, la)))
+			return
+		}
 		kind := ft.rule.Kind
 		s.faults.count(kind)
 		rec.Fault = kind
@@ -314,6 +408,34 @@ func (s *Server) endpoint(ep Endpoint, h http.HandlerFunc) http.Handler {
 			h(sw, r)
 		}
 	})
+}
+
+// lateApplyKey is the context key of a trace request's *lateApply.
+type lateApplyKey struct{}
+
+// lateApply is a FaultLateApply decided for a trace request, handed to the trace handler in the request context.
+type lateApply struct {
+	delay     time.Duration // the longest hold; zero holds until the client gives up
+	injected  func()        // counts and logs the fault, once the part has passed the length check
+	abandoned func()        // logs the request as answered by a dropped connection
+}
+
+// hold waits until the client gives up, the delay passes or the server closes; it reports whether the client is
+// still waiting for an answer.
+func (la *lateApply) hold(ctx context.Context, closed <-chan struct{}) bool {
+	var timeout <-chan time.Time
+	if la.delay > 0 {
+		t := time.NewTimer(la.delay)
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case <-timeout:
+		return true
+	case <-ctx.Done():
+	case <-closed:
+	}
+	return false
 }
 
 // loseTraceTail drops up to n bytes from the end of the trace of the request's build; it reports whether any went.

@@ -305,3 +305,101 @@ func TestFaultDelayEndsOnClose(t *testing.T) {
 	e.srv.Close() // must not wait an hour
 	<-errc
 }
+
+func TestScriptFaults(t *testing.T) {
+	e := newFakeEnv(t)
+	first := e.srv.Enqueue(runnerapi.Build{})
+	second := e.srv.Enqueue(runnerapi.Build{})
+	require.NoError(t, e.srv.ScriptFaults(rt.EndpointRegister,
+		rt.FaultInternalError, rt.FaultNone, rt.FaultDropBefore, rt.FaultTooManyRequests))
+
+	resp, body := e.register(fakeRunnerToken, fakeMultiUA, nil)
+	assert.Equal(t, http.StatusInternalServerError, resp.StatusCode)
+	assert.Equal(t, `{"message":"500 Internal Server Error"}`, body)
+	info, _ := e.srv.Build(first)
+	assert.Equal(t, runnerapi.StatePending, info.State, "the scripted 500 applied nothing")
+
+	assert.Equal(t, first, e.take(fakeRunnerToken).ID, "FaultNone lets the second through")
+
+	_, err := e.send(http.MethodPost, fakeAPI+"/register", formHeader(fakeMultiUA), strings.NewReader("token="+fakeRunnerToken))
+	assert.True(t, dropped(err), "got %v", err)
+	info, _ = e.srv.Build(second)
+	assert.Equal(t, runnerapi.StatePending, info.State)
+
+	resp, _ = e.register(fakeRunnerToken, fakeMultiUA, nil)
+	assert.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
+	assert.Equal(t, "0", resp.Header.Get("Retry-After"), "a scripted fault takes FaultRule's defaults")
+
+	assert.Equal(t, second, e.take(fakeRunnerToken).ID, "the script is used up")
+	resp, _ = e.register(fakeRunnerToken, fakeMultiUA, nil)
+	assert.Equal(t, http.StatusNoContent, resp.StatusCode)
+
+	assert.Equal(t, map[rt.FaultKind]int{rt.FaultInternalError: 1, rt.FaultDropBefore: 1, rt.FaultTooManyRequests: 1},
+		e.srv.FaultsInjected(), "FaultNone is not counted")
+	var faults []rt.FaultKind
+	for _, r := range e.srv.Requests() {
+		faults = append(faults, r.Fault)
+	}
+	assert.Equal(t, []rt.FaultKind{rt.FaultInternalError, "", rt.FaultDropBefore, rt.FaultTooManyRequests, "", ""}, faults)
+}
+
+func TestScriptFaultsComeBeforeRulesAndOutliveSetFaults(t *testing.T) {
+	e := newFakeEnv(t)
+	id := e.srv.Enqueue(runnerapi.Build{})
+	e.take(fakeRunnerToken)
+	require.NoError(t, e.srv.ScriptFaults(rt.EndpointUpdate, rt.FaultBadGateway, rt.FaultNone))
+	require.NoError(t, e.srv.SetFaults(1, rt.FaultRule{Endpoint: rt.EndpointUpdate, Kind: rt.FaultInternalError, Probability: 1}))
+
+	resp, _ := e.update(id, fakeRunnerToken, "running", nil)
+	assert.Equal(t, http.StatusBadGateway, resp.StatusCode, "the script first")
+	resp, _ = e.update(id, fakeRunnerToken, "running", nil)
+	assert.Equal(t, http.StatusOK, resp.StatusCode, "FaultNone draws no rule either")
+	resp, _ = e.update(id, fakeRunnerToken, "running", nil)
+	assert.Equal(t, http.StatusInternalServerError, resp.StatusCode, "then the rules")
+
+	// SetFaults leaves scripts alone; ScriptFaults with no kinds clears one.
+	require.NoError(t, e.srv.ScriptFaults(rt.EndpointUpdate, rt.FaultServiceUnavailable, rt.FaultServiceUnavailable))
+	require.NoError(t, e.srv.SetFaults(2))
+	resp, _ = e.update(id, fakeRunnerToken, "running", nil)
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	assert.Equal(t, map[rt.FaultKind]int{rt.FaultServiceUnavailable: 1}, e.srv.FaultsInjected())
+	require.NoError(t, e.srv.ScriptFaults(rt.EndpointUpdate))
+	resp, _ = e.update(id, fakeRunnerToken, "running", nil)
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+}
+
+func TestScriptFaultsLeaveTheRandomStreamAlone(t *testing.T) {
+	run := func(script bool) []rt.FaultKind {
+		e := newFakeEnv(t)
+		id := e.srv.Enqueue(runnerapi.Build{})
+		e.take(fakeRunnerToken)
+		require.NoError(t, e.srv.SetFaults(42, rt.FaultRule{Endpoint: rt.EndpointUpdate, Kind: rt.FaultInternalError, Probability: 0.5}))
+		if script {
+			require.NoError(t, e.srv.ScriptFaults(rt.EndpointUpdate, rt.FaultBadGateway, rt.FaultNone))
+		}
+		for range 30 {
+			e.update(id, fakeRunnerToken, "running", nil)
+		}
+		var out []rt.FaultKind
+		for _, r := range e.srv.Requests()[1:] {
+			out = append(out, r.Fault)
+		}
+		if script {
+			assert.Equal(t, []rt.FaultKind{rt.FaultBadGateway, ""}, out[:2])
+			out = out[2:]
+		}
+		return out[:28]
+	}
+	assert.Equal(t, run(false), run(true), "the draws after a script are those without it")
+}
+
+func TestScriptFaultsRefusesBadScripts(t *testing.T) {
+	e := newFakeEnv(t)
+	assert.Error(t, e.srv.ScriptFaults("jobs", rt.FaultInternalError), "unknown endpoint")
+	assert.Error(t, e.srv.ScriptFaults(rt.EndpointUpdate, rt.FaultNone, "teapot"), "unknown kind")
+	assert.Error(t, e.srv.ScriptFaults(rt.EndpointUpdate, rt.FaultConflict), "conflict is register's")
+	assert.Error(t, e.srv.ScriptFaults(rt.EndpointRegister, rt.FaultLateApply), "late apply is the trace's")
+	assert.Error(t, e.srv.SetFaults(1, rt.FaultRule{Kind: rt.FaultNone, Probability: 0.5}), "none is for scripts")
+	assert.NoError(t, e.srv.ScriptFaults(rt.EndpointRunnerRegister, rt.FaultInternalError, rt.FaultDropAfter))
+	assert.NoError(t, e.srv.ScriptFaults(rt.EndpointTrace, rt.FaultLoseTraceTail, rt.FaultLateApply))
+}

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/runnerapi/runnerapi"
@@ -35,8 +36,9 @@ const (
 // maxFormBody bounds the body of register and update, whose trace parameter can hold a whole trace.
 const maxFormBody = 64 << 20
 
-// multiRunnerUA matches the user agents GitLab answers "no build" with 204 rather than 404.
-var multiRunnerUA = regexp.MustCompile(`^gitlab(?:-ci)?-multi-runner \d+\.\d+\.\d+\S* `)
+// multiRunnerUA matches, anywhere in it, a User-Agent that GitLab answers "no build" with 204 rather than 404:
+// GitLab's build_not_found! uses this very pattern, unanchored and with its trailing space.
+var multiRunnerUA = regexp.MustCompile(`gitlab-ci-multi-runner \d+\.\d+\.\d+(~beta\.\d+\.g[0-9a-f]+)? `)
 
 // contentRange is the only form of Content-Range the trace endpoint accepts: START-END in decimal.
 var contentRange = regexp.MustCompile(`^(\d+)-(\d+)$`)
@@ -44,13 +46,24 @@ var contentRange = regexp.MustCompile(`^(\d+)-(\d+)$`)
 // routes returns the server's handler: each endpoint wrapped by the request log and fault injection.
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
-	const p = "/ci/api/v1/builds"
-	mux.Handle("POST "+p+"/register", s.endpoint(EndpointRegister, s.handleRegister))
-	mux.Handle("PUT "+p+"/{id}", s.endpoint(EndpointUpdate, s.handleUpdate))
-	mux.Handle("PATCH "+p+"/{id}/trace.txt", s.endpoint(EndpointTrace, s.handleTrace))
-	mux.Handle("POST "+p+"/{id}/artifacts", s.endpoint(EndpointUpload, s.handleUpload))
-	mux.Handle("GET "+p+"/{id}/artifacts", s.endpoint(EndpointDownload, s.handleDownload))
-	mux.Handle("DELETE "+p+"/{id}/artifacts", s.endpoint(EndpointDelete, s.handleDelete))
+	// GitLab's API declares format :json, so each route also answers with a .json suffix, which
+	// gitlab-ci-multi-runner uses. The update route's {id} segment takes it too (see pathID); trace.txt has its
+	// own format.
+	route := func(method, path string, ep Endpoint, h http.HandlerFunc) {
+		mux.Handle(method+" "+path, s.endpoint(ep, h))
+		if !strings.HasSuffix(path, "}") && !strings.HasSuffix(path, ".txt") {
+			mux.Handle(method+" "+path+".json", s.endpoint(ep, h))
+		}
+	}
+	const builds, runners = "/ci/api/v1/builds", "/ci/api/v1/runners"
+	route(http.MethodPost, builds+"/register", EndpointRegister, s.handleRegister)
+	route(http.MethodPut, builds+"/{id}", EndpointUpdate, s.handleUpdate)
+	route(http.MethodPatch, builds+"/{id}/trace.txt", EndpointTrace, s.handleTrace)
+	route(http.MethodPost, builds+"/{id}/artifacts", EndpointUpload, s.handleUpload)
+	route(http.MethodGet, builds+"/{id}/artifacts", EndpointDownload, s.handleDownload)
+	route(http.MethodDelete, builds+"/{id}/artifacts", EndpointDelete, s.handleDelete)
+	route(http.MethodPost, runners+"/register", EndpointRunnerRegister, s.handleRunnerRegister)
+	route(http.MethodDelete, runners+"/delete", EndpointRunnerDelete, s.handleRunnerDelete)
 	mux.Handle("/", s.endpoint("", func(w http.ResponseWriter, _ *http.Request) {
 		writeMessage(w, http.StatusNotFound, msgNotFound)
 	}))
@@ -95,6 +108,17 @@ func (p params) get(key string) string {
 
 func (p params) has(key string) bool {
 	return p.body.Has(key) || p.query.Has(key)
+}
+
+// all returns every value of key, and of key[] as Rails names a list in a form: the body's if it has any, else
+// the query's.
+func (p params) all(key string) []string {
+	for _, v := range []url.Values{p.body, p.query} {
+		if out := append(append([]string(nil), v[key]...), v[key+"[]"]...); len(out) > 0 {
+			return out
+		}
+	}
+	return nil
 }
 
 // errBodyTooLarge marks a form body above maxFormBody.
@@ -156,6 +180,11 @@ func flattenJSON(v url.Values, prefix string, obj map[string]any) {
 			v.Set(key, strconv.FormatBool(x))
 		case map[string]any:
 			flattenJSON(v, key, x)
+		case []any:
+			if !addScalars(v, key, x) {
+				data, _ := json.Marshal(x)
+				v.Set(key, string(data))
+			}
 		default:
 			data, _ := json.Marshal(x)
 			v.Set(key, string(data))
@@ -163,17 +192,43 @@ func flattenJSON(v url.Values, prefix string, obj map[string]any) {
 	}
 }
 
-// pathID returns the build ID of the path, or false when it is not a number.
+// addScalars adds the elements of list to v under key when they are all strings, numbers or booleans, as a list
+// parameter; it reports false, adding nothing, otherwise.
+func addScalars(v url.Values, key string, list []any) bool {
+	values := make([]string, 0, len(list))
+	for _, e := range list {
+		switch x := e.(type) {
+		case string:
+			values = append(values, x)
+		case json.Number:
+			values = append(values, x.String())
+		case bool:
+			values = append(values, strconv.FormatBool(x))
+		default:
+			return false
+		}
+	}
+	v[key] = values
+	return true
+}
+
+// pathID returns the build ID of the path, or false when it is not a number. On the update route, whose {id}
+// segment ends the path, a .json suffix is the format, not part of the ID.
 func pathID(r *http.Request) (int64, bool) {
-	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	raw := r.PathValue("id")
+	if strings.HasSuffix(r.Pattern, "{id}") {
+		raw = strings.TrimSuffix(raw, ".json")
+	}
+	id, err := strconv.ParseInt(raw, 10, 64)
 	return id, err == nil
 }
 
-// buildToken returns the build token a trace or artifacts request carries: the token parameter wins over the
-// BUILD-TOKEN header.
-func buildToken(r *http.Request) string {
-	if q := r.URL.Query(); q.Has("token") {
-		return q.Get("token")
+// buildToken returns the build token a trace or artifacts request carries, as GitLab's
+// params[:token] || env["HTTP_BUILD_TOKEN"]: a token parameter, even an empty one, wins over the BUILD-TOKEN
+// header. p holds the request's parameters; the trace endpoint, whose body is the part, has only its query's.
+func buildToken(r *http.Request, p params) string {
+	if p.has("token") {
+		return p.get("token")
 	}
 	return r.Header.Get("BUILD-TOKEN")
 }
@@ -303,7 +358,8 @@ func (s *Server) applyUpdate(r *http.Request, p params) (int, any) {
 
 // handleTrace serves PATCH /builds/:id/trace.txt: append the body to the trace if it starts where the trace ends.
 func (s *Server) handleTrace(w http.ResponseWriter, r *http.Request) {
-	b := s.lockBuildForToken(w, r)
+	// The body is the part, never parameters: only the query can hold a token parameter.
+	b := s.lockBuildForToken(w, r, params{body: url.Values{}, query: r.URL.Query()})
 	if b == nil {
 		return
 	}
@@ -342,19 +398,48 @@ func (s *Server) handleTrace(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	n := int64(len(b.trace))
 	if start != n {
-		state := b.state
 		s.mu.Unlock()
+		// GitLab's error! passes the Range header alone: a 416 says nothing of the build's status.
 		w.Header().Set("Range", fmt.Sprintf("0-%d", n))
-		// The status rides on every answer a part gets, so a runner out of step still learns of a cancel.
-		w.Header().Set("Build-Status", string(state))
 		writeError(w, http.StatusRequestedRangeNotSatisfiable, msgRangeNotSatisfy)
+		return
+	}
+	if la, _ := r.Context().Value(lateApplyKey{}).(*lateApply); la != nil {
+		s.mu.Unlock()
+		la.injected()
+		waiting := la.hold(r.Context(), s.closed)
+		s.mu.Lock()
+		b.trace = truncateAppend(b.trace, start, part)
+		n, state := int64(len(b.trace)), b.state
+		s.mu.Unlock()
+		if !waiting {
+			la.abandoned()
+			return
+		}
+		answerTracePart(w, n, state)
 		return
 	}
 	b.trace = append(b.trace, part...)
 	n = int64(len(b.trace))
 	state := b.state
 	s.mu.Unlock()
-	w.Header().Set("Range", fmt.Sprintf("0-%d", n))
+	answerTracePart(w, n, state)
+}
+
+// answerTracePart answers an appended part: the trace's length and the build's status.
+func answerTracePart(w http.ResponseWriter, length int64, state runnerapi.BuildState) {
+	w.Header().Set("Range", fmt.Sprintf("0-%d", length))
 	w.Header().Set("Build-Status", string(state))
 	w.WriteHeader(http.StatusAccepted)
+}
+
+// truncateAppend does what GitLab 8.x's append_trace does to the trace file: truncate it to offset (File.truncate
+// pads a shorter file with zero bytes) and append part.
+func truncateAppend(trace []byte, offset int64, part []byte) []byte {
+	if int64(len(trace)) >= offset {
+		trace = trace[:offset]
+	} else {
+		trace = append(trace, make([]byte, offset-int64(len(trace)))...)
+	}
+	return append(trace, part...)
 }

@@ -44,14 +44,15 @@ type Server struct {
 	closeOnce       sync.Once
 	faults          faultState
 
-	mu            sync.Mutex
-	runners       map[string]*runner // by token
-	lastRunnerID  int64
-	projectTokens map[int64]string
-	builds        map[int64]*build
-	order         []int64 // build IDs in the order they were enqueued: the queue is served oldest first
-	lastBuildID   int64
-	changed       chan struct{} // closed and replaced whenever a build changes state
+	mu                 sync.Mutex
+	runners            map[string]*runner // by token
+	lastRunnerID       int64
+	projectTokens      map[int64]string
+	registrationTokens map[string]bool // the instance's shared-runner registration tokens
+	builds             map[int64]*build
+	order              []int64 // build IDs in the order they were enqueued: the queue is served oldest first
+	lastBuildID        int64
+	changed            chan struct{} // closed and replaced whenever a build changes state
 
 	// The request log has its own lock: handlers log their answer while holding mu.
 	reqMu    sync.Mutex
@@ -65,6 +66,19 @@ type runner struct {
 	info        runnerapi.RunnerInfo
 	queueValue  string // the X-GitLab-Last-Update value; changes whenever the queue may hold something new
 	lastContact time.Time
+	description string
+	tags        []string
+	runUntagged bool
+	locked      bool
+	projectID   int64 // the project whose runners token registered it; 0 for instance runners
+}
+
+// public describes r without its token.
+func (r *runner) public() Runner {
+	return Runner{
+		ID: r.id, Paused: r.paused, Info: r.info, LastContact: r.lastContact, Description: r.description,
+		Tags: append([]string(nil), r.tags...), RunUntagged: r.runUntagged, Locked: r.locked, ProjectID: r.projectID,
+	}
 }
 
 // build is a build and everything the coordinator knows about it.
@@ -134,14 +148,15 @@ func NewUnstartedServer(opts ...Option) *Server {
 		panic(fmt.Sprintf("runnerapitest: creating a temporary directory: %v", err))
 	}
 	s := &Server{
-		dir:             dir,
-		maxArtifactSize: DefaultMaxArtifactSize,
-		logger:          slog.New(slog.DiscardHandler),
-		closed:          make(chan struct{}),
-		runners:         make(map[string]*runner),
-		projectTokens:   make(map[int64]string),
-		builds:          make(map[int64]*build),
-		changed:         make(chan struct{}),
+		dir:                dir,
+		maxArtifactSize:    DefaultMaxArtifactSize,
+		logger:             slog.New(slog.DiscardHandler),
+		closed:             make(chan struct{}),
+		runners:            make(map[string]*runner),
+		projectTokens:      make(map[int64]string),
+		registrationTokens: make(map[string]bool),
+		builds:             make(map[int64]*build),
+		changed:            make(chan struct{}),
 	}
 	for _, opt := range opts {
 		if opt != nil {
@@ -180,16 +195,29 @@ func (s *Server) Close() {
 	})
 }
 
-// Runner describes a runner of the server.
+// Runner describes a runner of the server. It never holds the runner's token.
 type Runner struct {
 	// ID identifies the runner; BuildInfo.RunnerID names the runner a build was assigned to.
 	ID int64
 	// Paused runners are answered 404 on register.
 	Paused bool
-	// Info is what the runner said about itself in its last register call.
+	// Info is what the runner said about itself when it was registered through the API or in its last register
+	// call that sent any.
 	Info runnerapi.RunnerInfo
 	// LastContact is the time of its last register or update call; zero before the first.
 	LastContact time.Time
+	// Description is the description it was registered with through the API; empty for AddRunner's.
+	Description string
+	// Tags are the tags of its tag_list, in the order given, without blanks and repeats.
+	Tags []string
+	// RunUntagged says whether it takes builds without tags: true unless it was registered with run_untagged
+	// false, as GitLab's default is. The fake does not match tags: every runner takes every build.
+	RunUntagged bool
+	// Locked says whether it was registered locked to its project (GitLab 9.0+); false by default.
+	Locked bool
+	// ProjectID is the project whose runners token registered it; 0 for instance (shared) runners and for the
+	// runners of AddRunner.
+	ProjectID int64
 }
 
 // RunnerOption configures a runner in AddRunner.
@@ -212,7 +240,7 @@ func (s *Server) AddRunner(token string, opts ...RunnerOption) int64 {
 		panic("runnerapitest: AddRunner: token already in use")
 	}
 	s.lastRunnerID++
-	r := &runner{id: s.lastRunnerID}
+	r := &runner{id: s.lastRunnerID, runUntagged: true}
 	for _, opt := range opts {
 		if opt != nil {
 			opt(r)
@@ -253,11 +281,12 @@ func (s *Server) Runner(token string) (Runner, bool) {
 	if !ok {
 		return Runner{}, false
 	}
-	return Runner{ID: r.id, Paused: r.paused, Info: r.info, LastContact: r.lastContact}, true
+	return r.public(), true
 }
 
 // SetProjectRunnersToken sets the runners token of a project, which the trace and artifacts endpoints accept as
-// well as the build token for the project's builds. An empty token removes it.
+// well as the build token for the project's builds, and which registers runners of that project on
+// POST /runners/register. An empty token removes it.
 func (s *Server) SetProjectRunnersToken(projectID int64, token string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -624,9 +653,9 @@ func (s *Server) Format(f fmt.State, _ rune) {
 	_, _ = fmt.Fprintf(f, "runnerapitest.Server{%s}", s.URL)
 }
 
-// lockBuildForToken finds the build of a trace or artifacts request and checks the request's build token. On
+// lockBuildForToken finds the build of a trace or artifacts request and checks its build token, from p or the header. On
 // success it returns the build with s.mu held; otherwise it answers 404 or 403 and returns nil, s.mu released.
-func (s *Server) lockBuildForToken(w http.ResponseWriter, r *http.Request) *build {
+func (s *Server) lockBuildForToken(w http.ResponseWriter, r *http.Request, p params) *build {
 	id, ok := pathID(r)
 	s.mu.Lock()
 	b := s.builds[id]
@@ -635,7 +664,7 @@ func (s *Server) lockBuildForToken(w http.ResponseWriter, r *http.Request) *buil
 		s.mu.Unlock()
 		writeMessage(w, http.StatusNotFound, msgNotFound)
 		return nil
-	case !s.validBuildTokenLocked(b, buildToken(r)):
+	case !s.validBuildTokenLocked(b, buildToken(r, p)):
 		s.mu.Unlock()
 		writeMessage(w, http.StatusForbidden, msgForbidden)
 		return nil
