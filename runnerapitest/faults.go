@@ -356,7 +356,10 @@ func (s *Server) endpoint(ep Endpoint, h http.HandlerFunc) http.Handler {
 					s.faults.count(FaultLateApply)
 					rec.Fault = FaultLateApply
 				},
-				abandoned: func() { log(0) },
+				abandoned: func() {
+					log(0)
+					dropConnection(w)
+				},
 			}
 			h(sw, r.WithContext(context.WithValue(r.Context(), lateApplyKey{}, la)))
 			return
@@ -417,7 +420,7 @@ type lateApplyKey struct{}
 type lateApply struct {
 	delay     time.Duration // the longest hold; zero holds until the client gives up
 	injected  func()        // counts and logs the fault, once the part has passed the length check
-	abandoned func()        // logs the request as answered by a dropped connection
+	abandoned func()        // logs the request as answered by a dropped connection, and drops it
 }
 
 // hold waits until the client gives up, the delay passes or the server closes; it reports whether the client is

@@ -1,6 +1,7 @@
 package runnerapitest_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -402,4 +403,120 @@ func TestScriptFaultsRefusesBadScripts(t *testing.T) {
 	assert.Error(t, e.srv.SetFaults(1, rt.FaultRule{Kind: rt.FaultNone, Probability: 0.5}), "none is for scripts")
 	assert.NoError(t, e.srv.ScriptFaults(rt.EndpointRunnerRegister, rt.FaultInternalError, rt.FaultDropAfter))
 	assert.NoError(t, e.srv.ScriptFaults(rt.EndpointTrace, rt.FaultLoseTraceTail, rt.FaultLateApply))
+}
+
+// sendTracePart sends a trace part with ctx in the background and returns where its outcome arrives.
+func (e *fakeEnv) sendTracePart(ctx context.Context, id int64, token, contentRange, part string) <-chan error {
+	done := make(chan error, 1)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPatch, fmt.Sprintf("%s%s/%d/trace.txt", e.srv.URL, fakeAPI, id), strings.NewReader(part))
+	require.NoError(e.t, err)
+	req.Header.Set("BUILD-TOKEN", token)
+	req.Header.Set("Content-Range", contentRange)
+	go func() {
+		resp, err := e.hc.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	return done
+}
+
+// waitUntil waits, with a generous deadline, until cond holds.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	require.Eventually(t, cond, 20*time.Second, time.Millisecond, what)
+}
+
+func TestFaultLateApplyCutsBackAnAcknowledgedTrace(t *testing.T) {
+	e := newFakeEnv(t)
+	id := e.srv.Enqueue(runnerapi.Build{})
+	b := e.take(fakeRunnerToken)
+	require.NoError(t, e.srv.ScriptFaults(rt.EndpointTrace, rt.FaultLateApply))
+
+	ctx, giveUp := context.WithCancel(context.Background())
+	defer giveUp()
+	stalled := e.sendTracePart(ctx, id, b.Token, "0-6", "hello ")
+	waitUntil(t, "the part passed the length check and is held", func() bool {
+		return e.srv.FaultsInjected()[rt.FaultLateApply] == 1
+	})
+
+	// The client resends the part and carries on; both are acknowledged.
+	resp, _ := e.patch(id, b.Token, "0-6", "hello ")
+	require.Equal(t, http.StatusAccepted, resp.StatusCode)
+	assert.Equal(t, "0-6", resp.Header.Get("Range"))
+	resp, _ = e.patch(id, b.Token, "6-12", "world\n")
+	require.Equal(t, http.StatusAccepted, resp.StatusCode)
+	assert.Equal(t, "0-12", resp.Header.Get("Range"))
+	assert.Equal(t, "hello world\n", string(e.srv.Trace(id)))
+
+	// The client gives up on the stalled part; only then does it land: truncate to START, append.
+	giveUp()
+	require.Error(t, <-stalled)
+	waitUntil(t, "the late part is applied and logged", func() bool { return len(e.srv.Requests()) == 4 })
+	assert.Equal(t, "hello ", string(e.srv.Trace(id)), "the acknowledged trace went back to 6 bytes")
+	late := e.srv.Requests()[3]
+	assert.Equal(t, rt.FaultLateApply, late.Fault, "logged once applied")
+	assert.Equal(t, 0, late.Status, "never answered")
+	assert.Equal(t, map[rt.FaultKind]int{rt.FaultLateApply: 1}, e.srv.FaultsInjected())
+
+	// The next part learns the shorter length.
+	resp, _ = e.patch(id, b.Token, "12-12", "")
+	assert.Equal(t, http.StatusRequestedRangeNotSatisfiable, resp.StatusCode)
+	assert.Equal(t, "0-6", resp.Header.Get("Range"))
+}
+
+func TestFaultLateApplyAfterDelayIsAnswered(t *testing.T) {
+	e := newFakeEnv(t)
+	id := e.srv.Enqueue(runnerapi.Build{})
+	b := e.take(fakeRunnerToken)
+	require.NoError(t, e.srv.SetFaults(1, rt.FaultRule{Kind: rt.FaultLateApply, Probability: 1, Delay: time.Millisecond}))
+
+	resp, _ := e.patch(id, b.Token, "0-4", "abcd")
+	assert.Equal(t, http.StatusAccepted, resp.StatusCode)
+	assert.Equal(t, "0-4", resp.Header.Get("Range"))
+	assert.Equal(t, "running", resp.Header.Get("Build-Status"))
+	assert.Equal(t, "abcd", string(e.srv.Trace(id)))
+
+	// A part that fails the length check is answered 416 at once, and no fault is counted.
+	resp, _ = e.patch(id, b.Token, "0-4", "abcd")
+	assert.Equal(t, http.StatusRequestedRangeNotSatisfiable, resp.StatusCode)
+	assert.Equal(t, map[rt.FaultKind]int{rt.FaultLateApply: 1}, e.srv.FaultsInjected())
+	reqs := e.srv.Requests()
+	assert.Equal(t, rt.FaultLateApply, reqs[1].Fault)
+	assert.Equal(t, http.StatusAccepted, reqs[1].Status)
+	assert.Equal(t, rt.FaultKind(""), reqs[2].Fault)
+}
+
+func TestFaultLateApplyOverAShorterTracePads(t *testing.T) {
+	e := newFakeEnv(t)
+	id := e.srv.Enqueue(runnerapi.Build{})
+	b := e.take(fakeRunnerToken)
+	resp, _ := e.patch(id, b.Token, "0-4", "abcd")
+	require.Equal(t, http.StatusAccepted, resp.StatusCode)
+	require.NoError(t, e.srv.ScriptFaults(rt.EndpointTrace, rt.FaultLateApply))
+
+	ctx, giveUp := context.WithCancel(context.Background())
+	defer giveUp()
+	stalled := e.sendTracePart(ctx, id, b.Token, "4-6", "ef")
+	waitUntil(t, "held", func() bool { return e.srv.FaultsInjected()[rt.FaultLateApply] == 1 })
+	// Meanwhile the whole trace is replaced by a shorter one.
+	short := "ab"
+	resp, _ = e.update(id, fakeRunnerToken, "running", &short)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	giveUp()
+	<-stalled
+	waitUntil(t, "applied", func() bool { return len(e.srv.Trace(id)) != 2 })
+	assert.Equal(t, "ab\x00\x00ef", string(e.srv.Trace(id)), "File.truncate pads a shorter file with zero bytes")
+}
+
+func TestFaultLateApplyEndsOnClose(t *testing.T) {
+	e := newFakeEnv(t)
+	id := e.srv.Enqueue(runnerapi.Build{})
+	b := e.take(fakeRunnerToken)
+	require.NoError(t, e.srv.ScriptFaults(rt.EndpointTrace, rt.FaultLateApply))
+	stalled := e.sendTracePart(context.Background(), id, b.Token, "0-1", "x")
+	waitUntil(t, "held", func() bool { return e.srv.FaultsInjected()[rt.FaultLateApply] == 1 })
+	e.srv.Close() // must not wait for a client that never gives up
+	assert.Error(t, <-stalled)
 }

@@ -409,7 +409,12 @@ func (s *Server) handleTrace(w http.ResponseWriter, r *http.Request) {
 		la.injected()
 		waiting := la.hold(r.Context(), s.closed)
 		s.mu.Lock()
-		b.trace = truncateAppend(b.trace, start, part)
+		if b.erased {
+			// Erasing removed the trace file: append_trace, finding none to truncate, creates it with the part.
+			b.trace = append([]byte(nil), part...)
+		} else {
+			b.trace = truncateAppend(b.trace, start, part)
+		}
 		n, state := int64(len(b.trace)), b.state
 		s.mu.Unlock()
 		if !waiting {
