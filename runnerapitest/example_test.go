@@ -120,3 +120,44 @@ func ExampleServer_ScriptFaults() {
 	// register: 201
 	// map[500:1 drop-before:1]
 }
+
+// A runner registers itself with a registration token, as `gitlab-ci-multi-runner register` does, and takes
+// builds with the token it is given; the test sees what was registered.
+func ExampleServer_AddRegistrationToken() {
+	srv := runnerapitest.NewServer()
+	defer srv.Close()
+	srv.AddRegistrationToken("registration-token")
+	hc := srv.Client()
+
+	resp, err := hc.PostForm(srv.URL+"/ci/api/v1/runners/register.json", url.Values{
+		"token": {"registration-token"}, "description": {"builder"}, "tag_list": {"docker, linux"},
+	})
+	if err != nil {
+		panic(err)
+	}
+	var registered struct {
+		ID    int64  `json:"id"`
+		Token string `json:"token"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&registered)
+	resp.Body.Close()
+	fmt.Println("register:", resp.StatusCode, registered.ID, len(registered.Token) >= 20)
+
+	for _, r := range srv.Runners() {
+		fmt.Printf("runner %d %q tags %v untagged %v project %d\n", r.ID, r.Description, r.Tags, r.RunUntagged, r.ProjectID)
+	}
+
+	req, _ := http.NewRequest(http.MethodDelete, srv.URL+"/ci/api/v1/runners/delete",
+		strings.NewReader(url.Values{"token": {registered.Token}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err = hc.Do(req)
+	if err != nil {
+		panic(err)
+	}
+	resp.Body.Close()
+	fmt.Println("delete:", resp.StatusCode, len(srv.Runners()), "runners left")
+	// Output:
+	// register: 201 1 true
+	// runner 1 "builder" tags [docker linux] untagged true project 0
+	// delete: 200 0 runners left
+}
