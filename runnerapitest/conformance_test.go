@@ -319,6 +319,16 @@ func conformanceRows() []conformanceRow {
 		conformanceRow{name: "update of a canceled build", setup: func(w *conformanceWorld) { require.NoError(w.t, w.srv.Cancel(w.id)) },
 			method: "PUT", path: builds + "/{id}.json", header: jsonHeader(ua111), body: `{"token":"{runner}","state":"success"}`,
 			status: 404, wantBody: notFound},
+		// gitlab-ci-multi-runner 1.11 (network/gitlab.go VerifyRunner) checks its token with an update of build -1:
+		// 404 says the runner exists, 403 that it was removed.
+		conformanceRow{name: "verify a runner with an update of build -1", method: "PUT", path: builds + "/-1",
+			header: jsonHeader(ua111), body: `{"token":"{runner}"}`, status: 404, wantBody: notFound},
+		conformanceRow{name: "verify a removed runner with an update of build -1",
+			setup: func(w *conformanceWorld) {
+				resp, _ := w.send(http.MethodDelete, runners+"/delete", jsonHeader(ua111), `{"token":"{runner}"}`)
+				require.Equal(w.t, http.StatusOK, resp.StatusCode)
+			},
+			method: "PUT", path: builds + "/-1", header: jsonHeader(ua111), body: `{"token":"{runner}"}`, status: 403, wantBody: denied},
 		conformanceRow{name: "update of an erased build", setup: func(w *conformanceWorld) { require.NoError(w.t, w.srv.Erase(w.id)) },
 			method: "PUT", path: builds + "/{id}.json", header: jsonHeader(ua111), body: `{"token":"{runner}","state":"success"}`,
 			status: 403, wantBody: `{"message":"403 Forbidden  - Build has been erased!"}`},
