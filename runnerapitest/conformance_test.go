@@ -341,6 +341,8 @@ func conformanceRows() []conformanceRow {
 			header: traceHeader("0-21"), body: cfTraceLine, status: 202, wantBody: "-",
 			headers: map[string]string{"Range": "0-21", "Build-Status": "running"},
 			after:   func(t *testing.T, w *conformanceWorld) { assert.Equal(t, cfTraceLine, string(w.srv.Trace(w.id))) }},
+		conformanceRow{name: "only START is read: any END goes", setup: appendLine, method: "PATCH", path: builds + "/{id}/trace.txt",
+			header: traceHeader("21-0"), body: "ok\n", status: 202, headers: map[string]string{"Range": "0-24"}},
 		conformanceRow{name: "a part not at the trace's length: 416 with Range only", setup: appendLine, method: "PATCH",
 			path: builds + "/{id}/trace.txt", header: traceHeader("0-21"), body: cfTraceLine, status: 416,
 			wantBody: `{"error":"416 Range Not Satisfiable"}`, headers: map[string]string{"Range": "0-21"}, absent: []string{"Build-Status"},

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -181,4 +182,27 @@ func TestRunnerTokensNeverShown(t *testing.T) {
 func TestAddRegistrationTokenRefusesEmpty(t *testing.T) {
 	e := newFakeEnv(t)
 	assert.Panics(t, func() { e.srv.AddRegistrationToken("") })
+}
+
+func TestRunnersEndpointsLogNoToken(t *testing.T) {
+	var buf strings.Builder
+	var mu sync.Mutex
+	e := newFakeEnv(t, runnerapitest.WithLogger(slogHandlerTo(&buf, &mu)))
+	e.srv.AddRegistrationToken("instance-registration")
+	resp, body := e.do(http.MethodPost, fakeRunnersAPI+"/register.json?token=instance-registration", nil, nil)
+	require.Equal(t, http.StatusCreated, resp.StatusCode, body)
+	reg := decodeRegistered(t, body)
+	resp, _ = e.do(http.MethodDelete, fakeRunnersAPI+"/delete?token="+reg.Token, nil, nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	mu.Lock()
+	out := buf.String()
+	mu.Unlock()
+	assert.Contains(t, out, "status=201")
+	assert.Contains(t, out, "/runners/delete")
+	assert.NotContains(t, out, "instance-registration")
+	assert.NotContains(t, out, reg.Token)
+	for _, r := range e.srv.Requests() {
+		assert.True(t, r.TokenInQuery, "the log says where the token was, never what it was")
+		assert.NotContains(t, r.Path, "token")
+	}
 }
