@@ -210,8 +210,8 @@ type Runner struct {
 	Description string
 	// Tags are the tags of its tag_list, in the order given, without blanks and repeats.
 	Tags []string
-	// RunUntagged says whether it takes builds without tags: true unless it was registered with run_untagged
-	// false, as GitLab's default is. The fake does not match tags: every runner takes every build.
+	// RunUntagged says whether it takes builds without tags: true (GitLab's default) unless it was registered with
+	// run_untagged false. The fake matches neither tags nor projects: every runner takes every build.
 	RunUntagged bool
 	// Locked says whether it was registered locked to its project (GitLab 9.0+); false by default.
 	Locked bool
