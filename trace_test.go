@@ -33,13 +33,13 @@ type coordAction int
 
 const (
 	actNormal       coordAction = iota
-	actStatus                 // answer status, applying nothing
-	actDropBefore             // close the connection, applying nothing
-	actDropAfter              // apply the part, then close the connection
-	actApplyStatus            // apply the part, then answer status
-	actApplyPartial           // apply the first keep bytes, answer 202 with that length
-	actBadRange               // apply the part, answer 202 with Range: rangeValue
-	actStall                  // hold the request until the client gives up, applying nothing
+	actStatus                   // answer status, applying nothing
+	actDropBefore               // close the connection, applying nothing
+	actDropAfter                // apply the part, then close the connection
+	actApplyStatus              // apply the part, then answer status
+	actApplyPartial             // apply the first keep bytes, answer 202 with that length
+	actBadRange                 // apply the part, answer 202 with Range: rangeValue
+	actStall                    // hold the request until the client gives up, applying nothing
 )
 
 type coordFault struct {
@@ -396,9 +396,9 @@ func TestTraceWriterDoesNotKeepP(t *testing.T) {
 func TestTraceWriterRange416(t *testing.T) {
 	tests := []struct {
 		name      string
-		preset    string                                                   // the coordinator's trace before the writer starts
+		preset    string                                                       // the coordinator's trace before the writer starts
 		fault     func(c *traceCoord, n int, start int64, b []byte) coordFault // applied on each PATCH
-		flush     bool                                                     // after the first 6 bytes
+		flush     bool                                                         // after the first 6 bytes
 		wantParts []receivedPart
 	}{
 		{
