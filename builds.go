@@ -158,7 +158,9 @@ func pollWait(interval time.Duration) time.Duration {
 
 // UpdateOptions are the parameters of Update.
 type UpdateOptions struct {
-	// State is the build's new state; only StateSuccess and StateFailed change anything, StateRunning keeps it alive.
+	// State is the build's new state: StateSuccess or StateFailed finish it, StateRunning changes nothing but tells
+	// the coordinator the runner is alive. Update refuses any other state (StateCanceled among them: a runner cannot
+	// cancel a build) before sending anything, since the coordinator would answer 200 and do nothing.
 	State BuildState
 	// Trace, when not nil, replaces the build's whole trace.
 	Trace *string
@@ -181,7 +183,13 @@ func (s *BuildsService) Update(ctx context.Context, id int64, opts *UpdateOption
 		return nil, err
 	}
 	if opts == nil || opts.State == "" {
-		return nil, errors.New("runnerapi: Update needs a state")
+		return nil, errors.New("runnerapi: Update needs a state: running, success or failed")
+	}
+	switch opts.State {
+	case StateRunning, StateSuccess, StateFailed:
+	default:
+		// The coordinator answers 200 to any other state and does nothing: the build would stay running, unreported.
+		return nil, fmt.Errorf("runnerapi: Update: the API takes the state running, success or failed, not %q", opts.State)
 	}
 	form := &updateForm{Token: token, State: opts.State, Trace: opts.Trace}
 	req, err := c.NewRequest(ctx, http.MethodPut, "builds/"+strconv.FormatInt(id, 10), form)

@@ -255,6 +255,26 @@ func TestUpdateNeedsState(t *testing.T) {
 	assert.Zero(t, mock.GetTotalCallCount())
 }
 
+// GitLab's update acts on "success" and "failed", takes "running" as a keep-alive, and answers 200 to anything else
+// while doing nothing: a build "updated" to canceled would stay running, unreported.
+func TestUpdateRefusesStatesTheAPIDoesNotTake(t *testing.T) {
+	c, mock := testMockClient(t)
+	mock.RegisterResponder(http.MethodPut, testAPIRoot+"builds/1", httpmock.NewStringResponder(http.StatusOK, "true"))
+	for _, state := range []BuildState{StateCanceled, StateCreated, StatePending, StateSkipped, StateManual, "bogus",
+		"Success", " success", "success\n"} {
+		_, err := c.Builds.Update(context.Background(), 1, &UpdateOptions{State: state})
+		require.Error(t, err, "state %q", state)
+		assert.ErrorContains(t, err, "running, success or failed")
+	}
+	assert.Zero(t, mock.GetTotalCallCount(), "nothing may be sent for a state the API does not take")
+
+	for _, state := range []BuildState{StateRunning, StateSuccess, StateFailed} {
+		_, err := c.Builds.Update(context.Background(), 1, &UpdateOptions{State: state})
+		assert.NoError(t, err, "state %q", state)
+	}
+	assert.Equal(t, 3, mock.GetTotalCallCount())
+}
+
 // testNextServer answers register from a script of statuses, recording the last_update of each request.
 type testNextServer struct {
 	mu          sync.Mutex
