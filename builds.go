@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -64,8 +65,11 @@ func (s *BuildsService) Register(ctx context.Context, opts *RegisterOptions, req
 	}
 	build := new(Build)
 	resp, err := c.do(req, build, call{retry: retryUnsent, small: true, secrets: []string{token}})
-	if errors.Is(err, ErrNotFound) {
-		return nil, resp, nil
+	if er := (*ErrorResponse)(nil); errors.As(err, &er) && er.StatusCode == http.StatusNotFound {
+		if isNoBuild(er) {
+			return nil, resp, nil
+		}
+		return nil, resp, &notCoordinatorError{er}
 	}
 	if err != nil && resp != nil && resp.StatusCode == http.StatusCreated && build.ID != 0 {
 		// The coordinator has already assigned this build to the runner: hand back what could be read, so that the
@@ -80,6 +84,23 @@ func (s *BuildsService) Register(ctx context.Context, opts *RegisterOptions, req
 	}
 	return build, resp, nil
 }
+
+// isNoBuild reports whether a 404 to register is a coordinator's "no build": GitLab's not_found!, a JSON body
+// {"message":"404 Not Found"} (some versions write "Not found").
+func isNoBuild(er *ErrorResponse) bool {
+	return er.bodyJSON && strings.EqualFold(strings.TrimSpace(er.Message), "404 Not Found")
+}
+
+// notCoordinatorError is a 404 to register that no coordinator sends.
+type notCoordinatorError struct {
+	er *ErrorResponse
+}
+
+func (e *notCoordinatorError) Error() string {
+	return e.er.Error() + " (not a coordinator's answer: the address does not serve the CI Builds API v1; check the base URL)"
+}
+
+func (e *notCoordinatorError) Unwrap() []error { return []error{e.er, ErrNotCoordinator} }
 
 // DefaultPollInterval is how often Next asks for a build unless told otherwise.
 const DefaultPollInterval = 3 * time.Second

@@ -125,6 +125,67 @@ func TestRegisterStatuses(t *testing.T) {
 	}
 }
 
+// GitLab answers "no build" (and a paused runner) with 404 and its JSON body to every user agent but
+// gitlab-ci-multi-runner's. Any other 404 means the address is not a coordinator: polling on would bring nothing,
+// ever.
+func TestRegister404(t *testing.T) {
+	const nginx = "<html>\r\n<head><title>404 Not Found</title></head>\r\n<body>\r\n<center><h1>404 Not Found</h1></center>\r\n" +
+		"<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+	tests := []struct {
+		name        string
+		contentType string
+		body        string
+		noBuild     bool
+	}{
+		{"GitLab's JSON", "application/json", `{"message":"404 Not Found"}`, true},
+		{"GitLab's JSON, lower-case f", "application/json", `{"message":"404 Not found"}`, true},
+		{"GitLab's JSON with a newline", "application/json", "{\"message\":\"404 Not Found\"}\n", true},
+		{"JSON sniffed as text", "text/plain; charset=utf-8", `{"message":"404 Not Found"}`, true},
+		{"nginx page", "text/html", nginx, false},
+		{"empty body", "", "", false},
+		{"Go's NotFound", "text/plain; charset=utf-8", "404 page not found\n", false},
+		{"GitLab's words as plain text", "text/plain", "404 Not Found", false},
+		{"another service's JSON", "application/json",
+			`{"timestamp":"2017-03-01T10:00:00Z","status":404,"error":"Not Found","path":"/gitlab/ci/api/v1/builds/register"}`, false},
+		{"JSON with another message", "application/json", `{"message":"404 Project Not Found"}`, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, mock := testMockClient(t)
+			h := http.Header{}
+			if tt.contentType != "" {
+				h.Set("Content-Type", tt.contentType)
+			}
+			mock.RegisterResponder(http.MethodPost, testAPIRoot+"builds/register",
+				httpmock.NewStringResponder(http.StatusNotFound, tt.body).HeaderSet(h))
+
+			build, resp, err := c.Builds.Register(context.Background(), nil)
+			assert.Nil(t, build)
+			require.NotNil(t, resp)
+			assert.Equal(t, http.StatusNotFound, resp.StatusCode)
+			if tt.noBuild {
+				assert.NoError(t, err)
+				return
+			}
+			require.Error(t, err)
+			assert.ErrorIs(t, err, ErrNotCoordinator)
+			var er *ErrorResponse
+			require.ErrorAs(t, err, &er)
+			assert.Equal(t, http.StatusNotFound, er.StatusCode)
+			assert.Contains(t, err.Error(), "does not serve the CI Builds API v1")
+			assert.NotContains(t, err.Error(), testRunnerToken)
+			assert.False(t, IsTransient(err))
+			assert.Equal(t, 1, mock.GetTotalCallCount(), "not retried")
+
+			// Next gives up at once rather than polling an address that will never bring a build.
+			build, _, err = c.Builds.Next(context.Background(), &NextOptions{Interval: time.Millisecond})
+			assert.Nil(t, build)
+			assert.ErrorIs(t, err, ErrNotCoordinator)
+			assert.Equal(t, 2, mock.GetTotalCallCount(), "Next polled on")
+		})
+	}
+}
+
 func TestRegisterUndecodableBuildIsHandedBack(t *testing.T) {
 	// A build whose JSON fails to decode is assigned to the runner all the same: the caller needs its ID to fail it.
 	c, mock := testMockClient(t)

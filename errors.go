@@ -25,6 +25,10 @@ var (
 	ErrConflict = errors.New("runnerapi: conflict")
 	// ErrTooLarge is a 413, or a download larger than the caller's limit.
 	ErrTooLarge = errors.New("runnerapi: too large")
+	// ErrNotCoordinator marks a register answer that no GitLab CI coordinator sends: a 404 whose body is not the
+	// API's JSON (an HTML page, an empty body, another service's answer). The base URL is wrong, or the server does
+	// not serve the CI Builds API v1; polling on would never bring a build. The error is also an *ErrorResponse.
+	ErrNotCoordinator = errors.New("runnerapi: the address does not serve the CI Builds API v1")
 	// ErrBodyNotReplayable marks a failure that would have been retried had the request body been replayable.
 	ErrBodyNotReplayable = errors.New("runnerapi: request body cannot be replayed")
 )
@@ -47,6 +51,10 @@ type ErrorResponse struct {
 	Message string
 	// Response is the answer; its body has been read and closed.
 	Response *http.Response
+
+	// bodyJSON tells that the body was well-formed JSON, as the API's own error bodies are: a proxy's or another
+	// server's page with the same status is not.
+	bodyJSON bool
 }
 
 // Error describes the failure without any token.
@@ -105,6 +113,7 @@ func CheckResponse(r *http.Response) error {
 		data, _ := io.ReadAll(io.LimitReader(r.Body, maxErrorBody))
 		_ = r.Body.Close()
 		er.Message = shorten(parseErrorMessage(r.Header.Get("Content-Type"), data))
+		er.bodyJSON = json.Valid(data)
 	}
 	return er
 }

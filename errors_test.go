@@ -230,3 +230,13 @@ func TestScrubErrorCutTail(t *testing.T) {
 	assert.Equal(t, "x token=[MASKED] and [MASKED] and [MASKED]…", er.Message)
 	assert.NotPanics(t, func() { scrubError(errors.New("plain"), []string{"x"}) })
 }
+
+// ErrNotCoordinator is register's verdict alone: a 404 page from object storage on a download is a missing file,
+// not a wrong address.
+func TestErrNotCoordinatorOnlyFromRegister(t *testing.T) {
+	for _, body := range []string{"<html><title>404 Not Found</title></html>", "", `{"message":"404 Not Found"}`} {
+		er := testErrorResponse(t, http.StatusNotFound, "", body)
+		assert.ErrorIs(t, er, ErrNotFound)
+		assert.NotErrorIs(t, er, ErrNotCoordinator)
+	}
+}
