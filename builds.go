@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -40,16 +41,27 @@ type registerForm struct {
 	*RegisterOptions
 }
 
-// Register takes the oldest pending build for this runner. A build it returns has already been moved to running
-// and assigned to this runner. When there is none (204, or 404 from older coordinators and for a paused runner)
-// it returns a nil build and a nil error; send resp.LastUpdate back in the next call.
+// Register takes the oldest pending build for this runner. It asks for a build to run and is not how a runner is
+// registered: to register a runner, see RunnersService.Register. A build it returns has already been moved to
+// running and assigned to this runner.
+//
+// When there is none, Register returns a nil build and a nil error; send resp.LastUpdate back in the next call.
+// GitLab says "no build" with 204 only to a User-Agent like "gitlab-ci-multi-runner 1.11.0 (...)", and to every
+// other User-Agent, this SDK's default among them, with 404 and the JSON body {"message":"404 Not Found"}; a paused
+// runner gets that 404 too. Any other 404 (an HTML page, an empty body, another service's answer) is an error
+// matching ErrNotCoordinator: the address does not serve the API, and polling on would never bring a build.
+//
+// A build the coordinator assigns while ctx ends is not lost. An attempt in flight when ctx ends may finish, for up
+// to 10 seconds more (less when the client's per-attempt timeout ends it first), and a build it brings is returned
+// with a nil error: check ctx.Err() before starting it if that matters, and report it with a context that has not
+// ended. No attempt starts once ctx has ended.
 //
 // When the answer to a build cannot be decoded in full, Register returns the error together with the part of the
 // build that could be read, when that includes its ID: the build is assigned to this runner all the same, and
 // should be reported failed.
 //
-// Register is retried only when the failure shows the coordinator did not act on it, since a lost answer may hide
-// a build already assigned.
+// Register is retried only when the failure shows the coordinator did not act on it (a refused connection, a 429,
+// 502 or 503), since a lost answer may hide a build already assigned.
 func (s *BuildsService) Register(ctx context.Context, opts *RegisterOptions, reqOpts ...RequestOption) (*Build, *Response, error) {
 	c := s.client
 	token, err := c.runnerTokenFor(newCallConfig(reqOpts), "Register")
@@ -59,12 +71,8 @@ func (s *BuildsService) Register(ctx context.Context, opts *RegisterOptions, req
 	if opts == nil {
 		opts = &RegisterOptions{}
 	}
-	req, err := c.NewRequest(ctx, http.MethodPost, "builds/register", &registerForm{Token: token, RegisterOptions: opts})
-	if err != nil {
-		return nil, nil, err
-	}
 	build := new(Build)
-	resp, err := c.do(req, build, call{retry: retryUnsent, small: true, secrets: []string{token}})
+	resp, err := s.register(ctx, &registerForm{Token: token, RegisterOptions: opts}, build)
 	if er := (*ErrorResponse)(nil); errors.As(err, &er) && er.StatusCode == http.StatusNotFound {
 		if isNoBuild(er) {
 			return nil, resp, nil
@@ -83,6 +91,92 @@ func (s *BuildsService) Register(ctx context.Context, opts *RegisterOptions, req
 		return nil, resp, nil
 	}
 	return build, resp, nil
+}
+
+// registerGrace bounds how long a register attempt in flight may go on once the caller's context has ended, so
+// that a build the coordinator assigns meanwhile is not abandoned. The client's per-attempt timeout, when shorter,
+// ends it first.
+const registerGrace = 10 * time.Second
+
+// errGraceOver ends a register attempt that outlived registerGrace.
+var errGraceOver = errors.New("runnerapi: register grace over")
+
+// register sends form until an answer, retrying only when the coordinator surely did not act on it. Each attempt is
+// detached from ctx: when ctx ends while one is in flight, the coordinator may already have assigned a build, so the
+// attempt may finish, for up to registerGrace more; no attempt starts once ctx has ended.
+func (s *BuildsService) register(ctx context.Context, form *registerForm, build *Build) (*Response, error) {
+	c := s.client
+	cl := call{retry: retryUnsent, small: true, secrets: []string{form.Token}}
+	where := func() string { return "runnerapi: POST " + redactURL(c.baseURL) + "builds/register" }
+	var resp *Response
+	for attempt := 1; ; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return resp, fmt.Errorf("%s: %w", where(), err)
+		}
+		attemptCtx, graceOver, release := detachWithGrace(ctx, registerGrace)
+		req, err := c.NewRequest(attemptCtx, http.MethodPost, "builds/register", form)
+		if err != nil {
+			release()
+			return resp, err
+		}
+		*build = Build{}
+		resp, err = c.attempt(req, build, cl, attempt)
+		over := graceOver()
+		release()
+		if err == nil {
+			return resp, nil
+		}
+		if over {
+			return resp, fmt.Errorf("%s: %w, and the request in flight had no answer %v later", where(), ctx.Err(), registerGrace)
+		}
+		wait, retry := c.shouldRetry(resp, err, cl.retry, attempt)
+		var er *ErrorResponse
+		if ctxErr := ctx.Err(); ctxErr != nil && (retry || !errors.As(err, &er)) {
+			// The failure is told, not wrapped: IsTransient must not see it behind an ended context.
+			return resp, fmt.Errorf("%s: %w, and the request in flight then failed: %v", where(), ctxErr, err)
+		}
+		if !retry {
+			return resp, err
+		}
+		if c.logger.Enabled(ctx, slog.LevelDebug) {
+			c.logger.LogAttrs(ctx, slog.LevelDebug, "runnerapi: retrying",
+				slog.String("method", req.Method), slog.String("path", req.URL.Path),
+				slog.Int("attempt", attempt), slog.Duration("wait", wait), slog.String("error", err.Error()))
+		}
+		if ctxErr := sleepCtx(ctx, wait); ctxErr != nil {
+			return resp, fmt.Errorf("%s: %w while waiting to retry after: %v", where(), ctxErr, err)
+		}
+	}
+}
+
+// detachWithGrace returns a context with ctx's values that ends grace after ctx ends, or at release. graceOver
+// reports whether it ended for the grace.
+func detachWithGrace(ctx context.Context, grace time.Duration) (_ context.Context, graceOver func() bool, release func()) {
+	detached, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	var (
+		mu       sync.Mutex
+		timer    *time.Timer
+		released bool
+	)
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !released {
+			timer = time.AfterFunc(grace, func() { cancel(errGraceOver) })
+		}
+	})
+	graceOver = func() bool { return context.Cause(detached) == errGraceOver }
+	release = func() {
+		stop()
+		mu.Lock()
+		released = true
+		if timer != nil {
+			timer.Stop()
+		}
+		mu.Unlock()
+		cancel(context.Canceled)
+	}
+	return detached, graceOver, release
 }
 
 // isNoBuild reports whether a 404 to register is a coordinator's "no build": GitLab's not_found!, a JSON body
@@ -116,8 +210,13 @@ type NextOptions struct {
 	Interval time.Duration
 }
 
-// Next polls Register until a build arrives, ctx ends, or the coordinator refuses the token. Conflicts and
-// transient failures are waited out; the long-polling value is sent back on every poll.
+// Next polls Register until a build arrives, ctx ends, the coordinator refuses the token (ErrForbidden) or the
+// address turns out not to serve the API (ErrNotCoordinator). Conflicts and transient failures are waited out; the
+// long-polling value is sent back on every poll.
+//
+// A nil error always comes with a build. A build that arrives is returned even when ctx ended while it was on its
+// way (see Register), with a nil error: a caller that checks err first never drops an assigned build. An error
+// comes with a build only when the build could not be read in full; report that one failed.
 func (s *BuildsService) Next(ctx context.Context, opts *NextOptions, reqOpts ...RequestOption) (*Build, *Response, error) {
 	c := s.client
 	if opts == nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -469,5 +470,207 @@ func TestPollWaitJitter(t *testing.T) {
 	assert.Greater(t, len(distinct), 1, "runners would poll in step")
 	for range 100 {
 		assert.GreaterOrEqual(t, pollWait(math.MaxInt64), time.Duration(math.MaxInt64/2))
+	}
+}
+
+// testLateAssigner is a coordinator that assigns a build to the first register it is sent, and answers only once
+// the test has ended the client's context: the build is the runner's whatever the runner does then.
+type testLateAssigner struct {
+	t        *testing.T
+	build    []byte
+	status   int // of the answer to the first register; later ones get 204
+	received chan struct{}
+	release  chan struct{}
+	once     sync.Once
+	mu       sync.Mutex
+	calls    int
+}
+
+func newTestLateAssigner(t *testing.T, status int) *testLateAssigner {
+	data, err := os.ReadFile(filepath.Join("testdata", "build_8_17.json"))
+	require.NoError(t, err)
+	return &testLateAssigner{t: t, build: data, status: status, received: make(chan struct{}), release: make(chan struct{})}
+}
+
+func (s *testLateAssigner) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost || r.URL.Path != "/gitlab/ci/api/v1/builds/register" {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = w.Write([]byte(`{"message":"404 Not Found"}`))
+		return
+	}
+	_ = r.ParseForm()
+	s.mu.Lock()
+	s.calls++
+	first := s.calls == 1
+	s.mu.Unlock()
+	if !first {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	s.once.Do(func() { close(s.received) })
+	select {
+	case <-s.release:
+	case <-r.Context().Done(): // the client gave up: the build stays assigned all the same
+	}
+	if s.status != http.StatusCreated {
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(s.status)
+		_, _ = w.Write([]byte("<html><head><title>503 Service Temporarily Unavailable</title></head></html>"))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusCreated)
+	_, _ = w.Write(s.build)
+}
+
+// client returns a client for the coordinator at srvURL whose transport tells the test about the request in flight.
+func (s *testLateAssigner) client(t *testing.T, srvURL string) (*Client, *testInFlight) {
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	spy := &testInFlight{next: tr, returned: make(chan struct{})}
+	c, err := NewClient(srvURL+"/gitlab", WithHTTPClient(&http.Client{Transport: spy}), WithRunnerToken(testRunnerToken),
+		WithRetryPolicy(testFastRetry))
+	require.NoError(t, err)
+	return c, spy
+}
+
+// endCtxWhenReceived cancels the client's context once the coordinator has the request, then lets it answer: at
+// once if the request in flight lives on, or only once the client has given up on it if it ended with the context,
+// so that the answer cannot outrun the cancellation.
+func (s *testLateAssigner) endCtxWhenReceived(cancel context.CancelFunc, spy *testInFlight) {
+	go func() {
+		<-s.received
+		cancel()
+		if spy.context().Err() != nil {
+			<-spy.returned
+		}
+		close(s.release)
+	}()
+}
+
+// testInFlight is a transport that remembers the context of the first request and tells when its round trip
+// returned.
+type testInFlight struct {
+	next     http.RoundTripper
+	mu       sync.Mutex
+	ctx      context.Context
+	returned chan struct{}
+	once     sync.Once
+}
+
+func (s *testInFlight) RoundTrip(r *http.Request) (*http.Response, error) {
+	s.mu.Lock()
+	first := s.ctx == nil
+	if first {
+		s.ctx = r.Context()
+	}
+	s.mu.Unlock()
+	resp, err := s.next.RoundTrip(r)
+	if first {
+		s.once.Do(func() { close(s.returned) })
+	}
+	return resp, err
+}
+
+func (s *testInFlight) context() context.Context {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ctx
+}
+
+func (s *testLateAssigner) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls
+}
+
+// A build assigned by a register in flight when the caller's context ends is the runner's: dropping the answer
+// would leave it running on the coordinator with nobody to run or report it.
+func TestRegisterInFlightWhenContextEndsKeepsTheBuild(t *testing.T) {
+	calls := map[string]func(ctx context.Context, c *Client) (*Build, *Response, error){
+		"Register": func(ctx context.Context, c *Client) (*Build, *Response, error) {
+			return c.Builds.Register(ctx, nil)
+		},
+		"Next": func(ctx context.Context, c *Client) (*Build, *Response, error) {
+			return c.Builds.Next(ctx, &NextOptions{Interval: time.Millisecond})
+		},
+	}
+	for name, call := range calls {
+		t.Run(name, func(t *testing.T) {
+			srv := newTestLateAssigner(t, http.StatusCreated)
+			hs := httptest.NewServer(srv)
+			defer hs.Close()
+			c, spy := srv.client(t, hs.URL)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			srv.endCtxWhenReceived(cancel, spy)
+
+			build, resp, err := call(ctx, c)
+			require.Error(t, ctx.Err(), "the context ended while the request was in flight")
+			require.NoError(t, err, "a build that arrived is not an error")
+			require.NotNil(t, build, "the assigned build was dropped")
+			assert.Equal(t, int64(1234567), build.ID)
+			assert.Equal(t, "b8e3c5a1f0d94e7a", build.Token)
+			require.NotNil(t, resp)
+			assert.Equal(t, http.StatusCreated, resp.StatusCode)
+			assert.Equal(t, 1, srv.count())
+		})
+	}
+}
+
+// Once the context has ended, no new attempt starts: a refusal that would be retried ends the call, saying why.
+func TestRegisterNoRetryAfterContextEnded(t *testing.T) {
+	srv := newTestLateAssigner(t, http.StatusServiceUnavailable)
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	c, spy := srv.client(t, hs.URL)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	srv.endCtxWhenReceived(cancel, spy)
+
+	build, _, err := c.Builds.Next(ctx, &NextOptions{Interval: time.Millisecond})
+	assert.Nil(t, build)
+	require.Error(t, err)
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.False(t, IsTransient(err), "an ended context is not transient: %v", err)
+	assert.Equal(t, 1, srv.count(), "a request was sent after the context ended")
+}
+
+// An attempt in flight when the context ends is still bounded: by the client's per-attempt timeout here, and by
+// registerGrace when there is none.
+func TestRegisterInFlightStaysBounded(t *testing.T) {
+	stalled := make(chan struct{})
+	defer close(stalled)
+	received := make(chan struct{}, 1)
+	c, _ := testServerClient(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case received <- struct{}{}:
+		default:
+		}
+		select {
+		case <-stalled:
+		case <-r.Context().Done():
+		}
+	}), WithTimeout(50*time.Millisecond))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-received
+		cancel()
+	}()
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := c.Builds.Register(ctx, nil)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		require.Error(t, err)
+		assert.ErrorIs(t, err, context.Canceled)
+		assert.Contains(t, err.Error(), "runnerapi: POST ")
+		assert.NotContains(t, err.Error(), testRunnerToken)
+	case <-time.After(30 * time.Second):
+		t.Fatal("Register did not end")
 	}
 }
