@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"mime/multipart"
 	"net/http"
 	"net/url"
@@ -23,6 +25,11 @@ import (
 // Every call authenticates with the build token (WithBuildToken or WithToken), sent in the BUILD-TOKEN header,
 // which is dropped when the coordinator redirects to another host. Uploads and downloads stream: memory use does
 // not grow with the file.
+//
+// Upload, UploadFile and UploadPaths return the build the coordinator answers with, whose ArtifactsFile describes
+// the stored file. A 201 means the file is stored: the upload succeeds whatever the answer's body, and the build
+// has the fields that could be read of it, none (ID 0) when it holds no build (an empty body, a proxy's page). The
+// build is never nil when the error is nil.
 //
 // Delete is bounded per attempt like other small calls (DefaultTimeout, WithTimeout). Uploads and downloads are
 // bounded by their context alone, since a large file may rightly take hours: with a context that never ends, a
@@ -52,7 +59,7 @@ type UploadOptions struct {
 }
 
 // Upload sends the bytes of r as build id's artifacts file and returns the updated build, whose ArtifactsFile
-// describes the file. The body is streamed. r is read once, so a failed upload is never retried: its error
+// describes the file (zero when the coordinator's 201 holds no build: see ArtifactsService). The body is streamed. r is read once, so a failed upload is never retried: its error
 // matches ErrBodyNotReplayable when a retry would otherwise have been made. Use UploadFile for a file on disk.
 //
 // A 403 (errors.Is ErrForbidden) means a bad token or a build that is not running; a 413 (ErrTooLarge) means the
@@ -196,8 +203,8 @@ func (s *ArtifactsService) upload(ctx context.Context, name string, id int64, fi
 			return b.forTransport(), nil
 		}
 	}
-	build := new(Build)
-	resp, err := c.do(req, build, call{retry: retryTransient, secrets: []string{token}})
+	answer := new(uploadAnswer)
+	resp, err := c.do(req, answer, call{retry: retryTransient, secrets: []string{token}})
 	_ = cur.Close()
 	if ferr := cur.failure(); ferr != nil {
 		return nil, resp, fmt.Errorf("runnerapi: %s: build %d: reading %s: %w", name, id, src.what, ferr)
@@ -212,7 +219,42 @@ func (s *ArtifactsService) upload(ctx context.Context, name string, id int64, fi
 		return nil, resp, err
 	}
 	cur.src.progress.finish()
+	build, derr := answer.build()
+	if derr != nil && c.logger.Enabled(ctx, slog.LevelDebug) {
+		c.logger.LogAttrs(ctx, slog.LevelDebug, "runnerapi: the upload succeeded, but its answer holds no readable build",
+			slog.Int64("build", id), slog.Int("status", resp.StatusCode), slog.String("error", derr.Error()))
+	}
 	return build, resp, nil
+}
+
+// uploadAnswer holds the body of an upload's 2xx answer, at most maxJSONBody bytes of it, for decoding once the
+// status is known to say the file is stored.
+type uploadAnswer struct {
+	buf bytes.Buffer
+}
+
+func (a *uploadAnswer) Write(p []byte) (int, error) {
+	if a.buf.Len()+len(p) > maxJSONBody {
+		return 0, fmt.Errorf("answer larger than %d bytes", maxJSONBody)
+	}
+	return a.buf.Write(p)
+}
+
+// build decodes the build the answer holds, never nil: it is zero when the answer holds no JSON object (an empty
+// body, a page from a proxy, JSON cut short), and has the fields that could be read when some of them have an
+// unexpected type. The error says what could not be read.
+func (a *uploadAnswer) build() (*Build, error) {
+	data := bytes.TrimSpace(a.buf.Bytes())
+	if len(data) == 0 || data[0] != '{' {
+		return new(Build), errors.New("no JSON object")
+	}
+	b := new(Build)
+	err := json.Unmarshal(data, b)
+	var syntax *json.SyntaxError
+	if errors.As(err, &syntax) {
+		return new(Build), err
+	}
+	return b, err
 }
 
 // artifactsPath is the artifacts endpoint of build id, relative to the API root.

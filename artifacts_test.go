@@ -1167,3 +1167,68 @@ func TestArtifactsDownloadDropReportedWithData(t *testing.T) {
 	assert.Equal(t, []string{"", "bytes=100-"}, ranges)
 	assert.Equal(t, int64(-1), info.Size, "the size was not announced at the start")
 }
+
+// A 201 says the coordinator stored the file, whatever its body: a proxy or an older coordinator may send no build
+// back, or one this SDK cannot read. The upload succeeded; the build is what could be read of the answer.
+func TestArtifactsUploadCreatedWithoutABuild(t *testing.T) {
+	tests := []struct {
+		name        string
+		contentType string
+		body        string
+		wantID      int64 // 0: no build
+	}{
+		{"empty", "application/json", "", 0},
+		{"empty without a type", "", "", 0},
+		{"whitespace", "application/json", "\n", 0},
+		{"null", "application/json", "null", 0},
+		{"true", "application/json", "true", 0},
+		{"HTML", "text/html", "<html><body>Created</body></html>", 0},
+		{"plain text", "text/plain", "201 Created", 0},
+		{"cut short", "application/json", `{"id":42,"artifacts_file":{"filena`, 0},
+		{"a field of the wrong type", "application/json",
+			`{"id":42,"name":7,"artifacts_file":{"filename":"artifacts.zip","size":4}}`, 42},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := testServer(t, func(w http.ResponseWriter, r *http.Request) {
+				_, err := readUpload(t, r)
+				assert.NoError(t, err)
+				if tt.contentType != "" {
+					w.Header().Set("Content-Type", tt.contentType)
+				}
+				w.WriteHeader(http.StatusCreated)
+				_, _ = io.WriteString(w, tt.body)
+			})
+			c := testClient(t, srv.URL)
+			build, resp, err := c.Artifacts.Upload(context.Background(), 42, strings.NewReader("data"), &UploadOptions{Size: 4})
+			require.NoError(t, err, "the file is stored: the upload succeeded")
+			require.NotNil(t, resp)
+			assert.Equal(t, http.StatusCreated, resp.StatusCode)
+			require.NotNil(t, build, "a nil build would panic a caller that reads ArtifactsFile")
+			if tt.wantID == 0 {
+				assert.Equal(t, Build{}, *build, "no build could be read from the answer")
+				return
+			}
+			assert.Equal(t, tt.wantID, build.ID)
+			assert.Equal(t, ArtifactsFile{Filename: "artifacts.zip", Size: 4}, build.ArtifactsFile)
+			assert.Empty(t, build.Name, "the field that could not be read")
+		})
+	}
+
+	t.Run("UploadFile and UploadPaths", func(t *testing.T) {
+		srv := testServer(t, func(w http.ResponseWriter, r *http.Request) {
+			_, err := readUpload(t, r)
+			assert.NoError(t, err)
+			w.WriteHeader(http.StatusCreated)
+		})
+		c := testClient(t, srv.URL)
+		dir := t.TempDir()
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "out.txt"), []byte("data"), 0o644))
+		build, _, err := c.Artifacts.UploadFile(context.Background(), 42, filepath.Join(dir, "out.txt"), nil)
+		assert.NoError(t, err)
+		assert.Equal(t, &Build{}, build)
+		build, _, err = c.Artifacts.UploadPaths(context.Background(), 42, dir, []string{"out.txt"}, nil)
+		assert.NoError(t, err)
+		assert.Equal(t, &Build{}, build)
+	})
+}
