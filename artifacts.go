@@ -221,11 +221,30 @@ func (s *ArtifactsService) upload(ctx context.Context, name string, id int64, fi
 	cur.src.progress.finish()
 	build, derr := answer.build()
 	if derr != nil && c.logger.Enabled(ctx, slog.LevelDebug) {
-		c.logger.LogAttrs(ctx, slog.LevelDebug, "runnerapi: the upload succeeded, but its answer holds no readable build",
-			slog.Int64("build", id), slog.Int("status", resp.StatusCode), slog.String("error", derr.Error()))
+		c.logger.LogAttrs(ctx, slog.LevelDebug, "runnerapi: the upload succeeded, but its answer could not be read in full",
+			slog.Int64("build", id), slog.Int("status", resp.StatusCode), slog.String("reason", decodeFailure(derr)))
 	}
 	return build, resp, nil
 }
+
+// decodeFailure says why an answer could not be decoded without quoting it: the answer may echo secrets, and some
+// decoding errors (a time that does not parse) repeat the value.
+func decodeFailure(err error) string {
+	var typ *json.UnmarshalTypeError
+	var syntax *json.SyntaxError
+	switch {
+	case errors.As(err, &typ):
+		return fmt.Sprintf("a %s where %s takes a %s", typ.Value, typ.Field, typ.Type)
+	case errors.As(err, &syntax):
+		return fmt.Sprintf("not JSON, from byte %d", syntax.Offset)
+	case errors.Is(err, errNoJSONObject):
+		return err.Error()
+	}
+	return "a field of an unexpected form"
+}
+
+// errNoJSONObject is an upload answer whose body is not a JSON object.
+var errNoJSONObject = errors.New("no JSON object")
 
 // uploadAnswer holds the body of an upload's 2xx answer, at most maxJSONBody bytes of it, for decoding once the
 // status is known to say the file is stored.
@@ -246,7 +265,7 @@ func (a *uploadAnswer) Write(p []byte) (int, error) {
 func (a *uploadAnswer) build() (*Build, error) {
 	data := bytes.TrimSpace(a.buf.Bytes())
 	if len(data) == 0 || data[0] != '{' {
-		return new(Build), errors.New("no JSON object")
+		return new(Build), errNoJSONObject
 	}
 	b := new(Build)
 	err := json.Unmarshal(data, b)
