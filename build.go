@@ -34,28 +34,56 @@ const masked = "[MASKED]"
 // Token, RepoURL's password, Credentials' passwords and the values of non-public Variables are secrets: printing a
 // Build with fmt (%v, %+v, %#v, %s) or logging it with slog shows them masked. Marshaling it to JSON does not.
 type Build struct {
-	ID            int64      `json:"id"`
-	Ref           string     `json:"ref"`
-	Tag           bool       `json:"tag"`
-	SHA           string     `json:"sha"`
-	BeforeSHA     string     `json:"before_sha"`
-	Status        BuildState `json:"status"`
-	Name          string     `json:"name"`
-	Stage         string     `json:"stage"`
-	Token         string     `json:"token"` // the build token: a secret
-	ProjectID     int64      `json:"project_id"`
-	ProjectName   string     `json:"project_name"`
-	RepoURL       string     `json:"repo_url"` // holds credentials: a secret
-	Commands      string     `json:"commands"` // script lines joined by "\n"
-	AllowGitFetch bool       `json:"allow_git_fetch"`
-	Timeout       int64      `json:"timeout"` // seconds
-	Variables     Variables  `json:"variables"`
-	Options       Options    `json:"options"`
+	// ID is the build's ID on the coordinator, which Update, the trace and the artifacts calls take.
+	ID int64 `json:"id"`
+	// Ref is the branch or tag the build runs for.
+	Ref string `json:"ref"`
+	// Tag tells that Ref is a tag, not a branch.
+	Tag bool `json:"tag"`
+	// SHA is the commit the build checks out.
+	SHA string `json:"sha"`
+	// BeforeSHA is the commit Ref pointed to before the push that started the pipeline; forty zeros for a new ref.
+	BeforeSHA string `json:"before_sha"`
+	// Status is the build's state when the coordinator handed it over: running, since taking it started it.
+	Status BuildState `json:"status"`
+	// Name is the job's name in .gitlab-ci.yml, such as "rspec".
+	Name string `json:"name"`
+	// Stage is the pipeline stage the job belongs to, such as "test".
+	Stage string `json:"stage"`
+	// Token is the build token, a secret: the trace and artifacts calls of this build authenticate with it
+	// (WithToken), and the job's own tooling knows it as CI_BUILD_TOKEN. It is valid while the build runs.
+	Token string `json:"token"`
+	// ProjectID is the ID of the build's project.
+	ProjectID int64 `json:"project_id"`
+	// ProjectName is the name of the build's project.
+	ProjectName string `json:"project_name"`
+	// RepoURL is the address to clone the project from. It holds credentials (gitlab-ci-token and the build
+	// token), so it is a secret.
+	RepoURL string `json:"repo_url"`
+	// Commands is the job's script, before_script first, its lines joined by "\n".
+	Commands string `json:"commands"`
+	// AllowGitFetch tells that the runner may fetch into a checkout kept from an earlier build instead of cloning
+	// afresh.
+	AllowGitFetch bool `json:"allow_git_fetch"`
+	// Timeout is how long the build may run, in seconds; the coordinator fails it after that.
+	Timeout int64 `json:"timeout"`
+	// Variables are the build's environment variables: GitLab's predefined CI_* ones and the project's own. The
+	// values of those that are not public are secrets.
+	Variables Variables `json:"variables"`
+	// Options are the job's options from .gitlab-ci.yml: image, services, artifacts, cache and others.
+	Options Options `json:"options"`
 
-	DependsOnBuilds   DependentBuilds `json:"depends_on_builds"`
-	ArtifactsFile     ArtifactsFile   `json:"artifacts_file,omitzero"`
-	ArtifactsExpireAt time.Time       `json:"artifacts_expire_at,omitzero"`
-	Credentials       Credentials     `json:"credentials"`
+	// DependsOnBuilds are the builds of earlier stages whose artifacts this build takes before it runs; each
+	// carries the token that downloads them.
+	DependsOnBuilds DependentBuilds `json:"depends_on_builds"`
+	// ArtifactsFile describes the build's artifacts file; it is zero when there is none, as for a build just taken.
+	// The answer to an upload describes the file uploaded.
+	ArtifactsFile ArtifactsFile `json:"artifacts_file,omitzero"`
+	// ArtifactsExpireAt is when the coordinator deletes the artifacts file; zero when it keeps it, or there is none.
+	ArtifactsExpireAt time.Time `json:"artifacts_expire_at,omitzero"`
+	// Credentials let the build log in to registries, such as the project's container registry. Their passwords
+	// are secrets.
+	Credentials Credentials `json:"credentials"`
 }
 
 // Variables, Credentials and DependentBuilds are a build's lists. They are plain slices with one method more:
@@ -79,38 +107,59 @@ func (ds DependentBuilds) LogValue() slog.Value {
 
 // Variable is one of a build's environment variables. The value of one that is not public is a secret.
 type Variable struct {
-	Key    string `json:"key"`
-	Value  string `json:"value"`
-	Public bool   `json:"public"`
+	// Key is the variable's name, such as "CI_BUILD_REF".
+	Key string `json:"key"`
+	// Value is the variable's value: a secret unless Public.
+	Value string `json:"value"`
+	// Public tells that Value may be shown: GitLab's predefined variables are public, a project's secret variables
+	// are not.
+	Public bool `json:"public"`
 }
 
 // ArtifactsFile describes a build's uploaded artifacts file; it is zero when the build has none.
 type ArtifactsFile struct {
+	// Filename is the name the file was uploaded under, such as "artifacts.zip".
 	Filename string `json:"filename"`
-	Size     int64  `json:"size"`
+	// Size is the file's length in bytes.
+	Size int64 `json:"size"`
 }
 
 // DependentBuild is a build of an earlier stage whose artifacts this build depends on. Its Token downloads them.
 type DependentBuild struct {
-	ID            int64         `json:"id"`
-	Ref           string        `json:"ref"`
-	Tag           bool          `json:"tag"`
-	SHA           string        `json:"sha"`
-	Status        BuildState    `json:"status"`
-	Name          string        `json:"name"`
-	Token         string        `json:"token"` // a secret
-	Stage         string        `json:"stage"`
-	ProjectID     int64         `json:"project_id"`
-	ProjectName   string        `json:"project_name"`
+	// ID is the earlier build's ID, which Download and the other artifacts calls take.
+	ID int64 `json:"id"`
+	// Ref is the branch or tag it ran for.
+	Ref string `json:"ref"`
+	// Tag tells that Ref is a tag, not a branch.
+	Tag bool `json:"tag"`
+	// SHA is the commit it ran on.
+	SHA string `json:"sha"`
+	// Status is its state, such as success.
+	Status BuildState `json:"status"`
+	// Name is its job's name in .gitlab-ci.yml.
+	Name string `json:"name"`
+	// Token is its build token, a secret: it downloads its artifacts (WithToken).
+	Token string `json:"token"`
+	// Stage is the pipeline stage it belongs to.
+	Stage string `json:"stage"`
+	// ProjectID is the ID of its project.
+	ProjectID int64 `json:"project_id"`
+	// ProjectName is the name of its project.
+	ProjectName string `json:"project_name"`
+	// ArtifactsFile describes its artifacts file; it is zero when there is none to download.
 	ArtifactsFile ArtifactsFile `json:"artifacts_file,omitzero"`
 }
 
 // Credential lets a build log in to a registry.
 type Credential struct {
-	Type     string `json:"type"` // "registry"
-	URL      string `json:"url"`
+	// Type is the kind of credential; "registry", a container registry login, is the only one the API sends.
+	Type string `json:"type"`
+	// URL is the registry's address, such as "registry.example.com:5005".
+	URL string `json:"url"`
+	// Username is the name to log in with, such as "gitlab-ci-token".
 	Username string `json:"username"`
-	Password string `json:"password"` // a secret
+	// Password is the password to log in with, a secret; for GitLab's own registry it is the build token.
+	Password string `json:"password"`
 }
 
 // Secrets returns the build's secret values (its token, its dependencies' tokens, the password in RepoURL,
@@ -304,13 +353,21 @@ func (d DependentBuild) LogValue() slog.Value {
 // Options are a build's options from .gitlab-ci.yml. Keys this SDK does not know, and known keys whose value has
 // a shape it does not expect, are kept in Extra as the coordinator sent them, and marshaled back.
 type Options struct {
-	Image        string           `json:"image,omitempty"`
-	Services     []string         `json:"services,omitempty"`
-	Artifacts    ArtifactsOptions `json:"artifacts,omitzero"`
-	Cache        CacheOptions     `json:"cache,omitzero"`
-	Dependencies []string         `json:"dependencies,omitempty"`
-	AfterScript  []string         `json:"after_script,omitempty"`
-	Environment  Environment      `json:"environment,omitzero"`
+	// Image is the Docker image the job runs in (image:).
+	Image string `json:"image,omitempty"`
+	// Services are the Docker images of the services the job runs beside (services:).
+	Services []string `json:"services,omitempty"`
+	// Artifacts say which files the job uploads as its artifacts, and when (artifacts:).
+	Artifacts ArtifactsOptions `json:"artifacts,omitzero"`
+	// Cache says which files the job keeps for later runs (cache:).
+	Cache CacheOptions `json:"cache,omitzero"`
+	// Dependencies are the names of the earlier jobs whose artifacts the job takes (dependencies:); the builds
+	// themselves, with their tokens, are in Build.DependsOnBuilds.
+	Dependencies []string `json:"dependencies,omitempty"`
+	// AfterScript are the commands to run after the script, whether it succeeded or failed (after_script:).
+	AfterScript []string `json:"after_script,omitempty"`
+	// Environment is the environment the job deploys to (environment:).
+	Environment Environment `json:"environment,omitzero"`
 
 	// Extra holds the options this SDK does not know, by key.
 	Extra map[string]json.RawMessage `json:"-"`
@@ -318,25 +375,38 @@ type Options struct {
 
 // ArtifactsOptions say which files a build uploads as its artifacts, and when.
 type ArtifactsOptions struct {
-	Name      string   `json:"name,omitempty"`
-	Untracked bool     `json:"untracked,omitempty"`
-	Paths     []string `json:"paths,omitempty"`
-	When      string   `json:"when,omitempty"`
-	ExpireIn  string   `json:"expire_in,omitempty"`
+	// Name names the archive, without its ".zip"; empty leaves the default name (DefaultArtifactsFilename).
+	Name string `json:"name,omitempty"`
+	// Untracked asks for every file git does not track to be archived too (see UploadPaths).
+	Untracked bool `json:"untracked,omitempty"`
+	// Paths are the files and directories to archive, relative to the project's checkout; they may be patterns.
+	Paths []string `json:"paths,omitempty"`
+	// When says after which outcome of the script the artifacts are uploaded: "on_success" (also when empty),
+	// "on_failure" or "always".
+	When string `json:"when,omitempty"`
+	// ExpireIn is how long the coordinator keeps the file, such as "7d" or "2 weeks"; empty keeps its default.
+	// Pass it on as UploadOptions.ExpireIn.
+	ExpireIn string `json:"expire_in,omitempty"`
 }
 
 // CacheOptions say which files a build caches between runs.
 type CacheOptions struct {
-	Key       string   `json:"key,omitempty"`
-	Untracked bool     `json:"untracked,omitempty"`
-	Paths     []string `json:"paths,omitempty"`
+	// Key names the cache: builds with the same key share it. Empty leaves the choice to the runner.
+	Key string `json:"key,omitempty"`
+	// Untracked asks for every file git does not track to be cached too.
+	Untracked bool `json:"untracked,omitempty"`
+	// Paths are the files and directories to cache, relative to the project's checkout; they may be patterns.
+	Paths []string `json:"paths,omitempty"`
 }
 
 // Environment is the environment a build deploys to. It is free-form: keys beyond name, url and action are kept
 // in Extra.
 type Environment struct {
-	Name   string `json:"name,omitempty"`
-	URL    string `json:"url,omitempty"`
+	// Name is the environment's name, such as "production" or "review/my-branch".
+	Name string `json:"name,omitempty"`
+	// URL is where the deployed environment can be seen.
+	URL string `json:"url,omitempty"`
+	// Action is "start" (also when empty), which deploys to the environment, or "stop", which stops it.
 	Action string `json:"action,omitempty"`
 
 	// Extra holds the keys this SDK does not know, by key.

@@ -19,10 +19,15 @@ type BuildsService service
 
 // RunnerInfo describes the runner to the coordinator, which shows it in its runners page.
 type RunnerInfo struct {
-	Name         string `url:"name,omitempty"`
-	Version      string `url:"version,omitempty"`
-	Revision     string `url:"revision,omitempty"`
-	Platform     string `url:"platform,omitempty"`
+	// Name is the runner program's name, such as "gitlab-ci-multi-runner".
+	Name string `url:"name,omitempty"`
+	// Version is the runner program's version, such as "1.11.0".
+	Version string `url:"version,omitempty"`
+	// Revision is the commit the runner program was built from.
+	Revision string `url:"revision,omitempty"`
+	// Platform is the operating system the runner runs on, such as "linux".
+	Platform string `url:"platform,omitempty"`
+	// Architecture is the processor architecture the runner runs on, such as "amd64".
 	Architecture string `url:"architecture,omitempty"`
 }
 

@@ -41,9 +41,10 @@ const maxMessageLen = 512
 
 // ErrorResponse is a coordinator's answer with a status other than 2xx.
 type ErrorResponse struct {
-	// Method and URL are the request's; the URL carries no credentials and no query.
+	// Method is the request's method.
 	Method string
-	URL    string
+	// URL is the request's URL, without credentials and with any query, which may hold a signature, as REDACTED.
+	URL string
 	// StatusCode is the answer's HTTP status.
 	StatusCode int
 	// Message is what the coordinator said: the "message" or "error" of a JSON body, a validation object flattened
@@ -262,9 +263,10 @@ func maskCutTail(msg, secret string) string {
 // TransportError is a failure to exchange a request and an answer with the coordinator: a refused or dropped
 // connection, a timeout of one attempt, a TLS failure. It is transient.
 type TransportError struct {
-	// Method and URL are the request's; the URL carries no credentials and no query.
+	// Method is the request's method.
 	Method string
-	URL    string
+	// URL is the request's URL, without credentials and with any query, which may hold a signature, as REDACTED.
+	URL string
 	// Err is the cause.
 	Err error
 }
