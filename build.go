@@ -51,24 +51,24 @@ type Build struct {
 	// Stage is the pipeline stage the job belongs to, such as "test".
 	Stage string `json:"stage"`
 	// Token is the build token, a secret: the trace and artifacts calls of this build authenticate with it
-	// (WithToken), and the job's own tooling knows it as CI_BUILD_TOKEN. It is valid while the build runs.
+	// (WithToken), and the job's own tooling knows it as CI_BUILD_TOKEN.
 	Token string `json:"token"`
 	// ProjectID is the ID of the build's project.
 	ProjectID int64 `json:"project_id"`
 	// ProjectName is the name of the build's project.
 	ProjectName string `json:"project_name"`
-	// RepoURL is the address to clone the project from. It holds credentials (gitlab-ci-token and the build
-	// token), so it is a secret.
+	// RepoURL is the address to clone the project from. It holds credentials (the user gitlab-ci-token and a token
+	// as its password), so it is a secret.
 	RepoURL string `json:"repo_url"`
 	// Commands is the job's script, before_script first, its lines joined by "\n".
 	Commands string `json:"commands"`
 	// AllowGitFetch tells that the runner may fetch into a checkout kept from an earlier build instead of cloning
 	// afresh.
 	AllowGitFetch bool `json:"allow_git_fetch"`
-	// Timeout is how long the build may run, in seconds; the coordinator fails it after that.
+	// Timeout is how long the build may run, in seconds: the runner is to stop it and report it failed after that.
 	Timeout int64 `json:"timeout"`
-	// Variables are the build's environment variables: GitLab's predefined CI_* ones and the project's own. The
-	// values of those that are not public are secrets.
+	// Variables are the build's environment variables: GitLab's predefined CI_* ones, those of .gitlab-ci.yml and
+	// the project's secret variables. The values of those that are not public are secrets.
 	Variables Variables `json:"variables"`
 	// Options are the job's options from .gitlab-ci.yml: image, services, artifacts, cache and others.
 	Options Options `json:"options"`
@@ -111,8 +111,8 @@ type Variable struct {
 	Key string `json:"key"`
 	// Value is the variable's value: a secret unless Public.
 	Value string `json:"value"`
-	// Public tells that Value may be shown: GitLab's predefined variables are public, a project's secret variables
-	// are not.
+	// Public tells that Value may be shown: predefined variables and those of .gitlab-ci.yml are public, a
+	// project's secret variables are not.
 	Public bool `json:"public"`
 }
 

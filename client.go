@@ -28,7 +28,8 @@ const apiPath = "/ci/api/v1"
 const buildTokenHeader = "BUILD-TOKEN"
 
 // DefaultTimeout bounds each attempt of a call whose request and answer are small (register, update, delete, a
-// trace part). Streaming calls (artifact upload and download) are bounded by their context alone.
+// trace part) unless WithTimeout says otherwise. Streaming calls (artifact upload and download) are bounded by
+// their context alone.
 const DefaultTimeout = 60 * time.Second
 
 // maxJSONBody bounds how much of a JSON answer is read: a build is a few KiB; anything near this is hostile.
@@ -139,7 +140,9 @@ func WithoutRetries() Option {
 }
 
 // WithTimeout sets the per-attempt timeout of calls whose request and answer are small (see DefaultTimeout).
-// Zero leaves those calls bounded by their context alone.
+// Zero leaves Register, Update, AppendTrace and Delete bounded by their context alone. A TraceWriter bounds each of
+// its requests all the same, by DefaultTimeout when this is zero, unless TraceOptions.AttemptTimeout says
+// otherwise: its context usually lives as long as the build, and one stalled request would hold the whole trace.
 func WithTimeout(d time.Duration) Option {
 	return func(c *Client) error {
 		if d < 0 {

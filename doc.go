@@ -16,15 +16,33 @@
 // token is ever put into a URL, an error string or a log record, and the BUILD-TOKEN header is not sent to
 // another host when the coordinator redirects. A call whose token is missing fails before any network I/O.
 //
+// # Taking builds
+//
+// Builds.Register takes one build if there is one; Builds.Next polls it until one comes. "No build" is a 204 to
+// gitlab-ci-multi-runner's User-Agent, and to any other (this SDK's default among them) a 404 with GitLab's JSON
+// body, which a paused runner gets too: both are a nil build and a nil error. A 404 that is not GitLab's JSON (an
+// HTML page, an empty body) is an error matching ErrNotCoordinator, since the address does not serve this API.
+// The coordinator assigns a build before it answers, so a register request in flight when the context ends is let
+// finish, for up to 10 seconds more (less when the per-attempt timeout ends it first), and the build it brings is
+// returned with a nil error.
+//
 // # Errors
 //
 // An answer with a status other than 2xx is an *ErrorResponse; errors.Is matches it against ErrForbidden (403),
-// ErrNotFound (404), ErrConflict (409) and ErrTooLarge (413). A failed exchange (a refused or dropped connection, a
-// timed-out attempt) is a *TransportError.
+// ErrNotFound (404), ErrConflict (409) and ErrTooLarge (413), and register's foreign 404 also against
+// ErrNotCoordinator. A failed exchange (a refused or dropped connection, a timed-out attempt) is a *TransportError.
 //
 // # Retries
 //
-// Transient failures (connection errors, timeouts, 408, 429 and 5xx answers) are retried with full-jitter
-// exponential backoff that honours Retry-After (see RetryPolicy). A request is retried only when that is safe:
-// register only when the coordinator surely did not act on it, and no request whose body is a one-shot stream.
+// Transient failures (connection errors, timed-out attempts, and 408, 429, 500, 502, 503 and 504 answers: see
+// IsTransient) are retried with full-jitter exponential backoff that honours Retry-After (see RetryPolicy). Other
+// statuses, 501 and 505 among them, are not. A request is retried only when that is safe: register only when the
+// coordinator surely did not act on it (a refused connection, or a 429, 502 or 503), and no request whose body is a
+// one-shot stream.
+//
+// # Timeouts
+//
+// Each attempt of a small call (register, update, delete, a trace part) is bounded by DefaultTimeout, or what
+// WithTimeout sets; uploads and downloads by their context alone. A TraceWriter bounds its requests even when
+// WithTimeout(0) turns the bound off for the other calls (see TraceOptions.AttemptTimeout).
 package runnerapi

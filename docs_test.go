@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -163,4 +164,19 @@ func receiverType(expr ast.Expr) string {
 
 func isIdentRune(b byte) bool {
 	return b == '_' || b >= '0' && b <= '9' || b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z'
+}
+
+// The package doc, RetryPolicy and IsTransient list the statuses retried as 408, 429, 500, 502, 503 and 504: no
+// other status, not every 5xx.
+func TestDocumentedTransientStatuses(t *testing.T) {
+	documented := map[int]bool{408: true, 429: true, 500: true, 502: true, 503: true, 504: true}
+	for status := 100; status < 600; status++ {
+		assert.Equal(t, documented[status], IsTransient(&ErrorResponse{StatusCode: status}), "status %d", status)
+	}
+}
+
+// Register's doc and the package doc say an attempt in flight may go on for up to 10 seconds after its context
+// ended.
+func TestDocumentedRegisterGrace(t *testing.T) {
+	assert.Equal(t, 10*time.Second, registerGrace)
 }
