@@ -674,3 +674,37 @@ func TestRegisterInFlightStaysBounded(t *testing.T) {
 		t.Fatal("Register did not end")
 	}
 }
+
+func TestDetachWithGrace(t *testing.T) {
+	t.Run("ends a grace after its parent", func(t *testing.T) {
+		parent, cancel := context.WithCancel(context.WithValue(context.Background(), testCtxKey{}, "v"))
+		detached, graceOver, release := detachWithGrace(parent, time.Millisecond)
+		defer release()
+		assert.Equal(t, "v", detached.Value(testCtxKey{}), "values are kept")
+		cancel()
+		select {
+		case <-detached.Done():
+		case <-time.After(30 * time.Second):
+			t.Fatal("the detached context outlived its grace")
+		}
+		assert.True(t, graceOver())
+	})
+	t.Run("lives on while its parent does", func(t *testing.T) {
+		detached, graceOver, release := detachWithGrace(context.Background(), time.Nanosecond)
+		assert.NoError(t, detached.Err())
+		release()
+		assert.Error(t, detached.Err(), "release ends it")
+		assert.False(t, graceOver())
+	})
+	t.Run("released within the grace", func(t *testing.T) {
+		parent, cancel := context.WithCancel(context.Background())
+		detached, graceOver, release := detachWithGrace(parent, time.Hour)
+		cancel()
+		assert.NoError(t, detached.Err(), "the parent's end does not end it")
+		release()
+		assert.Error(t, detached.Err())
+		assert.False(t, graceOver())
+	})
+}
+
+type testCtxKey struct{}
