@@ -25,9 +25,10 @@ var (
 	ErrConflict = errors.New("runnerapi: conflict")
 	// ErrTooLarge is a 413, or a download larger than the caller's limit.
 	ErrTooLarge = errors.New("runnerapi: too large")
-	// ErrNotCoordinator marks a register answer that no GitLab CI coordinator sends: a 404 whose body is not the
-	// API's JSON (an HTML page, an empty body, another service's answer). The base URL is wrong, or the server does
-	// not serve the CI Builds API v1; polling on would never bring a build. The error is also an *ErrorResponse.
+	// ErrNotCoordinator marks a register answer that no GitLab CI coordinator sends: a 404 other than GitLab's JSON
+	// {"message":"404 Not Found"} (an HTML page, an empty body, another service's answer). The base URL is wrong,
+	// or the server does not serve the CI Builds API v1; polling on would never bring a build. errors.As finds the
+	// 404's *ErrorResponse in the same error.
 	ErrNotCoordinator = errors.New("runnerapi: the address does not serve the CI Builds API v1")
 	// ErrBodyNotReplayable marks a failure that would have been retried had the request body been replayable.
 	ErrBodyNotReplayable = errors.New("runnerapi: request body cannot be replayed")
