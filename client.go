@@ -52,6 +52,8 @@ type Client struct {
 	Builds *BuildsService
 	// Artifacts uploads, downloads and deletes builds' artifacts files.
 	Artifacts *ArtifactsService
+	// Runners registers runners (making their runner tokens) and removes them.
+	Runners *RunnersService
 }
 
 // service is the state every service shares: the client it calls through.
@@ -65,6 +67,9 @@ func (s BuildsService) Format(f fmt.State, _ rune) { formatService(f, "BuildsSer
 
 // Format prints the service as the API root it talks to, for every verb.
 func (s ArtifactsService) Format(f fmt.State, _ rune) { formatService(f, "ArtifactsService", s.client) }
+
+// Format prints the service as the API root it talks to, for every verb.
+func (s RunnersService) Format(f fmt.State, _ rune) { formatService(f, "RunnersService", s.client) }
 
 func formatService(f fmt.State, name string, c *Client) {
 	var root *url.URL
@@ -189,6 +194,7 @@ func NewClient(baseURL string, opts ...Option) (*Client, error) {
 	c.common.client = c
 	c.Builds = (*BuildsService)(&c.common)
 	c.Artifacts = (*ArtifactsService)(&c.common)
+	c.Runners = (*RunnersService)(&c.common)
 	return c, nil
 }
 

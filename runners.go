@@ -1,0 +1,130 @@
+package runnerapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+)
+
+// RunnersService registers runners with the coordinator and removes them. Reach it as Client.Runners.
+//
+// Registering a runner is done once per runner: RunnersService.Register trades a registration token for a new
+// runner's token, which the runner then keeps. Taking a build is done over and over with that runner token:
+// BuildsService.Register.
+type RunnersService service
+
+// RegisterRunnerOptions are the optional parameters of RunnersService.Register.
+type RegisterRunnerOptions struct {
+	// Description is the runner's name in the coordinator's runners page.
+	Description string `url:"description,omitempty"`
+	// TagList is the runner's tags: it takes only builds whose tags it has all of. It is sent comma-joined as
+	// tag_list, so a tag cannot hold a comma.
+	TagList []string `url:"tag_list,comma,omitempty"`
+	// RunUntagged, when set, says whether the runner also takes builds that have no tags; the coordinator decides
+	// when it is nil.
+	RunUntagged *bool `url:"run_untagged,omitempty"`
+	// Locked, when set, says whether the runner is locked to the project whose token registered it (GitLab 9.0
+	// and later; older coordinators ignore it).
+	Locked *bool `url:"locked,omitempty"`
+	// Info describes the runner; it is sent as info[name], info[version] and so on.
+	Info RunnerInfo `url:"info,omitempty"`
+}
+
+// registerRunnerForm is the body of POST runners/register.
+type registerRunnerForm struct {
+	Token string `url:"token"`
+	*RegisterRunnerOptions
+}
+
+// RegisteredRunner is a runner the coordinator has just registered. Printing it with fmt (any verb) or logging it
+// with slog shows its token masked; marshaling it to JSON, to store it, does not.
+type RegisteredRunner struct {
+	// ID is the runner's ID on the coordinator.
+	ID int64 `json:"id"`
+	// Token is the new runner's token, a secret: the runner sends it to take builds (WithRunnerToken).
+	Token string `json:"token"`
+}
+
+// plainRegisteredRunner has no methods, so fmt prints its fields as it would a plain struct.
+type plainRegisteredRunner RegisteredRunner
+
+// Format prints the runner with its token masked, for every verb.
+func (r RegisteredRunner) Format(f fmt.State, verb rune) {
+	if r.Token != "" {
+		r.Token = masked
+	}
+	fmt.Fprintf(f, fmt.FormatString(f, verb), plainRegisteredRunner(r))
+}
+
+// LogValue logs the runner's ID, and its token masked.
+func (r RegisteredRunner) LogValue() slog.Value {
+	token := ""
+	if r.Token != "" {
+		token = masked
+	}
+	return slog.GroupValue(slog.Int64("id", r.ID), slog.String("token", token))
+}
+
+// Register registers a new runner with the coordinator and returns its ID and token. registrationToken is the
+// instance's shared-runner registration token or a project's runners token; both are secrets, and so is the
+// returned runner token. This makes a runner; BuildsService.Register, in contrast, takes a build for a runner that
+// already has its token.
+//
+// A refused registration token makes it fail with an error for which errors.Is reports ErrForbidden. Register is
+// retried only when the failure shows the coordinator did not act on it: a lost answer may hide a runner already
+// made, whose token nobody has (it takes no builds, but shows in the coordinator's runners page).
+func (s *RunnersService) Register(ctx context.Context, registrationToken string, opts *RegisterRunnerOptions, reqOpts ...RequestOption) (*RegisteredRunner, *Response, error) {
+	c := s.client
+	if registrationToken == "" {
+		return nil, nil, errors.New("runnerapi: Runners.Register needs a registration token")
+	}
+	if opts == nil {
+		opts = &RegisterRunnerOptions{}
+	}
+	for _, tag := range opts.TagList {
+		if strings.Contains(tag, ",") {
+			return nil, nil, fmt.Errorf("runnerapi: Runners.Register: tag %q holds a comma, which would split it in two", tag)
+		}
+	}
+	form := &registerRunnerForm{Token: registrationToken, RegisterRunnerOptions: opts}
+	req, err := c.NewRequest(ctx, http.MethodPost, "runners/register", form)
+	if err != nil {
+		return nil, nil, err
+	}
+	runner := new(RegisteredRunner)
+	// The answer carries the new runner token: mask it too, should a later failure quote the answer.
+	resp, err := c.do(req, runner, call{retry: retryUnsent, small: true, secrets: []string{registrationToken}})
+	if err != nil {
+		scrubError(err, []string{runner.Token})
+		return nil, resp, err
+	}
+	if runner.Token == "" {
+		return nil, resp, fmt.Errorf("runnerapi: POST %s: the coordinator answered %d without a runner token", redactURL(req.URL), resp.StatusCode)
+	}
+	return runner, resp, nil
+}
+
+// unregisterRunnerForm is the body of DELETE runners/delete.
+type unregisterRunnerForm struct {
+	Token string `url:"token"`
+}
+
+// Unregister removes the runner whose token is runnerToken from the coordinator, which refuses that token from
+// then on. The token travels in the request body, never in the URL.
+//
+// An error for which errors.Is reports ErrForbidden means the coordinator knows no runner by that token; when
+// resp.Attempts is more than 1, an earlier attempt whose answer was lost may have removed it.
+func (s *RunnersService) Unregister(ctx context.Context, runnerToken string, reqOpts ...RequestOption) (*Response, error) {
+	c := s.client
+	if runnerToken == "" {
+		return nil, errors.New("runnerapi: Runners.Unregister needs the runner token")
+	}
+	req, err := c.NewRequest(ctx, http.MethodDelete, "runners/delete", &unregisterRunnerForm{Token: runnerToken})
+	if err != nil {
+		return nil, err
+	}
+	return c.do(req, nil, call{retry: retryTransient, small: true, secrets: []string{runnerToken}})
+}
