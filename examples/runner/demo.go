@@ -5,7 +5,7 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -17,7 +17,8 @@ import (
 // demo runs a two-build pipeline on an embedded runnerapitest coordinator: "compile" writes output and an artifact,
 // "check" depends on it and reads the artifact. Then it prints each trace as the coordinator received it, and a
 // summary.
-func demo(ctx context.Context, cfg config, out io.Writer) error {
+func demo(ctx context.Context, cfg config, e env) error {
+	out := e.stdout
 	srv := runnerapitest.NewServer()
 	defer srv.Close()
 	const token = "demo-runner-token"
@@ -41,20 +42,37 @@ grep -q hello out/greeting.txt`,
 	})
 	fmt.Fprintf(out, "Demo: a two-build pipeline on an embedded coordinator (runnerapitest) at %s\n\n", srv.URL)
 
-	// The runner stops once the last build has finished: "check" is skipped if "compile" fails.
-	ctx, cancel := context.WithCancel(ctx)
+	// The runner stops taking builds once the last build has finished ("check" is skipped if "compile" fails), as
+	// on SIGQUIT; the operator's own signals still reach it.
+	outer, signals := e.signals, make(chan os.Signal, 1)
+	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	finished := make(chan struct{})
+	forwarded := make(chan struct{})
 	go func() {
-		defer close(finished)
-		_, _ = srv.WaitFinished(ctx, check)
-		cancel()
+		defer close(forwarded)
+		finished := make(chan struct{})
+		go func() {
+			defer close(finished)
+			_, _ = srv.WaitFinished(wctx, check)
+		}()
+		for {
+			select {
+			case sig := <-outer:
+				signals <- sig
+			case <-finished:
+				if wctx.Err() == nil {
+					signals <- pipelineDone
+				}
+				return
+			}
+		}
 	}()
 	cfg.url, cfg.token, cfg.limit = srv.URL, token, 0
 	cfg.interval = min(cfg.interval, 100*time.Millisecond)
-	err := serve(ctx, cfg, out)
+	e.signals = signals
+	err := serve(ctx, cfg, e)
 	cancel()
-	<-finished
+	<-forwarded
 	if err != nil {
 		return err
 	}
@@ -75,6 +93,6 @@ grep -q hello out/greeting.txt`,
 			}
 		}
 	}
-	fmt.Fprintf(out, ".\nTo take builds from a real coordinator: RUNNER_TOKEN=... go run ./examples/runner -url https://gitlab.example.com\n")
+	fmt.Fprintf(out, ".\nTo take builds from a real coordinator: TOKEN=$(go run ./examples/runner register -url https://gitlab.example.com -registration-token ...), then RUNNER_TOKEN=$TOKEN go run ./examples/runner -url https://gitlab.example.com\n")
 	return nil
 }

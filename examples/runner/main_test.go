@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -42,31 +41,83 @@ type runnerResult struct {
 	stdout, stderr string
 }
 
+// syncBuffer is a buffer the runner writes to while the test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
 // runRunner runs the runner to its end.
 func runRunner(ctx context.Context, args ...string) runnerResult {
-	var stdout, stderr bytes.Buffer
-	code := run(ctx, args, &stdout, &stderr)
+	var stdout, stderr syncBuffer
+	code := run(ctx, args, env{stdout: &stdout, stderr: &stderr})
 	return runnerResult{code, stdout.String(), stderr.String()}
 }
 
-// startRunner runs the runner in the background; the channel yields its result.
-func startRunner(ctx context.Context, args ...string) <-chan runnerResult {
-	done := make(chan runnerResult, 1)
-	go func() { done <- runRunner(ctx, args...) }()
-	return done
+// runnerProcess is a runner running in the background, to which the test sends signals.
+type runnerProcess struct {
+	signals        chan os.Signal
+	stdout, stderr *syncBuffer
+	builds         sync.WaitGroup
+	done           chan runnerResult
 }
 
-// awaitRunner waits for a background runner, failing the test if it does not end long before any script's sleep
-// would have.
-func awaitRunner(t *testing.T, done <-chan runnerResult) runnerResult {
+// startRunner runs the runner in the background.
+func startRunner(ctx context.Context, args ...string) *runnerProcess {
+	p := &runnerProcess{signals: make(chan os.Signal, 4), stdout: new(syncBuffer), stderr: new(syncBuffer),
+		done: make(chan runnerResult, 1)}
+	go func() {
+		code := run(ctx, args, env{stdout: p.stdout, stderr: p.stderr, signals: p.signals, builds: &p.builds})
+		p.done <- runnerResult{code, p.stdout.String(), p.stderr.String()}
+	}()
+	return p
+}
+
+// await waits for the runner's end, failing the test if it does not end long before any script's sleep would have.
+func (p *runnerProcess) await(t *testing.T) runnerResult {
 	t.Helper()
 	select {
-	case res := <-done:
+	case res := <-p.done:
 		return res
 	case <-time.After(15 * time.Second):
-		t.Fatal("the runner did not end")
+		t.Fatalf("the runner did not end; its log:\n%s", p.stderr.String())
 		return runnerResult{}
 	}
+}
+
+// awaitLog waits until the runner's log has a line holding want.
+func (p *runnerProcess) awaitLog(t *testing.T, want string) {
+	t.Helper()
+	require.Eventually(t, func() bool { return strings.Contains(p.stderr.String(), want) }, 15*time.Second,
+		5*time.Millisecond, "no %q in the log:\n%s", want, p.stderr)
+}
+
+// logLines returns the runner's log lines without their timestamps, checking that each has one.
+func logLines(t *testing.T, stderr string) []string {
+	t.Helper()
+	var lines []string
+	for _, line := range strings.Split(strings.TrimSuffix(stderr, "\n"), "\n") {
+		stamp, rest, ok := strings.Cut(line, " ")
+		if !assert.True(t, ok, "line %q", line) {
+			continue
+		}
+		_, err := time.Parse(time.RFC3339Nano, stamp)
+		assert.NoError(t, err, "the line %q starts with its time", line)
+		lines = append(lines, rest)
+	}
+	return lines
 }
 
 // newRunnerCoordinator starts a fake coordinator that knows runnerTestToken.
@@ -140,16 +191,17 @@ func TestDemo(t *testing.T) {
 	res := runRunner(t.Context(), "-workdir", workdir)
 
 	require.Equal(t, 0, res.code, "stderr: %s", res.stderr)
-	assert.Empty(t, res.stderr)
-	assert.Contains(t, res.stdout, "runner: build 1 (compile): success\n")
-	assert.Contains(t, res.stdout, "runner: build 2 (check): success\n")
+	assert.Contains(t, res.stderr, "runner: build 1 (compile) ended: success, after ")
+	assert.Contains(t, res.stderr, "runner: build 2 (check) ended: success, after ")
+	assert.Contains(t, res.stderr, "runner: the demo pipeline is done: taking no more builds")
+	assert.NotContains(t, res.stderr, "canceling")
 	_, checkTrace, found := strings.Cut(res.stdout, "--- trace of build 2 (check)")
 	require.True(t, found, "no trace of the check build in:\n%s", res.stdout)
 	assert.Contains(t, checkTrace, "Downloading the artifacts of build 1 (compile)\n")
 	assert.Contains(t, checkTrace, "hello from build 1 (compile)\n", "check did not read compile's artifact")
 	assert.Contains(t, res.stdout, "Summary: compile success, check success; compile uploaded artifacts.zip (")
 	assert.Contains(t, res.stdout, "which check downloaded.\n")
-	assert.NotContains(t, res.stdout, "demo-runner-token")
+	assert.NotContains(t, res.stdout+res.stderr, "demo-runner-token")
 }
 
 func TestSuccessfulBuild(t *testing.T) {
@@ -160,12 +212,19 @@ func TestSuccessfulBuild(t *testing.T) {
 	res := runRunner(t.Context(), runnerArgs(srv, t.TempDir(), "-once")...)
 
 	require.Equal(t, 0, res.code, "stderr: %s", res.stderr)
-	assert.Empty(t, res.stderr)
 	assert.Equal(t, runnerapi.StateSuccess, stateOf(t, srv, id))
 	trace := traceOf(srv, id)
 	assert.Contains(t, trace, "hello from hello\nto stderr\n")
 	assert.True(t, strings.HasSuffix(trace, "Build succeeded\n"), "trace: %q", trace)
-	assert.Equal(t, "runner: took build 1 (hello)\nrunner: build 1 (hello): success\n", res.stdout)
+	assert.Empty(t, res.stdout, "the log goes to stderr")
+	// One line at start, one when the build is taken and one when it ends, one at the end: none per poll.
+	lines := logLines(t, res.stderr)
+	require.Len(t, lines, 4, "log:\n%s", res.stderr)
+	assert.Equal(t, "runner: runnerapi example runner "+runnerapi.Version+": taking builds from "+srv.URL+", up to 1 at a time", lines[0])
+	assert.Equal(t, "runner: build 1 (hello): taken", lines[1])
+	assert.Regexp(t, `^runner: build 1 \(hello\) ended: success, after [0-9.]+[µm]?s, trace `+
+		strconv.Itoa(len(trace))+` bytes$`, lines[2])
+	assert.Equal(t, "runner: stopped", lines[3])
 	for _, r := range srv.Requests() {
 		assert.False(t, r.TokenInQuery, "%s %s carried a token in its query", r.Method, r.Path)
 	}
@@ -179,12 +238,11 @@ func TestFailingBuild(t *testing.T) {
 	res := runRunner(t.Context(), runnerArgs(srv, t.TempDir(), "-once")...)
 
 	require.Equal(t, 0, res.code, "a failed build is still a build run and reported; stderr: %s", res.stderr)
-	assert.Empty(t, res.stderr)
 	assert.Equal(t, runnerapi.StateFailed, stateOf(t, srv, id))
 	trace := traceOf(srv, id)
 	assert.Contains(t, trace, "before\nERROR: Build failed: the script failed: exit status 1\n")
 	assert.NotContains(t, trace, "after")
-	assert.Contains(t, res.stdout, "runner: build 1 (broken): failed\n")
+	assert.Contains(t, res.stderr, "runner: build 1 (broken) ended: failed, after ")
 }
 
 func TestCanceledBuildKillsTheProcessGroup(t *testing.T) {
@@ -193,17 +251,16 @@ func TestCanceledBuildKillsTheProcessGroup(t *testing.T) {
 	pidFile := filepath.Join(t.TempDir(), "sleep.pid")
 	id := srv.EnqueueCommands("sleeper", sleeperCommands(pidFile))
 
-	done := startRunner(t.Context(), runnerArgs(srv, t.TempDir(), "-once")...)
+	p := startRunner(t.Context(), runnerArgs(srv, t.TempDir(), "-once")...)
 	pid := waitPID(t, pidFile)
 	require.NoError(t, srv.Cancel(id))
-	res := awaitRunner(t, done)
+	res := p.await(t)
 
 	require.Equal(t, 0, res.code, "stderr: %s", res.stderr)
-	assert.Empty(t, res.stderr)
 	assertStopped(t, pid)
 	assert.Equal(t, runnerapi.StateCanceled, stateOf(t, srv, id))
 	assert.Contains(t, traceOf(srv, id), "Build stopped: the coordinator says it is canceled\n")
-	assert.Contains(t, res.stdout, "runner: build 1 (sleeper): stopped, the coordinator says it is canceled\n")
+	assert.Contains(t, res.stderr, "runner: build 1 (sleeper) ended: stopped, the coordinator says it is canceled, after ")
 }
 
 func TestTimedOutBuildKillsTheProcessGroup(t *testing.T) {
@@ -212,9 +269,9 @@ func TestTimedOutBuildKillsTheProcessGroup(t *testing.T) {
 	pidFile := filepath.Join(t.TempDir(), "sleep.pid")
 	id := srv.Enqueue(runnerapi.Build{Name: "slow", Commands: sleeperCommands(pidFile), Timeout: 1})
 
-	done := startRunner(t.Context(), runnerArgs(srv, t.TempDir(), "-once")...)
+	p := startRunner(t.Context(), runnerArgs(srv, t.TempDir(), "-once")...)
 	pid := waitPID(t, pidFile)
-	res := awaitRunner(t, done)
+	res := p.await(t)
 
 	require.Equal(t, 0, res.code, "stderr: %s", res.stderr)
 	assertStopped(t, pid)
@@ -230,10 +287,10 @@ func TestStoppedRunnerReportsTheBuildFailed(t *testing.T) {
 
 	ctx, stop := context.WithCancel(t.Context())
 	defer stop()
-	done := startRunner(ctx, runnerArgs(srv, t.TempDir())...)
+	p := startRunner(ctx, runnerArgs(srv, t.TempDir())...)
 	pid := waitPID(t, pidFile)
 	stop() // as a SIGINT does
-	res := awaitRunner(t, done)
+	res := p.await(t)
 
 	require.Equal(t, 0, res.code, "the build was reported, so the runner succeeded; stderr: %s", res.stderr)
 	assertStopped(t, pid)
@@ -248,7 +305,7 @@ func TestBackgroundProcessesDoNotOutliveTheBuild(t *testing.T) {
 	// The sleep keeps the script's output open; the build must end with the script all the same.
 	id := srv.EnqueueCommands("leaves-a-sleep", "sleep 30 &", "echo $! > "+shellQuote(pidFile), "echo done")
 
-	res := awaitRunner(t, startRunner(t.Context(), runnerArgs(srv, t.TempDir(), "-once")...))
+	res := startRunner(t.Context(), runnerArgs(srv, t.TempDir(), "-once")...).await(t)
 
 	require.Equal(t, 0, res.code, "stderr: %s", res.stderr)
 	assert.Equal(t, runnerapi.StateSuccess, stateOf(t, srv, id))
@@ -319,13 +376,13 @@ func runUntilFinished(t *testing.T, srv *runnerapitest.Server, workdir string, i
 	t.Helper()
 	ctx, stop := context.WithCancel(t.Context())
 	defer stop()
-	done := startRunner(ctx, runnerArgs(srv, workdir)...)
+	p := startRunner(ctx, runnerArgs(srv, workdir)...)
 	wctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
 	defer cancel()
 	state, err := srv.WaitFinished(wctx, id)
 	require.NoError(t, err)
 	stop()
-	return state, awaitRunner(t, done)
+	return state, p.await(t)
 }
 
 func TestArtifactsNameNamesTheArchive(t *testing.T) {
@@ -364,38 +421,9 @@ func TestMissingArtifactPathsAreAWarning(t *testing.T) {
 	assert.False(t, ok)
 }
 
-func TestBadToken(t *testing.T) {
-	t.Parallel()
-	srv := newRunnerCoordinator(t)
-	id := srv.EnqueueCommands("untouched", "true")
-
-	args := runnerArgs(srv, t.TempDir())
-	args[3] = "not-" + runnerTestToken
-	res := runRunner(t.Context(), args...)
-
-	assert.Equal(t, 1, res.code)
-	assert.Equal(t, "runner: the coordinator refused the runner token\n", res.stderr)
-	assert.Equal(t, runnerapi.StatePending, stateOf(t, srv, id))
-}
-
-func TestUnreachableCoordinator(t *testing.T) {
-	t.Parallel()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := l.Addr().String()
-	require.NoError(t, l.Close()) // nothing listens there now: connections are refused
-
-	res := runRunner(t.Context(), "-url", "http://"+addr, "-token", runnerTestToken, "-interval", "10ms", "-workdir", t.TempDir())
-
-	assert.Equal(t, 1, res.code)
-	assert.True(t, strings.HasPrefix(res.stderr, "runner: cannot reach the coordinator at http://"+addr+": "), "stderr: %q", res.stderr)
-	assert.Contains(t, res.stderr, "connection refused")
-	assert.Equal(t, 1, strings.Count(res.stderr, "\n"), "stderr: %q", res.stderr)
-	assert.NotContains(t, res.stderr, runnerTestToken)
-}
-
 func TestUsageErrorsAreOneLine(t *testing.T) {
 	t.Setenv("RUNNER_TOKEN", "")
+	t.Setenv("REGISTRATION_TOKEN", "")
 	for _, tc := range []struct {
 		args []string
 		code int
@@ -405,6 +433,14 @@ func TestUsageErrorsAreOneLine(t *testing.T) {
 		{[]string{"-interval", "0s"}, 2, "runner: -interval must be positive (see -h)\n"},
 		{[]string{"-url", "http://127.0.0.1:1", "extra"}, 2, "runner: unexpected argument \"extra\" (see -h)\n"},
 		{[]string{"-url", "http://127.0.0.1:1"}, 1, "runner: no runner token: set RUNNER_TOKEN or use -token\n"},
+		{[]string{"-concurrent", "0"}, 2, "runner: -concurrent must be at least 1 (see -h)\n"},
+		{[]string{"bogus"}, 2, "runner: unknown command \"bogus\": want register, unregister or run (see -h)\n"},
+		{[]string{"register", "-registration-token", "x"}, 2, "runner: register needs -url (see -h)\n"},
+		{[]string{"register", "-url", "http://127.0.0.1:1"}, 2, "runner: register needs -registration-token or $REGISTRATION_TOKEN (see -h)\n"},
+		{[]string{"unregister", "-url", "http://127.0.0.1:1"}, 2, "runner: unregister needs -token or $RUNNER_TOKEN (see -h)\n"},
+		// A malformed URL cannot be mended by waiting: one line, at once.
+		{[]string{"-url", "ftp://gitlab.example.com", "-token", "t"}, 1, "runner: runnerapi: invalid base URL: scheme must be http or https, got \"ftp\"\n"},
+		{[]string{"register", "-url", "gitlab.example.com", "-registration-token", "t"}, 1, "runner: runnerapi: invalid base URL: scheme must be http or https, got \"\"\n"},
 	} {
 		res := runRunner(t.Context(), tc.args...)
 		assert.Equal(t, tc.code, res.code, "%v", tc.args)
@@ -490,5 +526,5 @@ func TestUnreadableBuildIsReportedFailed(t *testing.T) {
 	defer mu.Unlock()
 	assert.Equal(t, "failed", state)
 	assert.Contains(t, string(trace), "ERROR: runnerapi: build 7 was assigned to this runner but could not be read in full")
-	assert.Contains(t, res.stdout, "runner: build 7 (odd): failed\n")
+	assert.Contains(t, res.stderr, "runner: build 7 (odd) ended: failed, after ")
 }
