@@ -75,7 +75,8 @@ func (r RegisteredRunner) LogValue() slog.Value {
 //
 // A refused registration token makes it fail with an error for which errors.Is reports ErrForbidden. Register is
 // retried only when the failure shows the coordinator did not act on it: a lost answer may hide a runner already
-// made, whose token nobody has (it takes no builds, but shows in the coordinator's runners page).
+// made, whose token nobody has (it takes no builds, but shows in the coordinator's runners page). No RequestOption
+// changes what it sends: the registration token is its argument, never the client's runner token.
 func (s *RunnersService) Register(ctx context.Context, registrationToken string, opts *RegisterRunnerOptions, reqOpts ...RequestOption) (*RegisteredRunner, *Response, error) {
 	c := s.client
 	if registrationToken == "" {
@@ -116,7 +117,8 @@ type unregisterRunnerForm struct {
 // then on. The token travels in the request body, never in the URL.
 //
 // An error for which errors.Is reports ErrForbidden means the coordinator knows no runner by that token; when
-// resp.Attempts is more than 1, an earlier attempt whose answer was lost may have removed it.
+// resp.Attempts is more than 1, an earlier attempt whose answer was lost may have removed it. Unregister is
+// retried after any transient failure, since removing a runner twice does no harm.
 func (s *RunnersService) Unregister(ctx context.Context, runnerToken string, reqOpts ...RequestOption) (*Response, error) {
 	c := s.client
 	if runnerToken == "" {
