@@ -21,11 +21,13 @@ var runnerInfo = runnerapi.RunnerInfo{Name: "runnerapi example runner", Version:
 	Platform: runtime.GOOS, Architecture: runtime.GOARCH}
 
 // newClient makes the one client the runner talks through. Its retries back off in proportion to the poll
-// interval (at the default interval this is the SDK's default policy), and each is logged.
-func newClient(url, token string, interval time.Duration, log *logger) (*runnerapi.Client, error) {
+// interval (at the default interval this is the SDK's default policy), and each is logged. timeout bounds each
+// attempt of a small request.
+func newClient(url, token string, interval, timeout time.Duration, log *logger) (*runnerapi.Client, error) {
 	policy := runnerapi.DefaultRetryPolicy()
 	policy.BaseDelay, policy.MaxDelay = interval/12, 5*interval
-	opts := []runnerapi.Option{runnerapi.WithRetryPolicy(policy), runnerapi.WithLogger(slogFor(log))}
+	opts := []runnerapi.Option{runnerapi.WithRetryPolicy(policy), runnerapi.WithTimeout(timeout),
+		runnerapi.WithLogger(slogFor(log))}
 	if token != "" {
 		opts = append(opts, runnerapi.WithRunnerToken(token))
 	}

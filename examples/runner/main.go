@@ -8,7 +8,8 @@
 //
 //	runner register -url URL -registration-token TOKEN [-description D] [-tag-list a,b] [-run-untagged] [-locked]
 //	runner unregister -url URL -token TOKEN
-//	runner [run] [-url URL] [-token TOKEN] [-once] [-concurrent N] [-workdir DIR] [-interval 3s]
+//	runner [run] [-url URL] [-token TOKEN] [-once] [-concurrent N] [-workdir DIR] [-interval 3s] [-request-timeout 1m]
+//		[-after-script-timeout 5m]
 //
 // register prints the new runner token alone on stdout, so that TOKEN=$(runner register ...) works; everything
 // else the runner says goes to stderr, one line at a time with a timestamp. Tokens can come from the environment

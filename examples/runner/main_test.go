@@ -434,6 +434,7 @@ func TestUsageErrorsAreOneLine(t *testing.T) {
 		{[]string{"-url", "http://127.0.0.1:1", "extra"}, 2, "runner: unexpected argument \"extra\" (see -h)\n"},
 		{[]string{"-url", "http://127.0.0.1:1"}, 1, "runner: no runner token: set RUNNER_TOKEN or use -token\n"},
 		{[]string{"-concurrent", "0"}, 2, "runner: -concurrent must be at least 1 (see -h)\n"},
+		{[]string{"-request-timeout", "0s"}, 2, "runner: -request-timeout must be positive (see -h)\n"},
 		{[]string{"bogus"}, 2, "runner: unknown command \"bogus\": want register, unregister or run (see -h)\n"},
 		{[]string{"register", "-registration-token", "x"}, 2, "runner: register needs -url (see -h)\n"},
 		{[]string{"register", "-url", "http://127.0.0.1:1"}, 2, "runner: register needs -registration-token or $REGISTRATION_TOKEN (see -h)\n"},

@@ -187,6 +187,39 @@ func TestStartUpWaitsOutFailures(t *testing.T) {
 	assert.Regexp(t, `^runner: POST /ci/api/v1/builds/register failed, trying again in [0-9.]+m?s: .*429 Too Many Requests`, waits[3])
 }
 
+// A register request that gets no answer within -request-timeout is given up and waited out like any other
+// failure that may pass.
+func TestStartUpWaitsOutATimeout(t *testing.T) {
+	t.Parallel()
+	srv := newRunnerCoordinator(t)
+	id := srv.EnqueueCommands("after-a-hang", "echo answered at last")
+	target, err := url.Parse(srv.URL)
+	require.NoError(t, err)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	var hung sync.Once
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		first := false
+		if r.URL.Path == "/ci/api/v1/builds/register" {
+			hung.Do(func() { first = true })
+		}
+		if first {
+			// The coordinator never answers the first register. The body read, the server sees the client leave.
+			_, _ = io.Copy(io.Discard, r.Body)
+			<-r.Context().Done()
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(front.Close)
+
+	res := runRunner(t.Context(), "-url", front.URL, "-token", runnerTestToken, "-interval", "10ms",
+		"-request-timeout", "1s", "-once", "-workdir", t.TempDir())
+
+	require.Equal(t, 0, res.code, "stderr: %s", res.stderr)
+	assert.Equal(t, runnerapi.StateSuccess, stateOf(t, srv, id))
+	assert.Regexp(t, `(?m)^\S+ runner: asking for a build failed, trying again in [0-9.]+m?s: .*context deadline exceeded$`, res.stderr)
+}
+
 // A runner started before its coordinator (connections refused) waits until it listens.
 func TestStartedBeforeTheCoordinator(t *testing.T) {
 	t.Parallel()

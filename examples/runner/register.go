@@ -21,7 +21,7 @@ func registerCommand(ctx context.Context, args []string, e env) error {
 	var (
 		url, token, description, tags string
 		runUntagged, locked           bool
-		interval                      time.Duration
+		interval, timeout             time.Duration
 	)
 	fs := newFlagSet("register")
 	fs.StringVar(&url, "url", "", "coordinator address, such as https://gitlab.example.com (required)")
@@ -31,6 +31,7 @@ func registerCommand(ctx context.Context, args []string, e env) error {
 	fs.BoolVar(&runUntagged, "run-untagged", false, "take builds without tags too (when not given, the coordinator decides)")
 	fs.BoolVar(&locked, "locked", false, "lock the runner to the project whose token registers it (GitLab 9.0 and later)")
 	fs.DurationVar(&interval, "interval", runnerapi.DefaultPollInterval, "first wait before trying again after a failure that may pass")
+	fs.DurationVar(&timeout, "request-timeout", runnerapi.DefaultTimeout, "the longest one request may take before it is given up and tried again")
 	if err := parse(fs, args, registerUsage, e.stdout); err != nil {
 		return err
 	}
@@ -42,6 +43,8 @@ func registerCommand(ctx context.Context, args []string, e env) error {
 		return fmt.Errorf("%w: register needs -registration-token or $REGISTRATION_TOKEN", errUsage)
 	case interval <= 0:
 		return fmt.Errorf("%w: -interval must be positive", errUsage)
+	case timeout <= 0:
+		return fmt.Errorf("%w: -request-timeout must be positive", errUsage)
 	}
 	opts := &runnerapi.RegisterRunnerOptions{Description: description, Info: runnerInfo}
 	for _, tag := range strings.Split(tags, ",") {
@@ -60,7 +63,7 @@ func registerCommand(ctx context.Context, args []string, e env) error {
 	})
 
 	log := newLogger(e.stderr)
-	c, err := newClient(url, "", interval, log)
+	c, err := newClient(url, "", interval, timeout, log)
 	if err != nil {
 		return err
 	}
@@ -95,11 +98,13 @@ func unregisterCommand(ctx context.Context, args []string, e env) error {
 	var (
 		url, token string
 		interval   time.Duration
+		timeout    time.Duration
 	)
 	fs := newFlagSet("unregister")
 	fs.StringVar(&url, "url", "", "coordinator address, such as https://gitlab.example.com (required)")
 	fs.StringVar(&token, "token", "", "the runner token (default $RUNNER_TOKEN, which keeps it out of ps)")
 	fs.DurationVar(&interval, "interval", runnerapi.DefaultPollInterval, "first wait before trying again after a failure that may pass")
+	fs.DurationVar(&timeout, "request-timeout", runnerapi.DefaultTimeout, "the longest one request may take before it is given up and tried again")
 	if err := parse(fs, args, unregisterUsage, e.stdout); err != nil {
 		return err
 	}
@@ -111,10 +116,12 @@ func unregisterCommand(ctx context.Context, args []string, e env) error {
 		return fmt.Errorf("%w: unregister needs -token or $RUNNER_TOKEN", errUsage)
 	case interval <= 0:
 		return fmt.Errorf("%w: -interval must be positive", errUsage)
+	case timeout <= 0:
+		return fmt.Errorf("%w: -request-timeout must be positive", errUsage)
 	}
 
 	log := newLogger(e.stderr)
-	c, err := newClient(url, "", interval, log)
+	c, err := newClient(url, "", interval, timeout, log)
 	if err != nil {
 		return err
 	}

@@ -15,7 +15,7 @@ import (
 	"github.com/runnerapi/runnerapi"
 )
 
-const runUsage = "runner [run] [-url URL] [-token TOKEN] [-once] [-concurrent N] [-workdir DIR] [-interval DURATION] [-after-script-timeout DURATION]"
+const runUsage = "runner [run] [-url URL] [-token TOKEN] [-once] [-concurrent N] [-workdir DIR] [-interval DURATION] [-request-timeout DURATION] [-after-script-timeout DURATION]"
 
 // config is what the flags of run say.
 type config struct {
@@ -26,6 +26,7 @@ type config struct {
 	workdir            string
 	interval           time.Duration
 	afterScriptTimeout time.Duration
+	requestTimeout     time.Duration
 }
 
 // runCommand takes builds and runs them: from the coordinator at -url, or from an embedded demo one.
@@ -40,6 +41,7 @@ func runCommand(ctx context.Context, args []string, e env) error {
 	fs.IntVar(&cfg.concurrent, "concurrent", 1, "how many builds to run at once, each in its own directory")
 	fs.StringVar(&cfg.workdir, "workdir", "", "directory builds run in (default: a temporary directory, removed on exit)")
 	fs.DurationVar(&cfg.interval, "interval", runnerapi.DefaultPollInterval, "how often to ask for a build, and for a running build's status")
+	fs.DurationVar(&cfg.requestTimeout, "request-timeout", runnerapi.DefaultTimeout, "the longest one small request (register, update, a trace part) may take before it is given up and tried again")
 	fs.DurationVar(&cfg.afterScriptTimeout, "after-script-timeout", 5*time.Minute, "the longest a build's after_script may run (at most 30s after the build was stopped)")
 	if err := parse(fs, args, runUsage, e.stdout); err != nil {
 		return err
@@ -51,6 +53,8 @@ func runCommand(ctx context.Context, args []string, e env) error {
 		return fmt.Errorf("%w: -concurrent must be at least 1", errUsage)
 	case cfg.afterScriptTimeout <= 0:
 		return fmt.Errorf("%w: -after-script-timeout must be positive", errUsage)
+	case cfg.requestTimeout <= 0:
+		return fmt.Errorf("%w: -request-timeout must be positive", errUsage)
 	}
 	if once {
 		cfg.limit = 1
@@ -180,7 +184,7 @@ func signalName(sig os.Signal) string {
 // taken cfg.limit of them, a signal stops it, or it meets a failure that waiting cannot mend.
 func serve(ctx context.Context, cfg config, e env) error {
 	log := newLogger(e.stderr)
-	c, err := newClient(cfg.url, cfg.token, cfg.interval, log)
+	c, err := newClient(cfg.url, cfg.token, cfg.interval, cfg.requestTimeout, log)
 	if err != nil {
 		return err
 	}
