@@ -147,8 +147,9 @@ func TestRunnersRegisterStatuses(t *testing.T) {
 	}{
 		{"wrong registration token", http.StatusForbidden, `{"message":"403 Forbidden"}`, 1, true,
 			"runnerapi: POST " + testServerRoot + "runners/register: 403 Forbidden"},
-		{"missing token", http.StatusBadRequest, `{"error":"token is missing"}`, 1, false,
-			"runnerapi: POST " + testServerRoot + "runners/register: 400 Bad Request: token is missing"},
+		// GitLab's answer when the token parameter is missing (required_attributes!).
+		{"missing token", http.StatusBadRequest, `{"message":"400 (Bad request) \"token\" not given"}`, 1, false,
+			"runnerapi: POST " + testServerRoot + `runners/register: 400 (Bad request) "token" not given`},
 		// A 500 may come after the runner was made: sending again could make a second one.
 		{"internal error is not retried", http.StatusInternalServerError, `{"message":"500 Internal Server Error"}`, 1, false,
 			"runnerapi: POST " + testServerRoot + "runners/register: 500 Internal Server Error"},
