@@ -73,7 +73,8 @@ func (r RegisteredRunner) LogValue() slog.Value {
 // returned runner token. This makes a runner; BuildsService.Register, in contrast, takes a build for a runner that
 // already has its token.
 //
-// A refused registration token makes it fail with an error for which errors.Is reports ErrForbidden. Register is
+// A refused registration token makes it fail with an error for which errors.Is reports ErrForbidden, and an address
+// that does not serve the API (a 404 that is not JSON) with one that matches ErrNotCoordinator. Register is
 // retried only when the failure shows the coordinator did not act on it: a lost answer may hide a runner already
 // made, whose token nobody has (it takes no builds, but shows in the coordinator's runners page). No RequestOption
 // changes what it sends: the registration token is its argument, never the client's runner token.
@@ -100,7 +101,7 @@ func (s *RunnersService) Register(ctx context.Context, registrationToken string,
 	resp, err := c.do(req, runner, call{retry: retryUnsent, small: true, secrets: []string{registrationToken}})
 	if err != nil {
 		scrubError(err, []string{runner.Token})
-		return nil, resp, err
+		return nil, resp, notCoordinator(err)
 	}
 	if runner.Token == "" {
 		return nil, resp, fmt.Errorf("runnerapi: POST %s: the coordinator answered %d without a runner token", redactURL(req.URL), resp.StatusCode)
@@ -116,9 +117,10 @@ type unregisterRunnerForm struct {
 // Unregister removes the runner whose token is runnerToken from the coordinator, which refuses that token from
 // then on. The token travels in the request body, never in the URL.
 //
-// An error for which errors.Is reports ErrForbidden means the coordinator knows no runner by that token; when
-// resp.Attempts is more than 1, an earlier attempt whose answer was lost may have removed it. Unregister is
-// retried after any transient failure, since removing a runner twice does no harm.
+// An error for which errors.Is reports ErrForbidden means the coordinator knows no runner by that token: when
+// resp.Attempts is more than 1, an earlier attempt whose answer was lost may have removed it. One that matches
+// ErrNotCoordinator means the address does not serve the API. Unregister is retried after any transient failure,
+// since removing a runner twice does no harm.
 func (s *RunnersService) Unregister(ctx context.Context, runnerToken string, reqOpts ...RequestOption) (*Response, error) {
 	c := s.client
 	if runnerToken == "" {
@@ -128,5 +130,16 @@ func (s *RunnersService) Unregister(ctx context.Context, runnerToken string, req
 	if err != nil {
 		return nil, err
 	}
-	return c.do(req, nil, call{retry: retryTransient, small: true, secrets: []string{runnerToken}})
+	resp, err := c.do(req, nil, call{retry: retryTransient, small: true, secrets: []string{runnerToken}})
+	return resp, notCoordinator(err)
+}
+
+// notCoordinator marks a 404 whose body is not JSON as ErrNotCoordinator: GitLab's runners endpoints answer JSON
+// even when they fail, so an HTML page or an empty body means the address does not serve the API.
+func notCoordinator(err error) error {
+	var er *ErrorResponse
+	if errors.As(err, &er) && er.StatusCode == http.StatusNotFound && !er.bodyJSON {
+		return &notCoordinatorError{er}
+	}
+	return err
 }

@@ -263,3 +263,32 @@ func TestRunnersServicePrintsWithoutTokens(t *testing.T) {
 		assert.Contains(t, out, "RunnersService", verb)
 	}
 }
+
+// A 404 that is not JSON comes from something other than a coordinator: GitLab's runners endpoints answer JSON.
+func TestRunnersNotCoordinator(t *testing.T) {
+	for _, tc := range []struct {
+		name, contentType, body string
+		notCoordinator          bool
+	}{
+		{"HTML page", "text/html", "<html><head><title>404 Not Found</title></head><body>nginx</body></html>", true},
+		{"empty body", "text/plain", "", true},
+		{"GitLab's JSON", "application/json", `{"message":"404 Not Found"}`, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, _ := testServerClient(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", tc.contentType)
+				w.WriteHeader(http.StatusNotFound)
+				_, _ = io.WriteString(w, tc.body)
+			}))
+
+			_, _, err := c.Runners.Register(context.Background(), testRegistrationToken, nil)
+			assert.Equal(t, tc.notCoordinator, errors.Is(err, ErrNotCoordinator), "register: %v", err)
+			assert.ErrorIs(t, err, ErrNotFound)
+			var er *ErrorResponse
+			assert.ErrorAs(t, err, &er)
+			_, err = c.Runners.Unregister(context.Background(), testNewRunnerToken)
+			assert.Equal(t, tc.notCoordinator, errors.Is(err, ErrNotCoordinator), "unregister: %v", err)
+			assert.ErrorIs(t, err, ErrNotFound)
+		})
+	}
+}
