@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"mime"
-	"net/http"
 	"runtime"
 	"strconv"
 	"time"
@@ -109,22 +107,6 @@ func notCoordinatorReason(c *runnerapi.Client) string {
 	return fmt.Sprintf("%s does not serve the CI API (it answers 404 with a page that is not the coordinator's); check -url", where(c))
 }
 
-// notCoordinator reports whether err is a 404 whose body is not the coordinator's JSON: a web server's page, or
-// another service at the address. GitLab's own 404s are JSON.
-//
-// It stands in for errors.Is(err, runnerapi.ErrNotCoordinator), which the SDK is getting.
-func notCoordinator(err error) bool {
-	var er *runnerapi.ErrorResponse
-	return errors.As(err, &er) && er.StatusCode == http.StatusNotFound && er.Response != nil && !isJSON(er.Response)
-}
-
-// noBuildFromElsewhere reports whether a "no build" answer is really a 404 from something that is not a
-// coordinator. The SDK reads every 404 to register as "no build".
-func noBuildFromElsewhere(resp *runnerapi.Response) bool {
-	return resp != nil && resp.Response != nil && resp.StatusCode == http.StatusNotFound && !isJSON(resp.Response)
-}
-
-func isJSON(r *http.Response) bool {
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	return err == nil && mt == "application/json"
-}
+// notCoordinator reports whether err says the address does not serve the CI API: a 404 that is not the
+// coordinator's JSON (a web server's page, another service).
+func notCoordinator(err error) bool { return errors.Is(err, runnerapi.ErrNotCoordinator) }

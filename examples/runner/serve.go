@@ -265,8 +265,6 @@ func take(c *runnerapi.Client, cfg config, stop *stopper, log *logger, builds *s
 		switch {
 		case stop.taking.Err() != nil:
 			return nil
-		case err == nil && noBuildFromElsewhere(resp):
-			return log.fatal("%s", notCoordinatorReason(c))
 		case err == nil:
 			// Quiet while idle: no line per poll.
 			wait.reset()
