@@ -213,7 +213,7 @@ func TestStartUpWaitsOutATimeout(t *testing.T) {
 	t.Cleanup(front.Close)
 
 	res := runRunner(t.Context(), "-url", front.URL, "-token", runnerTestToken, "-interval", "10ms",
-		"-request-timeout", "1s", "-once", "-workdir", t.TempDir())
+		"-request-timeout", "2s", "-once", "-workdir", t.TempDir())
 
 	require.Equal(t, 0, res.code, "stderr: %s", res.stderr)
 	assert.Equal(t, runnerapi.StateSuccess, stateOf(t, srv, id))
@@ -514,14 +514,14 @@ func TestAfterScriptTimeout(t *testing.T) {
 	id := srv.Enqueue(runnerapi.Build{Name: "slow-cleanup", Commands: "echo script",
 		Options: runnerapi.Options{AfterScript: []string{sleeperCommands(pidFile)}}})
 
-	p := startRunner(t.Context(), runnerArgs(srv, t.TempDir(), "-once", "-after-script-timeout", "1s")...)
+	p := startRunner(t.Context(), runnerArgs(srv, t.TempDir(), "-once", "-after-script-timeout", "2s")...)
 	pid := waitPID(t, pidFile)
 	res := p.await(t)
 
 	require.Equal(t, 0, res.code, "stderr: %s", res.stderr)
 	assertStopped(t, pid)
 	assert.Equal(t, runnerapi.StateSuccess, stateOf(t, srv, id))
-	assert.Contains(t, traceOf(srv, id), "Running after_script\nWARNING: after_script timed out after 1s; the build's result stands\nBuild succeeded\n")
+	assert.Contains(t, traceOf(srv, id), "Running after_script\nWARNING: after_script timed out after 2s; the build's result stands\nBuild succeeded\n")
 }
 
 // after_script also runs after the coordinator canceled the build, and after the build timed out.
