@@ -603,3 +603,26 @@ func strconvI(id int64) string { return strconv.FormatInt(id, 10) }
 func contextWithTimeout(t *testing.T) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(t.Context(), 15*time.Second)
 }
+
+// runner -h names every command; each command's -h lists its flags, and none prints a token from the environment.
+func TestHelpNamesTheCommands(t *testing.T) {
+	t.Setenv("REGISTRATION_TOKEN", registrationTestToken)
+	t.Setenv("RUNNER_TOKEN", runnerTestToken)
+
+	help := runRunner(t.Context(), "-h")
+	assert.Equal(t, 0, help.code)
+	assert.Contains(t, help.stdout, "runner register -url URL -registration-token TOKEN")
+	assert.Contains(t, help.stdout, "runner unregister -url URL -token TOKEN")
+	assert.Contains(t, help.stdout, "-concurrent")
+	for _, command := range []string{"register", "unregister"} {
+		res := runRunner(t.Context(), command, "-h")
+		assert.Equal(t, 0, res.code, command)
+		assert.Contains(t, res.stdout, "Usage: runner "+command+" -url URL", command)
+		assert.Contains(t, res.stdout, "-interval", command)
+		assert.NotContains(t, res.stdout+res.stderr, registrationTestToken, command)
+		assert.NotContains(t, res.stdout+res.stderr, runnerTestToken, command)
+	}
+	reg := runRunner(t.Context(), "register", "-h")
+	assert.Contains(t, reg.stdout, "-tag-list")
+	assert.Contains(t, reg.stdout, "-run-untagged")
+}

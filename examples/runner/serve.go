@@ -15,7 +15,11 @@ import (
 	"github.com/runnerapi/runnerapi"
 )
 
-const runUsage = "runner [run] [-url URL] [-token TOKEN] [-once] [-concurrent N] [-workdir DIR] [-interval DURATION] [-request-timeout DURATION] [-after-script-timeout DURATION]"
+// runUsage names the other commands too: run is the default, so "runner -h" is where an operator looks first.
+const runUsage = "runner [run] [-url URL] [-token TOKEN] [-once] [-concurrent N] [-workdir DIR] [-interval DURATION] [-request-timeout DURATION] [-after-script-timeout DURATION]\n" +
+	"       " + registerUsage + "\n" +
+	"       " + unregisterUsage + "\n" +
+	"(runner COMMAND -h for the flags of register and unregister; the flags of run follow)"
 
 // config is what the flags of run say.
 type config struct {
