@@ -30,6 +30,10 @@ type Artifact struct {
 	// ExpireIn is the expire_in parameter of the upload, as sent; ExpireAt is when it expires, zero for never.
 	ExpireIn string
 	ExpireAt time.Time
+	// Type and Format are the artifact_type and artifact_format of a v4 upload ("archive" and "zip" by default);
+	// empty for a v1 upload and for SetArtifact.
+	Type   string
+	Format string
 }
 
 // Artifact returns the description of a build's artifacts file; false when the build is unknown or has none.
@@ -107,6 +111,10 @@ func (s *Server) spool(filename string, content io.Reader) (st *storedArtifact, 
 }
 
 func (s *Server) removeArtifactLocked(b *build) {
+	for t, st := range b.job.reports {
+		_ = os.Remove(st.path)
+		delete(b.job.reports, t)
+	}
 	if b.artifact != nil {
 		_ = os.Remove(b.artifact.path)
 		b.artifact = nil

@@ -473,44 +473,49 @@ func conformanceRows() []conformanceRow {
 func TestConformance(t *testing.T) {
 	for _, row := range conformanceRows() {
 		t.Run(row.name, func(t *testing.T) {
-			w := newConformanceWorld(t, row.opts...)
-			if row.setup != nil {
-				row.setup(w)
-			}
-			resp, body := w.send(row.method, row.path, row.header, row.body)
-			require.Equal(t, row.status, resp.StatusCode, body)
-			for k, v := range row.headers {
-				assert.Equal(t, w.expand(v), resp.Header.Get(k), k)
-			}
-			for k, re := range row.headersRE {
-				assert.Regexp(t, re, resp.Header.Get(k), k)
-			}
-			for _, k := range row.absent {
-				assert.Empty(t, resp.Header.Values(k), k)
-			}
-			switch row.wantBody {
-			case "":
-			case "-":
-				assert.Empty(t, body)
-			default:
-				assert.Equal(t, w.expand(row.wantBody), body)
-			}
-			if row.bodyRE != "" {
-				assert.Regexp(t, regexp.MustCompile(w.expand(row.bodyRE)), body)
-			}
-			if len(row.keys) > 0 || len(row.noKeys) > 0 {
-				var obj map[string]json.RawMessage
-				require.NoError(t, json.Unmarshal([]byte(body), &obj), body)
-				for _, k := range row.keys {
-					assert.Contains(t, obj, k)
-				}
-				for _, k := range row.noKeys {
-					assert.NotContains(t, obj, k)
-				}
-			}
-			if row.after != nil {
-				row.after(t, w)
-			}
+			checkConformanceRow(t, newConformanceWorld(t, row.opts...), row)
 		})
+	}
+}
+
+// checkConformanceRow runs a row's setup in w, sends its request and checks the answer.
+func checkConformanceRow(t *testing.T, w *conformanceWorld, row conformanceRow) {
+	t.Helper()
+	if row.setup != nil {
+		row.setup(w)
+	}
+	resp, body := w.send(row.method, row.path, row.header, row.body)
+	require.Equal(t, row.status, resp.StatusCode, body)
+	for k, v := range row.headers {
+		assert.Equal(t, w.expand(v), resp.Header.Get(k), k)
+	}
+	for k, re := range row.headersRE {
+		assert.Regexp(t, re, resp.Header.Get(k), k)
+	}
+	for _, k := range row.absent {
+		assert.Empty(t, resp.Header.Values(k), k)
+	}
+	switch row.wantBody {
+	case "":
+	case "-":
+		assert.Empty(t, body)
+	default:
+		assert.Equal(t, w.expand(row.wantBody), body)
+	}
+	if row.bodyRE != "" {
+		assert.Regexp(t, regexp.MustCompile(w.expand(row.bodyRE)), body)
+	}
+	if len(row.keys) > 0 || len(row.noKeys) > 0 {
+		var obj map[string]json.RawMessage
+		require.NoError(t, json.Unmarshal([]byte(body), &obj), body)
+		for _, k := range row.keys {
+			assert.Contains(t, obj, k)
+		}
+		for _, k := range row.noKeys {
+			assert.NotContains(t, obj, k)
+		}
+	}
+	if row.after != nil {
+		row.after(t, w)
 	}
 }

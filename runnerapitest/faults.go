@@ -28,11 +28,30 @@ const (
 	EndpointRunnerDelete   Endpoint = "runner-delete"   // DELETE /runners/delete: unregister a runner
 )
 
+// The endpoints of the runner API v4: the runners endpoints under /api/v4/runners, the jobs endpoints under
+// /api/v4/jobs, and the object storage that artifacts downloads may be redirected to (WithObjectStorage).
+const (
+	EndpointRunnersRegister       Endpoint = "v4-runners-register"        // POST /runners: register with a registration token
+	EndpointRunnersVerify         Endpoint = "v4-runners-verify"          // POST /runners/verify
+	EndpointRunnersDelete         Endpoint = "v4-runners-delete"          // DELETE /runners
+	EndpointRunnersManagersDelete Endpoint = "v4-runners-managers-delete" // DELETE /runners/managers
+	EndpointRunnersResetToken     Endpoint = "v4-runners-reset-token"     // POST /runners/reset_authentication_token
+	EndpointJobRequest            Endpoint = "v4-job-request"             // POST /jobs/request: take a job
+	EndpointJobUpdate             Endpoint = "v4-job-update"              // PUT /jobs/:id
+	EndpointJobTrace              Endpoint = "v4-job-trace"               // PATCH /jobs/:id/trace
+	EndpointJobArtifactsUpload    Endpoint = "v4-job-artifacts-upload"    // POST /jobs/:id/artifacts
+	EndpointJobArtifactsDownload  Endpoint = "v4-job-artifacts-download"  // GET /jobs/:id/artifacts
+	EndpointObjectStorage         Endpoint = "object-storage"             // GET of a signed artifacts URL
+)
+
 // endpoints lists the endpoints in a fixed order; each has its own random stream, seeded by its position, so new
 // endpoints go at the end and leave the streams of the others as they were.
 var endpoints = []Endpoint{
 	EndpointRegister, EndpointUpdate, EndpointTrace, EndpointUpload, EndpointDownload, EndpointDelete,
 	EndpointRunnerRegister, EndpointRunnerDelete,
+	EndpointRunnersRegister, EndpointRunnersVerify, EndpointRunnersDelete, EndpointRunnersManagersDelete,
+	EndpointRunnersResetToken, EndpointJobRequest, EndpointJobUpdate, EndpointJobTrace, EndpointJobArtifactsUpload,
+	EndpointJobArtifactsDownload, EndpointObjectStorage,
 }
 
 // FaultKind is a kind of failure the server can inject.
@@ -48,7 +67,8 @@ const (
 	FaultServiceUnavailable FaultKind = "503"
 	// FaultTooManyRequests answers 429 with a Retry-After of FaultRule.RetryAfter seconds.
 	FaultTooManyRequests FaultKind = "429"
-	// FaultConflict answers register with 409, as GitLab does when assigning a build races with another runner.
+	// FaultConflict answers register (v1) or jobs/request (v4) with 409, as GitLab does when assigning a build races
+	// with another runner.
 	FaultConflict FaultKind = "409"
 	// FaultDropBefore closes the connection before reading the request.
 	FaultDropBefore FaultKind = "drop-before"
@@ -79,7 +99,8 @@ const (
 // FaultRule makes requests to an endpoint fail in one way with some probability.
 type FaultRule struct {
 	// Endpoint is the endpoint the rule applies to; "" applies it to every endpoint its kind makes sense for
-	// (FaultConflict: register; FaultLoseTraceTail and FaultLateApply: trace; the others: all).
+	// (FaultConflict: register and jobs/request; FaultLoseTraceTail and FaultLateApply: the trace of either API;
+	// the others: all).
 	Endpoint Endpoint
 	// Kind is the failure.
 	Kind FaultKind
@@ -219,9 +240,9 @@ func knownEndpoint(ep Endpoint) bool {
 func kindApplies(k FaultKind, ep Endpoint) bool {
 	switch k {
 	case FaultConflict:
-		return ep == EndpointRegister
+		return ep == EndpointRegister || ep == EndpointJobRequest
 	case FaultLoseTraceTail, FaultLateApply:
-		return ep == EndpointTrace
+		return ep == EndpointTrace || ep == EndpointJobTrace
 	}
 	return true
 }
@@ -384,7 +405,7 @@ func (s *Server) endpoint(ep Endpoint, h http.HandlerFunc) http.Handler {
 			log(0)
 			dropConnection(w)
 		case FaultDropAfter:
-			if ep == EndpointDownload {
+			if ep == EndpointDownload || ep == EndpointJobArtifactsDownload || ep == EndpointObjectStorage {
 				// Headers and half the file, then the connection goes: the client sees a body cut short.
 				log(0)
 				h(&cutWriter{statusWriter: sw}, r)

@@ -64,6 +64,7 @@ func (s *Server) routes() http.Handler {
 	route(http.MethodDelete, builds+"/{id}/artifacts", EndpointDelete, s.handleDelete)
 	route(http.MethodPost, runners+"/register", EndpointRunnerRegister, s.handleRunnerRegister)
 	route(http.MethodDelete, runners+"/delete", EndpointRunnerDelete, s.handleRunnerDelete)
+	s.mountV4(mux)
 	mux.Handle("/", s.endpoint("", func(w http.ResponseWriter, _ *http.Request) {
 		writeMessage(w, http.StatusNotFound, msgNotFound)
 	}))

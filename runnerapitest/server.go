@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -27,7 +28,8 @@ const DefaultMaxArtifactSize = 100 << 20
 // ErrServerClosed is returned by WaitFinished once the server has been closed.
 var ErrServerClosed = errors.New("runnerapitest: server closed")
 
-// Server is a fake GitLab CI coordinator serving the CI Builds API v1 on loopback. Drive it from a test with
+// Server is a fake GitLab coordinator serving the CI Builds API v1 and the runner API v4 on loopback, from one
+// state: a build enqueued once can be taken by a runner of either API. Drive it from a test with
 // AddRunner, Enqueue, Cancel and friends; inspect what happened with Build, Trace, Artifact and Requests. All its
 // methods are safe for concurrent use.
 type Server struct {
@@ -43,6 +45,7 @@ type Server struct {
 	closed          chan struct{}
 	closeOnce       sync.Once
 	faults          faultState
+	v4              v4Config
 
 	mu                 sync.Mutex
 	runners            map[string]*runner // by token
@@ -71,6 +74,14 @@ type runner struct {
 	runUntagged bool
 	locked      bool
 	projectID   int64 // the project whose runners token registered it; 0 for instance runners
+
+	// The runner API v4's view of it.
+	managers        map[string]time.Time // by system_id: the last contact of each runner manager
+	features        map[string]bool      // info.features of its last jobs/request or verify that sent any
+	tokenExpiresAt  time.Time            // zero: the token does not expire
+	accessLevel     string
+	maximumTimeout  int64
+	maintenanceNote string
 }
 
 // public describes r without its token.
@@ -78,6 +89,8 @@ func (r *runner) public() Runner {
 	return Runner{
 		ID: r.id, Paused: r.paused, Info: r.info, LastContact: r.lastContact, Description: r.description,
 		Tags: append([]string(nil), r.tags...), RunUntagged: r.runUntagged, Locked: r.locked, ProjectID: r.projectID,
+		SystemIDs: r.systemIDs(), Features: maps.Clone(r.features), TokenExpiresAt: r.tokenExpiresAt,
+		AccessLevel: r.accessLevel, MaximumTimeout: r.maximumTimeout, MaintenanceNote: r.maintenanceNote,
 	}
 }
 
@@ -90,10 +103,11 @@ type build struct {
 	erased   bool
 	updates  int
 	artifact *storedArtifact
-	deps     []int64 // the builds of this server it depends on
+	deps     []int64  // the builds of this server it depends on
+	job      jobState // what the runner API v4 adds
 }
 
-// storedArtifact is an artifacts file kept in the server's temporary directory.
+// storedArtifact is an artifacts file (or a v4 report) kept in the server's temporary directory.
 type storedArtifact struct {
 	path string
 	info Artifact
@@ -157,6 +171,7 @@ func NewUnstartedServer(opts ...Option) *Server {
 		registrationTokens: make(map[string]bool),
 		builds:             make(map[int64]*build),
 		changed:            make(chan struct{}),
+		v4:                 v4Config{traceInterval: defaultTraceUpdateInterval, acceptTimeout: defaultAcceptTimeout},
 	}
 	for _, opt := range opts {
 		if opt != nil {
@@ -165,6 +180,7 @@ func NewUnstartedServer(opts ...Option) *Server {
 	}
 	s.faults.reset(0, nil)
 	s.ts = httptest.NewUnstartedServer(s.routes())
+	s.newObjectStorage()
 	return s
 }
 
@@ -172,12 +188,14 @@ func NewUnstartedServer(opts ...Option) *Server {
 func (s *Server) Start() {
 	s.ts.Start()
 	s.URL = s.ts.URL
+	s.startObjectStorage(false)
 }
 
 // StartTLS starts a server from NewUnstartedServer with TLS; Client returns an HTTP client that trusts it.
 func (s *Server) StartTLS() {
 	s.ts.StartTLS()
 	s.URL = s.ts.URL
+	s.startObjectStorage(true)
 }
 
 // Client returns an HTTP client configured for the server: plain for Start, trusting its certificate for StartTLS.
@@ -191,6 +209,7 @@ func (s *Server) Close() {
 	s.closeOnce.Do(func() {
 		close(s.closed)
 		s.ts.Close()
+		s.closeObjectStorage()
 		_ = os.RemoveAll(s.dir)
 	})
 }
@@ -218,6 +237,18 @@ type Runner struct {
 	// ProjectID is the project whose runners token registered it; 0 for instance (shared) runners and for the
 	// runners of AddRunner.
 	ProjectID int64
+	// SystemIDs are the system_id of its runner managers (v4), sorted: one per machine that sent it in
+	// jobs/request or verify, less those DELETE /api/v4/runners/managers removed.
+	SystemIDs []string
+	// Features is the info.features of its last v4 jobs/request or verify that sent any; nil before.
+	Features map[string]bool
+	// TokenExpiresAt is when its token expires (see WithRunnerTokenLifetime); zero when it does not.
+	TokenExpiresAt time.Time
+	// AccessLevel ("not_protected" or "ref_protected"), MaximumTimeout (seconds) and MaintenanceNote are what it
+	// was registered with through POST /api/v4/runners; AccessLevel is "not_protected" unless said otherwise.
+	AccessLevel     string
+	MaximumTimeout  int64
+	MaintenanceNote string
 }
 
 // RunnerOption configures a runner in AddRunner.
@@ -240,7 +271,7 @@ func (s *Server) AddRunner(token string, opts ...RunnerOption) int64 {
 		panic("runnerapitest: AddRunner: token already in use")
 	}
 	s.lastRunnerID++
-	r := &runner{id: s.lastRunnerID, runUntagged: true}
+	r := &runner{id: s.lastRunnerID, runUntagged: true, accessLevel: "not_protected"}
 	for _, opt := range opts {
 		if opt != nil {
 			opt(r)
@@ -270,6 +301,7 @@ func (s *Server) setPaused(token string, paused bool) error {
 	r.paused = paused
 	// A change of the runner is a change of what its queue may answer, as on GitLab.
 	r.tick()
+	s.notifyLocked() // wakes long-polled job requests
 	return nil
 }
 
@@ -443,6 +475,8 @@ type BuildInfo struct {
 	Updates int
 	// Erased says whether Erase was called on it.
 	Erased bool
+	// Job is what the runner API v4 adds: zero for a build taken through v1.
+	Job JobInfo
 }
 
 // Build returns a snapshot of the build with the given ID.
@@ -460,6 +494,7 @@ func (s *Server) Build(id int64) (BuildInfo, bool) {
 		TraceSize: int64(len(b.trace)),
 		Updates:   b.updates,
 		Erased:    b.erased,
+		Job:       jobInfo(b),
 	}, true
 }
 

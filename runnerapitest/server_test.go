@@ -342,7 +342,7 @@ func TestTrace(t *testing.T) {
 
 func TestUnknownPathIs404(t *testing.T) {
 	e := newFakeEnv(t)
-	for _, p := range []string{"/ci/api/v1/runners", "/api/v4/jobs/request", fakeAPI + "/1/trace", fakeAPI + "/register.xml"} {
+	for _, p := range []string{"/ci/api/v1/runners", "/api/v4/builds/register", fakeAPI + "/1/trace", fakeAPI + "/register.xml"} {
 		resp, body := e.do(http.MethodPost, p, nil, nil)
 		assert.Equal(t, http.StatusNotFound, resp.StatusCode, p)
 		assert.Equal(t, `{"message":"404 Not Found"}`, body, p)
