@@ -218,7 +218,7 @@ func (s *Server) Close() {
 type Runner struct {
 	// ID identifies the runner; BuildInfo.RunnerID names the runner a build was assigned to.
 	ID int64
-	// Paused runners are answered 404 on register.
+	// Paused runners are answered 404 on v1's register and 204 on v4's jobs/request, and take no build.
 	Paused bool
 	// Info is what the runner said about itself when it was registered through the API or in its last register
 	// call that sent any.
@@ -254,7 +254,7 @@ type Runner struct {
 // RunnerOption configures a runner in AddRunner.
 type RunnerOption func(*runner)
 
-// RunnerPaused adds the runner paused: register answers it 404 until ResumeRunner.
+// RunnerPaused adds the runner paused: it takes no build until ResumeRunner.
 func RunnerPaused() RunnerOption {
 	return func(r *runner) { r.paused = true }
 }

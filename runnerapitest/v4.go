@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/runnerapi/runnerapi"
@@ -56,6 +57,7 @@ type v4Config struct {
 	strictContentRange     bool
 	objectStorage          bool
 	store                  *objectStorage
+	longPollWaiters        atomic.Int64 // job requests held by long polling now
 }
 
 // WithoutRegistrationTokens makes POST /api/v4/runners answer 410 Gone for any token, as GitLab 17.0 and later do

@@ -139,6 +139,8 @@ func (s *Server) longPoll(r *http.Request, body []byte) bool {
 	}
 	timer := time.NewTimer(s.v4.longPoll)
 	defer timer.Stop()
+	s.v4.longPollWaiters.Add(1)
+	defer s.v4.longPollWaiters.Add(-1)
 	for first := true; ; first = false {
 		s.mu.Lock()
 		rn := s.runners[req.Token]
