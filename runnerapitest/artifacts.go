@@ -111,10 +111,6 @@ func (s *Server) spool(filename string, content io.Reader) (st *storedArtifact, 
 }
 
 func (s *Server) removeArtifactLocked(b *build) {
-	for t, st := range b.job.reports {
-		_ = os.Remove(st.path)
-		delete(b.job.reports, t)
-	}
 	if b.artifact != nil {
 		_ = os.Remove(b.artifact.path)
 		b.artifact = nil

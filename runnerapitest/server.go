@@ -179,8 +179,9 @@ func NewUnstartedServer(opts ...Option) *Server {
 		}
 	}
 	s.faults.reset(0, nil)
-	s.ts = httptest.NewUnstartedServer(s.routes())
-	s.newObjectStorage()
+	h := s.routes()
+	s.ts = httptest.NewUnstartedServer(h)
+	s.newV4Listeners(h)
 	return s
 }
 
@@ -188,14 +189,14 @@ func NewUnstartedServer(opts ...Option) *Server {
 func (s *Server) Start() {
 	s.ts.Start()
 	s.URL = s.ts.URL
-	s.startObjectStorage(false)
+	s.startV4Listeners(false)
 }
 
 // StartTLS starts a server from NewUnstartedServer with TLS; Client returns an HTTP client that trusts it.
 func (s *Server) StartTLS() {
 	s.ts.StartTLS()
 	s.URL = s.ts.URL
-	s.startObjectStorage(true)
+	s.startV4Listeners(true)
 }
 
 // Client returns an HTTP client configured for the server: plain for Start, trusting its certificate for StartTLS.
@@ -209,7 +210,7 @@ func (s *Server) Close() {
 	s.closeOnce.Do(func() {
 		close(s.closed)
 		s.ts.Close()
-		s.closeObjectStorage()
+		s.closeV4Listeners()
 		_ = os.RemoveAll(s.dir)
 	})
 }
@@ -456,6 +457,7 @@ func (s *Server) Erase(id int64) error {
 	b.erased = true
 	b.trace = nil
 	s.removeArtifactLocked(b)
+	removeReportsLocked(b)
 	s.notifyLocked()
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strconv"
 	"sync/atomic"
@@ -57,6 +58,8 @@ type v4Config struct {
 	strictContentRange     bool
 	objectStorage          bool
 	store                  *objectStorage
+	uploadRedirect         bool
+	uploadHost             *httptest.Server
 	longPollWaiters        atomic.Int64 // job requests held by long polling now
 }
 

@@ -1,6 +1,7 @@
 package runnerapitest
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -49,7 +50,32 @@ type signedObject struct {
 	filename string
 }
 
-func (s *Server) newObjectStorage() {
+// WithUploadRedirect answers every v4 artifacts upload that reaches the server's URL with 307 and a Location on a
+// second listener (UploadURL) that serves the whole API, as a GitLab whose uploads go through another host may:
+// gitlab-runner takes the scheme and host of the Location as its new base URL and sends the upload again there.
+func WithUploadRedirect() Option {
+	return func(s *Server) { s.v4.uploadRedirect = true }
+}
+
+// uploadHostKey marks, in a request's context, a request that reached the upload listener of WithUploadRedirect.
+type uploadHostKey struct{}
+
+// UploadURL returns the address of the upload listener of WithUploadRedirect, "" without it.
+func (s *Server) UploadURL() string {
+	if s.v4.uploadHost == nil {
+		return ""
+	}
+	return s.v4.uploadHost.URL
+}
+
+// newV4Listeners prepares the listeners the options ask for beside the API's: the object storage and the upload
+// host, which serves h as the API's own listener does.
+func (s *Server) newV4Listeners(h http.Handler) {
+	if s.v4.uploadRedirect {
+		s.v4.uploadHost = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), uploadHostKey{}, true)))
+		}))
+	}
 	if !s.v4.objectStorage {
 		return
 	}
@@ -61,21 +87,31 @@ func (s *Server) newObjectStorage() {
 	s.v4.store = st
 }
 
-func (s *Server) startObjectStorage(tls bool) {
-	if s.v4.store == nil {
-		return
-	}
-	if tls {
-		s.v4.store.ts.StartTLS()
-	} else {
-		s.v4.store.ts.Start()
+func (s *Server) startV4Listeners(tls bool) {
+	for _, ts := range s.v4Listeners() {
+		if tls {
+			ts.StartTLS()
+		} else {
+			ts.Start()
+		}
 	}
 }
 
-func (s *Server) closeObjectStorage() {
-	if s.v4.store != nil {
-		s.v4.store.ts.Close()
+func (s *Server) closeV4Listeners() {
+	for _, ts := range s.v4Listeners() {
+		ts.Close()
 	}
+}
+
+func (s *Server) v4Listeners() []*httptest.Server {
+	var out []*httptest.Server
+	if s.v4.store != nil {
+		out = append(out, s.v4.store.ts)
+	}
+	if s.v4.uploadHost != nil {
+		out = append(out, s.v4.uploadHost)
+	}
+	return out
 }
 
 // ObjectStorageURL returns the address of the object storage of WithObjectStorage, "" without it.
@@ -128,6 +164,14 @@ func writeStorageError(w http.ResponseWriter, status int, code string) {
 		http.StatusText(status)+"</Message></Error>\n")
 }
 
+// removeReportsLocked removes the v4 uploads of b other than the archive.
+func removeReportsLocked(b *build) {
+	for t, st := range b.job.reports {
+		_ = os.Remove(st.path)
+		delete(b.job.reports, t)
+	}
+}
+
 // JobArtifact describes the upload of the given artifact_type ("archive", "junit", ...) of a job; false when it
 // has none. The archive is the build's artifacts file, the one Artifact describes.
 func (s *Server) JobArtifact(id int64, artifactType string) (Artifact, bool) {
@@ -173,6 +217,10 @@ func (s *Server) OpenJobArtifact(id int64, artifactType string) (io.ReadCloser, 
 // declared length not below the limit refused 413, before any byte of the body is read, as Workhorse's authorize
 // step does.
 func (s *Server) handleJobArtifactsUpload(w http.ResponseWriter, r *http.Request) {
+	if s.v4.uploadHost != nil && r.Context().Value(uploadHostKey{}) == nil {
+		http.Redirect(w, r, s.v4.uploadHost.URL+r.URL.RequestURI(), http.StatusTemporaryRedirect)
+		return
+	}
 	q := r.URL.Query()
 	artifactType, format := "archive", "zip"
 	if q.Has("artifact_type") {

@@ -482,3 +482,58 @@ func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 // v1UpdateStreamSeed42 is what faultRun(t, 42, false) drew first before the runner API v4 was served.
 var v1UpdateStreamSeed42 = []rt.FaultKind{"429", "503", "503", "500", "503", "503", "", "500", "", "429", "503", "503",
 	"", "500", "503", "", "500", "429", "", ""}
+
+func TestV4EraseRemovesEveryUploadAndSetArtifactOnlyTheArchive(t *testing.T) {
+	w := newV4World(t)
+	resp, body := w.send(http.MethodPost, jobs+"/{id}/artifacts?artifact_type=junit&artifact_format=gzip", uploadHeader(), multipartFile("<x/>"))
+	require.Equal(t, http.StatusCreated, resp.StatusCode, body)
+	_, err := w.srv.SetArtifact(w.id, "artifacts.zip", strings.NewReader("zip"))
+	require.NoError(t, err)
+	_, ok := w.srv.JobArtifact(w.id, "junit")
+	assert.True(t, ok, "SetArtifact replaces the archive only")
+	r, err := w.srv.OpenJobArtifact(w.id, "junit")
+	require.NoError(t, err)
+	data, _ := io.ReadAll(r)
+	r.Close()
+	assert.Equal(t, "<x/>", string(data))
+
+	require.NoError(t, w.srv.Erase(w.id))
+	_, ok = w.srv.JobArtifact(w.id, "junit")
+	assert.False(t, ok)
+	_, ok = w.srv.JobArtifact(w.id, "archive")
+	assert.False(t, ok)
+	info, _ := w.srv.Build(w.id)
+	assert.Empty(t, info.Job.ArtifactTypes)
+}
+
+func TestV4UploadRedirectedToAnotherHost(t *testing.T) {
+	w := newV4World(t, rt.WithUploadRedirect())
+	require.NotEmpty(t, w.srv.UploadURL())
+	post := func(base string) *http.Response {
+		req, err := http.NewRequest(http.MethodPost, base+jobs+"/"+itoa(w.id)+"/artifacts?artifact_type=archive&expire_in=1d",
+			strings.NewReader(multipartFile("zipbytes")))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", cfMultipart)
+		req.Header.Set("JOB-TOKEN", w.token)
+		noFollow := &http.Client{Transport: w.hc.Transport, CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		}}
+		resp, err := noFollow.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp
+	}
+	resp := post(w.srv.URL)
+	require.Equal(t, http.StatusTemporaryRedirect, resp.StatusCode)
+	location := resp.Header.Get("Location")
+	assert.Equal(t, w.srv.UploadURL()+jobs+"/"+itoa(w.id)+"/artifacts?artifact_type=archive&expire_in=1d", location)
+	_, ok := w.srv.Artifact(w.id)
+	assert.False(t, ok, "nothing stored by the redirect")
+
+	// gitlab-runner takes the Location's scheme and host as its base URL and uploads again.
+	resp = post(w.srv.UploadURL())
+	require.Equal(t, http.StatusCreated, resp.StatusCode)
+	a, ok := w.srv.Artifact(w.id)
+	require.True(t, ok)
+	assert.Equal(t, int64(8), a.Size)
+}
