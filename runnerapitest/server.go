@@ -428,8 +428,9 @@ func randomHex(n int) string {
 	return hex.EncodeToString(p)
 }
 
-// Cancel cancels a build that has not finished. A running build's runner learns it from the Build-Status of its
-// next trace part, and its updates are answered 404.
+// Cancel cancels a build that has not finished, at once. A running build's v1 runner learns it from the
+// Build-Status of its next trace part, and its updates are answered 404; a v4 runner's next trace part or update is
+// answered 403 with Job-Status: canceled. CancelGracefully lets a v4 runner run its after_script first.
 func (s *Server) Cancel(id int64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
