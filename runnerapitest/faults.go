@@ -67,6 +67,10 @@ const (
 	FaultServiceUnavailable FaultKind = "503"
 	// FaultTooManyRequests answers 429 with a Retry-After of FaultRule.RetryAfter seconds.
 	FaultTooManyRequests FaultKind = "429"
+	// FaultRateLimited answers 429 as GitLab's own rate limiter does (the runner API v4's check_rate_limit!): a JSON
+	// body {"message":{"error":"This endpoint has been requested too many times. Try again later."}} and no
+	// Retry-After, so the client backs off on its own.
+	FaultRateLimited FaultKind = "429-rate-limited"
 	// FaultConflict answers register (v1) or jobs/request (v4) with 409, as GitLab does when assigning a build races
 	// with another runner.
 	FaultConflict FaultKind = "409"
@@ -221,7 +225,7 @@ func (s *Server) FaultsInjected() map[FaultKind]int {
 
 func knownKind(k FaultKind) bool {
 	switch k {
-	case FaultInternalError, FaultBadGateway, FaultServiceUnavailable, FaultTooManyRequests, FaultConflict,
+	case FaultInternalError, FaultBadGateway, FaultServiceUnavailable, FaultTooManyRequests, FaultRateLimited, FaultConflict,
 		FaultDropBefore, FaultDropAfter, FaultLoseTraceTail, FaultDelay, FaultLateApply, FaultNone:
 		return true
 	}
@@ -399,6 +403,8 @@ func (s *Server) endpoint(ep Endpoint, h http.HandlerFunc) http.Handler {
 			sw.Header().Set("Content-Type", "text/plain")
 			sw.WriteHeader(http.StatusTooManyRequests)
 			_, _ = sw.Write([]byte("Retry later\n"))
+		case FaultRateLimited:
+			writeJSON(sw, http.StatusTooManyRequests, map[string]any{"message": map[string]string{"error": msgRateLimited}})
 		case FaultConflict:
 			writeMessage(sw, http.StatusConflict, msgConflict)
 		case FaultDropBefore:

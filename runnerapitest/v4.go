@@ -1,6 +1,7 @@
 package runnerapitest
 
 import (
+	"crypto/rand"
 	"fmt"
 	"maps"
 	"net/http"
@@ -28,6 +29,7 @@ const (
 	msgManagerNotFound = "404 Runner manager not found Not Found"
 	msgArtifactTooBig  = "file size has reached maximum size limit"
 	msgArtifactExists  = "another artifact of the same type already exists"
+	msgRateLimited     = "This endpoint has been requested too many times. Try again later."
 )
 
 // stateCanceling is the state of a job whose runner has been asked to cancel it gracefully (CancelGracefully): it
@@ -143,7 +145,11 @@ func RunnerTokenExpiresAt(t time.Time) RunnerOption {
 // mountV4 adds the runner API v4's routes to mux.
 func (s *Server) mountV4(mux *http.ServeMux) {
 	route := func(method, path string, ep Endpoint, h http.HandlerFunc) {
-		mux.Handle(method+" /api/v4"+path, s.endpoint(ep, h))
+		mux.Handle(method+" /api/v4"+path, s.endpoint(ep, func(w http.ResponseWriter, r *http.Request) {
+			// GitLab answers every request with its correlation ID, which gitlab-runner logs.
+			w.Header().Set("X-Request-Id", correlationID())
+			h(w, r)
+		}))
 	}
 	route(http.MethodPost, "/runners", EndpointRunnersRegister, s.handleRunnersRegister)
 	route(http.MethodPost, "/runners/verify", EndpointRunnersVerify, s.handleRunnersVerify)
@@ -155,6 +161,18 @@ func (s *Server) mountV4(mux *http.ServeMux) {
 	route(http.MethodPatch, "/jobs/{id}/trace", EndpointJobTrace, s.handleJobTrace)
 	route(http.MethodPost, "/jobs/{id}/artifacts", EndpointJobArtifactsUpload, s.handleJobArtifactsUpload)
 	route(http.MethodGet, "/jobs/{id}/artifacts", EndpointJobArtifactsDownload, s.handleJobArtifactsDownload)
+}
+
+// correlationID returns a new correlation ID in the shape of GitLab's: a ULID, 26 characters of Crockford's base32.
+func correlationID() string {
+	const alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+	p := make([]byte, 24)
+	_, _ = rand.Read(p)
+	out := []byte("01")
+	for _, c := range p {
+		out = append(out, alphabet[c%32])
+	}
+	return string(out)
 }
 
 // writeValidationError answers a request that Grape's parameter validation refuses: 400 {"error": msg}.

@@ -291,7 +291,8 @@ func v4ConformanceRows() []conformanceRow {
 			bodyRE: `"job_info":\{"id":\d+,"name":"second"`},
 		conformanceRow{name: "no job: 204 with the queue value", method: "POST", path: jobs + "/request",
 			header: runnerHeader(v4Runner), body: v4JobRequest, status: 204, wantBody: "-",
-			headersRE: map[string]string{"X-GitLab-Last-Update": lastUpdate32}, absent: []string{"Gitlab-Ci-Builds-Polling"}},
+			headersRE: map[string]string{"X-GitLab-Last-Update": lastUpdate32, "X-Request-Id": `^01[0-9A-HJKMNP-TV-Z]{24}$`},
+			absent:    []string{"Gitlab-Ci-Builds-Polling"}},
 		conformanceRow{name: "the current last_update is echoed at once", setup: func(w *conformanceWorld) {
 			resp, _ := w.send(http.MethodPost, jobs+"/request", runnerHeader(v4Runner), v4JobRequest)
 			w.vars["last"] = resp.Header.Get("X-GitLab-Last-Update")
@@ -305,6 +306,12 @@ func v4ConformanceRows() []conformanceRow {
 			header: runnerHeader("nope"), body: `{"token":"nope"}`, status: 403, wantBody: denied},
 		conformanceRow{name: "request with RUNNER-TOKEN alone", method: "POST", path: jobs + "/request",
 			header: runnerHeader(v4Runner), body: `{"info":{}}`, status: 400, wantBody: noToken},
+		conformanceRow{name: "request over the rate limit: 429 without Retry-After", setup: func(w *conformanceWorld) {
+			require.NoError(w.t, w.srv.ScriptFaults(runnerapitest.EndpointJobRequest, runnerapitest.FaultRateLimited))
+		},
+			method: "POST", path: jobs + "/request", header: runnerHeader(v4Runner), body: v4JobRequest, status: 429,
+			wantBody: `{"message":{"error":"This endpoint has been requested too many times. Try again later."}}`,
+			absent:   []string{"Retry-After"}},
 		conformanceRow{name: "request that conflicts: 409", setup: func(w *conformanceWorld) {
 			enqueuePending(w)
 			require.NoError(w.t, w.srv.ScriptFaults(runnerapitest.EndpointJobRequest, runnerapitest.FaultConflict))
