@@ -291,7 +291,8 @@ type JobInfo struct {
 	// ChecksumMismatch says the job was finished with a trace that did not match the checksum, once
 	// WithFinalUpdateAcceptTimeout had passed.
 	ChecksumMismatch bool
-	// ArtifactTypes lists the artifact_type of each upload it kept, sorted.
+	// ArtifactTypes lists the artifact_type of each upload it kept, sorted; "archive" stands for its artifacts file,
+	// however it came (a v4 or v1 upload, or SetArtifact).
 	ArtifactTypes []string
 }
 

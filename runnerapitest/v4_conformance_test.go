@@ -304,6 +304,28 @@ func v4ConformanceRows() []conformanceRow {
 			headersRE: map[string]string{"X-GitLab-Last-Update": lastUpdate32}},
 		conformanceRow{name: "request with an unknown token", setup: enqueuePending, method: "POST", path: jobs + "/request",
 			header: runnerHeader("nope"), body: `{"token":"nope"}`, status: 403, wantBody: denied},
+		conformanceRow{name: "request with an expired token", setup: func(w *conformanceWorld) {
+			enqueuePending(w)
+			w.srv.AddRunner("t1_expired", runnerapitest.RunnerTokenExpiresAt(time.Now().Add(-time.Second)))
+		},
+			method: "POST", path: jobs + "/request", header: runnerHeader("t1_expired"), body: `{"token":"t1_expired"}`,
+			status: 403, wantBody: denied},
+		conformanceRow{name: "a registered runner takes a job with its new token", setup: func(w *conformanceWorld) {
+			enqueuePending(w)
+			resp, body := w.send(http.MethodPost, runners4, runnerHeader(cfReg), `{"token":"`+cfReg+`"}`)
+			require.Equal(w.t, http.StatusCreated, resp.StatusCode, body)
+			var reg struct{ Token string }
+			require.NoError(w.t, json.Unmarshal([]byte(body), &reg))
+			w.vars["new"] = reg.Token
+		},
+			method: "POST", path: jobs + "/request", header: runnerHeader("{new}"), body: `{"token":"{new}","system_id":"r_abcdefghijkl"}`,
+			status: 201,
+			after: func(t *testing.T, w *conformanceWorld) {
+				r, ok := w.srv.Runner(w.vars["new"])
+				require.True(t, ok)
+				assert.Equal(t, []string{"r_abcdefghijkl"}, r.SystemIDs)
+				assert.False(t, r.LastContact.IsZero())
+			}},
 		conformanceRow{name: "request with RUNNER-TOKEN alone", method: "POST", path: jobs + "/request",
 			header: runnerHeader(v4Runner), body: `{"info":{}}`, status: 400, wantBody: noToken},
 		conformanceRow{name: "request over the rate limit: 429 without Retry-After", setup: func(w *conformanceWorld) {
