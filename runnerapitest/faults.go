@@ -42,6 +42,7 @@ const (
 	EndpointJobArtifactsUpload    Endpoint = "v4-job-artifacts-upload"    // POST /jobs/:id/artifacts
 	EndpointJobArtifactsDownload  Endpoint = "v4-job-artifacts-download"  // GET /jobs/:id/artifacts
 	EndpointObjectStorage         Endpoint = "object-storage"             // GET of a signed artifacts URL
+	EndpointRunnersRouter         Endpoint = "v4-runners-router"          // GET /runners/router/discovery
 )
 
 // endpoints lists the endpoints in a fixed order; each has its own random stream, seeded by its position, so new
@@ -51,7 +52,7 @@ var endpoints = []Endpoint{
 	EndpointRunnerRegister, EndpointRunnerDelete,
 	EndpointRunnersRegister, EndpointRunnersVerify, EndpointRunnersDelete, EndpointRunnersManagersDelete,
 	EndpointRunnersResetToken, EndpointJobRequest, EndpointJobUpdate, EndpointJobTrace, EndpointJobArtifactsUpload,
-	EndpointJobArtifactsDownload, EndpointObjectStorage,
+	EndpointJobArtifactsDownload, EndpointObjectStorage, EndpointRunnersRouter,
 }
 
 // FaultKind is a kind of failure the server can inject.

@@ -30,6 +30,7 @@ const (
 	msgArtifactTooBig  = "file size has reached maximum size limit"
 	msgArtifactExists  = "another artifact of the same type already exists"
 	msgRateLimited     = "This endpoint has been requested too many times. Try again later."
+	msgNoJobRouter     = "Job Router is not available. Please contact your administrator."
 )
 
 // stateCanceling is the state of a job whose runner has been asked to cancel it gracefully (CancelGracefully): it
@@ -156,6 +157,7 @@ func (s *Server) mountV4(mux *http.ServeMux) {
 	route(http.MethodDelete, "/runners", EndpointRunnersDelete, s.handleRunnersDelete)
 	route(http.MethodDelete, "/runners/managers", EndpointRunnersManagersDelete, s.handleRunnersManagersDelete)
 	route(http.MethodPost, "/runners/reset_authentication_token", EndpointRunnersResetToken, s.handleRunnersResetToken)
+	route(http.MethodGet, "/runners/router/discovery", EndpointRunnersRouter, s.handleRunnersRouterDiscovery)
 	route(http.MethodPost, "/jobs/request", EndpointJobRequest, s.handleJobRequest)
 	route(http.MethodPut, "/jobs/{id}", EndpointJobUpdate, s.handleJobUpdate)
 	route(http.MethodPatch, "/jobs/{id}/trace", EndpointJobTrace, s.handleJobTrace)

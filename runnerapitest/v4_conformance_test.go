@@ -274,6 +274,11 @@ func v4ConformanceRows() []conformanceRow {
 			opts:   []runnerapitest.Option{runnerapitest.WithRunnerTokenLifetime(time.Hour)},
 			method: "POST", path: runners4 + "/reset_authentication_token", header: runnerHeader(v4Legacy),
 			body: `{"token":"` + v4Legacy + `"}`, status: 201, keys: []string{"token", "token_expires_at"}},
+		conformanceRow{name: "router discovery without a Job Router: 501", method: "GET", path: runners4 + "/router/discovery",
+			header: http.Header{"Runner-Token": {"{runner4}"}, "User-Agent": {ua17}}, status: 501,
+			wantBody: `{"message":"Job Router is not available. Please contact your administrator."}`},
+		conformanceRow{name: "router discovery reads the Runner-Token header, not a parameter", method: "GET",
+			path: runners4 + "/router/discovery?token={runner4}", status: 403, wantBody: denied},
 		conformanceRow{name: "reset an unknown token", method: "POST", path: runners4 + "/reset_authentication_token",
 			header: runnerHeader("nope"), body: `{"token":"nope"}`, status: 403, wantBody: denied},
 	)

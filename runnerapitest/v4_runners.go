@@ -290,3 +290,17 @@ func (s *Server) handleRunnersResetToken(w http.ResponseWriter, r *http.Request)
 	s.mu.Unlock()
 	writeJSON(w, http.StatusCreated, out)
 }
+
+// handleRunnersRouterDiscovery serves GET /api/v4/runners/router/discovery as an instance without the Job Router
+// (KAS) does: 501 for a valid Runner-Token header (the one runner route that reads the header), 403 otherwise.
+func (s *Server) handleRunnersRouterDiscovery(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	rn := s.runners[r.Header.Get("Runner-Token")]
+	valid := rn != nil && (rn.tokenExpiresAt.IsZero() || time.Now().Before(rn.tokenExpiresAt))
+	s.mu.Unlock()
+	if !valid {
+		writeMessage(w, http.StatusForbidden, msgForbidden)
+		return
+	}
+	writeMessage(w, http.StatusNotImplemented, msgNoJobRouter)
+}
