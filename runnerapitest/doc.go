@@ -46,8 +46,11 @@
 // X-GitLab-Trace-Update-Interval; a job that is no longer running or canceling is refused 403 with Job-Status.
 // CancelGracefully moves a job whose runner advertised cancel_gracefully to canceling, which its final update
 // turns into canceled. Artifacts are uploaded by artifact_type (JobArtifact), and downloaded with a dependent job's
-// token, or through a 302 to a fake object storage that refuses any token (WithObjectStorage). JobInfo in
-// BuildInfo.Job says what a v4 runner reported.
+// token, or through a 302 to a fake object storage that refuses any token (WithObjectStorage); WithUploadRedirect
+// answers uploads 307 to another host. Router discovery answers 501, as an instance without the Job Router does.
+// JobInfo in BuildInfo.Job says what a v4 runner reported. Not served: the two-phase job commit (a state=pending
+// update is refused 400, as by a server without it), Workhorse's authorize call, the PRIVATE-TOKEN user API, tag and
+// protection matching, and dropping jobs that need a feature the runner lacks.
 //
 // SetFaults injects failures drawn from a seeded random stream per endpoint (5xx and 429 answers, connections
 // dropped before or after the request was applied, a trace that loses its tail, a trace part applied late that
@@ -55,5 +58,6 @@
 // a failing run with the same seed. ScriptFaults makes the next requests to an endpoint fail in a given order
 // before any random rule is drawn (the first register answers 500, the second is dropped, ...), for tests of one
 // exact sequence. FaultsInjected says what was injected. Faults apply to the endpoints of both APIs (the v4 ones are
-// the Endpoint constants EndpointRunners... and EndpointJob...).
+// the Endpoint constants EndpointRunners..., EndpointJob... and EndpointObjectStorage); FaultRateLimited answers
+// 429 as GitLab's own rate limiter does.
 package runnerapitest

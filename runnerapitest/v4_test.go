@@ -537,3 +537,22 @@ func TestV4UploadRedirectedToAnotherHost(t *testing.T) {
 	require.True(t, ok)
 	assert.Equal(t, int64(8), a.Size)
 }
+
+func TestV4ExtraListenersFollowTLSAndClose(t *testing.T) {
+	srv := rt.NewUnstartedServer(rt.WithObjectStorage(), rt.WithUploadRedirect())
+	srv.StartTLS()
+	defer srv.Close()
+	require.True(t, strings.HasPrefix(srv.ObjectStorageURL(), "https://"), srv.ObjectStorageURL())
+	require.True(t, strings.HasPrefix(srv.UploadURL(), "https://"), srv.UploadURL())
+	resp, err := srv.Client().Get(srv.ObjectStorageURL() + "/artifacts/nothing?X-Amz-Signature=x")
+	require.NoError(t, err, "the server's client trusts the object storage too")
+	resp.Body.Close()
+	assert.Equal(t, http.StatusForbidden, resp.StatusCode)
+
+	unstarted := rt.NewUnstartedServer(rt.WithObjectStorage(), rt.WithUploadRedirect())
+	unstarted.Close()
+	plain := rt.NewServer()
+	defer plain.Close()
+	assert.Empty(t, plain.ObjectStorageURL(), "no object storage unless asked")
+	assert.Empty(t, plain.UploadURL())
+}
