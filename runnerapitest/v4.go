@@ -59,6 +59,7 @@ type v4Config struct {
 	finalInterval          int
 	acceptTimeout          time.Duration
 	strictContentRange     bool
+	traceSizeLimit         int64
 	objectStorage          bool
 	store                  *objectStorage
 	uploadRedirect         bool
@@ -135,6 +136,13 @@ func WithFinalUpdateAcceptTimeout(d time.Duration) Option {
 // stricter, to catch a client that sends v1's exclusive end. An empty part may give any END.
 func WithStrictContentRange() Option {
 	return func(s *Server) { s.v4.strictContentRange = true }
+}
+
+// WithTraceSizeLimit sets the plan limit of a job's log (GitLab's ci_jobs_trace_size_limit), in bytes: the v4
+// trace part that takes the log above it is stored, and then answered 403 while the job is failed with
+// trace_size_exceeded, as Ci::AppendBuildTraceService does. Zero, the default, sets no limit.
+func WithTraceSizeLimit(n int64) Option {
+	return func(s *Server) { s.v4.traceSizeLimit = max(n, 0) }
 }
 
 // RunnerTokenExpiresAt gives a runner of AddRunner a token that expires at t: verify and reset_authentication_token

@@ -502,6 +502,15 @@ func v4ConformanceRows() []conformanceRow {
 		conformanceRow{name: "a part after the final update: 403 with Job-Status", setup: finishJob, method: "PATCH",
 			path: jobs + "/{id}/trace", header: traceHeader4("0-31"), body: v4Line, status: 403,
 			headers: map[string]string{"Job-Status": "success"}},
+		conformanceRow{name: "a part above the plan's log limit fails the job", opts: []runnerapitest.Option{runnerapitest.WithTraceSizeLimit(40)},
+			setup: appendLine4, method: "PATCH", path: jobs + "/{id}/trace", header: traceHeader4("32-63"), body: v4Line,
+			status: 403, wantBody: denied, absent: []string{"Job-Status"},
+			after: func(t *testing.T, w *conformanceWorld) {
+				info, _ := w.srv.Build(w.id)
+				assert.Equal(t, runnerapi.StateFailed, info.State)
+				assert.Equal(t, "trace_size_exceeded", info.Job.FailureReason)
+				assert.Equal(t, int64(64), info.TraceSize, "the part was stored first")
+			}},
 		conformanceRow{name: "debug_trace on the first part marks the job", method: "PATCH",
 			path: jobs + "/{id}/trace?debug_trace=true", header: traceHeader4("0-31"), body: v4Line, status: 202,
 			after: func(t *testing.T, w *conformanceWorld) {

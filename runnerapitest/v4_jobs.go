@@ -340,6 +340,13 @@ func (s *Server) handleJobTrace(w http.ResponseWriter, r *http.Request) {
 	}
 	b.trace = append(b.trace, part...)
 	n = int64(len(b.trace))
+	if limit := s.v4.traceSizeLimit; limit > 0 && n > limit {
+		b.job.failureReason = "trace_size_exceeded"
+		s.setStateLocked(b, runnerapi.StateFailed)
+		s.mu.Unlock()
+		writeMessage(w, http.StatusForbidden, msgForbidden)
+		return
+	}
 	state := b.state
 	s.mu.Unlock()
 	s.answerJobTrace(w, n, state)
