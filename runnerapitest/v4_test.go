@@ -556,3 +556,69 @@ func TestV4ExtraListenersFollowTLSAndClose(t *testing.T) {
 	assert.Empty(t, plain.ObjectStorageURL(), "no object storage unless asked")
 	assert.Empty(t, plain.UploadURL())
 }
+
+func TestV1AndV4RunnersShareOneQueue(t *testing.T) {
+	w := newV4World(t)
+	w.srv.AddRunner(cfRunner)
+	const n = 24
+	want := map[int64]bool{}
+	for range n {
+		want[w.srv.EnqueueCommands("shared", "true")] = true
+	}
+	var (
+		mu  sync.Mutex
+		got = map[int64]int{}
+		wg  sync.WaitGroup
+	)
+	take := func(v4 bool) {
+		defer wg.Done()
+		for {
+			var req *http.Request
+			if v4 {
+				req, _ = http.NewRequest(http.MethodPost, w.srv.URL+jobs+"/request", strings.NewReader(`{"token":"`+v4Runner+`"}`))
+			} else {
+				req, _ = http.NewRequest(http.MethodPost, w.srv.URL+"/ci/api/v1/builds/register.json",
+					strings.NewReader(`{"token":"`+cfRunner+`"}`))
+				req.Header.Set("User-Agent", ua111)
+			}
+			req.Header.Set("Content-Type", cfJSON)
+			resp, err := w.hc.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			var b struct{ ID int64 }
+			err = json.NewDecoder(resp.Body).Decode(&b)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusCreated {
+				return
+			}
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			got[b.ID]++
+			mu.Unlock()
+		}
+	}
+	for i := range 6 {
+		wg.Add(1)
+		go take(i%2 == 0)
+	}
+	wg.Wait()
+	require.Len(t, got, n)
+	for id, times := range got {
+		assert.True(t, want[id], id)
+		assert.Equal(t, 1, times, "build %d handed out once", id)
+	}
+	var v4Jobs int
+	for id := range want {
+		info, _ := w.srv.Build(id)
+		assert.Equal(t, runnerapi.StateRunning, info.State)
+		if info.Job.Taken {
+			v4Jobs++
+		}
+	}
+	t.Logf("%d of %d builds went to the v4 runner", v4Jobs, n)
+}
