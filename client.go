@@ -178,7 +178,8 @@ func NewClient(baseURL string, opts ...Option) (*Client, error) {
 		return nil, err
 	}
 	c := &Client{
-		httpClient: &http.Client{},
+		// The SDK's own transport, unless WithHTTPClient replaces the whole client (see transport.go).
+		httpClient: &http.Client{Transport: sharedTransport()},
 		baseURL:    u,
 		userAgent:  DefaultUserAgent,
 		retry:      DefaultRetryPolicy(),
