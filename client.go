@@ -1,6 +1,7 @@
 package runnerapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,8 +12,6 @@ import (
 	"net/url"
 	"strings"
 	"time"
-
-	"github.com/google/go-querystring/query"
 )
 
 // Version is the SDK's version, sent in the default User-Agent.
@@ -365,11 +364,11 @@ func (c *Client) NewRequest(ctx context.Context, method, path string, body any) 
 	case io.Reader:
 		r = b
 	default:
-		v, err := query.Values(body)
+		form, err := encodeForm(body)
 		if err != nil {
 			return nil, fmt.Errorf("runnerapi: encoding form: %w", err)
 		}
-		r = strings.NewReader(v.Encode())
+		r = bytes.NewReader(form)
 		contentType = "application/x-www-form-urlencoded"
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), r)
