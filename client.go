@@ -351,7 +351,7 @@ func (c *Client) NewRequest(ctx context.Context, method, path string, body any) 
 	if strings.HasPrefix(path, "/") {
 		return nil, fmt.Errorf("runnerapi: request path %q must be relative to the API root", path)
 	}
-	u, err := c.baseURL.Parse(path)
+	u, err := requestURL(c.baseURL, path)
 	if err != nil {
 		return nil, fmt.Errorf("runnerapi: bad request path: %w", err)
 	}
@@ -371,10 +371,13 @@ func (c *Client) NewRequest(ctx context.Context, method, path string, body any) 
 		r = bytes.NewReader(form)
 		contentType = "application/x-www-form-urlencoded"
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), r)
+	// The URL is resolved already: the request gets it as it is rather than parsing its string again.
+	req, err := http.NewRequestWithContext(ctx, method, "", r)
 	if err != nil {
 		return nil, fmt.Errorf("runnerapi: %w", err)
 	}
+	u.Host = strings.TrimSuffix(u.Host, ":") // an empty port, as NewRequest drops it
+	req.URL, req.Host = u, u.Host
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
