@@ -138,8 +138,8 @@ type (
 
 // TestFormEncodingAllocations: the hand encoding allocates one buffer, NewRequest with it far fewer objects than
 // through go-querystring (for the same bytes), and a whole Register and Update, through an in-memory transport,
-// stay within a bound: 47 and 37 allocations measured, against 96 and 54 through go-querystring and a URL parsed
-// twice.
+// stay within a bound: 60 and 37 allocations measured (Register's 60 with the grace it gives an attempt in flight),
+// where encoding through go-querystring and parsing the URL twice made 109 and 53.
 func TestFormEncodingAllocations(t *testing.T) {
 	rt := formRoundTripper{build: `{"id":1,"token":"build-token","repo_url":"https://gitlab-ci-token:build-token@example.com/g/p.git"}`}
 	c, err := NewClient("https://gitlab.example.com", WithHTTPClient(&http.Client{Transport: rt}), WithRunnerToken("runner-token"))
@@ -183,6 +183,6 @@ func TestFormEncodingAllocations(t *testing.T) {
 			t.Fatalf("update: %v", err)
 		}
 	})
-	assert.LessOrEqual(t, register, 56.0, "allocations per Register")
+	assert.LessOrEqual(t, register, 66.0, "allocations per Register")
 	assert.LessOrEqual(t, update, 45.0, "allocations per Update")
 }
