@@ -1,6 +1,7 @@
 package runnerapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,8 +12,6 @@ import (
 	"net/url"
 	"strings"
 	"time"
-
-	"github.com/google/go-querystring/query"
 )
 
 // Version is the SDK's version, sent in the default User-Agent.
@@ -178,7 +177,8 @@ func NewClient(baseURL string, opts ...Option) (*Client, error) {
 		return nil, err
 	}
 	c := &Client{
-		httpClient: &http.Client{},
+		// The SDK's own transport, unless WithHTTPClient replaces the whole client (see transport.go).
+		httpClient: &http.Client{Transport: sharedTransport()},
 		baseURL:    u,
 		userAgent:  DefaultUserAgent,
 		retry:      DefaultRetryPolicy(),
@@ -351,7 +351,7 @@ func (c *Client) NewRequest(ctx context.Context, method, path string, body any) 
 	if strings.HasPrefix(path, "/") {
 		return nil, fmt.Errorf("runnerapi: request path %q must be relative to the API root", path)
 	}
-	u, err := c.baseURL.Parse(path)
+	u, err := requestURL(c.baseURL, path)
 	if err != nil {
 		return nil, fmt.Errorf("runnerapi: bad request path: %w", err)
 	}
@@ -364,17 +364,20 @@ func (c *Client) NewRequest(ctx context.Context, method, path string, body any) 
 	case io.Reader:
 		r = b
 	default:
-		v, err := query.Values(body)
+		form, err := encodeForm(body)
 		if err != nil {
 			return nil, fmt.Errorf("runnerapi: encoding form: %w", err)
 		}
-		r = strings.NewReader(v.Encode())
+		r = bytes.NewReader(form)
 		contentType = "application/x-www-form-urlencoded"
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), r)
+	// The URL is resolved already: the request gets it as it is rather than parsing its string again.
+	req, err := http.NewRequestWithContext(ctx, method, "", r)
 	if err != nil {
 		return nil, fmt.Errorf("runnerapi: %w", err)
 	}
+	u.Host = strings.TrimSuffix(u.Host, ":") // an empty port, as NewRequest drops it
+	req.URL, req.Host = u, u.Host
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}

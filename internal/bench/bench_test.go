@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -349,7 +350,7 @@ func TestMedianAndSummarize(t *testing.T) {
 		{Name: "ref", Ref: true, Runs: []runResult{{WallNS: 1e9, MaxRSSKiB: 100}, {WallNS: 3e9, MaxRSSKiB: 300}, {WallNS: 2e9, MaxRSSKiB: 200}}},
 		{Name: "sdk", SDK: true, Runs: []runResult{{WallNS: 2.1e9, MaxRSSKiB: 40 << 10}, {WallNS: 2.1e9, MaxRSSKiB: 10}}},
 	}}
-	summarize(sr, judgeTransfer)
+	summarize(sr, []func(c, ref summary) (bool, string){judgeTransfer, judgeTransfer})
 	ref, sdk := sr.Contenders[0].Summary, sr.Contenders[1].Summary
 	assert.Equal(t, 2e9, ref.WallNS)
 	assert.Equal(t, int64(300), ref.PeakRSSKiB, "peak RSS is the largest run")
@@ -401,10 +402,11 @@ func TestHarnessEndToEnd(t *testing.T) {
 	var only []string
 	if _, err := exec.LookPath("curl"); err != nil {
 		t.Log("curl is not installed: the upload and download scenarios are left out of this test")
-		only = []string{"-only", "trace,overhead"}
+		only = []string{"-only", "trace,mask,concurrent,overhead"}
 	}
 	code, out, rep := runHarnessForTest(t, only...)
 	require.Equal(t, 0, code, out)
+	seen := map[string]bool{}
 	assert.Empty(t, rep.Failures)
 	for _, sr := range rep.Scenarios {
 		if sr.Name == "overhead" {
@@ -417,13 +419,29 @@ func TestHarnessEndToEnd(t *testing.T) {
 			continue
 		}
 		require.NotEmpty(t, sr.Contenders, sr.Name)
+		seen[sr.Name] = true
 		for _, c := range sr.Contenders {
 			assert.Empty(t, c.Error, "%s / %s", sr.Name, c.Name)
 			assert.Len(t, c.Runs, 2, "%s / %s", sr.Name, c.Name)
 			require.NotNil(t, c.Summary, "%s / %s", sr.Name, c.Name)
 			assert.Positive(t, c.Summary.PeakRSSKiB)
 			assert.Positive(t, c.Summary.MBps)
-			assert.Positive(t, c.Summary.Requests)
+			assert.Positive(t, c.Summary.CPUPerGiB, "%s / %s", sr.Name, c.Name)
+			if c.Ceiling {
+				assert.Zero(t, c.Summary.Requests, "the ceiling speaks no HTTP")
+				assert.Equal(t, 1.0, c.Summary.CeilingRatio)
+			} else {
+				assert.Positive(t, c.Summary.Requests, "%s / %s", sr.Name, c.Name)
+				assert.Positive(t, c.Summary.Conns, "%s / %s", sr.Name, c.Name)
+			}
+			if sr.Kind == kindTransfer {
+				assert.Positive(t, c.Summary.CeilingRatio, "%s / %s", sr.Name, c.Name)
+			}
+		}
+	}
+	for _, name := range scenarioNames {
+		if name != "overhead" && (only == nil || strings.Contains(only[1], name)) {
+			assert.True(t, seen[name], "scenario %s ran", name)
 		}
 	}
 	assert.Contains(t, out, "OK: every contender ran")
@@ -447,4 +465,95 @@ func TestHarnessNeedsCurlForTransfers(t *testing.T) {
 	code, out, _ := runHarnessForTest(t, "-only", "upload")
 	assert.Equal(t, 1, code)
 	assert.Contains(t, out, "curl not found")
+}
+
+func TestCeilingTransfers(t *testing.T) {
+	content := bytes.Repeat([]byte("ceiling-bytes-"), 300_000)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "artifacts.zip")
+	require.NoError(t, os.WriteFile(path, content, 0o644))
+	s := newBenchServer("btok", "rtok", path)
+	_, stop, err := s.start()
+	require.NoError(t, err)
+	defer stop()
+	s.resetRun()
+
+	p := childParams{RawAddr: s.rawAddr, Path: path, Size: int64(len(content))}
+	out, err := childUploadCeiling(context.Background(), p)
+	require.NoError(t, err)
+	assert.Equal(t, int64(len(content)), out.Bytes)
+	assert.Equal(t, int64(len(content)), s.rawReceived.Load())
+
+	_, err = childUploadCeiling(context.Background(), childParams{RawAddr: s.rawAddr, Path: path, Size: 1})
+	assert.Error(t, err, "a size the server did not count fails the run")
+
+	p.Path = filepath.Join(dir, "download.zip")
+	out, err = childDownloadCeiling(context.Background(), p)
+	require.NoError(t, err)
+	got, err := os.ReadFile(p.Path)
+	require.NoError(t, err)
+	assert.True(t, bytes.Equal(content, got))
+	assert.Equal(t, int64(len(content)), out.Bytes)
+	leftovers, _ := filepath.Glob(filepath.Join(dir, ".download-*"))
+	assert.Empty(t, leftovers)
+}
+
+// TestServerRefusesTooLargeOnHeaders: an upload to a build from tooLargeFirstID on is answered 413 before its body
+// is read, so a client that sends Expect: 100-continue never sends it.
+func TestServerRefusesTooLargeOnHeaders(t *testing.T) {
+	s, base := newTestServer(t, "")
+	body := &countingReader{r: bytes.NewReader(make([]byte, 4<<20))}
+	req, err := http.NewRequest(http.MethodPost, base+strconv.FormatInt(tooLargeFirstID+1, 10)+"/artifacts", body)
+	require.NoError(t, err)
+	req.ContentLength = 4 << 20
+	req.Header.Set("BUILD-TOKEN", "btok")
+	req.Header.Set("Content-Type", "multipart/form-data; boundary=x")
+	req.Header.Set("Expect", "100-continue")
+	tr := benchTransport()
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	assert.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode)
+	assert.Zero(t, body.n.Load(), "the body was not sent")
+	assert.Equal(t, []int64{tooLargeFirstID + 1}, s.takeRefused())
+	assert.Empty(t, s.takeUploads())
+}
+
+type countingReader struct {
+	r io.Reader
+	n atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+func TestBenchSecrets(t *testing.T) {
+	a, b := benchSecrets(100), benchSecrets(100)
+	assert.Equal(t, a, b, "the same secrets every run")
+	var trace bytes.Buffer
+	_, _ = forEachTraceChunk(1<<20, func(p []byte) error { trace.Write(p); return nil })
+	for _, s := range benchSecrets(1000) {
+		assert.GreaterOrEqual(t, len(s), 8)
+		assert.LessOrEqual(t, len(s), 64)
+		assert.False(t, bytes.Contains(trace.Bytes(), []byte(s)), "secret %q occurs in the trace", s)
+	}
+}
+
+func TestSummarizeCPUAndConnections(t *testing.T) {
+	sr := &scenarioResult{Bytes: 1 << 30, Contenders: []*contenderResult{
+		{Name: "ref", Ref: true, Runs: []runResult{{WallNS: 2e9, ClientCPUNS: 1e9, ServerCPUNS: 1e9, Requests: 2000, Conns: 4}}},
+		{Name: "ceiling", Ceiling: true, Runs: []runResult{{WallNS: 1e9, ClientCPUNS: 0.5e9, ServerCPUNS: 0.5e9}}},
+	}}
+	summarize(sr, nil)
+	ref, ceiling := sr.Contenders[0].Summary, sr.Contenders[1].Summary
+	assert.InDelta(t, 2.0, ref.CPUPerGiB, 1e-9)
+	assert.InDelta(t, 2.0, ref.CPURatio, 1e-9, "CPU against the ceiling's")
+	assert.InDelta(t, 2.0, ref.CeilingRatio, 1e-9)
+	assert.InDelta(t, 2.0, ref.ConnsPer1000, 1e-9)
+	assert.Equal(t, 4.0, ref.Conns)
+	assert.InDelta(t, 0.5, ceiling.Ratio, 1e-9)
 }

@@ -25,6 +25,14 @@ type contender struct {
 	Ref bool
 	// SDK marks a contender judged against the targets.
 	SDK bool
+	// Ceiling marks the physical ceiling of a transfer, which the other contenders' CPU and time are set against.
+	Ceiling bool
+	// Secrets, Writers and DefaultTransport parameterise the scale scenarios' contenders (scale.go).
+	Secrets          int
+	Writers          int
+	DefaultTransport bool
+	// judge, when set, replaces the scenario's judge for this contender.
+	judge func(c, ref summary) (bool, string)
 	// Argv builds an external command line; nil for a Go contender.
 	Argv func(p childParams) []string
 	// Child names the Go function in childFuncs.
@@ -38,11 +46,13 @@ var (
 		{Name: "net/http by hand", Child: "upload-nethttp"},
 		{Name: "SDK UploadFile", SDK: true, Child: "upload-sdk-file"},
 		{Name: "SDK Upload (stream)", SDK: true, Child: "upload-sdk-stream"},
+		{Name: "ceiling: sendfile to a discarding socket", Ceiling: true, Child: "upload-ceiling"},
 	}
 	downloadContenders = []contender{
 		{Name: "curl -o", Ref: true, Argv: curlDownloadArgv},
 		{Name: "net/http by hand", Child: "download-nethttp"},
 		{Name: "SDK DownloadFile", SDK: true, Child: "download-sdk-file"},
+		{Name: "ceiling: sendfile, spliced to the file", Ceiling: true, Child: "download-ceiling"},
 	}
 	traceContenders = []contender{
 		{Name: "net/http 1 MiB PATCH loop", Ref: true, Child: "trace-ceiling"},
@@ -60,6 +70,13 @@ type childParams struct {
 	ID          int64  // the build's id, fresh for every run
 	Runs        int    // overhead rounds
 	BenchTime   string // overhead: testing's -benchtime
+	RawAddr     string // the physical ceiling's server
+	Secrets     int    // secrets to mask besides the tokens
+	Writers     int    // trace writers at once
+	// DefaultTransport makes the SDK contender use the caller's client on http.DefaultTransport.
+	DefaultTransport bool
+	// ExpectStatus is the error status the call must end in (413 in the toolarge scenario).
+	ExpectStatus int
 }
 
 // childOutput is the JSON line a Go contender prints on success.
@@ -84,6 +101,10 @@ var childFuncs = map[string]childFunc{
 	"upload-sdk-stream": childSDKUploadStream,
 	"download-sdk-file": childSDKDownloadFile,
 	"trace-sdk-writer":  childSDKTraceWriter,
+	"upload-ceiling":    childUploadCeiling,
+	"download-ceiling":  childDownloadCeiling,
+	"trace-sdk-mask":    childSDKTraceMask,
+	"trace-sdk-many":    childSDKTraceMany,
 }
 
 // argv is the command line that runs the Go contender name with p in a child process.
@@ -95,6 +116,21 @@ func (p childParams) argv(exe, name string) []string {
 	}
 	if name == "overhead" {
 		argv = append(argv, "-runs", strconv.Itoa(p.Runs), "-benchtime", p.BenchTime)
+	}
+	if p.RawAddr != "" {
+		argv = append(argv, "-raw", p.RawAddr)
+	}
+	if p.Secrets > 0 {
+		argv = append(argv, "-secrets", strconv.Itoa(p.Secrets))
+	}
+	if p.Writers > 0 {
+		argv = append(argv, "-writers", strconv.Itoa(p.Writers))
+	}
+	if p.DefaultTransport {
+		argv = append(argv, "-default-transport")
+	}
+	if p.ExpectStatus > 0 {
+		argv = append(argv, "-expect-status", strconv.Itoa(p.ExpectStatus))
 	}
 	return argv
 }
@@ -112,6 +148,11 @@ func childMain(args []string) int {
 	fs.Int64Var(&p.ID, "id", 0, "")
 	fs.IntVar(&p.Runs, "runs", 1, "")
 	fs.StringVar(&p.BenchTime, "benchtime", "1s", "")
+	fs.StringVar(&p.RawAddr, "raw", "", "")
+	fs.IntVar(&p.Secrets, "secrets", 0, "")
+	fs.IntVar(&p.Writers, "writers", 0, "")
+	fs.BoolVar(&p.DefaultTransport, "default-transport", false, "")
+	fs.IntVar(&p.ExpectStatus, "expect-status", 0, "")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}

@@ -1,6 +1,7 @@
-// Command bench measures the runnerapi SDK side by side with curl and hand-written net/http clients, on loopback,
-// in one invocation: artifact upload and download, trace streaming, and the per-call overhead of Register and
-// Update. Run it from the repository root:
+// Command bench measures the runnerapi SDK side by side with curl, hand-written net/http clients and the physical
+// ceiling of a transfer, on loopback, in one invocation: artifact upload and download, trace streaming, masking
+// many secrets, many trace writers at once, an upload refused on its headers, and the per-call overhead of
+// Register and Update. Run it from the repository root:
 //
 //	go run ./internal/bench          # full mode: 1 GiB transfers, 256 MiB trace, 7 alternated runs
 //	go run ./internal/bench -quick   # CI mode: small sizes, 3 runs, well under a minute
@@ -62,7 +63,7 @@ type config struct {
 	Timeout   time.Duration `json:"-"`
 }
 
-var scenarioNames = []string{"upload", "download", "trace", "overhead"}
+var scenarioNames = []string{"upload", "download", "trace", "mask", "concurrent", "toolarge", "overhead"}
 
 func (c config) wants(name string) bool {
 	if len(c.Only) == 0 {
@@ -227,13 +228,14 @@ func writeJSON(path string, rep *report) error {
 // runHarness sets up the server, the launcher and the data, then runs the scenarios. Temporary files are removed
 // whatever happens.
 func runHarness(ctx context.Context, cfg config, stdout, stderr io.Writer) (*report, error) {
-	needCurl := cfg.wants("upload") || cfg.wants("download")
+	needCurl := cfg.wants("upload") || cfg.wants("download") || cfg.wants("toolarge")
 	var curlVersion string
 	if needCurl {
 		path, err := exec.LookPath("curl")
 		if err != nil {
 			return nil, errors.New("curl not found in PATH: it is the reference of the upload and download " +
-				"scenarios, so the harness cannot run them (install curl, e.g. apt-get install curl, or pass -only trace,overhead)")
+				"scenarios, so the harness cannot run them (install curl, e.g. apt-get install curl, or pass " +
+				"-only trace,mask,concurrent,overhead)")
 		}
 		if v, err := exec.Command(path, "--version").Output(); err == nil {
 			curlVersion, _, _ = strings.Cut(string(v), "\n")
@@ -253,7 +255,7 @@ func runHarness(ctx context.Context, cfg config, stdout, stderr io.Writer) (*rep
 	rep := &report{Config: cfg, Machine: describeMachine(), CurlVersion: curlVersion, Date: time.Now().UTC().Format(time.RFC3339),
 		Server: serverDescription, Failures: []string{}}
 
-	if cfg.wants("upload") || cfg.wants("download") {
+	if needCurl {
 		h.dataPath = filepath.Join(dir, "artifacts.zip")
 		start := time.Now()
 		if h.dataCRC, err = generateFile(h.dataPath, cfg.Size); err != nil {
@@ -294,6 +296,12 @@ func runHarness(ctx context.Context, cfg config, stdout, stderr io.Writer) (*rep
 			sr = h.runProcessScenario(ctx, h.downloadScenario())
 		case "trace":
 			sr = h.runProcessScenario(ctx, h.traceScenario())
+		case "mask":
+			sr = h.runProcessScenario(ctx, h.maskScenario())
+		case "concurrent":
+			sr = h.runProcessScenario(ctx, h.manyScenario())
+		case "toolarge":
+			sr = h.runProcessScenario(ctx, h.tooLargeScenario())
 		case "overhead":
 			sr = h.runOverhead(ctx)
 		}
@@ -373,13 +381,14 @@ func fileCRC(path string) (int64, uint32, error) {
 // processScenario describes a scenario whose contenders are processes.
 type processScenario struct {
 	Name, Title, Target string
+	Kind                scenarioKind
 	Bytes               int64
 	Contenders          []contender
 	// ThroughputFromTransfer takes MB/s from the child's own transfer time rather than its process wall time.
 	ThroughputFromTransfer bool
 	params                 func(c contender, id int64) childParams
-	// verify checks one run after the contender exited 0 and returns the requests to report.
-	verify func(p childParams, out childOutput, r *runResult) error
+	// verify checks one run of contender c after it exited 0 and returns the requests to report.
+	verify func(c contender, p childParams, out childOutput, r *runResult) error
 	// judge says whether an SDK contender meets the issue's target, given its and the reference's summaries.
 	judge func(c, ref summary) (bool, string)
 }
@@ -391,14 +400,21 @@ func (h *harness) baseParams(id int64) childParams {
 
 func (h *harness) uploadScenario() processScenario {
 	return processScenario{
-		Name: "upload", Title: fmt.Sprintf("Artifact upload of %s (POST .../artifacts, multipart)", formatBytes(h.cfg.Size)),
+		Name: "upload", Kind: kindTransfer, Title: fmt.Sprintf("Artifact upload of %s (POST .../artifacts, multipart)", formatBytes(h.cfg.Size)),
 		Target: "SDK wall time <= 1.05x curl's, SDK peak RSS < 32 MiB", Bytes: h.cfg.Size, Contenders: uploadContenders,
 		params: func(c contender, id int64) childParams {
 			p := h.baseParams(id)
 			p.Path, p.Size = h.dataPath, h.cfg.Size
 			return p
 		},
-		verify: func(p childParams, _ childOutput, r *runResult) error {
+		verify: func(c contender, p childParams, _ childOutput, r *runResult) error {
+			if c.Ceiling {
+				if got := h.srv.rawReceived.Load(); got != p.Size {
+					return fmt.Errorf("the ceiling's server received %d bytes; want %d", got, p.Size)
+				}
+				r.Note = "server counted every byte"
+				return nil
+			}
 			ups := h.srv.takeUploads()
 			if len(ups) == 0 {
 				return errors.New("the server received no upload")
@@ -420,14 +436,14 @@ func (h *harness) uploadScenario() processScenario {
 
 func (h *harness) downloadScenario() processScenario {
 	return processScenario{
-		Name: "download", Title: fmt.Sprintf("Artifact download of %s (GET .../artifacts)", formatBytes(h.cfg.Size)),
+		Name: "download", Kind: kindTransfer, Title: fmt.Sprintf("Artifact download of %s (GET .../artifacts)", formatBytes(h.cfg.Size)),
 		Target: "SDK wall time <= 1.05x curl's, SDK peak RSS < 32 MiB", Bytes: h.cfg.Size, Contenders: downloadContenders,
 		params: func(c contender, id int64) childParams {
 			p := h.baseParams(id)
 			p.Path, p.Size = filepath.Join(h.dir, fmt.Sprintf("download-%d.zip", id)), h.cfg.Size
 			return p
 		},
-		verify: func(p childParams, _ childOutput, r *runResult) error {
+		verify: func(_ contender, p childParams, _ childOutput, r *runResult) error {
 			defer os.Remove(p.Path)
 			n, crc, err := fileCRC(p.Path)
 			if err != nil {
@@ -454,16 +470,17 @@ func (h *harness) traceScenario() processScenario {
 	want := traceCRC(h.cfg.TraceSize)
 	maxReq := (h.cfg.TraceSize+tracePartSize-1)/tracePartSize + 2
 	return processScenario{
-		Name: "trace", Title: fmt.Sprintf("Trace of %s as 100-byte lines (PATCH .../trace.txt)", formatBytes(h.cfg.TraceSize)),
-		Target: fmt.Sprintf("TraceWriter MB/s >= 80%% of the ceiling's, <= %d requests; for 0 allocs per Write, the whole "+
-			"process's mallocs per line written (sender included) < 0.01. Time: the child's own, first Write to Close", maxReq),
+		Name: "trace", Kind: kindTrace, Title: fmt.Sprintf("Trace of %s as 100-byte lines (PATCH .../trace.txt)", formatBytes(h.cfg.TraceSize)),
+		Target: fmt.Sprintf("TraceWriter MB/s >= 95%% of the ceiling's and CPU per GiB (client and server) <= 1.3x its, "+
+			"<= %d requests; for 0 allocs per Write, the whole process's mallocs per line written (sender included) "+
+			"< 0.01. Time: the child's own, first Write to Close", maxReq),
 		Bytes: h.cfg.TraceSize, Contenders: traceContenders, ThroughputFromTransfer: true,
 		params: func(c contender, id int64) childParams {
 			p := h.baseParams(id)
 			p.Size = h.cfg.TraceSize
 			return p
 		},
-		verify: func(p childParams, out childOutput, r *runResult) error {
+		verify: func(_ contender, p childParams, out childOutput, r *runResult) error {
 			length, crc, accepted, rejected := h.srv.traceOf(p.ID)
 			if length != p.Size || crc != want {
 				return fmt.Errorf("the server holds %d bytes with CRC-32C %08x; want %d bytes, %08x", length, crc, p.Size, want)
@@ -476,8 +493,10 @@ func (h *harness) traceScenario() processScenario {
 			return nil
 		},
 		judge: func(c, ref summary) (bool, string) {
-			ok := c.MBps >= 0.8*ref.MBps && c.Requests <= float64(maxReq) && c.MallocsPerWrite < 0.01
-			return ok, fmt.Sprintf("%.0f%% of ceiling, %.0f requests, %.4f mallocs/line", 100*c.MBps/ref.MBps, c.Requests, c.MallocsPerWrite)
+			cpu := c.CPUPerGiB / ref.CPUPerGiB
+			ok := c.MBps >= 0.95*ref.MBps && cpu <= 1.3 && c.Requests <= float64(maxReq) && c.MallocsPerWrite < 0.01
+			return ok, fmt.Sprintf("%.0f%% of ceiling, %.2fx its CPU, %.0f requests, %.4f mallocs/line",
+				100*c.MBps/ref.MBps, cpu, c.Requests, c.MallocsPerWrite)
 		},
 	}
 }
@@ -491,10 +510,15 @@ func judgeTransfer(c, ref summary) (bool, string) {
 // runProcessScenario runs every contender cfg.Runs times (after cfg.Warmup unmeasured rounds), alternating them
 // run by run: A B A B ...
 func (h *harness) runProcessScenario(ctx context.Context, sc processScenario) *scenarioResult {
-	sr := &scenarioResult{Name: sc.Name, Title: sc.Title, Target: sc.Target, Bytes: sc.Bytes,
+	sr := &scenarioResult{Name: sc.Name, Kind: sc.Kind, Title: sc.Title, Target: sc.Target, Bytes: sc.Bytes,
 		ThroughputFromTransfer: sc.ThroughputFromTransfer}
-	for _, c := range sc.Contenders {
-		sr.Contenders = append(sr.Contenders, &contenderResult{Name: c.Name, Ref: c.Ref, SDK: c.SDK})
+	judges := make([]func(c, ref summary) (bool, string), len(sc.Contenders))
+	for i, c := range sc.Contenders {
+		sr.Contenders = append(sr.Contenders, &contenderResult{Name: c.Name, Ref: c.Ref, SDK: c.SDK, Ceiling: c.Ceiling})
+		judges[i] = sc.judge
+		if c.judge != nil {
+			judges[i] = c.judge
+		}
 	}
 	for round := -h.cfg.Warmup; round < h.cfg.Runs; round++ {
 		for i, c := range sc.Contenders {
@@ -522,7 +546,7 @@ func (h *harness) runProcessScenario(ctx context.Context, sc processScenario) *s
 				float64(r.WallNS)/1e9, float64(r.MaxRSSKiB)/1024)
 		}
 	}
-	summarize(sr, sc.judge)
+	summarize(sr, judges)
 	return sr
 }
 
@@ -530,6 +554,9 @@ func (h *harness) runProcessScenario(ctx context.Context, sc processScenario) *s
 func (h *harness) runOnce(ctx context.Context, sc processScenario, c contender) (runResult, error) {
 	h.nextID++
 	p := sc.params(c, h.nextID)
+	if c.Ceiling {
+		p.RawAddr = h.srv.rawAddr
+	}
 	argv := p.argv(h.exe, c.Child)
 	if c.Argv != nil {
 		argv = c.Argv(p)
@@ -542,7 +569,7 @@ func (h *harness) runOnce(ctx context.Context, sc processScenario, c contender) 
 		return runResult{}, err
 	}
 	r := runResult{command: strings.Join(redactArgv(argv, h.exe), " "), WallNS: res.WallNS, MaxRSSKiB: res.MaxRSSKiB, ClientCPUNS: res.UserNS + res.SysNS,
-		ServerCPUNS: (cpu1 - cpu0).Nanoseconds(), Requests: h.srv.requests.Load()}
+		ServerCPUNS: (cpu1 - cpu0).Nanoseconds(), Requests: h.srv.requests.Load(), Conns: h.srv.conns.Load(), stdout: res.Stdout}
 	if res.ExitCode != 0 || res.Err != "" {
 		return r, fmt.Errorf("exit %d %s: %s", res.ExitCode, res.Err, firstLines(res.Stderr, 5))
 	}
@@ -560,7 +587,7 @@ func (h *harness) runOnce(ctx context.Context, sc processScenario, c contender) 
 		}
 	}
 	note := r.Note
-	if err := sc.verify(p, out, &r); err != nil {
+	if err := sc.verify(c, p, out, &r); err != nil {
 		return r, fmt.Errorf("verification: %w", err)
 	}
 	if note != "" && note != r.Note {
@@ -614,8 +641,8 @@ func firstLines(s string, n int) string {
 // runOverhead measures Register and Update through the SDK and by hand in one child, alternating within each
 // round, and checks at the server that both clients sent byte-identical requests.
 func (h *harness) runOverhead(ctx context.Context) *scenarioResult {
-	sr := &scenarioResult{Name: "overhead", Title: "Per-call overhead of Register and Update (testing.Benchmark, -benchtime " + h.cfg.BenchTime + ")",
-		Target: "SDK time/op <= 1.2x the hand-written client's"}
+	sr := &scenarioResult{Name: "overhead", Kind: kindOverhead, Title: "Per-call overhead of Register and Update (testing.Benchmark, -benchtime " + h.cfg.BenchTime + ")",
+		Target: "SDK time/op <= 1.05x the hand-written client's"}
 	fail := func(format string, args ...any) *scenarioResult {
 		sr.Failures = append(sr.Failures, "overhead: "+fmt.Sprintf(format, args...))
 		return sr

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"fmt"
 	"io"
 	"os"
@@ -33,8 +34,21 @@ type machine struct {
 	GOOSARCH  string `json:"goos_goarch"`
 }
 
+// scenarioKind says how a scenario's table is laid out.
+type scenarioKind string
+
+const (
+	kindTransfer scenarioKind = "transfer"
+	kindTrace    scenarioKind = "trace"
+	kindMask     scenarioKind = "mask"
+	kindMany     scenarioKind = "concurrent"
+	kindTooLarge scenarioKind = "toolarge"
+	kindOverhead scenarioKind = "overhead"
+)
+
 type scenarioResult struct {
 	Name                   string             `json:"name"`
+	Kind                   scenarioKind       `json:"kind"`
 	Title                  string             `json:"title"`
 	Target                 string             `json:"target"`
 	Bytes                  int64              `json:"bytes,omitempty"`
@@ -50,6 +64,7 @@ type contenderResult struct {
 	Name    string      `json:"name"`
 	Ref     bool        `json:"reference,omitempty"`
 	SDK     bool        `json:"sdk,omitempty"`
+	Ceiling bool        `json:"ceiling,omitempty"`
 	Command string      `json:"command"`
 	Runs    []runResult `json:"runs"`
 	Error   string      `json:"error,omitempty"`
@@ -59,11 +74,13 @@ type contenderResult struct {
 // runResult is one measured run of one contender.
 type runResult struct {
 	command     string
+	stdout      string
 	WallNS      int64  `json:"wall_ns"`
 	MaxRSSKiB   int64  `json:"maxrss_kib"`
 	ClientCPUNS int64  `json:"client_cpu_ns"`
 	ServerCPUNS int64  `json:"server_cpu_ns"`
 	Requests    int64  `json:"requests"`
+	Conns       int64  `json:"connections_opened"`
 	TransferNS  int64  `json:"transfer_ns,omitempty"`
 	Mallocs     int64  `json:"mallocs,omitempty"`
 	Writes      int64  `json:"writes,omitempty"`
@@ -80,8 +97,17 @@ type summary struct {
 	ServerCPU       float64 `json:"median_server_cpu_fraction"`
 	ClientCPU       float64 `json:"median_client_cpu_fraction"`
 	MallocsPerWrite float64 `json:"mallocs_per_write,omitempty"`
-	Ratio           float64 `json:"ratio"`
-	Target          string  `json:"target,omitempty"`
+	// CPUPerGiB is the median of the run's CPU seconds, client's and server's, per GiB of the scenario's bytes.
+	CPUPerGiB float64 `json:"cpu_s_per_gib"`
+	// Conns is the median count of connections the server saw opened; ConnsPer1000 the same per 1,000 requests.
+	Conns        float64 `json:"median_connections_opened"`
+	ConnsPer1000 float64 `json:"connections_per_1000_requests"`
+	Ratio        float64 `json:"ratio"`
+	// CPURatio is CPUPerGiB over the reference's (transfers: over the physical ceiling's).
+	CPURatio float64 `json:"cpu_ratio,omitempty"`
+	// CeilingRatio is a transfer's wall time over the physical ceiling's.
+	CeilingRatio float64 `json:"ceiling_ratio,omitempty"`
+	Target       string  `json:"target,omitempty"`
 }
 
 type overheadSummary struct {
@@ -116,9 +142,10 @@ func medianOf(runs []runResult, f func(runResult) float64) float64 {
 }
 
 // summarize computes each contender's summary and its ratio to the reference: wall time for transfers, MB/s for
-// the trace (ThroughputFromTransfer).
-func summarize(sr *scenarioResult, judge func(c, ref summary) (bool, string)) {
-	var ref *summary
+// the trace (ThroughputFromTransfer); CPU per GiB against the physical ceiling when the scenario has one, or the
+// reference. judges[i], when not nil, judges SDK contender i.
+func summarize(sr *scenarioResult, judges []func(c, ref summary) (bool, string)) {
+	var ref, ceiling *summary
 	for _, c := range sr.Contenders {
 		if len(c.Runs) == 0 {
 			continue
@@ -129,6 +156,15 @@ func summarize(sr *scenarioResult, judge func(c, ref summary) (bool, string)) {
 			Requests:   medianOf(c.Runs, func(r runResult) float64 { return float64(r.Requests) }),
 			ServerCPU:  medianOf(c.Runs, func(r runResult) float64 { return float64(r.ServerCPUNS) / float64(r.WallNS) }),
 			ClientCPU:  medianOf(c.Runs, func(r runResult) float64 { return float64(r.ClientCPUNS) / float64(r.WallNS) }),
+			Conns:      medianOf(c.Runs, func(r runResult) float64 { return float64(r.Conns) }),
+		}
+		if sr.Bytes > 0 {
+			s.CPUPerGiB = medianOf(c.Runs, func(r runResult) float64 {
+				return float64(r.ClientCPUNS+r.ServerCPUNS) / 1e9 / (float64(sr.Bytes) / (1 << 30))
+			})
+		}
+		if s.Requests > 0 {
+			s.ConnsPer1000 = medianOf(c.Runs, func(r runResult) float64 { return 1000 * float64(r.Conns) / float64(max(r.Requests, 1)) })
 		}
 		for _, r := range c.Runs {
 			s.PeakRSSKiB = max(s.PeakRSSKiB, r.MaxRSSKiB)
@@ -147,13 +183,23 @@ func summarize(sr *scenarioResult, judge func(c, ref summary) (bool, string)) {
 		if c.Ref {
 			ref = s
 		}
+		if c.Ceiling {
+			ceiling = s
+		}
 	}
-	if ref == nil {
-		return
-	}
-	for _, c := range sr.Contenders {
+	cpuRef := cmp.Or(ceiling, ref)
+	for i, c := range sr.Contenders {
 		s := c.Summary
 		if s == nil {
+			continue
+		}
+		if cpuRef != nil && cpuRef.CPUPerGiB > 0 {
+			s.CPURatio = s.CPUPerGiB / cpuRef.CPUPerGiB
+		}
+		if ceiling != nil {
+			s.CeilingRatio = s.WallNS / ceiling.WallNS
+		}
+		if ref == nil {
 			continue
 		}
 		if sr.ThroughputFromTransfer {
@@ -161,8 +207,8 @@ func summarize(sr *scenarioResult, judge func(c, ref summary) (bool, string)) {
 		} else {
 			s.Ratio = s.WallNS / ref.WallNS
 		}
-		if c.SDK && judge != nil {
-			ok, why := judge(*s, *ref)
+		if c.SDK && i < len(judges) && judges[i] != nil {
+			ok, why := judges[i](*s, *ref)
 			s.Target = verdict(ok) + " (" + why + ")"
 		}
 	}
@@ -216,7 +262,7 @@ func summarizeOverhead(sr *scenarioResult) {
 		if ref := refNs[s.Call]; ref > 0 {
 			s.Ratio = s.NsPerOp / ref
 			if s.Client == overheadSDK {
-				s.Target = verdict(s.Ratio <= 1.2)
+				s.Target = verdict(s.Ratio <= 1.05)
 			}
 		}
 	}
@@ -284,39 +330,67 @@ func printScenario(w io.Writer, sr *scenarioResult) {
 	fmt.Fprintf(w, "\n== %s: %s\n", sr.Name, sr.Title)
 	fmt.Fprintf(w, "   target: %s\n", sr.Target)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	switch {
-	case sr.Name == "overhead":
+	row := func(c *contenderResult, cells func(s *summary) string) {
+		if s := c.Summary; s != nil {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t\n", c.Name, cells(s), s.Target)
+		} else {
+			fmt.Fprintf(tw, "%s\tFAILED\t\n", c.Name)
+		}
+	}
+	rss := func(s *summary) string { return fmt.Sprintf("%.1f", float64(s.PeakRSSKiB)/1024) }
+	switch sr.Kind {
+	case kindOverhead:
 		fmt.Fprintln(tw, "call\tclient\tns/op\tallocs/op\tB/op\tx hand-written\ttarget\t")
 		for _, s := range sr.Overhead {
 			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%.0f\t%.3f\t%s\t\n", s.Call, s.Client, s.NsPerOp, s.AllocsPerOp, s.BytesPerOp, s.Ratio, s.Target)
 		}
-	case sr.ThroughputFromTransfer:
-		fmt.Fprintln(tw, "contender\ttime\tMB/s\tx ceiling\trequests\tmallocs/line\tpeak RSS MiB\tsrv CPU\truns (s)\ttarget\t")
+	case kindTrace, kindMask:
+		against := "x ceiling"
+		if sr.Kind == kindMask {
+			against = "x 1 secret"
+		}
+		fmt.Fprintf(tw, "contender\ttime\tMB/s\t%s\tCPU s/GiB\tCPU %s\trequests\tmallocs/line\tpeak RSS MiB\tsrv CPU\truns (s)\ttarget\t\n", against, against)
 		for _, c := range sr.Contenders {
-			if s := c.Summary; s != nil {
-				fmt.Fprintf(tw, "%s\t%.3fs\t%.0f\t%.3f\t%.0f\t%.4f\t%.1f\t%.0f%%\t%s\t%s\t\n", c.Name, s.TransferNS/1e9, s.MBps, s.Ratio,
-					s.Requests, s.MallocsPerWrite, float64(s.PeakRSSKiB)/1024, 100*s.ServerCPU, runList(c.Runs, true), s.Target)
-			} else {
-				fmt.Fprintf(tw, "%s\tFAILED\t\t\t\t\t\t\t\t\t\n", c.Name)
-			}
+			row(c, func(s *summary) string {
+				return fmt.Sprintf("%.3fs\t%.0f\t%.3f\t%.2f\t%.2f\t%.0f\t%.4f\t%s\t%.0f%%\t%s", s.TransferNS/1e9, s.MBps, s.Ratio,
+					s.CPUPerGiB, s.CPURatio, s.Requests, s.MallocsPerWrite, rss(s), 100*s.ServerCPU, runList(c.Runs, true))
+			})
+		}
+	case kindMany:
+		fmt.Fprintln(tw, "contender\ttime\tMB/s\tx 1 writer\tCPU s/GiB\trequests\tconnections\tper 1000 requests\tpeak RSS MiB\truns (s)\ttarget\t")
+		for _, c := range sr.Contenders {
+			row(c, func(s *summary) string {
+				return fmt.Sprintf("%.3fs\t%.0f\t%.3f\t%.2f\t%.0f\t%.0f\t%.1f\t%s\t%s", s.TransferNS/1e9, s.MBps, s.Ratio,
+					s.CPUPerGiB, s.Requests, s.Conns, s.ConnsPer1000, rss(s), runList(c.Runs, true))
+			})
+		}
+	case kindTooLarge:
+		fmt.Fprintln(tw, "contender\ttime to the error\tx curl\tthe call alone\tpeak RSS MiB\tclient CPU\truns (s)\ttarget\t")
+		for _, c := range sr.Contenders {
+			row(c, func(s *summary) string {
+				call := "-"
+				if s.TransferNS > 0 {
+					call = fmt.Sprintf("%.4fs", s.TransferNS/1e9)
+				}
+				return fmt.Sprintf("%.4fs\t%.3f\t%s\t%s\t%.0f%%\t%s", s.WallNS/1e9, s.Ratio, call, rss(s), 100*s.ClientCPU, runList(c.Runs, false))
+			})
 		}
 	default:
-		fmt.Fprintln(tw, "contender\twall\tMB/s\tx curl\tpeak RSS MiB\trequests\tsrv CPU\tclient CPU\truns (s)\ttarget\t")
+		fmt.Fprintln(tw, "contender\twall\tMB/s\tx curl\tx ceiling\tCPU s/GiB\tCPU x ceiling\tpeak RSS MiB\trequests\tsrv CPU\tclient CPU\truns (s)\ttarget\t")
 		for _, c := range sr.Contenders {
-			if s := c.Summary; s != nil {
-				fmt.Fprintf(tw, "%s\t%.3fs\t%.0f\t%.3f\t%.1f\t%.0f\t%.0f%%\t%.0f%%\t%s\t%s\t\n", c.Name, s.WallNS/1e9, s.MBps, s.Ratio,
-					float64(s.PeakRSSKiB)/1024, s.Requests, 100*s.ServerCPU, 100*s.ClientCPU, runList(c.Runs, false), s.Target)
-			} else {
-				fmt.Fprintf(tw, "%s\tFAILED\t\t\t\t\t\t\t\t\t\n", c.Name)
-			}
+			row(c, func(s *summary) string {
+				return fmt.Sprintf("%.3fs\t%.0f\t%.3f\t%.3f\t%.2f\t%.2f\t%s\t%.0f\t%.0f%%\t%.0f%%\t%s", s.WallNS/1e9, s.MBps, s.Ratio,
+					s.CeilingRatio, s.CPUPerGiB, s.CPURatio, rss(s), s.Requests, 100*s.ServerCPU, 100*s.ClientCPU, runList(c.Runs, false))
+			})
 		}
 	}
 	_ = tw.Flush()
-	if sr.Name != "overhead" {
+	if sr.Kind != kindOverhead {
 		for _, c := range sr.Contenders {
 			fmt.Fprintf(w, "   %s: %s\n", c.Name, c.Command)
 		}
-		fmt.Fprintln(w, "   MB/s is 10^6 bytes per second; srv/client CPU are CPU time over wall time (100% = one core)")
+		fmt.Fprintln(w, "   MB/s is 10^6 bytes per second; srv/client CPU are CPU time over wall time (100% = one core); CPU s/GiB\n"+
+			"   is the client's and the server's CPU seconds together per GiB of the scenario's bytes")
 	} else if len(sr.SameRequest) > 0 {
 		fmt.Fprintf(w, "   verified at the server: both clients sent byte-identical %s requests (method, path, headers, body)\n",
 			strings.Join(sr.SameRequest, " and "))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"runtime"
 	"time"
@@ -31,6 +32,20 @@ func checkUploaded(b *runnerapi.Build, size int64) error {
 	return nil
 }
 
+// expectRefused turns the refusal the toolarge scenario expects into a success, timed from start, and anything
+// else into a failure.
+func expectRefused(err error, status int, start time.Time) (childOutput, error) {
+	elapsed := time.Since(start)
+	var er *runnerapi.ErrorResponse
+	if !errors.As(err, &er) || er.StatusCode != status {
+		return childOutput{}, fmt.Errorf("upload: want an error with status %d, got %v", status, err)
+	}
+	if status == http.StatusRequestEntityTooLarge && !errors.Is(err, runnerapi.ErrTooLarge) {
+		return childOutput{}, fmt.Errorf("upload: a 413 that is not ErrTooLarge: %v", err)
+	}
+	return childOutput{TransferNS: elapsed.Nanoseconds(), Note: fmt.Sprintf("refused after %v", elapsed.Round(time.Microsecond))}, nil
+}
+
 // childSDKUploadFile uploads with UploadFile: known size, exact Content-Length, a reopenable body.
 func childSDKUploadFile(ctx context.Context, p childParams) (childOutput, error) {
 	c, err := sdkClient(p)
@@ -39,6 +54,9 @@ func childSDKUploadFile(ctx context.Context, p childParams) (childOutput, error)
 	}
 	start := time.Now()
 	b, _, err := c.Artifacts.UploadFile(ctx, p.ID, p.Path, nil)
+	if p.ExpectStatus != 0 {
+		return expectRefused(err, p.ExpectStatus, start)
+	}
 	if err != nil {
 		return childOutput{}, err
 	}
@@ -63,6 +81,9 @@ func childSDKUploadStream(ctx context.Context, p childParams) (childOutput, erro
 	start := time.Now()
 	// struct{ io.Reader } hides *os.File, so the SDK cannot learn the size or reopen the body.
 	b, _, err := c.Artifacts.Upload(ctx, p.ID, struct{ io.Reader }{f}, &runnerapi.UploadOptions{Filename: "artifacts.zip"})
+	if p.ExpectStatus != 0 {
+		return expectRefused(err, p.ExpectStatus, start)
+	}
 	if err != nil {
 		return childOutput{}, err
 	}

@@ -26,9 +26,13 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // serverDescription says what the server does with the bytes it is sent, for the report.
 const serverDescription = "in-process net/http on 127.0.0.1; upload: streams the multipart `file` part through " +
-	"CRC-32C (512 KiB reads, no copy kept) and compares size and CRC with the source; download: http.ServeContent " +
-	"from the generated file on disk (sendfile); trace: checks Content-Range against its length counter, CRC-32Cs " +
-	"the body, discards it; register/update: fixed answers"
+	"CRC-32C (512 KiB reads, no copy kept) and compares size and CRC with the source, and answers 413 on the " +
+	"headers for builds from 2^40 on; download: http.ServeContent from the generated file on disk (sendfile); " +
+	"trace: checks Content-Range against its length counter, CRC-32Cs the body, discards it; register/update: " +
+	"fixed answers; the physical ceiling: a raw TCP socket that discards (upload) or sendfiles the file (download)"
+
+// tooLargeFirstID is the first build id whose artifact upload the server refuses with a 413 (toolarge.go).
+const tooLargeFirstID = 1 << 40
 
 // uploadBufSize is the server's read size for upload bodies: large reads keep its syscalls few.
 const uploadBufSize = 512 << 10
@@ -42,9 +46,14 @@ type benchServer struct {
 	registerJSON []byte
 
 	requests atomic.Int64 // every request since the last reset
+	conns    atomic.Int64 // connections opened since the last reset
+	// rawAddr is the physical ceiling's listener (ceiling.go); rawReceived what its last upload brought.
+	rawAddr     string
+	rawReceived atomic.Int64
 
 	mu         sync.Mutex
 	uploads    []uploadRecord
+	refused    []int64 // builds whose upload was answered 413 without reading the body
 	traces     map[int64]*traceState
 	signatures map[string]int // register/update request shapes, to prove two clients sent the same request
 	problems   []string       // requests the server refused, for the report
@@ -128,16 +137,29 @@ func (s *benchServer) start() (baseURL string, stop func(), err error) {
 	if err != nil {
 		return "", nil, err
 	}
-	srv := &http.Server{Handler: s.handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: s.handler(), ReadHeaderTimeout: 10 * time.Second,
+		ConnState: func(_ net.Conn, st http.ConnState) {
+			if st == http.StateNew {
+				s.conns.Add(1)
+			}
+		}}
 	go func() { _ = srv.Serve(ln) }()
-	return "http://" + ln.Addr().String(), func() { _ = srv.Close() }, nil
+	stopRaw, err := s.startRaw()
+	if err != nil {
+		_ = srv.Close()
+		return "", nil, err
+	}
+	return "http://" + ln.Addr().String(), func() { _ = srv.Close(); stopRaw() }, nil
 }
 
 // resetRun clears what the server counts for one run.
 func (s *benchServer) resetRun() {
 	s.requests.Store(0)
+	s.conns.Store(0)
+	s.rawReceived.Store(-1)
 	s.mu.Lock()
 	s.uploads = nil
+	s.refused = nil
 	s.signatures = make(map[string]int)
 	s.problems = nil
 	s.mu.Unlock()
@@ -147,6 +169,12 @@ func (s *benchServer) takeUploads() []uploadRecord {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]uploadRecord(nil), s.uploads...)
+}
+
+func (s *benchServer) takeRefused() []int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]int64(nil), s.refused...)
 }
 
 func (s *benchServer) takeProblems() []string {
@@ -289,6 +317,14 @@ func (s *benchServer) upload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !s.checkBuildToken(w, r) {
+		return
+	}
+	if id >= tooLargeFirstID {
+		// As a coordinator or its proxy refusing a body over its limit: on the headers, without reading it.
+		s.mu.Lock()
+		s.refused = append(s.refused, id)
+		s.mu.Unlock()
+		writeJSONStatus(w, http.StatusRequestEntityTooLarge, `{"message":"413 Request Entity Too Large"}`)
 		return
 	}
 	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))

@@ -1,0 +1,29 @@
+package runnerapi
+
+import (
+	"net/http"
+	"sync"
+)
+
+// defaultMaxIdleConnsPerHost is how many idle connections to one coordinator the default client keeps for reuse.
+// A runner sends at most about two requests per build at once (a trace part, and an update or an artifact
+// transfer), so 256 covers 128 concurrent builds; a connection is only ever opened when a request finds none idle,
+// so the pool never holds more than the peak of requests in flight, and idle ones close after IdleConnTimeout.
+// http.DefaultTransport keeps 2, which under concurrency closes and reopens a connection (a TLS handshake behind
+// HTTPS) for most requests.
+const defaultMaxIdleConnsPerHost = 256
+
+// sharedTransport is the transport of every client NewClient makes without WithHTTPClient: one pool, so that
+// clients for the same coordinator (one per runner token, say) share their connections.
+var sharedTransport = sync.OnceValue(newDefaultTransport)
+
+// newDefaultTransport is http.DefaultTransport with room for a runner's concurrency. The clone keeps the rest of
+// its settings: proxies from the environment, HTTP/2 over TLS, and ExpectContinueTimeout, which lets a refused
+// upload be answered before its body is sent.
+func newDefaultTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = defaultMaxIdleConnsPerHost
+	// The per-host bound is the one that matters; a total below it (http.DefaultTransport has 100) would undo it.
+	t.MaxIdleConns = 0
+	return t
+}

@@ -1,0 +1,211 @@
+package runnerapi
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// roundBarrier holds every request of a round until all n of them have arrived, so that each round really has n
+// requests in flight at once: the case where a pool too small for the concurrency closes and reopens connections.
+type roundBarrier struct {
+	n, rounds int
+	mu        sync.Mutex
+	arrived   int
+	released  []chan struct{}
+}
+
+func newRoundBarrier(n, rounds int) *roundBarrier {
+	b := &roundBarrier{n: n, rounds: rounds}
+	for range rounds {
+		b.released = append(b.released, make(chan struct{}))
+	}
+	return b
+}
+
+// wait blocks the request until its round is complete; requests after the last round pass at once.
+func (b *roundBarrier) wait() error {
+	b.mu.Lock()
+	round := b.arrived / b.n
+	b.arrived++
+	if round < b.rounds && b.arrived%b.n == 0 {
+		close(b.released[round])
+	}
+	b.mu.Unlock()
+	if round >= b.rounds {
+		return nil
+	}
+	select {
+	case <-b.released[round]:
+		return nil
+	case <-time.After(time.Minute): // a generous deadline, only so that a broken test ends
+		return fmt.Errorf("round %d never filled", round)
+	}
+}
+
+// connCountingServer answers Update and trace PATCHes, and counts the TCP connections clients open to it.
+func connCountingServer(t *testing.T, barrier *roundBarrier) (srv *httptest.Server, opened *atomic.Int64) {
+	t.Helper()
+	opened = new(atomic.Int64)
+	var mu sync.Mutex
+	traces := map[string]int64{}
+	srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := barrier.wait(); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		switch r.Method {
+		case http.MethodPut:
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte("true"))
+		case http.MethodPatch:
+			start, end, _ := strings.Cut(r.Header.Get("Content-Range"), "-")
+			from, _ := strconv.ParseInt(start, 10, 64)
+			to, _ := strconv.ParseInt(end, 10, 64)
+			mu.Lock()
+			defer mu.Unlock()
+			if from != traces[r.URL.Path] {
+				w.Header().Set("Range", "0-"+strconv.FormatInt(traces[r.URL.Path], 10))
+				w.WriteHeader(http.StatusRequestedRangeNotSatisfiable)
+				return
+			}
+			traces[r.URL.Path] = to
+			w.Header().Set("Range", "0-"+strconv.FormatInt(to, 10))
+			w.WriteHeader(http.StatusAccepted)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			opened.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv, opened
+}
+
+// TestDefaultClientReusesConnections: n callers at once, round after round, through the default client open about
+// one connection each, not one per request (http.DefaultTransport keeps only 2 idle connections per host).
+func TestDefaultClientReusesConnections(t *testing.T) {
+	const n, rounds = 32, 10
+	// A little room over n: a caller may start its next request a moment before its connection is back in the
+	// pool, and the connection dialled meanwhile is kept and reused too.
+	const bound = n + n/4
+	for name, each := range map[string]func(ctx context.Context, c *Client, id int64) error{
+		"updates": func(ctx context.Context, c *Client, id int64) error {
+			_, err := c.Builds.Update(ctx, id, &UpdateOptions{State: StateRunning})
+			return err
+		},
+		"trace writers": func(ctx context.Context, c *Client, id int64) error {
+			w, err := c.NewTraceWriter(ctx, id, nil)
+			if err != nil {
+				return err
+			}
+			for i := range rounds {
+				if _, err := fmt.Fprintf(w, "line %d\n", i); err != nil {
+					return err
+				}
+				if err := w.Flush(ctx); err != nil {
+					return err
+				}
+			}
+			return w.Close()
+		},
+	} {
+		// Updates are made a round at a time, every caller waiting for the others between rounds, so that all
+		// connections fall idle together; each trace writer's own sender makes its rounds.
+		calls := rounds
+		if name != "updates" {
+			calls = 1
+		}
+		t.Run(name, func(t *testing.T) {
+			srv, opened := connCountingServer(t, newRoundBarrier(n, rounds))
+			c, err := NewClient(srv.URL, WithRunnerToken("runner-token"), WithBuildToken("build-token"), WithoutRetries())
+			require.NoError(t, err)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			errs := make(chan error, n)
+			for range calls {
+				for i := range n {
+					go func() { errs <- each(ctx, c, int64(i+1)) }()
+				}
+				for range n {
+					require.NoError(t, <-errs)
+				}
+			}
+			t.Logf("%d connections opened", opened.Load())
+			assert.LessOrEqual(t, opened.Load(), int64(bound), "connections opened for %d requests from %d callers", n*rounds, n)
+		})
+	}
+}
+
+// TestDefaultTransport: the default client's transport is its own clone of http.DefaultTransport, with a pool sized
+// for concurrency and everything else kept.
+func TestDefaultTransport(t *testing.T) {
+	c, err := NewClient("https://gitlab.example.com")
+	require.NoError(t, err)
+	tr, ok := c.httpClient.Transport.(*http.Transport)
+	require.True(t, ok, "%T", c.httpClient.Transport)
+	def := http.DefaultTransport.(*http.Transport)
+	assert.NotSame(t, def, tr, "http.DefaultTransport is not modified in place")
+	assert.Equal(t, 0, def.MaxIdleConnsPerHost, "http.DefaultTransport is left as it was")
+	assert.Equal(t, defaultMaxIdleConnsPerHost, tr.MaxIdleConnsPerHost)
+	assert.Zero(t, tr.MaxIdleConns, "no total below the per-host bound")
+	assert.Equal(t, def.ExpectContinueTimeout, tr.ExpectContinueTimeout, "uploads refused on their headers rely on it")
+	assert.Positive(t, tr.ExpectContinueTimeout)
+	assert.Equal(t, def.IdleConnTimeout, tr.IdleConnTimeout)
+	assert.True(t, tr.ForceAttemptHTTP2)
+	require.NotNil(t, tr.Proxy)
+	assert.Equal(t, reflect.ValueOf(http.ProxyFromEnvironment).Pointer(), reflect.ValueOf(tr.Proxy).Pointer(),
+		"proxies come from the environment")
+
+	c2, err := NewClient("https://other.example.com")
+	require.NoError(t, err)
+	assert.Same(t, tr, c2.httpClient.Transport, "default clients share one pool")
+}
+
+// TestDefaultTransportSpeaksHTTP2: the clone still negotiates HTTP/2 over TLS, as http.DefaultTransport does.
+func TestDefaultTransportSpeaksHTTP2(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = fmt.Fprint(w, r.Proto)
+	}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	defer srv.Close()
+	tr := newDefaultTransport()
+	defer tr.CloseIdleConnections()
+	tr.TLSClientConfig = &tls.Config{RootCAs: srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs, MinVersion: tls.VersionTLS12}
+	resp, err := (&http.Client{Transport: tr}).Get(srv.URL)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	assert.Equal(t, 2, resp.ProtoMajor)
+}
+
+// TestWithHTTPClientKeepsCallersTransport: a caller's client keeps exactly its transport, untouched, even none.
+func TestWithHTTPClientKeepsCallersTransport(t *testing.T) {
+	tr := &http.Transport{MaxIdleConnsPerHost: 3}
+	c, err := NewClient("https://gitlab.example.com", WithHTTPClient(&http.Client{Transport: tr}))
+	require.NoError(t, err)
+	assert.Same(t, tr, c.httpClient.Transport)
+	assert.Equal(t, 3, tr.MaxIdleConnsPerHost)
+	assert.Zero(t, tr.MaxIdleConns)
+
+	c, err = NewClient("https://gitlab.example.com", WithHTTPClient(&http.Client{}))
+	require.NoError(t, err)
+	assert.Nil(t, c.httpClient.Transport, "a client without a transport keeps using http.DefaultTransport")
+}
