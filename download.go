@@ -276,8 +276,12 @@ func (d *downloader) get() (*http.Response, error) {
 	start := time.Now()
 	hr, err := c.httpClient.Do(req)
 	if err != nil {
+		// A redirect the SDK refuses is met again by every attempt: it is no TransportError, which is transient.
+		var re *redirectError
 		if ctxErr := d.ctx.Err(); ctxErr != nil {
 			err = fmt.Errorf("runnerapi: GET %s: %w", d.url, ctxErr)
+		} else if errors.As(err, &re) {
+			err = fmt.Errorf("runnerapi: GET %s: %w", d.url, re)
 		} else {
 			err = &TransportError{Method: http.MethodGet, URL: d.url, Err: redactError(err)}
 		}
