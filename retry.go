@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -22,21 +23,34 @@ type RetryPolicy struct {
 	BaseDelay time.Duration
 	// MaxDelay caps the backoff ceiling.
 	MaxDelay time.Duration
-	// MaxRetryAfter caps how long a Retry-After header can make a call wait; zero ignores Retry-After.
+	// MaxRetryAfter caps how long a Retry-After header can make a call wait before its jitter; zero ignores
+	// Retry-After. After a Retry-After of R (capped), the wait is R plus a jitter drawn uniformly below S, where S is
+	// R but at least a second (both forms of Retry-After count whole seconds), capped by MaxRetryAfter too: runners
+	// refused together come back spread over S, not in the same instant. So the wait never exceeds twice
+	// MaxRetryAfter, and never falls below the backoff the retry would have had anyway.
 	MaxRetryAfter time.Duration
 }
 
 // DefaultRetryPolicy is the policy of a client made without WithRetryPolicy: up to 4 retries, backoff from 250ms to
-// 15s, Retry-After honoured up to a minute.
+// 15s, Retry-After honoured up to a minute (and spread over as long again at most).
 func DefaultRetryPolicy() RetryPolicy {
 	return RetryPolicy{MaxRetries: 4, BaseDelay: 250 * time.Millisecond, MaxDelay: 15 * time.Second, MaxRetryAfter: time.Minute}
 }
 
 // backoff returns the wait before retry n (1 for the first retry). A positive retryAfter, the coordinator's own
-// request, lengthens the computed backoff to it, capped by MaxRetryAfter; it never shortens it, so a policy
-// without MaxRetryAfter does not answer "wait two minutes" by retrying at once.
+// request, lengthens the computed backoff to it plus its jitter, as MaxRetryAfter's documentation says; it never
+// shortens it, so a policy without MaxRetryAfter does not answer "wait two minutes" by retrying at once.
 func (p RetryPolicy) backoff(n int, retryAfter time.Duration) time.Duration {
-	return max(p.jitter(n), min(retryAfter, p.MaxRetryAfter))
+	wait := p.jitter(n)
+	if retryAfter <= 0 || p.MaxRetryAfter <= 0 {
+		return wait
+	}
+	asked := min(retryAfter, p.MaxRetryAfter)
+	extra := rand.N(min(max(asked, time.Second), p.MaxRetryAfter))
+	if asked > math.MaxInt64-extra {
+		return math.MaxInt64
+	}
+	return max(wait, asked+extra)
 }
 
 // jitter draws the computed backoff before retry n: uniform below a ceiling that doubles from BaseDelay.

@@ -270,10 +270,25 @@ func TestRetryPolicyBackoff(t *testing.T) {
 	}
 	assert.Greater(t, len(distinct), 1)
 
-	// Retry-After is honoured up to the cap, and never shortens the computed wait.
-	assert.Equal(t, 3*time.Second, p.backoff(1, 3*time.Second))
-	assert.Equal(t, 5*time.Second, p.backoff(1, time.Hour))
+	// Retry-After is honoured up to the cap, plus a jitter of up to as long again, and never shortens the
+	// computed wait.
+	for range 50 {
+		assert.GreaterOrEqual(t, p.backoff(1, 3*time.Second), 3*time.Second)
+		assert.Less(t, p.backoff(1, 3*time.Second), 6*time.Second)
+		assert.GreaterOrEqual(t, p.backoff(1, time.Hour), 5*time.Second)
+		assert.Less(t, p.backoff(1, time.Hour), 10*time.Second)
+		// Below a second (an HTTP date in the next second), the jitter still spans a second.
+		assert.GreaterOrEqual(t, p.backoff(1, 200*time.Millisecond), 200*time.Millisecond)
+		assert.Less(t, p.backoff(1, 200*time.Millisecond), 1200*time.Millisecond)
+	}
 	assert.GreaterOrEqual(t, p.backoff(10, time.Nanosecond), time.Nanosecond)
+	// The jitter is capped by MaxRetryAfter as well.
+	short := RetryPolicy{MaxRetries: 1, MaxRetryAfter: 30 * time.Millisecond}
+	for range 50 {
+		d := short.backoff(1, time.Second)
+		assert.GreaterOrEqual(t, d, 30*time.Millisecond)
+		assert.Less(t, d, 60*time.Millisecond)
+	}
 
 	// A policy without MaxRetryAfter ignores Retry-After rather than retrying at once.
 	noCap := RetryPolicy{MaxRetries: 3, BaseDelay: time.Second, MaxDelay: time.Second}
@@ -290,6 +305,30 @@ func TestRetryPolicyBackoff(t *testing.T) {
 	assert.Less(t, zero, 50, "a Retry-After made every wait zero")
 
 	assert.Zero(t, RetryPolicy{}.backoff(1, 0))
+}
+
+// Runners refused together with the same Retry-After must not come back together: the waits are spread evenly
+// over as long again as Retry-After asked, so that no twentieth of that span holds much more than a twentieth of
+// them. This draws the waits only; TestRetryAfterSpreadsTheHerd sends the requests.
+func TestRetryPolicyBackoffSpreadsRetryAfter(t *testing.T) {
+	p := DefaultRetryPolicy()
+	for _, ra := range []time.Duration{time.Second, 5 * time.Second, 300 * time.Millisecond} {
+		span := max(ra, time.Second)
+		var bins [20]int
+		const n = 4000
+		for range n {
+			d := p.backoff(1, ra)
+			require.GreaterOrEqual(t, d, ra)
+			require.Less(t, d, ra+span)
+			bins[int((d-ra)*20/span)]++
+		}
+		for i, b := range bins {
+			// A twentieth of the span expects 200 of the 4,000 waits; 300 is over seven standard deviations.
+			assert.Less(t, b, 300, "Retry-After %v: %d of %d waits in the %d-th twentieth of the span", ra, b, n, i)
+		}
+	}
+	huge := RetryPolicy{MaxRetries: 1, MaxRetryAfter: math.MaxInt64}
+	assert.Equal(t, time.Duration(math.MaxInt64), huge.backoff(1, math.MaxInt64), "no overflow into a negative wait")
 }
 
 func TestRetryPolicyBackoffExtremes(t *testing.T) {

@@ -590,8 +590,9 @@ func TestTraceWriterRetriesHonourRetryAfter(t *testing.T) {
 	trace, _ := c.snapshot()
 	assert.Equal(t, "retried\n", string(trace))
 	require.Len(t, sleeps.waits, 3)
-	assert.Equal(t, 7*time.Second, sleeps.waits[0], "Retry-After in seconds")
-	assert.Equal(t, time.Minute, sleeps.waits[1], "Retry-After capped by MaxRetryAfter")
+	// Retry-After plus a jitter of up to as long again, so that writers refused together do not retry together.
+	assert.True(t, sleeps.waits[0] >= 7*time.Second && sleeps.waits[0] < 14*time.Second, "Retry-After in seconds: %v", sleeps.waits[0])
+	assert.True(t, sleeps.waits[1] >= time.Minute && sleeps.waits[1] < 2*time.Minute, "Retry-After capped by MaxRetryAfter: %v", sleeps.waits[1])
 	assert.LessOrEqual(t, sleeps.waits[2], 32*time.Millisecond, "third retry: jittered backoff below 4×BaseDelay")
 	assert.Equal(t, int64(3), w.Stats().Retries)
 	assert.Equal(t, int64(4), w.Stats().Requests)
