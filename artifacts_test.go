@@ -862,11 +862,11 @@ func TestArtifactsDownloadResumes(t *testing.T) {
 
 func TestArtifactsDownloadRangeIgnored(t *testing.T) {
 	// A server that answers the range request with the whole file: a file download starts over, a stream skips
-	// what it already delivered.
+	// what it already delivered, since the file's strong ETag shows it is the same.
 	data := prngBytes(4, 1<<20)
 	for _, toFile := range []bool{false, true} {
 		t.Run("to file "+strconv.FormatBool(toFile), func(t *testing.T) {
-			fs := &fileServer{data: data, dropAt: 400_000, ignoreRng: true}
+			fs := &fileServer{data: data, dropAt: 400_000, ignoreRng: true, etag: `"v1"`}
 			srv := testServer(t, fs.handler(t))
 			c := testClient(t, srv.URL)
 			var calls []int64
@@ -911,8 +911,8 @@ func TestArtifactsDownloadFileLeavesNothingPartial(t *testing.T) {
 		{name: "announced size over the limit", fs: &fileServer{data: data}, opts: &DownloadOptions{MaxSize: 1000}, target: ErrTooLarge},
 		{name: "streamed size over the limit", fs: &fileServer{data: data, noLength: true}, opts: &DownloadOptions{MaxSize: 1000}, target: ErrTooLarge},
 		{name: "drop without retries", fs: &fileServer{data: data, dropAt: 100_000}, copts: []Option{WithoutRetries()}, message: "connection lost after"},
-		{name: "wrong content range", fs: &fileServer{data: data, dropAt: 100_000, badRange: "bytes 0-99/1048576"}, message: "the answer holds bytes 0-99"},
-		{name: "content range echoing the token", fs: &fileServer{data: data, dropAt: 100_000, badRange: "BUILD-TOKEN: " + testToken}, message: "invalid Content-Range"},
+		{name: "wrong content range", fs: &fileServer{data: data, dropAt: 100_000, etag: `"v1"`, badRange: "bytes 0-99/1048576"}, message: "the answer holds bytes 0-99"},
+		{name: "content range echoing the token", fs: &fileServer{data: data, dropAt: 100_000, etag: `"v1"`, badRange: "BUILD-TOKEN: " + testToken}, message: "invalid Content-Range"},
 		{name: "canceled", fs: &fileServer{data: data}, ctx: func() context.Context {
 			ctx, cancel := context.WithCancel(context.Background())
 			cancel()
@@ -1149,11 +1149,12 @@ func TestArtifactsDownloadDropReportedWithData(t *testing.T) {
 		func(r *http.Request) (*http.Response, error) {
 			ranges = append(ranges, r.Header.Get("Range"))
 			if r.Header.Get("Range") == "" {
-				return &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, ContentLength: -1,
+				return &http.Response{StatusCode: http.StatusOK, Header: http.Header{"Etag": {`"v1"`}}, ContentLength: -1,
 					Body: &truncBody{data: data[:100]}, Request: r}, nil
 			}
 			resp := httpmock.NewBytesResponse(http.StatusPartialContent, data[100:])
 			resp.Header.Set("Content-Range", "bytes 100-199/200")
+			resp.Header.Set("ETag", `"v1"`)
 			resp.ContentLength = 100
 			return resp, nil
 		})

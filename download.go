@@ -35,8 +35,8 @@ type DownloadOptions struct {
 }
 
 // Open starts downloading build id's artifacts file and returns it as a stream for the caller to read and close.
-// A connection dropped mid-file is resumed with a byte range request. A missing file is an error matching
-// ErrNotFound.
+// A connection dropped mid-file is resumed with a byte range request, as Download does it: only when the file has
+// a strong validator. A missing file is an error matching ErrNotFound.
 func (s *ArtifactsService) Open(ctx context.Context, id int64, reqOpts ...RequestOption) (io.ReadCloser, *ArtifactInfo, error) {
 	d, err := s.startDownload(ctx, "Open", id, newCallConfig(reqOpts), 0, nil)
 	if err != nil {
@@ -48,9 +48,11 @@ func (s *ArtifactsService) Open(ctx context.Context, id int64, reqOpts ...Reques
 
 // Download streams build id's artifacts file into w and describes it. A connection dropped mid-file is resumed
 // with a byte range request, so w receives every byte once and in order. The request names the file by its strong
-// ETag, or else by a Last-Modified date that is a strong validator (If-Range), and a file that changed meanwhile
-// is an error, since what w received cannot be taken back (DownloadFile starts over instead). resp is the last
-// answer. A missing file is an error matching ErrNotFound.
+// ETag, or else by a Last-Modified date that is a strong validator (If-Range), and the rest is taken only from an
+// answer that carries the same validator. A file without such a validator cannot be resumed, and a file that
+// changed meanwhile, or an answer that does not show it is the same file, is an error: what w received cannot be
+// taken back (DownloadFile starts over instead). resp is the last answer. A missing file is an error matching
+// ErrNotFound.
 func (s *ArtifactsService) Download(ctx context.Context, id int64, w io.Writer, opts *DownloadOptions, reqOpts ...RequestOption) (*ArtifactInfo, *Response, error) {
 	if w == nil {
 		return nil, nil, errors.New("runnerapi: Download: nil writer")
@@ -72,7 +74,9 @@ func (s *ArtifactsService) Download(ctx context.Context, id int64, w io.Writer, 
 
 // DownloadFile downloads build id's artifacts file to path. It writes a temporary file beside path and renames it
 // into place only once it is complete and as long as announced, so path never holds a partial file: on failure it
-// is left as it was. A connection dropped mid-file is resumed with a byte range request. The file gets mode 0644.
+// is left as it was. A connection dropped mid-file is resumed with a byte range request when the file has a strong
+// validator and the answer shows it is the same file (see Download); otherwise the download starts over from the
+// first byte, so path never holds the start of one version and the end of another. The file gets mode 0644.
 // It is not fsynced unless opts.Sync asks for it.
 func (s *ArtifactsService) DownloadFile(ctx context.Context, id int64, path string, opts *DownloadOptions, reqOpts ...RequestOption) (*ArtifactInfo, *Response, error) {
 	if opts == nil {
@@ -265,12 +269,10 @@ func (d *downloader) get() (*http.Response, error) {
 	req.Header.Set("Accept", "*/*")
 	// Offsets must count the file's own bytes, not those of a compressed rendering of it.
 	req.Header.Set("Accept-Encoding", "identity")
-	if d.off > 0 {
+	if v := d.validator(); d.off > 0 && v != "" {
 		req.Header.Set("Range", "bytes="+strconv.FormatInt(d.off, 10)+"-")
-		// With a validator the coordinator sends the rest only if the file is still the same, else all of it.
-		if v := cmp.Or(d.etag, d.lastModified); v != "" {
-			req.Header.Set("If-Range", v)
-		}
+		// The coordinator sends the rest only if the file is still the same, else all of it.
+		req.Header.Set("If-Range", v)
 	}
 	d.requests++
 	start := time.Now()
@@ -374,8 +376,16 @@ func (d *downloader) resume(cause error) error {
 	if !retry {
 		return fmt.Errorf("runnerapi: %s: build %d: connection lost after %d bytes: %w", d.name, d.id, d.off, dropped)
 	}
+	if d.off > 0 && d.validator() == "" && d.restart == nil {
+		// Nothing could show that the rest is of the same file, and what was delivered cannot be taken back.
+		return fmt.Errorf("runnerapi: %s: build %d: connection lost after %d bytes of a file with no strong ETag or Last-Modified, which cannot be resumed without risking the rest of another version: %w",
+			d.name, d.id, d.off, dropped)
+	}
 	if err := sleepCtx(d.ctx, wait); err != nil {
 		return fmt.Errorf("runnerapi: GET %s: %w while waiting to resume after: %w", d.url, err, dropped)
+	}
+	if d.off > 0 && d.validator() == "" {
+		return d.startOver()
 	}
 	hr, err := d.fetch()
 	if err != nil {
@@ -385,6 +395,9 @@ func (d *downloader) resume(cause error) error {
 	case hr.StatusCode == http.StatusPartialContent && d.off > 0:
 		if err := d.checkPartial(hr); err != nil {
 			_ = hr.Body.Close()
+			if errors.Is(err, errNotSameFile) && d.restart != nil {
+				return d.startOver()
+			}
 			return err
 		}
 		d.body = hr.Body
@@ -402,7 +415,7 @@ func (d *downloader) resume(cause error) error {
 		return nil
 	case hr.StatusCode == http.StatusOK:
 		// What was delivered cannot be taken back: skip it, if this is the same file.
-		if d.size >= 0 && hr.ContentLength != d.size || d.changed(hr.Header, true) {
+		if d.size >= 0 && hr.ContentLength != d.size || d.changed(hr.Header) {
 			_ = hr.Body.Close()
 			return fmt.Errorf("runnerapi: %s: build %d: the artifacts file changed while it was being downloaded", d.name, d.id)
 		}
@@ -414,7 +427,33 @@ func (d *downloader) resume(cause error) error {
 	}
 }
 
-// checkPartial makes sure a 206 answer holds the file from d.off on and is of the same file.
+// startOver downloads the file again from its first byte, into a destination rewound by d.restart: the way to
+// finish a file whose rest could not be shown to be of the same version.
+func (d *downloader) startOver() error {
+	if err := d.restart(); err != nil {
+		return fmt.Errorf("runnerapi: %s: starting over: %w", d.name, err)
+	}
+	d.off, d.skip, d.pending = 0, 0, nil
+	hr, err := d.fetch()
+	if err != nil {
+		return fmt.Errorf("runnerapi: %s: build %d: starting over: %w", d.name, d.id, err)
+	}
+	if hr.StatusCode != http.StatusOK {
+		_ = hr.Body.Close()
+		return fmt.Errorf("runnerapi: %s: build %d: unexpected status %d when starting over", d.name, d.id, hr.StatusCode)
+	}
+	if err := d.begin(hr); err != nil {
+		_ = hr.Body.Close()
+		return err
+	}
+	return nil
+}
+
+// errNotSameFile marks an answer to a range request that does not show it holds the rest of the same file.
+var errNotSameFile = errors.New("not shown to be the same file")
+
+// checkPartial makes sure a 206 answer holds the file from d.off on and is of the same file: it must carry the
+// validator the download resumed by, since a server that ignores If-Range sends the range of whatever it has.
 func (d *downloader) checkPartial(hr *http.Response) error {
 	first, last, total, ok := parseContentRange(hr.Header.Get("Content-Range"))
 	switch {
@@ -425,13 +464,30 @@ func (d *downloader) checkPartial(hr *http.Response) error {
 		total >= 0 && last != total-1,
 		hr.ContentLength >= 0 && hr.ContentLength != last-first+1:
 		return fmt.Errorf("runnerapi: %s: build %d: resuming at byte %d: the answer holds bytes %d-%d/%d of a %d-byte file", d.name, d.id, d.off, first, last, total, d.size)
-	case d.changed(hr.Header, false):
-		return fmt.Errorf("runnerapi: %s: build %d: the artifacts file changed while it was being downloaded", d.name, d.id)
+	case d.partialValidator(hr.Header) == "":
+		return fmt.Errorf("runnerapi: %s: build %d: resuming at byte %d: the answer does not carry the file's validator, so its bytes may be of another version: %w",
+			d.name, d.id, d.off, errNotSameFile)
+	case d.partialValidator(hr.Header) != d.validator():
+		return fmt.Errorf("runnerapi: %s: build %d: the artifacts file changed while it was being downloaded: %w", d.name, d.id, errNotSameFile)
 	}
 	if d.size < 0 && total >= 0 {
 		d.size = total
 	}
 	return nil
+}
+
+// validator is what identifies the file the download began with, for If-Range: its strong ETag, or else its
+// Last-Modified date when that is a strong validator; "" when it has neither.
+func (d *downloader) validator() string {
+	return cmp.Or(d.etag, d.lastModified)
+}
+
+// partialValidator is the validator of the kind the download began with that the answer h carries, or "".
+func (d *downloader) partialValidator(h http.Header) string {
+	if d.etag != "" {
+		return strongETag(h.Get("ETag"))
+	}
+	return h.Get("Last-Modified")
 }
 
 // copyBufferSize is the buffer of a download into a writer: larger than io.Copy's 32 KiB, so that a fast
@@ -476,17 +532,10 @@ func (e *errWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// changed reports whether an answer may be of another file than the download began with, by the validator the
-// download has. A 206 without that validator says nothing; a whole file without it, when strict, is taken as
-// another.
-func (d *downloader) changed(h http.Header, strict bool) bool {
-	mine, sent := d.etag, h.Get("ETag")
-	theirs := strongETag(sent)
-	if mine == "" {
-		mine, sent = d.lastModified, h.Get("Last-Modified")
-		theirs = sent
-	}
-	return mine != "" && theirs != mine && (strict || sent != "")
+// changed reports whether a whole-file answer may be of another file than the download began with: it lacks the
+// download's validator or carries another one.
+func (d *downloader) changed(h http.Header) bool {
+	return d.validator() != "" && d.partialValidator(h) != d.validator()
 }
 
 // strongLastModified returns the answer's Last-Modified if it is a strong validator, usable in If-Range: at

@@ -142,14 +142,24 @@ func TestArtifactsDownloadResumesOnLastModified(t *testing.T) {
 		require.Error(t, err)
 		assert.Contains(t, err.Error(), "changed while it was being downloaded")
 	})
-	t.Run("replaced file, a server without If-Range: an error", func(t *testing.T) {
+	t.Run("replaced file, a server without If-Range, to a file: started over", func(t *testing.T) {
 		s := &datedServer{data: data, next: next, modified: modified, dropAt: 300_000, ignoreIfRange: true}
 		c := testClient(t, testServer(t, s.handler).URL)
 		path := filepath.Join(t.TempDir(), "a.zip")
 		_, _, err := c.Artifacts.DownloadFile(context.Background(), 42, path, nil)
+		require.NoError(t, err)
+		got, err := os.ReadFile(path)
+		require.NoError(t, err)
+		assert.Equal(t, sha256Hex(next), sha256Hex(got), "the 206 of the new file is not spliced onto the old one")
+	})
+	t.Run("replaced file, a server without If-Range, to a stream: an error", func(t *testing.T) {
+		s := &datedServer{data: data, next: next, modified: modified, dropAt: 300_000, ignoreIfRange: true}
+		c := testClient(t, testServer(t, s.handler).URL)
+		var buf bytes.Buffer
+		_, _, err := c.Artifacts.Download(context.Background(), 42, &buf, nil)
 		require.Error(t, err)
 		assert.Contains(t, err.Error(), "changed while it was being downloaded")
-		assert.NoFileExists(t, path)
+		assert.True(t, bytes.HasPrefix(data, buf.Bytes()))
 	})
 }
 
