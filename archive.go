@@ -252,7 +252,10 @@ type ExtractOptions struct {
 	// when zero, no bound when negative.
 	MaxSize int64
 	// MaxFiles bounds the number of entries (files, directories and links), counting the directories their names
-	// imply: DefaultExtractMaxFiles when zero, no bound when negative.
+	// imply: DefaultExtractMaxFiles when zero, no bound when negative. It bounds the archive's central directory
+	// too, checked from the archive's end records before the directory is read: MaxFiles entries of legal names
+	// (4096 bytes at most) with up to 1 KiB of extra fields and comment each, so that reading the directory takes
+	// at most about 10 KiB of memory per entry allowed, whatever the archive claims.
 	MaxFiles int
 	// TempDir is where the archive is kept while it is unpacked (a zip is read from its end): os.TempDir() when
 	// empty. The file is removed before Extract returns. An archive larger than MaxSize and MaxFiles allow it to
@@ -264,7 +267,8 @@ type ExtractOptions struct {
 // Files already in dir with the same names are replaced. It refuses, with an error saying why and before writing
 // anything where it can: entries named with ".." or an absolute path, symbolic links whose target leads outside
 // dir, entries that would be written through a symbolic link, duplicate entries, and archives with more entries or
-// bytes than opts allows (those errors match ErrTooLarge). A failure while writing (the archive holding more bytes
+// bytes than opts allows, or entries with names or extra fields longer than a legal entry's (those errors match
+// ErrTooLarge, and those of entries are told before the archive's directory is parsed). A failure while writing (the archive holding more bytes
 // than it claims, a full disk) leaves the entries already unpacked, but never a partial file. Modes are kept,
 // without setuid, setgid and sticky bits.
 // The archive is downloaded to a temporary file first, and a dropped connection is resumed.
@@ -291,9 +295,12 @@ func (s *ArtifactsService) Extract(ctx context.Context, id int64, dir string, op
 	if err != nil {
 		return nil, d.response(), err
 	}
-	zr, err := zip.NewReader(tmp, d.off)
+	zr, err := openArchive(tmp, d.off, maxFiles)
 	if err != nil {
-		return nil, d.resp, fmt.Errorf("runnerapi: Extract: build %d: the artifacts file is not a zip archive: %w", id, err)
+		if !errors.Is(err, ErrTooLarge) {
+			return nil, d.resp, fmt.Errorf("runnerapi: Extract: build %d: the artifacts file is not a zip archive: %w", id, err)
+		}
+		return nil, d.resp, fmt.Errorf("runnerapi: Extract: build %d: %w", id, err)
 	}
 	if err := extract(zr, dir, maxSize, maxFiles); err != nil {
 		return nil, d.resp, fmt.Errorf("runnerapi: Extract: build %d: %w", id, err)
