@@ -127,6 +127,48 @@ func busiestWindow(arrivals []time.Time, w time.Duration) int {
 	return most
 }
 
+// herdRun refuses clients together, each with its own Client and connection, with the Retry-After form makes,
+// and returns when their retries arrived, when they were refused, with what, and the longest pause of the process
+// while the retries came.
+func herdRun(t *testing.T, clients int, form func(refused time.Time) string) (arrivals []time.Time, refused time.Time, header string, pause time.Duration) {
+	herd := newHerdServer(clients, form)
+	srv := httptest.NewServer(herd)
+	defer srv.Close()
+	policy := RetryPolicy{MaxRetries: 1, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond, MaxRetryAfter: time.Minute}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	watch := startPauseWatch()
+	errs := make(chan error, clients)
+	var wg sync.WaitGroup
+	for i := range clients {
+		tr := &http.Transport{}
+		defer tr.CloseIdleConnections()
+		c, err := NewClient(srv.URL, WithHTTPClient(&http.Client{Transport: tr}), WithRunnerToken(testRunnerToken),
+			WithRetryPolicy(policy))
+		require.NoError(t, err)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := c.Builds.Update(ctx, int64(i+1), &UpdateOptions{State: StateSuccess})
+			if err == nil && resp.Attempts != 2 {
+				err = fmt.Errorf("client %d: %d attempts", i, resp.Attempts)
+			}
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	herd.mu.Lock()
+	arrivals, refused, header = herd.arrivals, herd.refused, herd.header
+	herd.mu.Unlock()
+	require.Len(t, arrivals, clients)
+	return arrivals, refused, header, watch.longestBetween(refused, slices.MaxFunc(arrivals, time.Time.Compare))
+}
+
 // TestRetryAfterSpreadsTheHerd refuses 1,000 runners together with a Retry-After and looks at when their retries
 // arrive: spread over the second after the one asked for, not in one burst.
 //
@@ -137,7 +179,9 @@ func busiestWindow(arrivals []time.Time, w time.Duration) int {
 // measures the longest pause of the run, and the bound grows by the share of retries due within it (a pause of p
 // bunches at most about p/1s of them). The bound is generous: a window of 50 ms expects 5% of the retries, and 10%
 // is over seven standard deviations above that. Without the jitter every retry falls in the same few milliseconds
-// (the time the refusals took to go out), so the test tells the two apart by a factor of ten.
+// (the time the refusals took to go out), so the test tells the two apart by a factor of ten. A run paused for so
+// long (400 ms) that the bound would reach half of the retries cannot tell them apart: it is run again, up to three
+// times, and the test skips, saying so, only if every run was paused that long.
 func TestRetryAfterSpreadsTheHerd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("sends 2,000 requests over about four seconds")
@@ -145,6 +189,7 @@ func TestRetryAfterSpreadsTheHerd(t *testing.T) {
 	const (
 		clients = 1000
 		window  = 50 * time.Millisecond
+		runs    = 3
 	)
 	forms := map[string]func(refused time.Time) string{
 		"seconds": func(time.Time) string { return "1" },
@@ -154,67 +199,38 @@ func TestRetryAfterSpreadsTheHerd(t *testing.T) {
 	for name, form := range forms {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			herd := newHerdServer(clients, form)
-			srv := httptest.NewServer(herd)
-			t.Cleanup(srv.Close)
-			policy := RetryPolicy{MaxRetries: 1, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond, MaxRetryAfter: time.Minute}
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-
-			watch := startPauseWatch()
-			errs := make(chan error, clients)
-			var wg sync.WaitGroup
-			for i := range clients {
-				tr := &http.Transport{}
-				t.Cleanup(tr.CloseIdleConnections)
-				c, err := NewClient(srv.URL, WithHTTPClient(&http.Client{Transport: tr}), WithRunnerToken(testRunnerToken),
-					WithRetryPolicy(policy))
-				require.NoError(t, err)
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					resp, err := c.Builds.Update(ctx, int64(i+1), &UpdateOptions{State: StateSuccess})
-					if err == nil && resp.Attempts != 2 {
-						err = fmt.Errorf("client %d: %d attempts", i, resp.Attempts)
-					}
-					errs <- err
-				}()
-			}
-			wg.Wait()
-			close(errs)
-			for err := range errs {
-				require.NoError(t, err)
-			}
-
-			herd.mu.Lock()
-			arrivals, refused, header := herd.arrivals, herd.refused, herd.header
-			herd.mu.Unlock()
-			require.Len(t, arrivals, clients)
-			// Retry-After is honoured: load delays retries, it cannot make one early.
-			notBefore := refused.Add(time.Second)
-			if date, err := http.ParseTime(header); err == nil {
-				notBefore = date.Add(-10 * time.Millisecond) // a wall clock's reading, against the monotonic one
-			} else {
-				secs, err := strconv.Atoi(strings.TrimSpace(header))
-				require.NoError(t, err)
-				notBefore = refused.Add(time.Duration(secs) * time.Second)
-			}
-			for _, a := range arrivals {
-				require.False(t, a.Before(notBefore), "a retry came %v before Retry-After allowed", notBefore.Sub(a))
-			}
-			first, last := slices.MinFunc(arrivals, time.Time.Compare), slices.MaxFunc(arrivals, time.Time.Compare)
-			busiest := busiestWindow(arrivals, window)
-			pause := watch.longestBetween(refused, last)
-			allowed := clients/10 + int(int64(clients)*int64(pause)/int64(time.Second))
-			t.Logf("Retry-After %q: retries over %v, at most %d in %v (allowed %d; longest pause %v)",
-				header, last.Sub(first).Round(time.Millisecond), busiest, window, allowed, pause.Round(time.Millisecond))
-			if !assert.LessOrEqual(t, busiest, allowed, "the retries came back in lockstep") {
-				bins := make([]int, last.Sub(first)/window+1)
-				for _, a := range arrivals {
-					bins[a.Sub(first)/window]++
+			for run := 1; run <= runs; run++ {
+				arrivals, refused, header, pause := herdRun(t, clients, form)
+				// Retry-After is honoured: load delays retries, it cannot make one early.
+				var notBefore time.Time
+				if date, err := http.ParseTime(header); err == nil {
+					notBefore = date.Add(-10 * time.Millisecond) // a wall clock's reading, against the monotonic one
+				} else {
+					secs, err := strconv.Atoi(strings.TrimSpace(header))
+					require.NoError(t, err)
+					notBefore = refused.Add(time.Duration(secs) * time.Second)
 				}
-				t.Logf("retries per %v from the first: %v", window, bins)
+				for _, a := range arrivals {
+					require.False(t, a.Before(notBefore), "a retry came %v before Retry-After allowed", notBefore.Sub(a))
+				}
+				first, last := slices.MinFunc(arrivals, time.Time.Compare), slices.MaxFunc(arrivals, time.Time.Compare)
+				busiest := busiestWindow(arrivals, window)
+				allowed := clients/10 + int(int64(clients)*int64(pause)/int64(time.Second))
+				t.Logf("run %d, Retry-After %q: retries over %v, at most %d in %v (allowed %d; longest pause %v)",
+					run, header, last.Sub(first).Round(time.Millisecond), busiest, window, allowed, pause.Round(time.Millisecond))
+				if allowed >= clients/2 {
+					continue // too paused to tell
+				}
+				if !assert.LessOrEqual(t, busiest, allowed, "the retries came back in lockstep") {
+					bins := make([]int, last.Sub(first)/window+1)
+					for _, a := range arrivals {
+						bins[a.Sub(first)/window]++
+					}
+					t.Logf("retries per %v from the first: %v", window, bins)
+				}
+				return
 			}
+			t.Skipf("the process was paused for more than 400ms in each of %d runs: too loaded to tell a spread from a herd", runs)
 		})
 	}
 }
