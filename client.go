@@ -99,7 +99,8 @@ func WithBuildToken(token string) Option {
 }
 
 // WithHTTPClient makes the client send its requests through a copy of hc. hc itself is never modified; its
-// CheckRedirect, if any, still runs after the SDK's own redirect checks.
+// CheckRedirect, if any, still runs after the SDK's own redirect checks; a redirect it refuses (with an error other
+// than http.ErrUseLastResponse) is, like the SDK's own refusals, not retried.
 //
 // Leave hc.Timeout at zero: it would cut artifact transfers short; the SDK bounds small calls itself (WithTimeout).
 // A custom *http.Transport should set ExpectContinueTimeout (http.DefaultTransport uses one second), so that an
@@ -263,30 +264,41 @@ func normalizeBaseURL(raw string) (*url.URL, error) {
 func checkRedirect(next func(*http.Request, []*http.Request) error) func(*http.Request, []*http.Request) error {
 	return func(req *http.Request, via []*http.Request) error {
 		if len(via) >= 10 {
-			return &redirectError{"stopped after 10 redirects"}
+			return &redirectError{reason: "stopped after 10 redirects"}
 		}
 		first := via[0]
 		if req.Method != first.Method {
-			return &redirectError{fmt.Sprintf("refusing to follow a redirect that turns %s into %s; check the base URL (http or https?)",
+			return &redirectError{reason: fmt.Sprintf("refusing to follow a redirect that turns %s into %s; check the base URL (http or https?)",
 				first.Method, req.Method)}
 		}
 		if req.URL.Scheme != first.URL.Scheme || req.URL.Host != first.URL.Host {
 			req.Header.Del(buildTokenHeader)
 			if req.GetBody != nil && req.ContentLength != 0 {
-				return &redirectError{fmt.Sprintf("refusing to resend the request body to another origin (%s)", req.URL.Host)}
+				return &redirectError{reason: fmt.Sprintf("refusing to resend the request body to another origin (%s)", req.URL.Host)}
 			}
 		}
 		if next != nil {
-			return next(req, via)
+			// The caller's refusal is met again by every attempt, like the SDK's own.
+			err := next(req, via)
+			if err != nil && err != http.ErrUseLastResponse {
+				return &redirectError{reason: err.Error(), err: err}
+			}
+			return err
 		}
 		return nil
 	}
 }
 
-// redirectError is a redirect the SDK refuses to follow. It is not transient: the next attempt meets it again.
-type redirectError struct{ reason string }
+// redirectError is a redirect the SDK or the caller's CheckRedirect (err) refuses to follow. It is not transient:
+// the next attempt meets it again.
+type redirectError struct {
+	reason string
+	err    error
+}
 
 func (e *redirectError) Error() string { return e.reason }
+
+func (e *redirectError) Unwrap() error { return e.err }
 
 // RequestOption adjusts one call.
 type RequestOption func(*callConfig)

@@ -3,6 +3,8 @@ package runnerapi
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io"
 	"net/http"
 	"path/filepath"
 	"sync/atomic"
@@ -73,4 +75,35 @@ func TestArtifactsDownloadResumeRedirectLoopIsPermanent(t *testing.T) {
 	assert.Contains(t, err.Error(), "10 redirects")
 	assert.False(t, IsTransient(err), "%v", err)
 	assert.Equal(t, int32(1+10), requests.Load())
+}
+
+// A redirect the caller's own CheckRedirect refuses is refused again on every attempt too: the download fails at
+// once with the caller's error, which errors.Is still finds, and not as a transient failure.
+func TestArtifactsDownloadCallerRefusedRedirectIsPermanent(t *testing.T) {
+	var requests atomic.Int32
+	srv := testServer(t, func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		http.Redirect(w, r, "/elsewhere", http.StatusFound)
+	})
+	refused := errors.New("no redirects, please")
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	c := testClient(t, srv.URL, WithHTTPClient(&http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error {
+		return refused
+	}}))
+	_, _, err := c.Artifacts.Download(context.Background(), 42, &bytes.Buffer{}, nil)
+	require.Error(t, err)
+	assert.ErrorIs(t, err, refused)
+	assert.False(t, IsTransient(err), "%v", err)
+	assert.Equal(t, int32(1), requests.Load())
+
+	// The same for the other calls, through Do.
+	requests.Store(0)
+	req, err := c.NewRequest(context.Background(), http.MethodGet, "builds/42/artifacts", nil)
+	require.NoError(t, err)
+	_, err = c.Do(req, io.Discard)
+	require.Error(t, err)
+	assert.ErrorIs(t, err, refused)
+	assert.False(t, IsTransient(err), "%v", err)
+	assert.Equal(t, int32(1), requests.Load())
 }
