@@ -67,9 +67,9 @@ func allocatedBy(f func()) uint64 {
 	return after.TotalAlloc - before.TotalAlloc
 }
 
-// extractServed serves b as build 42's artifacts file and extracts it into a new directory, returning the
-// error and the heap the extraction allocated.
-func extractServed(t *testing.T, b []byte, opts *ExtractOptions) (error, uint64, string) {
+// extractServed serves b as build 42's artifacts file and extracts it into a new directory, returning the heap
+// the extraction allocated, the directory and the error.
+func extractServed(t *testing.T, b []byte, opts *ExtractOptions) (uint64, string, error) {
 	t.Helper()
 	srv := testServer(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
@@ -79,7 +79,7 @@ func extractServed(t *testing.T, b []byte, opts *ExtractOptions) (error, uint64,
 	dir := filepath.Join(t.TempDir(), "out")
 	var err error
 	heap := allocatedBy(func() { _, _, err = c.Artifacts.Extract(context.Background(), 42, dir, opts) })
-	return err, heap, dir
+	return heap, dir, err
 }
 
 // heapBound is what an extraction refused from its end records may allocate: the download's buffers, the end
@@ -105,7 +105,7 @@ func TestArtifactsExtractRefusesFromTheDirectoryEnd(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err, heap, dir := extractServed(t, tt.archive, &ExtractOptions{MaxFiles: tt.maxFiles})
+			heap, dir, err := extractServed(t, tt.archive, &ExtractOptions{MaxFiles: tt.maxFiles})
 			require.Error(t, err)
 			if tt.tooLarge {
 				assert.ErrorIs(t, err, ErrTooLarge)
@@ -151,7 +151,7 @@ func TestArtifactsExtractManyEntriesKeepsHeapBounded(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err, heap, dir := extractServed(t, tt.archive, &ExtractOptions{MaxFiles: tt.maxFiles})
+			heap, dir, err := extractServed(t, tt.archive, &ExtractOptions{MaxFiles: tt.maxFiles})
 			require.Error(t, err)
 			if tt.tooLarge {
 				assert.ErrorIs(t, err, ErrTooLarge)
