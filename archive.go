@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path"
 	"path/filepath"
@@ -259,7 +260,7 @@ type ExtractOptions struct {
 	MaxFiles int
 	// TempDir is where the archive is kept while it is unpacked (a zip is read from its end): os.TempDir() when
 	// empty. The file is removed before Extract returns. An archive larger than MaxSize and MaxFiles allow it to
-	// be (its content plus a few KiB of headers per entry) is refused while it downloads.
+	// be (its content plus the headers of as many legal entries, about 10 KiB each) is refused while it downloads.
 	TempDir string
 }
 
@@ -311,12 +312,18 @@ func (s *ArtifactsService) Extract(ctx context.Context, id int64, dir string, op
 
 // archiveLimit bounds the size of an archive that can hold at most maxSize bytes in maxFiles entries, so that a
 // hostile answer cannot fill the temporary directory before the limits on what it holds apply: the content, what
-// deflate may add to incompressible data, and a generous allowance per entry for headers and names. 0 is no bound.
+// deflate may add to incompressible data, and per entry what a legal entry's headers take (its local header and
+// central directory record, each with the name and extra field, and a data descriptor), plus a MiB for the end
+// records. 0 is no bound.
 func archiveLimit(maxSize int64, maxFiles int) int64 {
 	if maxSize < 0 || maxFiles < 0 {
 		return 0
 	}
-	return maxSize + maxSize/64 + int64(maxFiles)*4096 + 1<<20
+	const perEntry = 2*maxDirectoryRecord + 24
+	if int64(maxFiles) > (math.MaxInt64-maxSize-maxSize/64-1<<20)/perEntry {
+		return 0
+	}
+	return maxSize + maxSize/64 + int64(maxFiles)*perEntry + 1<<20
 }
 
 // plannedEntry is an archive entry checked and ready to unpack.

@@ -267,3 +267,26 @@ func FuzzOpenArchive(f *testing.F) {
 		}
 	})
 }
+
+// The download's limit on an archive's size leaves room for MaxFiles entries with the longest legal names and
+// extra fields, which openArchive accepts: a legal archive is not refused while it downloads.
+func TestArtifactsArchiveLimitHoldsLegalEntries(t *testing.T) {
+	const n = 1000
+	extra := append(binary.LittleEndian.AppendUint16(binary.LittleEndian.AppendUint16(nil, 0xcafe), maxEntryExtra-4), make([]byte, maxEntryExtra-4)...)
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	for i := range n {
+		name := fmt.Sprintf("%s%06d", strings.Repeat("d/", (maxEntryName-6)/2), i)
+		require.Len(t, name, maxEntryName)
+		w, err := zw.CreateHeader(&zip.FileHeader{Name: name, Method: zip.Deflate, Extra: extra})
+		require.NoError(t, err)
+		_, _ = w.Write([]byte{byte(i)})
+	}
+	require.NoError(t, zw.Close())
+	b := buf.Bytes()
+	zr, err := openArchive(bytes.NewReader(b), int64(len(b)), n)
+	require.NoError(t, err)
+	require.Len(t, zr.File, n)
+	assert.LessOrEqual(t, int64(len(b)), archiveLimit(n, n))
+	t.Logf("%d bytes, limit %d", len(b), archiveLimit(n, n))
+}
