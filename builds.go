@@ -185,9 +185,10 @@ func detachWithGrace(ctx context.Context, grace time.Duration) (_ context.Contex
 }
 
 // isNoBuild reports whether a 404 to register is a coordinator's "no build": GitLab's not_found!, a JSON body
-// {"message":"404 Not Found"} (some versions write "Not found").
+// {"message":"404 Not Found"} (some versions write "Not found"). GitLab's {"error":"404 Not Found"} is not: its
+// /api catch-all answers so to a base URL under /api (such as .../api/v4), which serves no CI API v1.
 func isNoBuild(er *ErrorResponse) bool {
-	return er.bodyJSON && strings.EqualFold(strings.TrimSpace(er.Message), "404 Not Found")
+	return er.apiMessage && strings.EqualFold(strings.TrimSpace(er.Message), "404 Not Found")
 }
 
 // notCoordinatorError is a 404 to register that no coordinator sends.
