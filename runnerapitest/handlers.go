@@ -125,10 +125,25 @@ func (p params) all(key string) []string {
 // errBodyTooLarge marks a form body above maxFormBody.
 var errBodyTooLarge = errors.New("body too large")
 
+// Rack's bounds on a form's parameters (Rack::Utils.param_depth_limit and key_space_limit), applied to the keys a
+// JSON body is flattened into: keys grow with the depth, and without a bound a body of a few hundred KiB made keys
+// of hundreds of MiB.
+const (
+	maxParamDepth    = 100
+	maxParamKeySpace = 64 << 10
+)
+
+// errParamsTooLarge marks a JSON body past those bounds; it is answered 400, as Rack answers such a form.
+var errParamsTooLarge = errors.New("parameters nested too deep or with too long keys")
+
 // parseParams reads the parameters of a register or update request.
 func parseParams(r *http.Request) (params, error) {
 	p := params{body: url.Values{}, query: r.URL.Query()}
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mt == "" && r.Method == http.MethodPost {
+		// Rack::Request#form_data? reads the body of a POST without a Content-Type as a form.
+		mt = "application/x-www-form-urlencoded"
+	}
 	switch mt {
 	case "application/x-www-form-urlencoded", "application/json":
 		data, err := io.ReadAll(io.LimitReader(r.Body, maxFormBody+1))
@@ -139,13 +154,20 @@ func parseParams(r *http.Request) (params, error) {
 			return p, errBodyTooLarge
 		}
 		if mt == "application/json" {
+			if len(bytes.TrimSpace(data)) == 0 {
+				// Grape parses a body only when it is not empty: the query and headers still count.
+				return p, nil
+			}
 			var obj map[string]any
 			dec := json.NewDecoder(bytes.NewReader(data))
 			dec.UseNumber()
 			if err := dec.Decode(&obj); err != nil {
 				return p, err
 			}
-			flattenJSON(p.body, "", obj)
+			space := maxParamKeySpace
+			if !flattenJSON(p.body, "", obj, 0, &space) {
+				return p, errParamsTooLarge
+			}
 			return p, nil
 		}
 		v, err := url.ParseQuery(string(data))
@@ -164,12 +186,19 @@ func parseParams(r *http.Request) (params, error) {
 	return p, nil
 }
 
-// flattenJSON adds the scalar values of obj to v, naming nested keys "outer[inner]".
-func flattenJSON(v url.Values, prefix string, obj map[string]any) {
+// flattenJSON adds the scalar values of obj to v, naming nested keys "outer[inner]". It reports false, having
+// stopped, when obj nests deeper than maxParamDepth or its keys would take more than *space bytes.
+func flattenJSON(v url.Values, prefix string, obj map[string]any, depth int, space *int) bool {
+	if depth >= maxParamDepth {
+		return false
+	}
 	for k, val := range obj {
 		key := k
 		if prefix != "" {
 			key = prefix + "[" + k + "]"
+		}
+		if *space -= len(key); *space < 0 {
+			return false
 		}
 		switch x := val.(type) {
 		case nil:
@@ -180,7 +209,9 @@ func flattenJSON(v url.Values, prefix string, obj map[string]any) {
 		case bool:
 			v.Set(key, strconv.FormatBool(x))
 		case map[string]any:
-			flattenJSON(v, key, x)
+			if !flattenJSON(v, key, x, depth+1, space) {
+				return false
+			}
 		case []any:
 			if !addScalars(v, key, x) {
 				data, _ := json.Marshal(x)
@@ -191,6 +222,7 @@ func flattenJSON(v url.Values, prefix string, obj map[string]any) {
 			v.Set(key, string(data))
 		}
 	}
+	return true
 }
 
 // addScalars adds the elements of list to v under key when they are all strings, numbers or booleans, as a list
