@@ -90,6 +90,23 @@ func TestJSONBodyFlatteningIsBounded(t *testing.T) {
 	}
 }
 
+// Rack's params merge the query with the body, the body winning (GET.merge(POST)); Grape's params, and so GitLab's
+// params['expire_in'] in the upload, take that. The fake let the query win for expire_in, though it lets the form
+// win for the token of the same request.
+func TestUploadExpireInFormFieldWinsOverQuery(t *testing.T) {
+	srv, id, token := reviewRunningBuild(t)
+	const boundary = "reviewboundary"
+	body := "--" + boundary + "\r\nContent-Disposition: form-data; name=\"expire_in\"\r\n\r\n7d\r\n" +
+		"--" + boundary + "\r\nContent-Disposition: form-data; name=\"file\"; filename=\"artifacts.zip\"\r\n" +
+		"Content-Type: application/octet-stream\r\n\r\nzip\r\n--" + boundary + "--\r\n"
+	status, answer := reviewSend(t, srv, http.MethodPost, "/ci/api/v1/builds/"+strconv.FormatInt(id, 10)+"/artifacts?expire_in=1d",
+		http.Header{"Content-Type": {"multipart/form-data; boundary=" + boundary}, "BUILD-TOKEN": {token}}, body)
+	require.Equal(t, http.StatusCreated, status, answer)
+	a, ok := srv.Artifact(id)
+	require.True(t, ok)
+	assert.Equal(t, "7d", a.ExpireIn)
+}
+
 // Rack reads the body of a POST without a Content-Type as a form (Rack::Request#form_data?), so GitLab takes a
 // runner's token from it; the fake read no parameters at all and refused the runner.
 func TestPostWithoutContentTypeIsReadAsAForm(t *testing.T) {
