@@ -2,11 +2,14 @@ package runnerapi
 
 import (
 	"context"
+	"errors"
+	"net"
 	"net/http"
 	"testing"
 
 	"github.com/jarcoal/httpmock"
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // GitLab's own "no build" is not_found!, which renders {"message":"404 Not Found"}. GitLab's /api catch-all
@@ -22,4 +25,42 @@ func TestRegisterGrapeCatchAll404IsNotCoordinator(t *testing.T) {
 	build, _, err := c.Builds.Register(context.Background(), nil)
 	assert.Nil(t, build)
 	assert.ErrorIs(t, err, ErrNotCoordinator)
+}
+
+// A register request that was never sent cannot have had a build assigned: when the caller's context ends while
+// the connection is still being made (a coordinator that drops packets, a TLS handshake that stalls), Register
+// ends at once instead of holding an operator's Ctrl-C for the whole grace.
+func TestRegisterUnsentEndsWithContext(t *testing.T) {
+	dialing := make(chan struct{})
+	released := make(chan struct{})
+	t.Cleanup(func() { close(released) })
+	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		select {
+		case dialing <- struct{}{}:
+		default:
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-released:
+			return nil, errors.New("test over")
+		}
+	}}
+	t.Cleanup(tr.CloseIdleConnections)
+	c, err := NewClient("http://coordinator.invalid", WithRunnerToken(testRunnerToken),
+		WithHTTPClient(&http.Client{Transport: tr}), WithoutRetries())
+	require.NoError(t, err)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := c.Builds.Register(ctx, nil)
+		done <- err
+	}()
+	<-dialing
+	cancel()
+	err = <-done
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.False(t, IsTransient(err))
+	assert.Contains(t, err.Error(), "before the request was sent", "not after waiting out the grace")
 }
