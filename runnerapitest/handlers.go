@@ -65,10 +65,25 @@ func (s *Server) routes() http.Handler {
 	route(http.MethodPost, runners+"/register", EndpointRunnerRegister, s.handleRunnerRegister)
 	route(http.MethodDelete, runners+"/delete", EndpointRunnerDelete, s.handleRunnerDelete)
 	s.mountV4(mux)
-	mux.Handle("/", s.endpoint("", func(w http.ResponseWriter, _ *http.Request) {
-		writeMessage(w, http.StatusNotFound, msgNotFound)
-	}))
+	mux.Handle("/", s.endpoint("", notRouted))
 	return mux
+}
+
+// notRouted answers a path no endpoint serves as GitLab does. The CI API has no catch-all route: Grape cascades the
+// request to Rails, which answers its HTML 404 page. Under /api, GitLab's API catch-all answers error!, which Grape
+// renders {"error":"404 Not Found"}. Neither is the {"message":...} of the API's own not_found!, so a client with a
+// wrong base URL can tell them from "no build".
+func notRouted(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.Path, "/api/") {
+		writeError(w, http.StatusNotFound, msgNotFound)
+		return
+	}
+	const page = "<!DOCTYPE html>\n<html>\n<head><title>Not Found (404)</title></head>\n<body><h1>404</h1>" +
+		"<p>The page could not be found.</p></body>\n</html>\n"
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Content-Length", strconv.Itoa(len(page)))
+	w.WriteHeader(http.StatusNotFound)
+	_, _ = io.WriteString(w, page)
 }
 
 // writeJSON answers status with v encoded as JSON.

@@ -135,3 +135,16 @@ func TestEmptyJSONBodyHasNoParameters(t *testing.T) {
 	_, ok := srv.Artifact(id)
 	assert.False(t, ok)
 }
+
+// A runner pointed at a wrong base URL must learn it from the fake as it would from GitLab, whose unrouted paths are
+// answered by Rails' HTML 404: the fake's JSON {"message":"404 Not Found"} there read as "no build" forever.
+func TestWrongBaseURLIsNotCoordinator(t *testing.T) {
+	srv := runnerapitest.NewServer()
+	t.Cleanup(srv.Close)
+	srv.AddRunner(reviewRunner)
+	c, err := runnerapi.NewClient(srv.URL+"/gitlab", runnerapi.WithRunnerToken(reviewRunner), runnerapi.WithoutRetries())
+	require.NoError(t, err)
+	build, _, err := c.Builds.Register(t.Context(), nil)
+	assert.Nil(t, build)
+	assert.ErrorIs(t, err, runnerapi.ErrNotCoordinator)
+}
