@@ -144,7 +144,7 @@ func (s *BuildsService) register(ctx context.Context, form *registerForm, build 
 		}
 		wait, retry := c.shouldRetry(resp, err, cl.retry, attempt)
 		var er *ErrorResponse
-		if ctxErr := ctx.Err(); ctxErr != nil && (retry || !errors.As(err, &er)) {
+		if ctxErr := ctx.Err(); ctxErr != nil && (retry || !errors.As(err, &er) || IsTransient(er)) {
 			// The failure is told, not wrapped: IsTransient must not see it behind an ended context.
 			return resp, fmt.Errorf("%s: %w, and the request in flight then failed: %v", where(), ctxErr, err)
 		}

@@ -64,3 +64,21 @@ func TestRegisterUnsentEndsWithContext(t *testing.T) {
 	assert.False(t, IsTransient(err))
 	assert.Contains(t, err.Error(), "before the request was sent", "not after waiting out the grace")
 }
+
+// When the caller's context ends while a register attempt is in flight and the coordinator then answers a failure
+// that would be retried (a 500 here), the call ends for the context: errors.Is reports context.Canceled and
+// IsTransient says no, as for a 503 or a dropped connection, so a caller's "retry what is transient" loop does not
+// read the end of its own context as a hiccup.
+func TestRegisterTransientAnswerAfterContextEndIsTheContexts(t *testing.T) {
+	c, mock := testMockClient(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	mock.RegisterResponder(http.MethodPost, testAPIRoot+"builds/register", func(*http.Request) (*http.Response, error) {
+		cancel()
+		return httpmock.NewStringResponse(http.StatusInternalServerError, `{"message":"500 Internal Server Error"}`), nil
+	})
+	build, _, err := c.Builds.Register(ctx, nil)
+	assert.Nil(t, build)
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.False(t, IsTransient(err))
+}
