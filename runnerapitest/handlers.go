@@ -169,7 +169,7 @@ func parseParams(r *http.Request) (params, error) {
 			return p, errBodyTooLarge
 		}
 		if mt == "application/json" {
-			if len(bytes.TrimSpace(data)) == 0 {
+			if len(data) == 0 {
 				// Grape parses a body only when it is not empty: the query and headers still count.
 				return p, nil
 			}
