@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"net/http/httptrace"
 	"strconv"
 	"strings"
 	"sync"
@@ -59,7 +60,8 @@ type registerForm struct {
 // A build the coordinator assigns while ctx ends is not lost. An attempt in flight when ctx ends may finish, for up
 // to 10 seconds more (less when the client's per-attempt timeout ends it first), and a build it brings is returned
 // with a nil error: check ctx.Err() before starting it if that matters, and report it with a context that has not
-// ended. No attempt starts once ctx has ended.
+// ended. No attempt starts once ctx has ended, and one whose request was not yet sent in full (still dialing, say)
+// ends with ctx, since the coordinator cannot have acted on it.
 //
 // When the answer to a build cannot be decoded in full, Register returns the error together with the part of the
 // build that could be read, when that includes its ID: the build is assigned to this runner all the same, and
@@ -119,14 +121,17 @@ func (s *BuildsService) register(ctx context.Context, form *registerForm, build 
 			return resp, fmt.Errorf("%s: %w", where(), err)
 		}
 		attemptCtx, graceOver, release := detachWithGrace(ctx, registerGrace)
+		attemptCtx, unsent, stopUnsent := c.endUnsentWithContext(ctx, attemptCtx)
 		req, err := c.NewRequest(attemptCtx, http.MethodPost, "builds/register", form)
 		if err != nil {
+			stopUnsent()
 			release()
 			return resp, err
 		}
 		*build = Build{}
 		resp, err = c.attempt(req, build, cl, attempt)
 		over := graceOver()
+		stopUnsent()
 		release()
 		if err == nil {
 			return resp, nil
@@ -134,9 +139,12 @@ func (s *BuildsService) register(ctx context.Context, form *registerForm, build 
 		if over {
 			return resp, fmt.Errorf("%s: %w, and the request in flight had no answer %v later", where(), ctx.Err(), registerGrace)
 		}
+		if unsent() {
+			return resp, fmt.Errorf("%s: %w before the request was sent", where(), ctx.Err())
+		}
 		wait, retry := c.shouldRetry(resp, err, cl.retry, attempt)
 		var er *ErrorResponse
-		if ctxErr := ctx.Err(); ctxErr != nil && (retry || !errors.As(err, &er)) {
+		if ctxErr := ctx.Err(); ctxErr != nil && (retry || !errors.As(err, &er) || IsTransient(er)) {
 			// The failure is told, not wrapped: IsTransient must not see it behind an ended context.
 			return resp, fmt.Errorf("%s: %w, and the request in flight then failed: %v", where(), ctxErr, err)
 		}
@@ -152,6 +160,47 @@ func (s *BuildsService) register(ctx context.Context, form *registerForm, build 
 			return resp, fmt.Errorf("%s: %w while waiting to retry after: %v", where(), ctxErr, err)
 		}
 	}
+}
+
+// errUnsent ends a register attempt whose request was not sent in full when the caller's context ended.
+var errUnsent = errors.New("runnerapi: register not sent")
+
+// endUnsentWithContext returns attemptCtx with one more end: when ctx ends before the request has been written in
+// full, the coordinator cannot have assigned a build, so the attempt ends at once rather than after the grace (a
+// coordinator that does not answer the dial or the TLS handshake would otherwise hold a Ctrl-C for the whole
+// grace). Only net/http's own Transport reports the writing of a request; through any other RoundTripper the
+// request counts as sent. unsent reports whether the attempt ended so; stop releases the watch.
+func (c *Client) endUnsentWithContext(ctx, attemptCtx context.Context) (_ context.Context, unsent func() bool, stop func()) {
+	if t := c.httpClient.Transport; t != nil {
+		if _, ok := t.(*http.Transport); !ok {
+			return attemptCtx, func() bool { return false }, func() {}
+		}
+	}
+	watched, cancel := context.WithCancelCause(attemptCtx)
+	var (
+		mu      sync.Mutex
+		written bool
+	)
+	watched = httptrace.WithClientTrace(watched, &httptrace.ClientTrace{
+		WroteRequest: func(info httptrace.WroteRequestInfo) {
+			mu.Lock()
+			defer mu.Unlock()
+			written = written || info.Err == nil
+		},
+	})
+	stopWatch := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !written {
+			cancel(errUnsent)
+		}
+	})
+	unsent = func() bool { return context.Cause(watched) == errUnsent }
+	stop = func() {
+		stopWatch()
+		cancel(context.Canceled)
+	}
+	return watched, unsent, stop
 }
 
 // detachWithGrace returns a context with ctx's values that ends grace after ctx ends, or at release. graceOver
@@ -185,9 +234,10 @@ func detachWithGrace(ctx context.Context, grace time.Duration) (_ context.Contex
 }
 
 // isNoBuild reports whether a 404 to register is a coordinator's "no build": GitLab's not_found!, a JSON body
-// {"message":"404 Not Found"} (some versions write "Not found").
+// {"message":"404 Not Found"} (some versions write "Not found"). GitLab's {"error":"404 Not Found"} is not: its
+// /api catch-all answers so to a base URL under /api (such as .../api/v4), which serves no CI API v1.
 func isNoBuild(er *ErrorResponse) bool {
-	return er.bodyJSON && strings.EqualFold(strings.TrimSpace(er.Message), "404 Not Found")
+	return er.apiMessage && strings.EqualFold(strings.TrimSpace(er.Message), "404 Not Found")
 }
 
 // notCoordinatorError is a 404 to register that no coordinator sends.

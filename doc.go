@@ -24,7 +24,7 @@
 // HTML page, an empty body) is an error matching ErrNotCoordinator, since the address does not serve this API.
 // The coordinator assigns a build before it answers, so a register request in flight when the context ends is let
 // finish, for up to 10 seconds more (less when the per-attempt timeout ends it first), and the build it brings is
-// returned with a nil error.
+// returned with a nil error; one not yet sent in full ends with the context.
 //
 // # Errors
 //

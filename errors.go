@@ -26,7 +26,8 @@ var (
 	// ErrTooLarge is a 413, or a download larger than the caller's limit.
 	ErrTooLarge = errors.New("runnerapi: too large")
 	// ErrNotCoordinator marks a register answer that no GitLab CI coordinator sends: a 404 other than GitLab's JSON
-	// {"message":"404 Not Found"} (an HTML page, an empty body, another service's answer). The base URL is wrong,
+	// {"message":"404 Not Found"} (an HTML page, an empty body, another service's answer, or the
+	// {"error":"404 Not Found"} of GitLab's /api catch-all when the base URL points under /api). The base URL is wrong,
 	// or the server does not serve the CI Builds API v1; polling on would never bring a build. errors.As finds the
 	// 404's *ErrorResponse in the same error.
 	ErrNotCoordinator = errors.New("runnerapi: the address does not serve the CI Builds API v1")
@@ -54,9 +55,10 @@ type ErrorResponse struct {
 	// Response is the answer; its body has been read and closed.
 	Response *http.Response
 
-	// bodyJSON tells that the body was well-formed JSON, as the API's own error bodies are: a proxy's or another
-	// server's page with the same status is not.
-	bodyJSON bool
+	// apiMessage tells that Message is the string "message" member of a JSON object body, as GitLab's
+	// render_api_error! writes it; false for any other body: a proxy's page, another server's answer, or Grape's
+	// {"error": ...} of a route that GitLab does not serve.
+	apiMessage bool
 }
 
 // Error describes the failure without any token.
@@ -115,7 +117,7 @@ func CheckResponse(r *http.Response) error {
 		data, _ := io.ReadAll(io.LimitReader(r.Body, maxErrorBody))
 		_ = r.Body.Close()
 		er.Message = shorten(parseErrorMessage(r.Header.Get("Content-Type"), data))
-		er.bodyJSON = json.Valid(data)
+		er.apiMessage = hasAPIMessage(data)
 	}
 	return er
 }
@@ -145,6 +147,14 @@ func parseErrorMessage(contentType string, data []byte) string {
 		return htmlText(text)
 	}
 	return text
+}
+
+// hasAPIMessage reports whether data is a JSON object with a string "message" member.
+func hasAPIMessage(data []byte) bool {
+	var body struct {
+		Message *string `json:"message"`
+	}
+	return json.Unmarshal(data, &body) == nil && body.Message != nil
 }
 
 // maxMessageDepth is how deep jsonMessage flattens nested objects; deeper values are kept as raw JSON. Each level

@@ -134,11 +134,12 @@ func (s *RunnersService) Unregister(ctx context.Context, runnerToken string, req
 	return resp, notCoordinator(err)
 }
 
-// notCoordinator marks a 404 whose body is not JSON as ErrNotCoordinator: GitLab's runners endpoints answer JSON
-// even when they fail, so an HTML page or an empty body means the address does not serve the API.
+// notCoordinator marks a 404 whose body is not GitLab's JSON {"message": ...} as ErrNotCoordinator: GitLab's runners
+// endpoints answer so even when they fail, so an HTML page, an empty body or the {"error": ...} of GitLab's /api
+// catch-all means the address does not serve the API.
 func notCoordinator(err error) error {
 	var er *ErrorResponse
-	if errors.As(err, &er) && er.StatusCode == http.StatusNotFound && !er.bodyJSON {
+	if errors.As(err, &er) && er.StatusCode == http.StatusNotFound && !er.apiMessage {
 		return &notCoordinatorError{er}
 	}
 	return err

@@ -159,9 +159,9 @@ func (s *Server) handleUpload(w http.ResponseWriter, r *http.Request) {
 	}
 
 	var (
-		formToken, expireIn string
-		haveFormToken       bool
-		stored              *storedArtifact
+		formToken, expireIn             string
+		haveFormToken, haveFormExpireIn bool
+		stored                          *storedArtifact
 	)
 	defer func() {
 		// Whatever was spooled and not kept goes.
@@ -203,7 +203,7 @@ func (s *Server) handleUpload(w http.ResponseWriter, r *http.Request) {
 			if name == "token" {
 				formToken, haveFormToken = string(data), true
 			} else {
-				expireIn = string(data)
+				expireIn, haveFormExpireIn = string(data), true
 			}
 		default:
 			_, _ = io.Copy(io.Discard, part)
@@ -218,7 +218,8 @@ func (s *Server) handleUpload(w http.ResponseWriter, r *http.Request) {
 		writeMessage(w, http.StatusBadRequest, msgMissingFile)
 		return
 	}
-	if q := r.URL.Query(); q.Has("expire_in") {
+	if q := r.URL.Query(); !haveFormExpireIn && q.Has("expire_in") {
+		// A form field wins over the query, as in Rack's params.
 		expireIn = q.Get("expire_in")
 	}
 	if expireIn != "" {

@@ -65,10 +65,25 @@ func (s *Server) routes() http.Handler {
 	route(http.MethodPost, runners+"/register", EndpointRunnerRegister, s.handleRunnerRegister)
 	route(http.MethodDelete, runners+"/delete", EndpointRunnerDelete, s.handleRunnerDelete)
 	s.mountV4(mux)
-	mux.Handle("/", s.endpoint("", func(w http.ResponseWriter, _ *http.Request) {
-		writeMessage(w, http.StatusNotFound, msgNotFound)
-	}))
+	mux.Handle("/", s.endpoint("", notRouted))
 	return mux
+}
+
+// notRouted answers a path no endpoint serves as GitLab does. The CI API has no catch-all route: Grape cascades the
+// request to Rails, which answers its HTML 404 page. Under /api, GitLab's API catch-all answers error!, which Grape
+// renders {"error":"404 Not Found"}. Neither is the {"message":...} of the API's own not_found!, so a client with a
+// wrong base URL can tell them from "no build".
+func notRouted(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.Path, "/api/") {
+		writeError(w, http.StatusNotFound, msgNotFound)
+		return
+	}
+	const page = "<!DOCTYPE html>\n<html>\n<head><title>Not Found (404)</title></head>\n<body><h1>404</h1>" +
+		"<p>The page could not be found.</p></body>\n</html>\n"
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Content-Length", strconv.Itoa(len(page)))
+	w.WriteHeader(http.StatusNotFound)
+	_, _ = io.WriteString(w, page)
 }
 
 // writeJSON answers status with v encoded as JSON.
@@ -125,10 +140,25 @@ func (p params) all(key string) []string {
 // errBodyTooLarge marks a form body above maxFormBody.
 var errBodyTooLarge = errors.New("body too large")
 
+// Rack's bounds on a form's parameters (Rack::Utils.param_depth_limit and key_space_limit), applied to the keys a
+// JSON body is flattened into: keys grow with the depth, and without a bound a body of a few hundred KiB made keys
+// of hundreds of MiB.
+const (
+	maxParamDepth    = 100
+	maxParamKeySpace = 64 << 10
+)
+
+// errParamsTooLarge marks a JSON body past those bounds; it is answered 400, as Rack answers such a form.
+var errParamsTooLarge = errors.New("parameters nested too deep or with too long keys")
+
 // parseParams reads the parameters of a register or update request.
 func parseParams(r *http.Request) (params, error) {
 	p := params{body: url.Values{}, query: r.URL.Query()}
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mt == "" && r.Method == http.MethodPost {
+		// Rack::Request#form_data? reads the body of a POST without a Content-Type as a form.
+		mt = "application/x-www-form-urlencoded"
+	}
 	switch mt {
 	case "application/x-www-form-urlencoded", "application/json":
 		data, err := io.ReadAll(io.LimitReader(r.Body, maxFormBody+1))
@@ -139,13 +169,20 @@ func parseParams(r *http.Request) (params, error) {
 			return p, errBodyTooLarge
 		}
 		if mt == "application/json" {
+			if len(data) == 0 {
+				// Grape parses a body only when it is not empty: the query and headers still count.
+				return p, nil
+			}
 			var obj map[string]any
 			dec := json.NewDecoder(bytes.NewReader(data))
 			dec.UseNumber()
 			if err := dec.Decode(&obj); err != nil {
 				return p, err
 			}
-			flattenJSON(p.body, "", obj)
+			space := maxParamKeySpace
+			if !flattenJSON(p.body, "", obj, 0, &space) {
+				return p, errParamsTooLarge
+			}
 			return p, nil
 		}
 		v, err := url.ParseQuery(string(data))
@@ -164,12 +201,19 @@ func parseParams(r *http.Request) (params, error) {
 	return p, nil
 }
 
-// flattenJSON adds the scalar values of obj to v, naming nested keys "outer[inner]".
-func flattenJSON(v url.Values, prefix string, obj map[string]any) {
+// flattenJSON adds the scalar values of obj to v, naming nested keys "outer[inner]". It reports false, having
+// stopped, when obj nests deeper than maxParamDepth or its keys would take more than *space bytes.
+func flattenJSON(v url.Values, prefix string, obj map[string]any, depth int, space *int) bool {
+	if depth >= maxParamDepth {
+		return false
+	}
 	for k, val := range obj {
 		key := k
 		if prefix != "" {
 			key = prefix + "[" + k + "]"
+		}
+		if *space -= len(key); *space < 0 {
+			return false
 		}
 		switch x := val.(type) {
 		case nil:
@@ -180,7 +224,9 @@ func flattenJSON(v url.Values, prefix string, obj map[string]any) {
 		case bool:
 			v.Set(key, strconv.FormatBool(x))
 		case map[string]any:
-			flattenJSON(v, key, x)
+			if !flattenJSON(v, key, x, depth+1, space) {
+				return false
+			}
 		case []any:
 			if !addScalars(v, key, x) {
 				data, _ := json.Marshal(x)
@@ -191,6 +237,7 @@ func flattenJSON(v url.Values, prefix string, obj map[string]any) {
 			v.Set(key, string(data))
 		}
 	}
+	return true
 }
 
 // addScalars adds the elements of list to v under key when they are all strings, numbers or booleans, as a list

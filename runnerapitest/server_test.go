@@ -341,12 +341,18 @@ func TestTrace(t *testing.T) {
 }
 
 func TestUnknownPathIs404(t *testing.T) {
+	// The CI API has no catch-all: Grape cascades to Rails, whose 404 is an HTML page. GitLab's /api catch-all
+	// answers {"error":"404 Not Found"}. Neither is the API's own {"message":"404 Not Found"}.
 	e := newFakeEnv(t)
-	for _, p := range []string{"/ci/api/v1/runners", "/api/v4/builds/register", fakeAPI + "/1/trace", fakeAPI + "/register.xml"} {
+	for _, p := range []string{"/ci/api/v1/runners", fakeAPI + "/1/trace", fakeAPI + "/register.xml", "/gitlab" + fakeAPI + "/register"} {
 		resp, body := e.do(http.MethodPost, p, nil, nil)
 		assert.Equal(t, http.StatusNotFound, resp.StatusCode, p)
-		assert.Equal(t, `{"message":"404 Not Found"}`, body, p)
+		assert.Contains(t, resp.Header.Get("Content-Type"), "text/html", p)
+		assert.NotContains(t, body, `"message"`, p)
 	}
+	resp, body := e.do(http.MethodPost, "/api/v4/builds/register", nil, nil)
+	assert.Equal(t, http.StatusNotFound, resp.StatusCode)
+	assert.Equal(t, `{"error":"404 Not Found"}`, body)
 }
 
 func TestWaitFinished(t *testing.T) {
