@@ -1,0 +1,65 @@
+package runnerapi
+
+import (
+	"fmt"
+	"time"
+)
+
+// reconcile takes the coordinator's length n, from a 202 (or a 416 when rangeErr) to the part [start, end).
+func (w *TraceWriter) reconcile(start, end, n int64, status BuildState, cut time.Time, rangeErr bool) {
+	w.mu.Lock()
+	w.answered = true
+	w.observeLocked(status)
+	if rangeErr {
+		w.stats.RangeRecoveries++
+	}
+	// A 202 that grew the trace is progress; a 416 only when it says more than ever before, so that answers going
+	// back and forth between two lengths end.
+	switch {
+	case !rangeErr && (n > start || start == end && n == start):
+		w.noProgress = 0
+	case rangeErr && n > w.highAcked:
+		w.noProgress = 0
+	default:
+		w.noProgress++
+		if w.noProgress > w.maxRange {
+			w.failLocked(fmt.Errorf("runnerapi: trace of build %d: %d answers in a row without progress; the coordinator's trace has %d bytes, the part started at %d",
+				w.id, w.noProgress, n, start))
+			w.mu.Unlock()
+			return
+		}
+	}
+	size := w.spool.size
+	if n > size {
+		w.mu.Unlock()
+		// The coordinator holds more than was written: a trace from an earlier attempt of the build.
+		w.sendFull(true, fmt.Errorf("the coordinator's trace has %d bytes, more than the %d written", n, size))
+		return
+	}
+	w.setAckedLocked(n)
+	if w.spool.size > w.acked {
+		w.pendingSince = cut
+	}
+	w.mu.Unlock()
+}
+
+func (w *TraceWriter) setAckedLocked(n int64) {
+	w.highAcked = max(w.highAcked, n)
+	if n != w.acked {
+		w.acked = n
+		close(w.progress)
+		w.progress = make(chan struct{})
+	}
+}
+
+// observeLocked takes the build's status from an answer.
+func (w *TraceWriter) observeLocked(status BuildState) {
+	if status == "" {
+		return
+	}
+	w.status = status
+	if (status == StateCanceled || status == StateFailed) && !w.wasCanceled {
+		w.wasCanceled = true
+		close(w.canceled)
+	}
+}

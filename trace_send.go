@@ -1,0 +1,192 @@
+package runnerapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// run is the sender: it waits until a part is due, sends it, and stops once closed and everything is
+// acknowledged, on a fatal error, or when the writer's context ends.
+func (w *TraceWriter) run() {
+	timer := time.NewTimer(time.Hour)
+	defer func() {
+		timer.Stop()
+		w.mu.Lock()
+		if err := w.spool.release(); err != nil {
+			w.failLocked(err)
+		}
+		w.mu.Unlock()
+		close(w.done)
+	}()
+	for {
+		if err := w.ctx.Err(); err != nil {
+			w.fail(fmt.Errorf("runnerapi: trace of build %d: %w", w.id, context.Cause(w.ctx)))
+			return
+		}
+		w.mu.Lock()
+		if w.err != nil {
+			w.mu.Unlock()
+			return
+		}
+		if job, ok := w.spool.fileLater(); ok {
+			// A full block nobody has filed yet: one that filled while the sender settled the masker, or while
+			// a Write was filing the one before.
+			w.mu.Unlock()
+			w.fileBlocks(job)
+			continue
+		}
+		now := time.Now()
+		if w.unsettled && !now.Before(w.pendingSince.Add(w.interval)) {
+			// Bytes have waited long enough in the masker's window: search them now, so they can be sent.
+			w.unsettled = false
+			w.masker.settle(w)
+			if w.spool.toFileSoon || w.err != nil {
+				// Look again: a block to file, or a failure.
+				w.spool.toFileSoon = false
+				w.mu.Unlock()
+				continue
+			}
+		}
+		unsent := w.spool.size - w.acked
+		if w.closed && unsent <= 0 {
+			w.mu.Unlock()
+			return
+		}
+		due := unsent > 0 && (w.closed || w.flushTo > w.acked || !now.Before(w.pendingSince.Add(w.interval)) ||
+			(!w.legacy && unsent >= int64(w.chunk)))
+		keepAlive := !due && unsent <= 0 && !w.legacy && w.keepAlive > 0 && !now.Before(w.lastReq.Add(w.keepAlive))
+		var wait time.Duration = -1
+		switch {
+		case due || keepAlive:
+		case unsent > 0 || w.unsettled:
+			wait = w.pendingSince.Add(w.interval).Sub(now)
+		case !w.legacy && w.keepAlive > 0:
+			wait = w.lastReq.Add(w.keepAlive).Sub(now)
+		}
+		legacy := w.legacy
+		w.mu.Unlock()
+
+		switch {
+		case due && legacy:
+			w.sendFull(false, nil)
+			continue
+		case due || keepAlive:
+			w.sendPart()
+			continue
+		}
+		var tc <-chan time.Time
+		if wait >= 0 {
+			timer.Reset(wait)
+			tc = timer.C
+		}
+		select {
+		case <-w.wake:
+		case <-tc:
+		case <-w.ctx.Done():
+		}
+		timer.Stop()
+	}
+}
+
+// sendPart sends the next part (empty for a keep-alive) from the coordinator's length on, retrying transient
+// failures, and reconciles with the answer.
+func (w *TraceWriter) sendPart() {
+	w.mu.Lock()
+	start := w.acked
+	end := min(w.spool.size, start+int64(w.chunk))
+	part := w.sendBuf[:end-start]
+	cut := time.Now()
+	view, err := w.spool.readLater(start, len(part))
+	if err != nil {
+		w.mu.Unlock()
+		w.fail(err)
+		return
+	}
+	// Copy the part without holding up Write.
+	w.mu.Unlock()
+	err = view.copyTo(part)
+	w.mu.Lock()
+	w.spool.doneReading()
+	w.mu.Unlock()
+	if err != nil {
+		w.fail(err)
+		return
+	}
+	for failures := 0; ; {
+		res, resp, err := w.attempt(start, part)
+		w.mu.Lock()
+		w.stats.Requests++
+		w.lastReq = time.Now()
+		w.mu.Unlock()
+		var re *RangeError
+		switch {
+		case err == nil:
+			w.reconcile(start, end, res.Length, res.Status, cut, false)
+			return
+		case errors.As(err, &re):
+			w.reconcile(start, end, re.Length, re.Status, cut, true)
+			return
+		case w.ctx.Err() != nil:
+			w.fail(fmt.Errorf("runnerapi: trace of build %d: %w", w.id, context.Cause(w.ctx)))
+			return
+		case errors.Is(err, ErrNotFound) && start == 0 && !w.isAnswered():
+			w.fallBack(err)
+			return
+		case !IsTransient(err):
+			w.fail(fmt.Errorf("runnerapi: trace of build %d: %w", w.id, err))
+			return
+		}
+		failures++
+		if failures > w.c.retry.MaxRetries {
+			w.fail(fmt.Errorf("runnerapi: trace of build %d: giving up after %d attempts: %w", w.id, failures, err))
+			return
+		}
+		var ra time.Duration
+		if resp != nil && resp.Response != nil {
+			ra = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		}
+		if serr := w.sleep(w.ctx, w.c.retry.backoff(failures, ra)); serr != nil {
+			w.fail(fmt.Errorf("runnerapi: trace of build %d: %w while waiting to retry after: %w", w.id, serr, err))
+			return
+		}
+		w.mu.Lock()
+		w.stats.Retries++
+		w.mu.Unlock()
+	}
+}
+
+func (w *TraceWriter) isAnswered() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.answered
+}
+
+// attempt sends one part once, within the attempt timeout; a timeout of the attempt alone is a transport failure.
+func (w *TraceWriter) attempt(start int64, part []byte) (*TraceAppend, *Response, error) {
+	ctx, cancel := context.WithTimeout(w.ctx, w.attemptTimeout)
+	defer cancel()
+	var body *traceBodyReader
+	if len(part) > 0 {
+		body = newTraceBodyReader(part)
+	}
+	res, resp, err := w.c.appendTrace(ctx, w.id, start, part, body, w.token, call{retry: retryNever, secrets: w.secrets})
+	if body != nil {
+		// part is the sender's buffer: reuse it only once the transport is done with it.
+		t := time.NewTimer(time.Second)
+		select {
+		case <-body.closed:
+		case <-t.C:
+			w.sendBuf = make([]byte, w.chunk)
+		case <-w.ctx.Done():
+			w.sendBuf = make([]byte, w.chunk)
+		}
+		t.Stop()
+	}
+	if err != nil && w.ctx.Err() == nil && ctx.Err() != nil {
+		err = &TransportError{Method: http.MethodPatch, URL: w.url, Err: fmt.Errorf("no answer within %v", w.attemptTimeout)}
+	}
+	return res, resp, err
+}
