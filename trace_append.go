@@ -14,10 +14,15 @@ import (
 
 // TraceAppend is the coordinator's answer to an appended part of a trace.
 type TraceAppend struct {
-	// Length is the trace's length after the part, from the answer's "Range: 0-N".
+	// Length is the trace's length after the part, from the answer's "Range: 0-N", or the part's offset plus its
+	// length when the 202 had no Range (see Assumed).
 	Length int64
 	// Status is the build's status from the answer's Build-Status header; empty when it had none.
 	Status BuildState
+	// Assumed is true when the 202 had no Range header: a 202 means the part was appended, so Length is taken to
+	// be its end. GitLab's own runner reads a 202 that way, and the coordinators in its tests send no Range; a
+	// later part's 416 corrects a wrong guess.
+	Assumed bool
 }
 
 // ErrTraceRange marks an answer of the trace endpoint whose Range header is missing or malformed. Nothing can be
@@ -45,8 +50,9 @@ func (e *RangeError) Unwrap() error { return e.Err }
 
 // AppendTrace appends part to the trace of build id at offset, the length the caller believes the coordinator's
 // trace has. It sends the build token (WithToken, else the client's WithBuildToken) in the BUILD-TOKEN header. A
-// 416 answer is a *RangeError holding the coordinator's length; an answer without a valid "Range: 0-N" header is
-// an error matching ErrTraceRange.
+// 416 answer is a *RangeError holding the coordinator's length. A 202 without a Range header appended the part
+// (TraceAppend.Assumed); any other answer without a valid "Range: 0-N" header, a 416 above all, is an error
+// matching ErrTraceRange.
 //
 // AppendTrace is retried only when the failure shows the coordinator did not act on it, so that a *RangeError
 // always means the caller's offset was wrong, not that an earlier attempt of this call was applied. An empty part
@@ -100,11 +106,16 @@ func (c *Client) appendTrace(ctx context.Context, id, offset int64, part []byte,
 		}
 		return nil, resp, err
 	}
+	status := BuildState(resp.Header.Get("Build-Status"))
+	if resp.StatusCode == http.StatusAccepted && len(resp.Header.Values("Range")) == 0 {
+		// The part was appended: GitLab checks where it starts before it writes, and answers 416 otherwise.
+		return &TraceAppend{Length: offset + int64(len(part)), Status: status, Assumed: true}, resp, nil
+	}
 	n, err := parseTraceRange(resp.Header, token)
 	if err != nil {
 		return nil, resp, fmt.Errorf("runnerapi: PATCH %s: %d answer: %w", redactURL(req.URL), resp.StatusCode, err)
 	}
-	return &TraceAppend{Length: n, Status: BuildState(resp.Header.Get("Build-Status"))}, resp, nil
+	return &TraceAppend{Length: n, Status: status}, resp, nil
 }
 
 // parseTraceRange reads a "Range: 0-N" header strictly: exactly "0-" and decimal digits that fit an int64. A

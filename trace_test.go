@@ -2,6 +2,7 @@ package runnerapi
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -40,6 +41,7 @@ const (
 	actApplyPartial             // apply the first keep bytes, answer 202 with that length
 	actBadRange                 // apply the part, answer 202 with Range: rangeValue
 	actStall                    // hold the request until the client gives up, applying nothing
+	actBare202                  // apply the first keep bytes (all when keep is 0), answer 202 without Range
 )
 
 type coordFault struct {
@@ -48,6 +50,8 @@ type coordFault struct {
 	retryAfter string
 	rangeValue string
 	keep       int
+	// buildStatus, when set, is the Build-Status of a bare 202 instead of the build's.
+	buildStatus string
 }
 
 // receivedPart is one PATCH the test coordinator received.
@@ -150,6 +154,18 @@ func (c *traceCoord) servePatch(w http.ResponseWriter, r *http.Request) {
 		c.mu.Unlock()
 		<-r.Context().Done()
 		return
+	case actBare202:
+		if fits {
+			kept := body
+			if f.keep > 0 {
+				kept = body[:f.keep]
+			}
+			c.trace = append(c.trace, kept...)
+			w.Header().Set("Build-Status", cmp.Or(f.buildStatus, c.status))
+			w.WriteHeader(http.StatusAccepted)
+			c.mu.Unlock()
+			return
+		}
 	case actApplyPartial:
 		if fits {
 			c.trace = append(c.trace, body[:f.keep]...)
@@ -496,6 +512,91 @@ func TestTraceWriterMalformedRange(t *testing.T) {
 			assert.Equal(t, err, w.Close(), "the error is sticky")
 		})
 	}
+}
+
+// GitLab's own runner ignores a 202's Range, and the coordinators in its test suite answer bare 202s: a 202 without
+// Range appended the part, and the writer goes on from the part's end.
+func TestTraceWriterBare202(t *testing.T) {
+	t.Run("every part", func(t *testing.T) {
+		leakCheck(t)
+		c := newTrcCoord(t)
+		c.fault = func(*traceCoord, int, int64, []byte) coordFault { return coordFault{act: actBare202} }
+		w := c.writer(t, c.client(t), TraceOptions{ChunkSize: 8})
+		want := traceText(100, 11)
+		for i := 0; i < len(want); i += 30 {
+			_, err := w.Write(want[i:min(i+30, len(want))])
+			require.NoError(t, err)
+			require.NoError(t, w.Flush(context.Background()))
+		}
+		require.NoError(t, w.Close())
+		trace, parts := c.snapshot()
+		assert.Equal(t, string(want), string(trace))
+		assert.Greater(t, len(parts), 10, "parts of at most 8 bytes")
+		assertContiguous(t, c)
+		assert.Equal(t, int64(100), w.Stats().Acknowledged)
+		assert.Equal(t, StateRunning, w.Status())
+	})
+	for _, status := range []string{"failed", "canceled"} {
+		t.Run("Build-Status "+status, func(t *testing.T) {
+			leakCheck(t)
+			c := newTrcCoord(t)
+			c.fault = faultAt(1, coordFault{act: actBare202, buildStatus: status})
+			w := c.writer(t, c.client(t), TraceOptions{})
+			_, err := io.WriteString(w, "first\n")
+			require.NoError(t, err)
+			require.NoError(t, w.Flush(context.Background()))
+			select {
+			case <-w.Canceled():
+			default:
+				t.Fatalf("Canceled not closed by a bare 202 saying %s", status)
+			}
+			assert.Equal(t, BuildState(status), w.Status())
+			_, err = io.WriteString(w, "second\n")
+			require.NoError(t, err)
+			require.NoError(t, w.Close())
+			trace, _ := c.snapshot()
+			assert.Equal(t, "first\nsecond\n", string(trace))
+		})
+	}
+	t.Run("a later 416 corrects it", func(t *testing.T) {
+		leakCheck(t)
+		c := newTrcCoord(t)
+		// The coordinator keeps 4 of the 10 bytes and answers a bare 202 all the same.
+		c.fault = faultAt(1, coordFault{act: actBare202, keep: 4})
+		w := c.writer(t, c.client(t), TraceOptions{})
+		_, err := io.WriteString(w, "0123456789")
+		require.NoError(t, err)
+		require.NoError(t, w.Flush(context.Background()))
+		_, err = io.WriteString(w, "abc")
+		require.NoError(t, err)
+		require.NoError(t, w.Close())
+		trace, parts := c.snapshot()
+		assert.Equal(t, "0123456789abc", string(trace))
+		assert.Equal(t, []receivedPart{{0, 10, 10}, {10, 13, 3}, {4, 13, 9}}, parts)
+	})
+}
+
+// A 416 stays strict: without a Range, nothing is known of the coordinator's trace, least of all that it is empty.
+func TestTraceWriter416WithoutRange(t *testing.T) {
+	leakCheck(t)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusRequestedRangeNotSatisfiable)
+		_, _ = io.WriteString(w, `{"error":"416 Range Not Satisfiable"}`)
+	}))
+	t.Cleanup(srv.Close)
+	cl, err := NewClient(srv.URL, WithHTTPClient(srv.Client()), WithBuildToken(coordBuildToken))
+	require.NoError(t, err)
+	_, _, err = cl.Builds.AppendTrace(context.Background(), 1, 3, []byte("abc"))
+	require.ErrorIs(t, err, ErrTraceRange)
+	var re *RangeError
+	assert.False(t, errors.As(err, &re), "no length to give")
+
+	w, err := cl.NewTraceWriter(context.Background(), 1, &TraceOptions{KeepAlive: -1})
+	require.NoError(t, err)
+	_, err = io.WriteString(w, "abc")
+	require.NoError(t, err)
+	require.ErrorIs(t, w.Close(), ErrTraceRange)
 }
 
 func TestTraceWriterAccepted202ShorterThanPart(t *testing.T) {
@@ -1152,6 +1253,21 @@ func TestAppendTrace(t *testing.T) {
 	assert.Contains(t, err.Error(), "build token")
 	_, parts := c.snapshot()
 	assert.Equal(t, []receivedPart{{0, 21, 21}, {5, 6, 1}, {21, 21, 0}}, parts)
+}
+
+func TestAppendTraceBare202(t *testing.T) {
+	leakCheck(t)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Build-Status", "canceled")
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	t.Cleanup(srv.Close)
+	cl, err := NewClient(srv.URL, WithHTTPClient(srv.Client()), WithBuildToken(coordBuildToken))
+	require.NoError(t, err)
+	res, _, err := cl.Builds.AppendTrace(context.Background(), 1, 21, []byte("abc"))
+	require.NoError(t, err)
+	assert.Equal(t, &TraceAppend{Length: 24, Status: StateCanceled, Assumed: true}, res)
 }
 
 func TestAppendTraceMalformedRangeOn416(t *testing.T) {
