@@ -34,7 +34,9 @@ type TraceOptions struct {
 	Token string
 	// Secrets are replaced by "[MASKED]" in the trace, besides the build token, the client's runner token and,
 	// for NewBuildTraceWriter, the build's own secrets (Build.Secrets), also when split across Writes (but not
-	// across a Flush).
+	// across a Flush). These are masked whatever their length, as is a token given here or to the client: the
+	// caller chose them, and has no other way to keep a short one out of the trace. Only the build's own
+	// secrets shorter than MinTraceSecret are left alone.
 	Secrets []string
 	// ChunkSize is the largest part sent at once (DefaultTraceChunkSize).
 	ChunkSize int
@@ -141,11 +143,17 @@ func (c *Client) NewTraceWriter(ctx context.Context, buildID int64, opts *TraceO
 	if opts != nil {
 		o = *opts
 	}
-	return c.newTraceWriter(ctx, buildID, o, nil)
+	return c.newTraceWriter(ctx, buildID, o, "", nil)
 }
 
+// MinTraceSecret is the length in bytes below which NewBuildTraceWriter does not mask a secret of the build (its
+// token, non-public variables, repo_url credentials, registry passwords) in the trace. GitLab refuses to mask
+// values shorter than 8 characters: masking a variable DEBUG=1 would turn "Step 1 of 10" into
+// "Step [MASKED] of [MASKED]0", and a 2-character token would eat pieces of every hash in the log.
+const MinTraceSecret = 8
+
 // NewBuildTraceWriter starts a writer of b's trace, with b's token unless opts gives one, masking b's secrets
-// besides those in opts.
+// of MinTraceSecret bytes or more besides those in opts.
 func (c *Client) NewBuildTraceWriter(ctx context.Context, b *Build, opts *TraceOptions) (*TraceWriter, error) {
 	if b == nil {
 		return nil, errors.New("runnerapi: NewBuildTraceWriter: nil build")
@@ -154,14 +162,20 @@ func (c *Client) NewBuildTraceWriter(ctx context.Context, b *Build, opts *TraceO
 	if opts != nil {
 		o = *opts
 	}
-	if o.Token == "" {
-		o.Token = b.Token
+	var masked []string
+	for _, s := range b.Secrets() {
+		if len(s) >= MinTraceSecret {
+			masked = append(masked, s)
+		}
 	}
-	return c.newTraceWriter(ctx, b.ID, o, b.Secrets())
+	return c.newTraceWriter(ctx, b.ID, o, b.Token, masked)
 }
 
-func (c *Client) newTraceWriter(ctx context.Context, id int64, o TraceOptions, more []string) (*TraceWriter, error) {
-	token, err := c.buildTokenFor(callConfig{token: o.Token}, "TraceWriter")
+// newTraceWriter starts a writer of build id's trace. buildToken is the build's own token, used when o gives
+// none; masked are the build's secrets to mask.
+func (c *Client) newTraceWriter(ctx context.Context, id int64, o TraceOptions, buildToken string, masked []string) (*TraceWriter, error) {
+	tokenGiven := o.Token != "" || buildToken == ""
+	token, err := c.buildTokenFor(callConfig{token: cmp.Or(o.Token, buildToken)}, "TraceWriter")
 	if err != nil {
 		return nil, err
 	}
@@ -192,8 +206,13 @@ func (c *Client) newTraceWriter(ctx context.Context, id int64, o TraceOptions, m
 		w.url = redactURL(u)
 	}
 	w.spool = traceSpool{memLimit: cmp.Or(o.MemoryLimit, DefaultTraceMemoryLimit), dir: o.TempDir}
-	secrets := append(append([]string{token, c.runnerToken}, more...), o.Secrets...)
-	w.secrets = secrets
+	// Errors are scrubbed of the tokens whatever their length, since requests carry them and answers may echo
+	// them; the trace only of what is masked there.
+	secrets := append(append([]string{c.runnerToken}, masked...), o.Secrets...)
+	if tokenGiven || len(token) >= MinTraceSecret {
+		secrets = append(secrets, token)
+	}
+	w.secrets = append(secrets, token)
 	w.masker = newTraceMasker(secrets)
 	w.sendBuf = make([]byte, w.chunk)
 	w.ctx, w.cancel = context.WithCancel(ctx)
