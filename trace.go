@@ -107,11 +107,13 @@ type TraceWriter struct {
 	limit          int64
 	sleep          func(context.Context, time.Duration) error
 
-	ctx      context.Context
-	cancel   context.CancelFunc
-	wake     chan struct{} // tells the sender to look again; buffered, never blocks
-	done     chan struct{} // closed when the sender has stopped
-	canceled chan struct{}
+	ctx    context.Context
+	cancel context.CancelCauseFunc // stops the sender; the cause says why
+	// stopAfter undoes the link from the caller's context to cancel.
+	stopAfter func() bool
+	wake      chan struct{} // tells the sender to look again; buffered, never blocks
+	done      chan struct{} // closed when the sender has stopped
+	canceled  chan struct{}
 
 	mu           sync.Mutex
 	spool        traceSpool
@@ -125,6 +127,7 @@ type TraceWriter struct {
 	lastReq      time.Time
 	closed       bool
 	err          error
+	stopped      error // why the sender stopped without a fatal error; a later Write fails with it
 	status       BuildState
 	wasCanceled  bool
 	legacy       bool // the coordinator has no PATCH endpoint: send full updates
@@ -215,9 +218,22 @@ func (c *Client) newTraceWriter(ctx context.Context, id int64, o TraceOptions, b
 	w.secrets = append(secrets, token)
 	w.masker = newTraceMasker(secrets)
 	w.sendBuf = make([]byte, w.chunk)
-	w.ctx, w.cancel = context.WithCancel(ctx)
+	// The sender's context is its own, so that every reason to stop it comes with a cause that says why.
+	w.ctx, w.cancel = context.WithCancelCause(context.WithoutCancel(ctx))
+	w.stopAfter = context.AfterFunc(ctx, func() {
+		w.cancel(fmt.Errorf("runnerapi: trace of build %d: %w", w.id, contextError(ctx)))
+	})
 	go w.run()
 	return w, nil
+}
+
+// contextError is ctx's error, with its cause when that says more.
+func contextError(ctx context.Context) error {
+	err := ctx.Err()
+	if cause := context.Cause(ctx); cause != nil && cause != err {
+		return fmt.Errorf("%w: %w", err, cause)
+	}
+	return err
 }
 
 // Write records p in the trace and returns len(p), nil. It does no network I/O and does not keep p. Once the trace
@@ -257,6 +273,11 @@ func (w *TraceWriter) writeLocked(p []byte) (int, error) {
 	}
 	if w.closed {
 		return 0, ErrClosed
+	}
+	if w.stopped != nil {
+		// Nobody will send p: the writer fails, so that Close does not report a trace without it as whole.
+		w.failLocked(w.stopped)
+		return 0, w.err
 	}
 	written := len(p)
 	before := w.spool.size - w.acked
@@ -411,7 +432,8 @@ func (w *TraceWriter) Close() error {
 	return w.CloseContext(context.Background())
 }
 
-// CloseContext is Close bounded by ctx: when ctx ends first, sending stops and the error says so.
+// CloseContext is Close bounded by ctx: when ctx ends first, sending stops, and the error says so unless the
+// coordinator had acknowledged every byte by then: nothing left to send is success, even with an ended ctx.
 func (w *TraceWriter) CloseContext(ctx context.Context) error {
 	w.mu.Lock()
 	if !w.closed {
@@ -422,17 +444,12 @@ func (w *TraceWriter) CloseContext(ctx context.Context) error {
 	w.mu.Unlock()
 	select {
 	case <-w.done:
-	default:
-		// Not finished yet: wait, but no longer than ctx allows.
-		select {
-		case <-w.done:
-		case <-ctx.Done():
-			w.fail(fmt.Errorf("runnerapi: closing the trace of build %d: %w", w.id, ctx.Err()))
-			w.cancel()
-			<-w.done
-		}
+	case <-ctx.Done():
+		// The sender decides, once stopped, whether anything was left undone (stopLocked).
+		w.cancel(fmt.Errorf("runnerapi: closing the trace of build %d: %w", w.id, ctx.Err()))
+		<-w.done
 	}
-	w.cancel()
+	w.cancel(nil)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.err

@@ -1,7 +1,6 @@
 package runnerapi
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -73,7 +72,7 @@ func (w *TraceWriter) sendFull(forced bool, why error) {
 	w.lastReq = time.Now()
 	if err != nil {
 		if w.ctx.Err() != nil {
-			err = context.Cause(w.ctx)
+			return // run stops
 		}
 		w.failLocked(fmt.Errorf("runnerapi: trace of build %d: replacing the whole trace: %w", w.id, err))
 		return

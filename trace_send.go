@@ -14,6 +14,7 @@ func (w *TraceWriter) run() {
 	timer := time.NewTimer(time.Hour)
 	defer func() {
 		timer.Stop()
+		w.stopAfter()
 		w.mu.Lock()
 		if err := w.spool.release(); err != nil {
 			w.failLocked(err)
@@ -22,8 +23,10 @@ func (w *TraceWriter) run() {
 		close(w.done)
 	}()
 	for {
-		if err := w.ctx.Err(); err != nil {
-			w.fail(fmt.Errorf("runnerapi: trace of build %d: %w", w.id, context.Cause(w.ctx)))
+		if w.ctx.Err() != nil {
+			w.mu.Lock()
+			w.stopLocked()
+			w.mu.Unlock()
 			return
 		}
 		w.mu.Lock()
@@ -91,6 +94,29 @@ func (w *TraceWriter) run() {
 	}
 }
 
+// stopLocked settles the writer's fate once its context stopped the sender: a failure only when something written
+// is not known to be acknowledged.
+func (w *TraceWriter) stopLocked() {
+	if w.err != nil {
+		return
+	}
+	cause := context.Cause(w.ctx)
+	if owed := w.owedLocked(); owed > 0 {
+		w.failLocked(fmt.Errorf("%w (%d bytes of the trace not acknowledged)", cause, owed))
+		return
+	}
+	w.stopped = cause
+}
+
+// owedLocked returns how many bytes written are not acknowledged yet, those the masker holds included.
+func (w *TraceWriter) owedLocked() int64 {
+	owed := w.spool.size - w.acked
+	if w.masker != nil {
+		owed += int64(len(w.masker.pend))
+	}
+	return max(owed, 0)
+}
+
 // sendPart sends the next part (empty for a keep-alive) from the coordinator's length on, retrying transient
 // failures, and reconciles with the answer.
 func (w *TraceWriter) sendPart() {
@@ -130,8 +156,7 @@ func (w *TraceWriter) sendPart() {
 			w.reconcile(start, end, re.Length, re.Status, cut, true)
 			return
 		case w.ctx.Err() != nil:
-			w.fail(fmt.Errorf("runnerapi: trace of build %d: %w", w.id, context.Cause(w.ctx)))
-			return
+			return // run stops
 		case errors.Is(err, ErrNotFound) && start == 0 && !w.isAnswered():
 			w.fallBack(err)
 			return
@@ -149,8 +174,7 @@ func (w *TraceWriter) sendPart() {
 			ra = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 		}
 		if serr := w.sleep(w.ctx, w.c.retry.backoff(failures, ra)); serr != nil {
-			w.fail(fmt.Errorf("runnerapi: trace of build %d: %w while waiting to retry after: %w", w.id, serr, err))
-			return
+			return // run stops
 		}
 		w.mu.Lock()
 		w.stats.Retries++

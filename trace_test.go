@@ -898,6 +898,40 @@ func TestTraceWriterFlushAndClose(t *testing.T) {
 	assert.Equal(t, err, err2)
 }
 
+// Nothing left to send is success: CloseContext with a context that has already ended reports no error when the
+// coordinator has acknowledged every byte, and says so again on every call.
+func TestTraceWriterCloseContextEndedAfterEverythingAcknowledged(t *testing.T) {
+	leakCheck(t)
+	c := newTrcCoord(t)
+	w := c.writer(t, c.client(t), TraceOptions{})
+	_, err := io.WriteString(w, "all of it\n")
+	require.NoError(t, err)
+	require.NoError(t, w.Flush(context.Background()))
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.NoError(t, w.CloseContext(ended))
+	require.NoError(t, w.Close())
+	require.NoError(t, w.CloseContext(ended))
+	trace, _ := c.snapshot()
+	assert.Equal(t, "all of it\n", string(trace))
+}
+
+// With something left to send, an ended context is a failure, and it is sticky.
+func TestTraceWriterCloseContextEndedWithBytesLeft(t *testing.T) {
+	leakCheck(t)
+	c := newTrcCoord(t)
+	c.fault = func(*traceCoord, int, int64, []byte) coordFault { return coordFault{act: actStall} }
+	w := c.writer(t, c.client(t), TraceOptions{})
+	_, err := io.WriteString(w, "never acknowledged\n")
+	require.NoError(t, err)
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	err = w.CloseContext(ended)
+	require.ErrorIs(t, err, context.Canceled)
+	assert.Contains(t, err.Error(), "19 bytes")
+	assert.Equal(t, err, w.Close())
+}
+
 func TestTraceWriterCloseIdempotentAndErrClosed(t *testing.T) {
 	leakCheck(t)
 	c := newTrcCoord(t)
