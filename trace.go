@@ -23,6 +23,10 @@ const (
 	DefaultTraceMemoryLimit = 4 << 20
 	// DefaultTraceMaxRangeErrors is how many 416 answers in a row without progress make a TraceWriter give up.
 	DefaultTraceMaxRangeErrors = 10
+	// DefaultTraceStopGrace is how long a TraceWriter goes on delivering the trace once its context has ended:
+	// time enough for what a stopped runner's last flush interval held back, and within the 10 seconds that
+	// docker stop and most service managers leave between the signal and the kill.
+	DefaultTraceStopGrace = 10 * time.Second
 )
 
 // ErrClosed is returned by Write and Flush on a TraceWriter that was closed.
@@ -58,6 +62,10 @@ type TraceOptions struct {
 	// MaxRangeErrors is how many 416 answers in a row without progress end in an error
 	// (DefaultTraceMaxRangeErrors).
 	MaxRangeErrors int
+	// StopGrace is how long the writer goes on delivering what was written once its context has ended
+	// (DefaultTraceStopGrace), so that a Close after a signal still delivers the trace; negative stops it at
+	// once.
+	StopGrace time.Duration
 
 	// sleep waits out a backoff; tests replace it to record waits instead of spending them.
 	sleep func(ctx context.Context, d time.Duration) error
@@ -85,8 +93,8 @@ type TraceStats struct {
 
 // TraceWriter streams one build's trace to the coordinator. Write only copies into the writer's spool; one
 // goroutine per writer sends the trace in parts, reconciles with the coordinator's idea of its length, and retries
-// through transient failures. Close reports the upload's fate: call it, or cancel the writer's context, so that the
-// goroutine and the spool's temporary files go away.
+// through transient failures. Close reports the upload's fate: call it, or cancel the writer's context (the
+// goroutine then stops after TraceOptions.StopGrace), so that the goroutine and the spool's temporary files go away.
 //
 // A part that fails transiently is sent again after the client's RetryPolicy backoff (or the coordinator's
 // Retry-After); once one part has failed more than RetryPolicy.MaxRetries times in a row, the writer gives up. Its
@@ -104,6 +112,7 @@ type TraceWriter struct {
 	keepAlive      time.Duration
 	attemptTimeout time.Duration
 	maxRange       int
+	stopGrace      time.Duration
 	limit          int64
 	sleep          func(context.Context, time.Duration) error
 
@@ -128,6 +137,9 @@ type TraceWriter struct {
 	closed       bool
 	err          error
 	stopped      error // why the sender stopped without a fatal error; a later Write fails with it
+	finished     bool  // the sender has stopped
+	ending       bool  // the writer's context has ended: send everything now, stop after the grace
+	graceTimer   *time.Timer
 	status       BuildState
 	wasCanceled  bool
 	legacy       bool // the coordinator has no PATCH endpoint: send full updates
@@ -139,8 +151,10 @@ type TraceWriter struct {
 	sendBuf []byte // the sender's
 }
 
-// NewTraceWriter starts a writer of the trace of build buildID. Its goroutine runs until Close or until ctx ends;
-// ctx ending stops every request and wait at once and fails the writer.
+// NewTraceWriter starts a writer of the trace of build buildID. Its goroutine runs until Close, or until the grace
+// after ctx ends (TraceOptions.StopGrace). Once ctx has ended, keep-alives stop and everything written is sent at
+// once, so that a program stopped by a signal (ctx from signal.NotifyContext) still delivers its whole trace with
+// Close; when the grace has passed the writer stops, and fails unless the coordinator had acknowledged every byte.
 func (c *Client) NewTraceWriter(ctx context.Context, buildID int64, opts *TraceOptions) (*TraceWriter, error) {
 	var o TraceOptions
 	if opts != nil {
@@ -194,6 +208,7 @@ func (c *Client) newTraceWriter(ctx context.Context, id int64, o TraceOptions, b
 		keepAlive:      cmp.Or(o.KeepAlive, DefaultTraceKeepAlive),
 		attemptTimeout: cmp.Or(o.AttemptTimeout, cmp.Or(c.timeout, DefaultTimeout)),
 		maxRange:       cmp.Or(o.MaxRangeErrors, DefaultTraceMaxRangeErrors),
+		stopGrace:      cmp.Or(o.StopGrace, DefaultTraceStopGrace),
 		limit:          o.OutputLimit,
 		sleep:          o.sleep,
 		wake:           make(chan struct{}, 1),
@@ -220,11 +235,28 @@ func (c *Client) newTraceWriter(ctx context.Context, id int64, o TraceOptions, b
 	w.sendBuf = make([]byte, w.chunk)
 	// The sender's context is its own, so that every reason to stop it comes with a cause that says why.
 	w.ctx, w.cancel = context.WithCancelCause(context.WithoutCancel(ctx))
-	w.stopAfter = context.AfterFunc(ctx, func() {
-		w.cancel(fmt.Errorf("runnerapi: trace of build %d: %w", w.id, contextError(ctx)))
-	})
+	w.stopAfter = context.AfterFunc(ctx, func() { w.contextEnded(ctx) })
 	go w.run()
 	return w, nil
+}
+
+// contextEnded makes everything written due at once, and stops the sender after the grace: a program stopped by
+// a signal ends the writer's context, and then calls Close.
+func (w *TraceWriter) contextEnded(ctx context.Context) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.finished {
+		return
+	}
+	if w.stopGrace < 0 {
+		w.cancel(fmt.Errorf("runnerapi: trace of build %d: %w", w.id, contextError(ctx)))
+		return
+	}
+	w.ending = true
+	w.signal()
+	w.graceTimer = time.AfterFunc(w.stopGrace, func() {
+		w.cancel(fmt.Errorf("runnerapi: trace of build %d: its context ended %v ago: %w", w.id, w.stopGrace, contextError(ctx)))
+	})
 }
 
 // contextError is ctx's error, with its cause when that says more.

@@ -16,6 +16,10 @@ func (w *TraceWriter) run() {
 		timer.Stop()
 		w.stopAfter()
 		w.mu.Lock()
+		w.finished = true
+		if w.graceTimer != nil {
+			w.graceTimer.Stop()
+		}
 		if err := w.spool.release(); err != nil {
 			w.failLocked(err)
 		}
@@ -42,7 +46,8 @@ func (w *TraceWriter) run() {
 			continue
 		}
 		now := time.Now()
-		if w.unsettled && !now.Before(w.pendingSince.Add(w.interval)) {
+		ending := w.ending
+		if w.unsettled && (ending || !now.Before(w.pendingSince.Add(w.interval))) {
 			// Bytes have waited long enough in the masker's window: search them now, so they can be sent.
 			w.unsettled = false
 			w.masker.settle(w)
@@ -58,15 +63,16 @@ func (w *TraceWriter) run() {
 			w.mu.Unlock()
 			return
 		}
-		due := unsent > 0 && (w.closed || w.flushTo > w.acked || !now.Before(w.pendingSince.Add(w.interval)) ||
+		due := unsent > 0 && (w.closed || ending || w.flushTo > w.acked || !now.Before(w.pendingSince.Add(w.interval)) ||
 			(!w.legacy && unsent >= int64(w.chunk)))
-		keepAlive := !due && unsent <= 0 && !w.legacy && w.keepAlive > 0 && !now.Before(w.lastReq.Add(w.keepAlive))
+		keepAlives := !w.legacy && w.keepAlive > 0 && !ending
+		keepAlive := !due && unsent <= 0 && keepAlives && !now.Before(w.lastReq.Add(w.keepAlive))
 		var wait time.Duration = -1
 		switch {
 		case due || keepAlive:
 		case unsent > 0 || w.unsettled:
 			wait = w.pendingSince.Add(w.interval).Sub(now)
-		case !w.legacy && w.keepAlive > 0:
+		case keepAlives:
 			wait = w.lastReq.Add(w.keepAlive).Sub(now)
 		}
 		legacy := w.legacy

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/signal"
 	"runtime"
 	"strconv"
 	"strings"
@@ -949,22 +950,88 @@ func TestTraceWriterCloseIdempotentAndErrClosed(t *testing.T) {
 	assert.Len(t, parts, 1)
 }
 
+// Once the writer's context has ended, a backoff holds the writer no longer than its grace (or not at all when
+// StopGrace is negative), and what was not delivered makes Close fail, saying why.
 func TestTraceWriterContextCancelStopsBackoff(t *testing.T) {
+	for _, grace := range []time.Duration{20 * time.Millisecond, -1} {
+		t.Run(grace.String(), func(t *testing.T) {
+			leakCheck(t)
+			c := newTrcCoord(t)
+			c.fault = func(*traceCoord, int, int64, []byte) coordFault {
+				return coordFault{act: actStatus, status: http.StatusServiceUnavailable, retryAfter: "3600"}
+			}
+			cl := c.client(t, WithRetryPolicy(RetryPolicy{MaxRetries: 5, MaxRetryAfter: time.Hour}))
+			ctx, cancel := context.WithCancel(context.Background())
+			w, err := cl.NewTraceWriter(ctx, coordBuildID, &TraceOptions{FlushInterval: time.Millisecond, KeepAlive: -1, StopGrace: grace})
+			require.NoError(t, err)
+			_, err = io.WriteString(w, "x\n")
+			require.NoError(t, err)
+			require.Eventually(t, func() bool { return w.Stats().Requests == 1 }, 5*time.Second, time.Millisecond)
+			cancel()
+			err = w.Close()
+			require.ErrorIs(t, err, context.Canceled)
+			assert.Contains(t, err.Error(), "2 bytes")
+		})
+	}
+}
+
+// The README's tour hands NewBuildTraceWriter the context of signal.NotifyContext. Ctrl-C ends that context; the
+// runner then writes a last line and calls Close, which must deliver everything: the lines written long before the
+// signal, which the default flush interval still held back, and the one written after it.
+func TestTraceWriterSignalContextKeepsTrace(t *testing.T) {
 	leakCheck(t)
 	c := newTrcCoord(t)
-	c.fault = func(*traceCoord, int, int64, []byte) coordFault {
-		return coordFault{act: actStatus, status: http.StatusServiceUnavailable, retryAfter: "3600"}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	build := &Build{ID: coordBuildID, Token: coordBuildToken}
+	w, err := c.client(t).NewBuildTraceWriter(ctx, build, nil)
+	require.NoError(t, err)
+	var want strings.Builder
+	for i := range 100 {
+		line := fmt.Sprintf("step %d done\n", i)
+		want.WriteString(line)
+		_, err := io.WriteString(w, line)
+		require.NoError(t, err)
 	}
-	cl := c.client(t, WithRetryPolicy(RetryPolicy{MaxRetries: 5, MaxRetryAfter: time.Hour}))
+	p, err := os.FindProcess(os.Getpid())
+	require.NoError(t, err)
+	if err := p.Signal(os.Interrupt); err != nil {
+		stop() // where a process cannot interrupt itself (Windows), end the same context the other way
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the interrupt did not arrive")
+	}
+	stop()
+	_, err = io.WriteString(w, "interrupted\n")
+	require.NoError(t, err)
+	want.WriteString("interrupted\n")
+	require.NoError(t, w.Close())
+	trace, _ := c.snapshot()
+	assert.Equal(t, want.String(), string(trace))
+}
+
+// After its grace the writer has stopped: a Write then fails, and so does Close, since that Write's bytes were
+// never sent.
+func TestTraceWriterWriteAfterGrace(t *testing.T) {
+	leakCheck(t)
+	c := newTrcCoord(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	w, err := cl.NewTraceWriter(ctx, coordBuildID, &TraceOptions{FlushInterval: time.Millisecond, KeepAlive: -1})
+	w, err := c.client(t).NewTraceWriter(ctx, coordBuildID, &TraceOptions{KeepAlive: -1, StopGrace: time.Millisecond})
 	require.NoError(t, err)
-	_, err = io.WriteString(w, "x\n")
+	_, err = io.WriteString(w, "before\n")
 	require.NoError(t, err)
-	require.Eventually(t, func() bool { return w.Stats().Requests == 1 }, 5*time.Second, time.Millisecond)
+	require.NoError(t, w.Flush(context.Background()))
 	cancel()
-	err = w.Close()
+	select {
+	case <-w.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the writer did not stop after its grace")
+	}
+	_, err = io.WriteString(w, "after\n")
 	require.ErrorIs(t, err, context.Canceled)
+	assert.Equal(t, err, w.Close())
 }
 
 func TestTraceWriterConcurrentWritesStayContiguous(t *testing.T) {
