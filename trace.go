@@ -27,7 +27,13 @@ const (
 	// time enough for what a stopped runner's last flush interval held back, and within the 10 seconds that
 	// docker stop and most service managers leave between the signal and the kill.
 	DefaultTraceStopGrace = 10 * time.Second
+	// DefaultTraceConfirmDelay is how long after an abandoned attempt a TraceWriter's Close waits before it asks
+	// the coordinator's length (see Close).
+	DefaultTraceConfirmDelay = 5 * time.Second
 )
+
+// traceConfirmRounds bounds how often Close asks the coordinator's length, repairing in between.
+const traceConfirmRounds = 4
 
 // ErrClosed is returned by Write and Flush on a TraceWriter that was closed.
 var ErrClosed = errors.New("runnerapi: trace writer closed")
@@ -66,6 +72,9 @@ type TraceOptions struct {
 	// (DefaultTraceStopGrace), so that a Close after a signal still delivers the trace; negative stops it at
 	// once.
 	StopGrace time.Duration
+	// ConfirmDelay is how long after an abandoned attempt Close waits before it asks the coordinator's length
+	// (DefaultTraceConfirmDelay): the abandoned request may still land, and cut the trace back (see Close).
+	ConfirmDelay time.Duration
 
 	// sleep waits out a backoff; tests replace it to record waits instead of spending them.
 	sleep func(ctx context.Context, d time.Duration) error
@@ -113,6 +122,7 @@ type TraceWriter struct {
 	attemptTimeout time.Duration
 	maxRange       int
 	stopGrace      time.Duration
+	confirmDelay   time.Duration
 	limit          int64
 	sleep          func(context.Context, time.Duration) error
 
@@ -140,13 +150,20 @@ type TraceWriter struct {
 	finished     bool  // the sender has stopped
 	ending       bool  // the writer's context has ended: send everything now, stop after the grace
 	graceTimer   *time.Timer
-	status       BuildState
-	wasCanceled  bool
-	legacy       bool // the coordinator has no PATCH endpoint: send full updates
-	answered     bool // a PATCH got a 202 or 416
-	noProgress   int
-	progress     chan struct{} // closed and replaced whenever acked changes or the writer fails
-	stats        TraceStats
+	// confirmOwed says that the coordinator's length must be asked before Close reports success: an attempt was
+	// abandoned (then not before confirmAfter), or a 202 was taken on trust.
+	confirmOwed   bool
+	abandonOwed   bool // for an abandoned attempt
+	confirming    bool // the part in flight is Close's confirmation
+	confirmAfter  time.Time
+	confirmRounds int
+	status        BuildState
+	wasCanceled   bool
+	legacy        bool // the coordinator has no PATCH endpoint: send full updates
+	answered      bool // a PATCH got a 202 or 416
+	noProgress    int
+	progress      chan struct{} // closed and replaced whenever acked changes or the writer fails
+	stats         TraceStats
 
 	sendBuf []byte // the sender's
 }
@@ -196,7 +213,8 @@ func (c *Client) newTraceWriter(ctx context.Context, id int64, o TraceOptions, b
 	if err != nil {
 		return nil, err
 	}
-	if o.ChunkSize < 0 || o.FlushInterval < 0 || o.MemoryLimit < 0 || o.OutputLimit < 0 || o.AttemptTimeout < 0 || o.MaxRangeErrors < 0 {
+	if o.ChunkSize < 0 || o.FlushInterval < 0 || o.MemoryLimit < 0 || o.OutputLimit < 0 || o.AttemptTimeout < 0 || o.MaxRangeErrors < 0 ||
+		o.ConfirmDelay < 0 {
 		return nil, errors.New("runnerapi: TraceOptions: negative value")
 	}
 	w := &TraceWriter{
@@ -209,6 +227,7 @@ func (c *Client) newTraceWriter(ctx context.Context, id int64, o TraceOptions, b
 		attemptTimeout: cmp.Or(o.AttemptTimeout, cmp.Or(c.timeout, DefaultTimeout)),
 		maxRange:       cmp.Or(o.MaxRangeErrors, DefaultTraceMaxRangeErrors),
 		stopGrace:      cmp.Or(o.StopGrace, DefaultTraceStopGrace),
+		confirmDelay:   cmp.Or(o.ConfirmDelay, DefaultTraceConfirmDelay),
 		limit:          o.OutputLimit,
 		sleep:          o.sleep,
 		wake:           make(chan struct{}, 1),
@@ -460,6 +479,13 @@ func (w *TraceWriter) Flush(ctx context.Context) error {
 // Close sends what is left, waits until the coordinator has acknowledged every byte, stops the writer's goroutine
 // and removes its temporary files. It returns the writer's first fatal error, on every call. Close is bounded by the
 // retry policy and the attempt timeout; CloseContext bounds it further.
+//
+// An attempt abandoned at the attempt timeout (or answered 504 by a gateway) may still reach the coordinator, and
+// GitLab 8.x applies a part by cutting the trace back to the part's start before appending it: such a late part
+// silently removes everything sent after it. So after any abandoned attempt, Close waits until ConfirmDelay has
+// passed since the last one, asks the coordinator's length with an empty part, and resends what it lost, up to 4
+// times. It does the same without waiting after a 202 it could not take at its word (without Range, or claiming
+// more than the part's end). A request that lands later than that still goes unseen: no client can rule it out.
 func (w *TraceWriter) Close() error {
 	return w.CloseContext(context.Background())
 }

@@ -5,13 +5,30 @@ import (
 	"time"
 )
 
-// reconcile takes the coordinator's length n, from a 202 (or a 416 when rangeErr) to the part [start, end).
-func (w *TraceWriter) reconcile(start, end, n int64, status BuildState, cut time.Time, rangeErr bool) {
+// reconcile takes the coordinator's length n, from a 202 (or a 416 when rangeErr) to the part [start, end) sent at
+// cut; assumed says that a 202 had no Range, and n is the part's end.
+func (w *TraceWriter) reconcile(start, end, n int64, status BuildState, cut time.Time, rangeErr, assumed bool) {
 	w.mu.Lock()
 	w.answered = true
 	w.observeLocked(status)
 	if rangeErr {
 		w.stats.RangeRecoveries++
+	}
+	if !rangeErr {
+		switch {
+		case n > end:
+			// A 202 tells what the part made of the trace, which cannot be more than its end: take the end, and
+			// let the next part, or Close's confirmation, ask again rather than skip bytes never sent.
+			n = end
+			w.confirmOwed = true
+		case assumed && end > start:
+			w.confirmOwed = true
+		case (n == end && !assumed || start == end) && !cut.Before(w.confirmAfter) && (!w.abandonOwed || w.confirming):
+			// The coordinator's own word that its trace ends where the writer's part did (an empty part is
+			// accepted only there). After an abandoned attempt, only Close's confirmation counts: sent once
+			// everything else was, after the delay.
+			w.confirmOwed, w.abandonOwed = false, false
+		}
 	}
 	// A 202 that grew the trace is progress; a 416 only when it says more than ever before, so that answers going
 	// back and forth between two lengths end.

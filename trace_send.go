@@ -59,17 +59,21 @@ func (w *TraceWriter) run() {
 			}
 		}
 		unsent := w.spool.size - w.acked
-		if w.closed && unsent <= 0 {
+		confirm := unsent <= 0 && w.confirmOwed && !w.legacy && (w.closed || ending)
+		if w.closed && unsent <= 0 && !confirm {
 			w.mu.Unlock()
 			return
 		}
 		due := unsent > 0 && (w.closed || ending || w.flushTo > w.acked || !now.Before(w.pendingSince.Add(w.interval)) ||
 			(!w.legacy && unsent >= int64(w.chunk)))
+		confirmNow := confirm && !now.Before(w.confirmAfter)
 		keepAlives := !w.legacy && w.keepAlive > 0 && !ending
-		keepAlive := !due && unsent <= 0 && keepAlives && !now.Before(w.lastReq.Add(w.keepAlive))
+		keepAlive := !due && !confirm && unsent <= 0 && keepAlives && !now.Before(w.lastReq.Add(w.keepAlive))
 		var wait time.Duration = -1
 		switch {
-		case due || keepAlive:
+		case due || keepAlive || confirmNow:
+		case confirm:
+			wait = w.confirmAfter.Sub(now)
 		case unsent > 0 || w.unsettled:
 			wait = w.pendingSince.Add(w.interval).Sub(now)
 		case keepAlives:
@@ -79,6 +83,9 @@ func (w *TraceWriter) run() {
 		w.mu.Unlock()
 
 		switch {
+		case confirmNow:
+			w.confirm()
+			continue
 		case due && legacy:
 			w.sendFull(false, nil)
 			continue
@@ -111,6 +118,10 @@ func (w *TraceWriter) stopLocked() {
 		w.failLocked(fmt.Errorf("%w (%d bytes of the trace not acknowledged)", cause, owed))
 		return
 	}
+	if w.confirmOwed && !w.legacy {
+		w.failLocked(fmt.Errorf("%w (the coordinator's trace length not confirmed after an abandoned attempt or a doubtful answer)", cause))
+		return
+	}
 	w.stopped = cause
 }
 
@@ -121,6 +132,35 @@ func (w *TraceWriter) owedLocked() int64 {
 		owed += int64(len(w.masker.pend))
 	}
 	return max(owed, 0)
+}
+
+// confirm asks the coordinator's length with an empty part; reconcile takes the answer, and the loop resends what
+// the coordinator lost.
+func (w *TraceWriter) confirm() {
+	w.mu.Lock()
+	w.confirmRounds++
+	if w.confirmRounds > traceConfirmRounds {
+		w.failLocked(fmt.Errorf("runnerapi: trace of build %d: the coordinator's trace length is not confirmed after %d tries; it went back or could not be asked",
+			w.id, traceConfirmRounds))
+		w.mu.Unlock()
+		return
+	}
+	w.confirming = true
+	w.mu.Unlock()
+	w.sendPart()
+	w.mu.Lock()
+	w.confirming = false
+	w.mu.Unlock()
+}
+
+// abandoned records an attempt given up on while the coordinator may still apply it.
+func (w *TraceWriter) abandoned() {
+	w.mu.Lock()
+	w.confirmOwed, w.abandonOwed = true, true
+	if t := time.Now().Add(w.confirmDelay); t.After(w.confirmAfter) {
+		w.confirmAfter = t
+	}
+	w.mu.Unlock()
 }
 
 // sendPart sends the next part (empty for a keep-alive) from the coordinator's length on, retrying transient
@@ -156,10 +196,10 @@ func (w *TraceWriter) sendPart() {
 		var re *RangeError
 		switch {
 		case err == nil:
-			w.reconcile(start, end, res.Length, res.Status, cut, false)
+			w.reconcile(start, end, res.Length, res.Status, cut, false, res.Assumed)
 			return
 		case errors.As(err, &re):
-			w.reconcile(start, end, re.Length, re.Status, cut, true)
+			w.reconcile(start, end, re.Length, re.Status, cut, true, false)
 			return
 		case w.ctx.Err() != nil:
 			return // run stops
@@ -215,8 +255,18 @@ func (w *TraceWriter) attempt(start int64, part []byte) (*TraceAppend, *Response
 		}
 		t.Stop()
 	}
-	if err != nil && w.ctx.Err() == nil && ctx.Err() != nil {
-		err = &TransportError{Method: http.MethodPatch, URL: w.url, Err: fmt.Errorf("no answer within %v", w.attemptTimeout)}
+	var er *ErrorResponse
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
+		// Given up on, by the attempt timeout or the writer's own end: the request may yet land.
+		w.abandoned()
+		if w.ctx.Err() == nil {
+			err = &TransportError{Method: http.MethodPatch, URL: w.url, Err: fmt.Errorf("no answer within %v", w.attemptTimeout)}
+		}
+	case errors.As(err, &er) && er.StatusCode == http.StatusGatewayTimeout:
+		// A gateway gave up waiting; the coordinator behind it may still be working on the request.
+		w.abandoned()
 	}
 	return res, resp, err
 }

@@ -43,7 +43,26 @@ const (
 	actBadRange                 // apply the part, answer 202 with Range: rangeValue
 	actStall                    // hold the request until the client gives up, applying nothing
 	actBare202                  // apply the first keep bytes (all when keep is 0), answer 202 without Range
+	actLateApply                // hold the request until the client gives up, then apply it late (see lateApply)
 )
+
+// lateApply is a part that GitLab 8.x's append_trace held after its length check, past the client's patience, and
+// then applied: it truncates the trace to the part's start, then appends the part, cutting off whatever the
+// client sent meanwhile.
+type lateApply struct {
+	after   int           // the part lands once request number after has been answered
+	release chan struct{} // closed when it has
+	landed  chan struct{} // closed once the part has landed; requests after number after wait for it
+	once    sync.Once
+}
+
+func newLateApply(t testing.TB, after int) *lateApply {
+	l := &lateApply{after: after, release: make(chan struct{}), landed: make(chan struct{})}
+	t.Cleanup(l.free) // before the server's Close, which waits for the held request
+	return l
+}
+
+func (l *lateApply) free() { l.once.Do(func() { close(l.release) }) }
 
 type coordFault struct {
 	act        coordAction
@@ -79,6 +98,7 @@ type traceCoord struct {
 	updateStatus int  // when set, PUT answers this
 	requests     int
 	fault        func(c *traceCoord, n int, start int64, body []byte) coordFault // called with mu held
+	late         *lateApply                                                      // for actLateApply
 }
 
 func newTrcCoord(t testing.TB) *traceCoord {
@@ -118,6 +138,13 @@ func (c *traceCoord) servePatch(w http.ResponseWriter, r *http.Request) {
 	}
 	c.mu.Lock()
 	c.requests++
+	n := c.requests
+	late := c.late
+	if late != nil && n > late.after {
+		c.mu.Unlock()
+		<-late.landed
+		c.mu.Lock()
+	}
 	c.parts = append(c.parts, receivedPart{start: start, end: end, n: len(body)})
 	if end-start != int64(len(body)) {
 		c.badRanges++
@@ -129,7 +156,7 @@ func (c *traceCoord) servePatch(w http.ResponseWriter, r *http.Request) {
 	}
 	var f coordFault
 	if c.fault != nil {
-		f = c.fault(c, c.requests, start, body)
+		f = c.fault(c, n, start, body)
 	}
 	answer := func(code int, rangeValue string) {
 		w.Header().Set("Range", rangeValue)
@@ -140,6 +167,9 @@ func (c *traceCoord) servePatch(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(code)
 		if code == http.StatusRequestedRangeNotSatisfiable {
 			_, _ = io.WriteString(w, `{"error":"416 Range Not Satisfiable"}`)
+		}
+		if late != nil && n == late.after {
+			late.free()
 		}
 	}
 	fits := start == int64(len(c.trace))
@@ -157,6 +187,17 @@ func (c *traceCoord) servePatch(w http.ResponseWriter, r *http.Request) {
 		c.mu.Unlock()
 		<-r.Context().Done()
 		return
+	case actLateApply:
+		if fits {
+			c.mu.Unlock()
+			<-r.Context().Done()
+			<-late.release
+			c.mu.Lock()
+			c.trace = append(c.trace[:start], body...)
+			close(late.landed)
+			c.mu.Unlock()
+			return
+		}
 	case actBare202:
 		if fits {
 			kept := body
@@ -271,6 +312,9 @@ func (c *traceCoord) writer(t testing.TB, cl *Client, o TraceOptions) *TraceWrit
 	}
 	if o.KeepAlive == 0 {
 		o.KeepAlive = -1
+	}
+	if o.ConfirmDelay == 0 {
+		o.ConfirmDelay = time.Millisecond // nothing lands late here unless a test says so
 	}
 	w, err := cl.NewTraceWriter(context.Background(), coordBuildID, &o)
 	require.NoError(t, err)
@@ -654,8 +698,88 @@ func TestTraceWriterAttemptTimeout(t *testing.T) {
 	require.NoError(t, w.Close())
 	trace, parts := c.snapshot()
 	assert.Equal(t, "slow\n", string(trace))
-	assert.Len(t, parts, 2)
+	assert.Equal(t, []receivedPart{{0, 5, 5}, {0, 5, 5}, {5, 5, 0}}, parts, "the part, its resend, Close's confirmation")
 	assert.Equal(t, int64(1), w.Stats().Retries)
+}
+
+// GitLab 8.x truncates the trace to a part's start before appending it. A part abandoned at the attempt timeout
+// and resent may still land after later parts were acknowledged, and cut them off; Close must see that and repair
+// it before it reports success.
+func TestTraceWriterLateAppliedPart(t *testing.T) {
+	leakCheck(t)
+	c := newTrcCoord(t)
+	c.late = newLateApply(t, 3) // the first part lands once the third request (the second part) is answered
+	c.fault = faultAt(1, coordFault{act: actLateApply})
+	w := c.writer(t, c.client(t), TraceOptions{AttemptTimeout: 50 * time.Millisecond, ConfirmDelay: time.Millisecond})
+	_, err := io.WriteString(w, "first part\n")
+	require.NoError(t, err)
+	require.NoError(t, w.Flush(context.Background()))
+	_, err = io.WriteString(w, "second part\n")
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	select {
+	case <-c.late.landed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the held part never landed")
+	}
+	trace, parts := c.snapshot()
+	assert.Equal(t, "first part\nsecond part\n", string(trace), "the late part cut the trace back")
+	assert.Equal(t, []receivedPart{{0, 11, 11}, {0, 11, 11}, {11, 23, 12}, {23, 23, 0}, {11, 23, 12}, {23, 23, 0}}, parts,
+		"the part, its resend, the second part, a confirmation answered 416, the repair, a confirmation")
+}
+
+// An abandoned attempt is confirmed only after ConfirmDelay: an answer sent sooner proves nothing about a request
+// that may still be on its way.
+func TestTraceWriterConfirmationWaitsConfirmDelay(t *testing.T) {
+	leakCheck(t)
+	c := newTrcCoord(t)
+	c.fault = faultAt(1, coordFault{act: actStall})
+	w := c.writer(t, c.client(t), TraceOptions{AttemptTimeout: 20 * time.Millisecond, ConfirmDelay: time.Hour})
+	_, err := io.WriteString(w, "slow\n")
+	require.NoError(t, err)
+	require.NoError(t, w.Flush(context.Background()), "acknowledged by the second attempt")
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	err = w.CloseContext(ctx)
+	require.ErrorIs(t, err, context.DeadlineExceeded, "Close waits the delay before it confirms")
+	assert.Contains(t, err.Error(), "confirm")
+	trace, parts := c.snapshot()
+	assert.Equal(t, "slow\n", string(trace))
+	assert.Len(t, parts, 2, "no confirmation before the delay")
+}
+
+// A 202 that claims more than the part's end is not believed: the bytes after the part are sent all the same,
+// and the coordinator's next answer tells.
+func TestTraceWriter202BeyondThePart(t *testing.T) {
+	leakCheck(t)
+	c := newTrcCoord(t)
+	c.fault = faultAt(1, coordFault{act: actBadRange, rangeValue: "0-20"})
+	w := c.writer(t, c.client(t), TraceOptions{ChunkSize: 10})
+	_, err := io.WriteString(w, "0123456789abcdefghij")
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	trace, parts := c.snapshot()
+	assert.Equal(t, "0123456789abcdefghij", string(trace))
+	assert.Equal(t, []receivedPart{{0, 10, 10}, {10, 20, 10}}, parts)
+}
+
+// A bare 202 to the last part is only assumed to have appended it: Close confirms the length, and repairs.
+func TestTraceWriterBare202OnTheLastPartIsConfirmed(t *testing.T) {
+	leakCheck(t)
+	c := newTrcCoord(t)
+	c.fault = func(_ *traceCoord, n int, _ int64, _ []byte) coordFault {
+		if n == 1 {
+			return coordFault{act: actBare202, keep: 4} // the coordinator kept 4 bytes of 10
+		}
+		return coordFault{act: actBare202}
+	}
+	w := c.writer(t, c.client(t), TraceOptions{})
+	_, err := io.WriteString(w, "0123456789")
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	trace, parts := c.snapshot()
+	assert.Equal(t, "0123456789", string(trace))
+	assert.Equal(t, []receivedPart{{0, 10, 10}, {10, 10, 0}, {4, 10, 6}, {10, 10, 0}}, parts)
 }
 
 // sleepRecorder records the backoffs a writer asked for, without waiting.
