@@ -160,6 +160,7 @@ type TraceWriter struct {
 	status        BuildState
 	wasCanceled   bool
 	legacy        bool // the coordinator has no PATCH endpoint: send full updates
+	legacyRounds  int  // full updates sent since the fallback, probes included
 	answered      bool // a PATCH got a 202 or 416
 	noProgress    int
 	progress      chan struct{} // closed and replaced whenever acked changes or the writer fails

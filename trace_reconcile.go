@@ -10,6 +10,8 @@ import (
 func (w *TraceWriter) reconcile(start, end, n int64, status BuildState, cut time.Time, rangeErr, assumed bool) {
 	w.mu.Lock()
 	w.answered = true
+	// The PATCH endpoint answers: a writer that fell back to whole updates goes back to parts.
+	w.legacy = false
 	w.observeLocked(status)
 	if rangeErr {
 		w.stats.RangeRecoveries++

@@ -87,10 +87,10 @@ func (w *TraceWriter) run() {
 			w.confirm()
 			continue
 		case due && legacy:
-			w.sendFull(false, nil)
+			w.sendWhole()
 			continue
 		case due || keepAlive:
-			w.sendPart()
+			w.sendPart(false)
 			continue
 		}
 		var tc <-chan time.Time
@@ -147,7 +147,7 @@ func (w *TraceWriter) confirm() {
 	}
 	w.confirming = true
 	w.mu.Unlock()
-	w.sendPart()
+	w.sendPart(false)
 	w.mu.Lock()
 	w.confirming = false
 	w.mu.Unlock()
@@ -164,8 +164,9 @@ func (w *TraceWriter) abandoned() {
 }
 
 // sendPart sends the next part (empty for a keep-alive) from the coordinator's length on, retrying transient
-// failures, and reconciles with the answer.
-func (w *TraceWriter) sendPart() {
+// failures, and reconciles with the answer. A probe, of a writer that fell back to whole updates, is sent once,
+// and fails nothing.
+func (w *TraceWriter) sendPart(probe bool) {
 	w.mu.Lock()
 	start := w.acked
 	end := min(w.spool.size, start+int64(w.chunk))
@@ -187,7 +188,7 @@ func (w *TraceWriter) sendPart() {
 		w.fail(err)
 		return
 	}
-	for failures := 0; ; {
+	for failures, notFound := 0, 0; ; {
 		res, resp, err := w.attempt(start, part)
 		w.mu.Lock()
 		w.stats.Requests++
@@ -201,25 +202,30 @@ func (w *TraceWriter) sendPart() {
 		case errors.As(err, &re):
 			w.reconcile(start, end, re.Length, re.Status, cut, true, false)
 			return
-		case w.ctx.Err() != nil:
-			return // run stops
-		case errors.Is(err, ErrNotFound) && start == 0 && !w.isAnswered():
-			w.fallBack(err)
-			return
+		case w.ctx.Err() != nil || probe:
+			return // run stops, or the whole trace is sent after all
+		case errors.Is(err, ErrNotFound) && !w.isAnswered():
+			// GitLab before 8.7 has no PATCH endpoint and answers 404 to every part; one 404 alone may be a
+			// proxy's hiccup.
+			if notFound++; notFound >= traceFallbackAfter {
+				w.fallBack(err)
+				return
+			}
 		case !IsTransient(err):
 			w.fail(fmt.Errorf("runnerapi: trace of build %d: %w", w.id, err))
 			return
-		}
-		failures++
-		if failures > w.c.retry.MaxRetries {
-			w.fail(fmt.Errorf("runnerapi: trace of build %d: giving up after %d attempts: %w", w.id, failures, err))
-			return
+		default:
+			failures++
+			if failures > w.c.retry.MaxRetries {
+				w.fail(fmt.Errorf("runnerapi: trace of build %d: giving up after %d attempts: %w", w.id, failures+notFound, err))
+				return
+			}
 		}
 		var ra time.Duration
 		if resp != nil && resp.Response != nil {
 			ra = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 		}
-		if serr := w.sleep(w.ctx, w.c.retry.backoff(failures, ra)); serr != nil {
+		if serr := w.sleep(w.ctx, w.c.retry.backoff(max(failures, notFound), ra)); serr != nil {
 			return // run stops
 		}
 		w.mu.Lock()
