@@ -453,6 +453,10 @@ func (w *TraceWriter) Flush(ctx context.Context) error {
 	if w.closed {
 		return ErrClosed
 	}
+	if w.stopped != nil {
+		// Stopped with nothing owed (else it would have failed), and every later Write fails.
+		return nil
+	}
 	w.commitTail()
 	target := w.spool.size
 	w.flushTo = max(w.flushTo, target)

@@ -113,8 +113,7 @@ func (w *TraceWriter) sendFull(forced bool, why error) {
 func (w *TraceWriter) putWhole(view traceSpoolView, size int64) (*Response, error) {
 	token := w.c.runnerToken
 	head := "state=" + string(StateRunning) + "&token=" + url.QueryEscape(token) + "&trace="
-	buf := make([]byte, traceFormRead)
-	length, err := traceFormLength(&view, size, buf)
+	length, err := traceFormLength(&view, size, make([]byte, traceFormRead))
 	if err != nil {
 		return nil, err
 	}
@@ -122,10 +121,16 @@ func (w *TraceWriter) putWhole(view traceSpoolView, size int64) (*Response, erro
 	if err != nil {
 		return nil, err
 	}
-	var bodies []*traceFormBody
+	// Each attempt has a body of its own: the transport may still be reading one when the next is opened.
+	var (
+		mu     sync.Mutex
+		bodies []*traceFormBody
+	)
 	open := func() *traceFormBody {
-		b := &traceFormBody{head: head, view: &view, size: size, raw: buf}
+		b := &traceFormBody{head: head, view: &view, size: size}
+		mu.Lock()
 		bodies = append(bodies, b)
+		mu.Unlock()
 		return b
 	}
 	req.Body = open()
@@ -136,9 +141,11 @@ func (w *TraceWriter) putWhole(view traceSpoolView, size int64) (*Response, erro
 	resp, err := w.c.do(req, nil, call{retry: retryTransient, small: true, secrets: []string{token}})
 	// The transport may still be reading a body after the answer came: stop them all, so that the spool's
 	// arrays they read can be reused.
+	mu.Lock()
 	for _, b := range bodies {
 		b.stop()
 	}
+	mu.Unlock()
 	return resp, err
 }
 
@@ -154,8 +161,8 @@ type traceFormBody struct {
 	view    *traceSpoolView
 	off     int64 // of the next trace byte to read
 	size    int64
-	raw     []byte // read buffer, shared by the bodies of one update, which are read one after the other
-	enc     []byte // encoded bytes not yet returned
+	raw     []byte // read buffer
+	enc     []byte // encoded bytes not yet returned, in encBuf
 	encBuf  []byte
 	stopped bool
 }
@@ -176,14 +183,14 @@ func (b *traceFormBody) Read(p []byte) (int, error) {
 		if b.off >= b.size {
 			return 0, io.EOF
 		}
+		if b.raw == nil {
+			b.raw, b.encBuf = make([]byte, traceFormRead), make([]byte, 0, 3*traceFormRead)
+		}
 		raw := b.raw[:min(int64(len(b.raw)), b.size-b.off)]
 		if err := b.view.readAt(raw, b.off); err != nil {
 			return 0, err
 		}
 		b.off += int64(len(raw))
-		if b.encBuf == nil {
-			b.encBuf = make([]byte, 0, 3*len(b.raw))
-		}
 		b.enc = appendFormEscaped(b.encBuf[:0], raw)
 	}
 	n := copy(p, b.enc)

@@ -114,6 +114,8 @@ func (w *TraceWriter) stopLocked() {
 		return
 	}
 	cause := context.Cause(w.ctx)
+	// Nothing goes to the masker any more: Write must see that the writer stopped.
+	w.unsettled = false
 	if owed := w.owedLocked(); owed > 0 {
 		w.failLocked(fmt.Errorf("%w (%d bytes of the trace not acknowledged)", cause, owed))
 		return
