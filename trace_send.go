@@ -8,8 +8,9 @@ import (
 	"time"
 )
 
-// run is the sender: it waits until a part is due, sends it, and stops once closed and everything is
-// acknowledged, on a fatal error, or when the writer's context ends.
+// run is the sender: it waits until a part is due, sends it, and stops once closed with everything acknowledged
+// (and confirmed, see Close), on a fatal error, or when its context is canceled: after the grace that follows the
+// end of the writer's context, or by CloseContext.
 func (w *TraceWriter) run() {
 	timer := time.NewTimer(time.Hour)
 	defer func() {
