@@ -56,9 +56,10 @@ type TraceOptions struct {
 	// negative turns keep-alives off.
 	KeepAlive time.Duration
 	// MemoryLimit is how many bytes of the trace are kept in memory before the trace moves to temporary files
-	// (DefaultTraceMemoryLimit): a few, of growing sizes, so that Close can remove them in parallel.
+	// (DefaultTraceMemoryLimit): a few, of growing sizes, so that Close can free them in parallel.
 	MemoryLimit int
-	// TempDir is where those files are made (os.TempDir when empty). They are removed on Close.
+	// TempDir is where those files are made (os.TempDir when empty). They have no name there where the system
+	// allows it (all but Windows), so that a crash leaves none behind, and are gone after Close.
 	TempDir string
 	// OutputLimit, when positive, is the most bytes of the trace recorded; past it one line says the trace was
 	// truncated and the rest is dropped.
@@ -96,7 +97,8 @@ type TraceStats struct {
 	Retries int64
 	// RangeRecoveries counts the 416 answers the writer recovered from.
 	RangeRecoveries int64
-	// FullUpdates counts the times the whole trace was sent with Update.
+	// FullUpdates counts the times the whole trace was sent in an update (PUT builds/:id), to a coordinator
+	// without the PATCH endpoint or one holding more than was written.
 	FullUpdates int64
 }
 
