@@ -485,7 +485,8 @@ func (w *TraceWriter) Flush(ctx context.Context) error {
 
 // Close sends what is left, waits until the coordinator has acknowledged every byte, stops the writer's goroutine
 // and removes its temporary files. It returns the writer's first fatal error, on every call. Close is bounded by the
-// retry policy and the attempt timeout; CloseContext bounds it further.
+// retry policy, the attempt timeout and, after an abandoned attempt, ConfirmDelay; by StopGrace once the writer's
+// context has ended; CloseContext bounds it further.
 //
 // An attempt abandoned at the attempt timeout (or answered 504 by a gateway) may still reach the coordinator, and
 // GitLab 8.x applies a part by cutting the trace back to the part's start before appending it: such a late part
