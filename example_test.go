@@ -149,20 +149,20 @@ func ExampleBuildsService_Update() {
 	// no longer running: true
 }
 
-// A build's trace writer masks the build's secrets in its output.
+// A build's trace writer masks the build's secrets (of runnerapi.MinTraceSecret bytes or more) in its output.
 func ExampleClient_NewBuildTraceWriter() {
 	srv, c := exampleSetup()
 	defer srv.Close()
 	build := exampleTake(srv, c, runnerapi.Build{
 		Name:      "deploy",
-		Variables: []runnerapi.Variable{{Key: "DEPLOY_PASSWORD", Value: "hunter2", Public: false}},
+		Variables: []runnerapi.Variable{{Key: "DEPLOY_PASSWORD", Value: "hunter2-s3cr3t", Public: false}},
 	})
 
 	w, err := c.NewBuildTraceWriter(context.Background(), build, nil)
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Fprintln(w, "logging in with hunter2")
+	fmt.Fprintln(w, "logging in with hunter2-s3cr3t")
 	if err := w.Close(); err != nil {
 		log.Fatal(err)
 	}

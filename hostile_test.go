@@ -197,7 +197,8 @@ func hostileCalls() []hostileCall {
 			return err
 		}},
 		{"TraceWriter", false, false, func(ctx context.Context, cl *runnerapi.Client, _ string) error {
-			w, err := cl.NewTraceWriter(ctx, 1, &runnerapi.TraceOptions{FlushInterval: time.Millisecond, KeepAlive: -1})
+			// The writer goes on for StopGrace after ctx ends, to deliver what was written: a short one here.
+			w, err := cl.NewTraceWriter(ctx, 1, &runnerapi.TraceOptions{FlushInterval: time.Millisecond, KeepAlive: -1, StopGrace: 100 * time.Millisecond})
 			if err != nil {
 				return err
 			}

@@ -1,153 +1,14 @@
 package runnerapi
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 )
-
-// TraceAppend is the coordinator's answer to an appended part of a trace.
-type TraceAppend struct {
-	// Length is the trace's length after the part, from the answer's "Range: 0-N".
-	Length int64
-	// Status is the build's status from the answer's Build-Status header; empty when it had none.
-	Status BuildState
-}
-
-// ErrTraceRange marks an answer of the trace endpoint whose Range header is missing or malformed. Nothing can be
-// concluded about the coordinator's trace from such an answer, least of all that it is empty.
-var ErrTraceRange = errors.New("runnerapi: missing or malformed Range header")
-
-// RangeError is a 416 answer to an appended part: the part did not start at the coordinator's trace length, and
-// nothing was written. Length says where the next part must start.
-type RangeError struct {
-	// Length is the coordinator's trace length, from the answer's "Range: 0-N".
-	Length int64
-	// Status is the build's status from the answer's Build-Status header; empty when it had none.
-	Status BuildState
-	// Err is the 416 answer.
-	Err *ErrorResponse
-}
-
-// Error describes the mismatch.
-func (e *RangeError) Error() string {
-	return e.Err.Error() + " (the coordinator's trace has " + strconv.FormatInt(e.Length, 10) + " bytes)"
-}
-
-// Unwrap returns the 416 answer, so errors.As finds the *ErrorResponse.
-func (e *RangeError) Unwrap() error { return e.Err }
-
-// AppendTrace appends part to the trace of build id at offset, the length the caller believes the coordinator's
-// trace has. It sends the build token (WithToken, else the client's WithBuildToken) in the BUILD-TOKEN header. A
-// 416 answer is a *RangeError holding the coordinator's length; an answer without a valid "Range: 0-N" header is
-// an error matching ErrTraceRange.
-//
-// AppendTrace is retried only when the failure shows the coordinator did not act on it, so that a *RangeError
-// always means the caller's offset was wrong, not that an earlier attempt of this call was applied. An empty part
-// is a keep-alive that learns the build's status.
-func (s *BuildsService) AppendTrace(ctx context.Context, id, offset int64, part []byte, reqOpts ...RequestOption) (*TraceAppend, *Response, error) {
-	c := s.client
-	if offset < 0 {
-		return nil, nil, fmt.Errorf("runnerapi: AppendTrace: negative offset %d", offset)
-	}
-	token, err := c.buildTokenFor(newCallConfig(reqOpts), "AppendTrace")
-	if err != nil {
-		return nil, nil, err
-	}
-	// The transport may go on reading a request body after the answer arrived: send a copy, so part is the
-	// caller's again as soon as AppendTrace returns.
-	part = bytes.Clone(part)
-	return c.appendTrace(ctx, id, offset, part, nil, token, call{retry: retryUnsent, small: true, secrets: []string{token}})
-}
-
-// tracePath is the trace endpoint of build id, relative to the API root.
-func tracePath(id int64) string {
-	return "builds/" + strconv.FormatInt(id, 10) + "/trace.txt"
-}
-
-// appendTrace sends part at offset; first, when not nil, is the body of the first attempt.
-func (c *Client) appendTrace(ctx context.Context, id, offset int64, part []byte, first *traceBodyReader, token string, cl call) (*TraceAppend, *Response, error) {
-	req, err := c.NewRequest(ctx, http.MethodPatch, tracePath(id), nil)
-	if err != nil {
-		return nil, nil, err
-	}
-	if len(part) > 0 {
-		if first == nil {
-			first = newTraceBodyReader(part)
-		}
-		req.Body = first
-		req.GetBody = func() (io.ReadCloser, error) { return newTraceBodyReader(part), nil }
-		req.ContentLength = int64(len(part))
-	}
-	req.Header.Set(buildTokenHeader, token)
-	req.Header.Set("Content-Type", "text/plain")
-	req.Header.Set("Content-Range", strconv.FormatInt(offset, 10)+"-"+strconv.FormatInt(offset+int64(len(part)), 10))
-	resp, err := c.do(req, nil, cl)
-	if err != nil {
-		var er *ErrorResponse
-		if errors.As(err, &er) && er.StatusCode == http.StatusRequestedRangeNotSatisfiable {
-			n, rerr := parseTraceRange(er.Response.Header, token)
-			if rerr != nil {
-				return nil, resp, fmt.Errorf("%w: %w", er, rerr)
-			}
-			return nil, resp, &RangeError{Length: n, Status: BuildState(er.Response.Header.Get("Build-Status")), Err: er}
-		}
-		return nil, resp, err
-	}
-	n, err := parseTraceRange(resp.Header, token)
-	if err != nil {
-		return nil, resp, fmt.Errorf("runnerapi: PATCH %s: %d answer: %w", redactURL(req.URL), resp.StatusCode, err)
-	}
-	return &TraceAppend{Length: n, Status: BuildState(resp.Header.Get("Build-Status"))}, resp, nil
-}
-
-// parseTraceRange reads a "Range: 0-N" header strictly: exactly "0-" and decimal digits that fit an int64. A
-// malformed value is quoted in the error with the given secrets masked, since a proxy may echo the request into it.
-func parseTraceRange(h http.Header, secrets ...string) (int64, error) {
-	vs := h.Values("Range")
-	if len(vs) != 1 {
-		if len(vs) == 0 {
-			return 0, ErrTraceRange
-		}
-		return 0, fmt.Errorf("%w: %d Range headers", ErrTraceRange, len(vs))
-	}
-	v := vs[0]
-	digits, ok := strings.CutPrefix(v, "0-")
-	n, ok2 := parseDigits(digits)
-	if !ok || !ok2 {
-		return 0, fmt.Errorf("%w: %q", ErrTraceRange, headerForError(v, secrets))
-	}
-	return n, nil
-}
-
-// traceBodyReader is a request body that says when the transport is done with it (it closes every body it was
-// given, possibly after the answer arrived), so that its bytes may be reused. Its WriteTo lets the transport send a
-// part in one write.
-type traceBodyReader struct {
-	bytes.Reader
-	once   sync.Once
-	closed chan struct{}
-}
-
-func newTraceBodyReader(part []byte) *traceBodyReader {
-	r := &traceBodyReader{closed: make(chan struct{})}
-	r.Reset(part)
-	return r
-}
-
-// Close tells that the transport is done with the body.
-func (r *traceBodyReader) Close() error {
-	r.once.Do(func() { close(r.closed) })
-	return nil
-}
 
 // Defaults of TraceOptions.
 const (
@@ -162,7 +23,17 @@ const (
 	DefaultTraceMemoryLimit = 4 << 20
 	// DefaultTraceMaxRangeErrors is how many 416 answers in a row without progress make a TraceWriter give up.
 	DefaultTraceMaxRangeErrors = 10
+	// DefaultTraceStopGrace is how long a TraceWriter goes on delivering the trace once its context has ended:
+	// time enough for what a stopped runner's last flush interval held back, and within the 10 seconds that
+	// docker stop and most service managers leave between the signal and the kill.
+	DefaultTraceStopGrace = 10 * time.Second
+	// DefaultTraceConfirmDelay is how long after an abandoned attempt a TraceWriter's Close waits before it asks
+	// the coordinator's length (see Close).
+	DefaultTraceConfirmDelay = 5 * time.Second
 )
+
+// traceConfirmRounds bounds how often Close asks the coordinator's length, repairing in between.
+const traceConfirmRounds = 4
 
 // ErrClosed is returned by Write and Flush on a TraceWriter that was closed.
 var ErrClosed = errors.New("runnerapi: trace writer closed")
@@ -173,7 +44,9 @@ type TraceOptions struct {
 	Token string
 	// Secrets are replaced by "[MASKED]" in the trace, besides the build token, the client's runner token and,
 	// for NewBuildTraceWriter, the build's own secrets (Build.Secrets), also when split across Writes (but not
-	// across a Flush).
+	// across a Flush). These are masked whatever their length, as is a token given here or to the client: the
+	// caller chose them, and has no other way to keep a short one out of the trace. Only the build's own
+	// secrets shorter than MinTraceSecret are left alone.
 	Secrets []string
 	// ChunkSize is the largest part sent at once (DefaultTraceChunkSize).
 	ChunkSize int
@@ -183,9 +56,10 @@ type TraceOptions struct {
 	// negative turns keep-alives off.
 	KeepAlive time.Duration
 	// MemoryLimit is how many bytes of the trace are kept in memory before the trace moves to temporary files
-	// (DefaultTraceMemoryLimit): a few, of growing sizes, so that Close can remove them in parallel.
+	// (DefaultTraceMemoryLimit): a few, of growing sizes, so that Close can free them in parallel.
 	MemoryLimit int
-	// TempDir is where those files are made (os.TempDir when empty). They are removed on Close.
+	// TempDir is where those files are made (os.TempDir when empty). They have no name there where the system
+	// allows it (all but Windows), so that a crash leaves none behind, and are gone after Close.
 	TempDir string
 	// OutputLimit, when positive, is the most bytes of the trace recorded; past it one line says the trace was
 	// truncated and the rest is dropped.
@@ -195,6 +69,13 @@ type TraceOptions struct {
 	// MaxRangeErrors is how many 416 answers in a row without progress end in an error
 	// (DefaultTraceMaxRangeErrors).
 	MaxRangeErrors int
+	// StopGrace is how long the writer goes on delivering what was written once its context has ended
+	// (DefaultTraceStopGrace), so that a Close after a signal still delivers the trace; negative stops it at
+	// once.
+	StopGrace time.Duration
+	// ConfirmDelay is how long after an abandoned attempt Close waits before it asks the coordinator's length
+	// (DefaultTraceConfirmDelay): the abandoned request may still land, and cut the trace back (see Close).
+	ConfirmDelay time.Duration
 
 	// sleep waits out a backoff; tests replace it to record waits instead of spending them.
 	sleep func(ctx context.Context, d time.Duration) error
@@ -216,14 +97,15 @@ type TraceStats struct {
 	Retries int64
 	// RangeRecoveries counts the 416 answers the writer recovered from.
 	RangeRecoveries int64
-	// FullUpdates counts the times the whole trace was sent with Update.
+	// FullUpdates counts the times the whole trace was sent in an update (PUT builds/:id), to a coordinator
+	// without the PATCH endpoint or one holding more than was written.
 	FullUpdates int64
 }
 
 // TraceWriter streams one build's trace to the coordinator. Write only copies into the writer's spool; one
 // goroutine per writer sends the trace in parts, reconciles with the coordinator's idea of its length, and retries
-// through transient failures. Close reports the upload's fate: call it, or cancel the writer's context, so that the
-// goroutine and the spool's temporary files go away.
+// through transient failures. Close reports the upload's fate: call it, or cancel the writer's context (the
+// goroutine then stops after TraceOptions.StopGrace), so that the goroutine and the spool's temporary files go away.
 //
 // A part that fails transiently is sent again after the client's RetryPolicy backoff (or the coordinator's
 // Retry-After); once one part has failed more than RetryPolicy.MaxRetries times in a row, the writer gives up. Its
@@ -241,14 +123,18 @@ type TraceWriter struct {
 	keepAlive      time.Duration
 	attemptTimeout time.Duration
 	maxRange       int
+	stopGrace      time.Duration
+	confirmDelay   time.Duration
 	limit          int64
 	sleep          func(context.Context, time.Duration) error
 
-	ctx      context.Context
-	cancel   context.CancelFunc
-	wake     chan struct{} // tells the sender to look again; buffered, never blocks
-	done     chan struct{} // closed when the sender has stopped
-	canceled chan struct{}
+	ctx    context.Context
+	cancel context.CancelCauseFunc // stops the sender; the cause says why
+	// stopAfter undoes the link from the caller's context to cancel.
+	stopAfter func() bool
+	wake      chan struct{} // tells the sender to look again; buffered, never blocks
+	done      chan struct{} // closed when the sender has stopped
+	canceled  chan struct{}
 
 	mu           sync.Mutex
 	spool        traceSpool
@@ -262,29 +148,49 @@ type TraceWriter struct {
 	lastReq      time.Time
 	closed       bool
 	err          error
-	status       BuildState
-	wasCanceled  bool
-	legacy       bool // the coordinator has no PATCH endpoint: send full updates
-	answered     bool // a PATCH got a 202 or 416
-	noProgress   int
-	progress     chan struct{} // closed and replaced whenever acked changes or the writer fails
-	stats        TraceStats
+	stopped      error // why the sender stopped without a fatal error; a later Write fails with it
+	finished     bool  // the sender has stopped
+	ending       bool  // the writer's context has ended: send everything now, stop after the grace
+	graceTimer   *time.Timer
+	// confirmOwed says that the coordinator's length must be asked before Close reports success: an attempt was
+	// abandoned (then not before confirmAfter), or a 202 was taken on trust.
+	confirmOwed   bool
+	abandonOwed   bool // for an abandoned attempt
+	confirming    bool // the part in flight is Close's confirmation
+	confirmAfter  time.Time
+	confirmRounds int
+	status        BuildState
+	wasCanceled   bool
+	legacy        bool // the coordinator has no PATCH endpoint: send full updates
+	legacyRounds  int  // full updates sent since the fallback, probes included
+	answered      bool // a PATCH got a 202 or 416
+	noProgress    int
+	progress      chan struct{} // closed and replaced whenever acked changes or the writer fails
+	stats         TraceStats
 
 	sendBuf []byte // the sender's
 }
 
-// NewTraceWriter starts a writer of the trace of build buildID. Its goroutine runs until Close or until ctx ends;
-// ctx ending stops every request and wait at once and fails the writer.
+// NewTraceWriter starts a writer of the trace of build buildID. Its goroutine runs until Close, or until the grace
+// after ctx ends (TraceOptions.StopGrace). Once ctx has ended, keep-alives stop and everything written is sent at
+// once, so that a program stopped by a signal (ctx from signal.NotifyContext) still delivers its whole trace with
+// Close; when the grace has passed the writer stops, and fails unless the coordinator had acknowledged every byte.
 func (c *Client) NewTraceWriter(ctx context.Context, buildID int64, opts *TraceOptions) (*TraceWriter, error) {
 	var o TraceOptions
 	if opts != nil {
 		o = *opts
 	}
-	return c.newTraceWriter(ctx, buildID, o, nil)
+	return c.newTraceWriter(ctx, buildID, o, "", nil)
 }
 
+// MinTraceSecret is the length in bytes below which NewBuildTraceWriter does not mask a secret of the build (its
+// token, non-public variables, repo_url credentials, registry passwords) in the trace. GitLab refuses to mask
+// values shorter than 8 characters: masking a variable DEBUG=1 would turn "Step 1 of 10" into
+// "Step [MASKED] of [MASKED]0", and a 2-character token would eat pieces of every hash in the log.
+const MinTraceSecret = 8
+
 // NewBuildTraceWriter starts a writer of b's trace, with b's token unless opts gives one, masking b's secrets
-// besides those in opts.
+// of MinTraceSecret bytes or more besides those in opts.
 func (c *Client) NewBuildTraceWriter(ctx context.Context, b *Build, opts *TraceOptions) (*TraceWriter, error) {
 	if b == nil {
 		return nil, errors.New("runnerapi: NewBuildTraceWriter: nil build")
@@ -293,18 +199,25 @@ func (c *Client) NewBuildTraceWriter(ctx context.Context, b *Build, opts *TraceO
 	if opts != nil {
 		o = *opts
 	}
-	if o.Token == "" {
-		o.Token = b.Token
+	var masked []string
+	for _, s := range b.Secrets() {
+		if len(s) >= MinTraceSecret {
+			masked = append(masked, s)
+		}
 	}
-	return c.newTraceWriter(ctx, b.ID, o, b.Secrets())
+	return c.newTraceWriter(ctx, b.ID, o, b.Token, masked)
 }
 
-func (c *Client) newTraceWriter(ctx context.Context, id int64, o TraceOptions, more []string) (*TraceWriter, error) {
-	token, err := c.buildTokenFor(callConfig{token: o.Token}, "TraceWriter")
+// newTraceWriter starts a writer of build id's trace. buildToken is the build's own token, used when o gives
+// none; masked are the build's secrets to mask.
+func (c *Client) newTraceWriter(ctx context.Context, id int64, o TraceOptions, buildToken string, masked []string) (*TraceWriter, error) {
+	tokenGiven := o.Token != "" || buildToken == ""
+	token, err := c.buildTokenFor(callConfig{token: cmp.Or(o.Token, buildToken)}, "TraceWriter")
 	if err != nil {
 		return nil, err
 	}
-	if o.ChunkSize < 0 || o.FlushInterval < 0 || o.MemoryLimit < 0 || o.OutputLimit < 0 || o.AttemptTimeout < 0 || o.MaxRangeErrors < 0 {
+	if o.ChunkSize < 0 || o.FlushInterval < 0 || o.MemoryLimit < 0 || o.OutputLimit < 0 || o.AttemptTimeout < 0 || o.MaxRangeErrors < 0 ||
+		o.ConfirmDelay < 0 {
 		return nil, errors.New("runnerapi: TraceOptions: negative value")
 	}
 	w := &TraceWriter{
@@ -316,6 +229,8 @@ func (c *Client) newTraceWriter(ctx context.Context, id int64, o TraceOptions, m
 		keepAlive:      cmp.Or(o.KeepAlive, DefaultTraceKeepAlive),
 		attemptTimeout: cmp.Or(o.AttemptTimeout, cmp.Or(c.timeout, DefaultTimeout)),
 		maxRange:       cmp.Or(o.MaxRangeErrors, DefaultTraceMaxRangeErrors),
+		stopGrace:      cmp.Or(o.StopGrace, DefaultTraceStopGrace),
+		confirmDelay:   cmp.Or(o.ConfirmDelay, DefaultTraceConfirmDelay),
 		limit:          o.OutputLimit,
 		sleep:          o.sleep,
 		wake:           make(chan struct{}, 1),
@@ -331,13 +246,48 @@ func (c *Client) newTraceWriter(ctx context.Context, id int64, o TraceOptions, m
 		w.url = redactURL(u)
 	}
 	w.spool = traceSpool{memLimit: cmp.Or(o.MemoryLimit, DefaultTraceMemoryLimit), dir: o.TempDir}
-	secrets := append(append([]string{token, c.runnerToken}, more...), o.Secrets...)
-	w.secrets = secrets
+	// Errors are scrubbed of the tokens whatever their length, since requests carry them and answers may echo
+	// them; the trace only of what is masked there.
+	secrets := append(append([]string{c.runnerToken}, masked...), o.Secrets...)
+	if tokenGiven || len(token) >= MinTraceSecret {
+		secrets = append(secrets, token)
+	}
+	w.secrets = append(secrets, token)
 	w.masker = newTraceMasker(secrets)
 	w.sendBuf = make([]byte, w.chunk)
-	w.ctx, w.cancel = context.WithCancel(ctx)
+	// The sender's context is its own, so that every reason to stop it comes with a cause that says why.
+	w.ctx, w.cancel = context.WithCancelCause(context.WithoutCancel(ctx))
+	w.stopAfter = context.AfterFunc(ctx, func() { w.contextEnded(ctx) })
 	go w.run()
 	return w, nil
+}
+
+// contextEnded makes everything written due at once, and stops the sender after the grace: a program stopped by
+// a signal ends the writer's context, and then calls Close.
+func (w *TraceWriter) contextEnded(ctx context.Context) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.finished {
+		return
+	}
+	if w.stopGrace < 0 {
+		w.cancel(fmt.Errorf("runnerapi: trace of build %d: %w", w.id, contextError(ctx)))
+		return
+	}
+	w.ending = true
+	w.signal()
+	w.graceTimer = time.AfterFunc(w.stopGrace, func() {
+		w.cancel(fmt.Errorf("runnerapi: trace of build %d: its context ended %v ago: %w", w.id, w.stopGrace, contextError(ctx)))
+	})
+}
+
+// contextError is ctx's error, with its cause when that says more.
+func contextError(ctx context.Context) error {
+	err := ctx.Err()
+	if cause := context.Cause(ctx); cause != nil && cause != err {
+		return fmt.Errorf("%w: %w", err, cause)
+	}
+	return err
 }
 
 // Write records p in the trace and returns len(p), nil. It does no network I/O and does not keep p. Once the trace
@@ -377,6 +327,11 @@ func (w *TraceWriter) writeLocked(p []byte) (int, error) {
 	}
 	if w.closed {
 		return 0, ErrClosed
+	}
+	if w.stopped != nil {
+		// Nobody will send p: the writer fails, so that Close does not report a trace without it as whole.
+		w.failLocked(w.stopped)
+		return 0, w.err
 	}
 	written := len(p)
 	before := w.spool.size - w.acked
@@ -500,6 +455,10 @@ func (w *TraceWriter) Flush(ctx context.Context) error {
 	if w.closed {
 		return ErrClosed
 	}
+	if w.stopped != nil {
+		// Stopped with nothing owed (else it would have failed), and every later Write fails.
+		return nil
+	}
 	w.commitTail()
 	target := w.spool.size
 	w.flushTo = max(w.flushTo, target)
@@ -526,12 +485,21 @@ func (w *TraceWriter) Flush(ctx context.Context) error {
 
 // Close sends what is left, waits until the coordinator has acknowledged every byte, stops the writer's goroutine
 // and removes its temporary files. It returns the writer's first fatal error, on every call. Close is bounded by the
-// retry policy and the attempt timeout; CloseContext bounds it further.
+// retry policy, the attempt timeout and, after an abandoned attempt, ConfirmDelay; by StopGrace once the writer's
+// context has ended; CloseContext bounds it further.
+//
+// An attempt abandoned at the attempt timeout (or answered 504 by a gateway) may still reach the coordinator, and
+// GitLab 8.x applies a part by cutting the trace back to the part's start before appending it: such a late part
+// silently removes everything sent after it. So after any abandoned attempt, Close waits until ConfirmDelay has
+// passed since the last one, asks the coordinator's length with an empty part, and resends what it lost, up to 4
+// times. It does the same without waiting after a 202 it could not take at its word (without Range, or claiming
+// more than the part's end). A request that lands later than that still goes unseen: no client can rule it out.
 func (w *TraceWriter) Close() error {
 	return w.CloseContext(context.Background())
 }
 
-// CloseContext is Close bounded by ctx: when ctx ends first, sending stops and the error says so.
+// CloseContext is Close bounded by ctx: when ctx ends first, sending stops, and the error says so unless the
+// coordinator had acknowledged every byte by then: nothing left to send is success, even with an ended ctx.
 func (w *TraceWriter) CloseContext(ctx context.Context) error {
 	w.mu.Lock()
 	if !w.closed {
@@ -542,17 +510,12 @@ func (w *TraceWriter) CloseContext(ctx context.Context) error {
 	w.mu.Unlock()
 	select {
 	case <-w.done:
-	default:
-		// Not finished yet: wait, but no longer than ctx allows.
-		select {
-		case <-w.done:
-		case <-ctx.Done():
-			w.fail(fmt.Errorf("runnerapi: closing the trace of build %d: %w", w.id, ctx.Err()))
-			w.cancel()
-			<-w.done
-		}
+	case <-ctx.Done():
+		// The sender decides, once stopped, whether anything was left undone (stopLocked).
+		w.cancel(fmt.Errorf("runnerapi: closing the trace of build %d: %w", w.id, ctx.Err()))
+		<-w.done
 	}
-	w.cancel()
+	w.cancel(nil)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.err
@@ -592,323 +555,4 @@ func (w *TraceWriter) Stats() TraceStats {
 	s.Length = w.spool.size
 	s.Acknowledged = w.acked
 	return s
-}
-
-// run is the sender: it waits until a part is due, sends it, and stops once closed and everything is
-// acknowledged, on a fatal error, or when the writer's context ends.
-func (w *TraceWriter) run() {
-	timer := time.NewTimer(time.Hour)
-	defer func() {
-		timer.Stop()
-		w.mu.Lock()
-		if err := w.spool.release(); err != nil {
-			w.failLocked(err)
-		}
-		w.mu.Unlock()
-		close(w.done)
-	}()
-	for {
-		if err := w.ctx.Err(); err != nil {
-			w.fail(fmt.Errorf("runnerapi: trace of build %d: %w", w.id, context.Cause(w.ctx)))
-			return
-		}
-		w.mu.Lock()
-		if w.err != nil {
-			w.mu.Unlock()
-			return
-		}
-		if job, ok := w.spool.fileLater(); ok {
-			// A full block nobody has filed yet: one that filled while the sender settled the masker, or while
-			// a Write was filing the one before.
-			w.mu.Unlock()
-			w.fileBlocks(job)
-			continue
-		}
-		now := time.Now()
-		if w.unsettled && !now.Before(w.pendingSince.Add(w.interval)) {
-			// Bytes have waited long enough in the masker's window: search them now, so they can be sent.
-			w.unsettled = false
-			w.masker.settle(w)
-			if w.spool.toFileSoon || w.err != nil {
-				// Look again: a block to file, or a failure.
-				w.spool.toFileSoon = false
-				w.mu.Unlock()
-				continue
-			}
-		}
-		unsent := w.spool.size - w.acked
-		if w.closed && unsent <= 0 {
-			w.mu.Unlock()
-			return
-		}
-		due := unsent > 0 && (w.closed || w.flushTo > w.acked || !now.Before(w.pendingSince.Add(w.interval)) ||
-			(!w.legacy && unsent >= int64(w.chunk)))
-		keepAlive := !due && unsent <= 0 && !w.legacy && w.keepAlive > 0 && !now.Before(w.lastReq.Add(w.keepAlive))
-		var wait time.Duration = -1
-		switch {
-		case due || keepAlive:
-		case unsent > 0 || w.unsettled:
-			wait = w.pendingSince.Add(w.interval).Sub(now)
-		case !w.legacy && w.keepAlive > 0:
-			wait = w.lastReq.Add(w.keepAlive).Sub(now)
-		}
-		legacy := w.legacy
-		w.mu.Unlock()
-
-		switch {
-		case due && legacy:
-			w.sendFull(false, nil)
-			continue
-		case due || keepAlive:
-			w.sendPart()
-			continue
-		}
-		var tc <-chan time.Time
-		if wait >= 0 {
-			timer.Reset(wait)
-			tc = timer.C
-		}
-		select {
-		case <-w.wake:
-		case <-tc:
-		case <-w.ctx.Done():
-		}
-		timer.Stop()
-	}
-}
-
-// sendPart sends the next part (empty for a keep-alive) from the coordinator's length on, retrying transient
-// failures, and reconciles with the answer.
-func (w *TraceWriter) sendPart() {
-	w.mu.Lock()
-	start := w.acked
-	end := min(w.spool.size, start+int64(w.chunk))
-	part := w.sendBuf[:end-start]
-	cut := time.Now()
-	view, err := w.spool.readLater(start, len(part))
-	if err != nil {
-		w.mu.Unlock()
-		w.fail(err)
-		return
-	}
-	// Copy the part without holding up Write.
-	w.mu.Unlock()
-	err = view.copyTo(part)
-	w.mu.Lock()
-	w.spool.doneReading()
-	w.mu.Unlock()
-	if err != nil {
-		w.fail(err)
-		return
-	}
-	for failures := 0; ; {
-		res, resp, err := w.attempt(start, part)
-		w.mu.Lock()
-		w.stats.Requests++
-		w.lastReq = time.Now()
-		w.mu.Unlock()
-		var re *RangeError
-		switch {
-		case err == nil:
-			w.reconcile(start, end, res.Length, res.Status, cut, false)
-			return
-		case errors.As(err, &re):
-			w.reconcile(start, end, re.Length, re.Status, cut, true)
-			return
-		case w.ctx.Err() != nil:
-			w.fail(fmt.Errorf("runnerapi: trace of build %d: %w", w.id, context.Cause(w.ctx)))
-			return
-		case errors.Is(err, ErrNotFound) && start == 0 && !w.isAnswered():
-			w.fallBack(err)
-			return
-		case !IsTransient(err):
-			w.fail(fmt.Errorf("runnerapi: trace of build %d: %w", w.id, err))
-			return
-		}
-		failures++
-		if failures > w.c.retry.MaxRetries {
-			w.fail(fmt.Errorf("runnerapi: trace of build %d: giving up after %d attempts: %w", w.id, failures, err))
-			return
-		}
-		var ra time.Duration
-		if resp != nil && resp.Response != nil {
-			ra = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
-		}
-		if serr := w.sleep(w.ctx, w.c.retry.backoff(failures, ra)); serr != nil {
-			w.fail(fmt.Errorf("runnerapi: trace of build %d: %w while waiting to retry after: %w", w.id, serr, err))
-			return
-		}
-		w.mu.Lock()
-		w.stats.Retries++
-		w.mu.Unlock()
-	}
-}
-
-func (w *TraceWriter) isAnswered() bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.answered
-}
-
-// attempt sends one part once, within the attempt timeout; a timeout of the attempt alone is a transport failure.
-func (w *TraceWriter) attempt(start int64, part []byte) (*TraceAppend, *Response, error) {
-	ctx, cancel := context.WithTimeout(w.ctx, w.attemptTimeout)
-	defer cancel()
-	var body *traceBodyReader
-	if len(part) > 0 {
-		body = newTraceBodyReader(part)
-	}
-	res, resp, err := w.c.appendTrace(ctx, w.id, start, part, body, w.token, call{retry: retryNever, secrets: w.secrets})
-	if body != nil {
-		// part is the sender's buffer: reuse it only once the transport is done with it.
-		t := time.NewTimer(time.Second)
-		select {
-		case <-body.closed:
-		case <-t.C:
-			w.sendBuf = make([]byte, w.chunk)
-		case <-w.ctx.Done():
-			w.sendBuf = make([]byte, w.chunk)
-		}
-		t.Stop()
-	}
-	if err != nil && w.ctx.Err() == nil && ctx.Err() != nil {
-		err = &TransportError{Method: http.MethodPatch, URL: w.url, Err: fmt.Errorf("no answer within %v", w.attemptTimeout)}
-	}
-	return res, resp, err
-}
-
-// reconcile takes the coordinator's length n, from a 202 (or a 416 when rangeErr) to the part [start, end).
-func (w *TraceWriter) reconcile(start, end, n int64, status BuildState, cut time.Time, rangeErr bool) {
-	w.mu.Lock()
-	w.answered = true
-	w.observeLocked(status)
-	if rangeErr {
-		w.stats.RangeRecoveries++
-	}
-	// A 202 that grew the trace is progress; a 416 only when it says more than ever before, so that answers going
-	// back and forth between two lengths end.
-	switch {
-	case !rangeErr && (n > start || start == end && n == start):
-		w.noProgress = 0
-	case rangeErr && n > w.highAcked:
-		w.noProgress = 0
-	default:
-		w.noProgress++
-		if w.noProgress > w.maxRange {
-			w.failLocked(fmt.Errorf("runnerapi: trace of build %d: %d answers in a row without progress; the coordinator's trace has %d bytes, the part started at %d",
-				w.id, w.noProgress, n, start))
-			w.mu.Unlock()
-			return
-		}
-	}
-	size := w.spool.size
-	if n > size {
-		w.mu.Unlock()
-		// The coordinator holds more than was written: a trace from an earlier attempt of the build.
-		w.sendFull(true, fmt.Errorf("the coordinator's trace has %d bytes, more than the %d written", n, size))
-		return
-	}
-	w.setAckedLocked(n)
-	if w.spool.size > w.acked {
-		w.pendingSince = cut
-	}
-	w.mu.Unlock()
-}
-
-func (w *TraceWriter) setAckedLocked(n int64) {
-	w.highAcked = max(w.highAcked, n)
-	if n != w.acked {
-		w.acked = n
-		close(w.progress)
-		w.progress = make(chan struct{})
-	}
-}
-
-// observeLocked takes the build's status from an answer.
-func (w *TraceWriter) observeLocked(status BuildState) {
-	if status == "" {
-		return
-	}
-	w.status = status
-	if (status == StateCanceled || status == StateFailed) && !w.wasCanceled {
-		w.wasCanceled = true
-		close(w.canceled)
-	}
-}
-
-// fallBack serves a coordinator without the PATCH endpoint (GitLab before 8.7 answers its first part with 404)
-// with full-trace updates from now on.
-func (w *TraceWriter) fallBack(notFound error) {
-	if w.c.runnerToken == "" {
-		w.fail(fmt.Errorf("runnerapi: trace of build %d: the coordinator has no trace endpoint, and sending the whole trace instead needs the runner token (WithRunnerToken): %w", w.id, notFound))
-		return
-	}
-	w.mu.Lock()
-	w.legacy = true
-	w.mu.Unlock()
-	w.sendFull(false, nil)
-}
-
-// sendFull replaces the coordinator's trace with everything written so far through Update with the runner token.
-// why says why when the PATCH endpoint's state forced it; then a missing runner token is an error.
-func (w *TraceWriter) sendFull(forced bool, why error) {
-	if w.c.runnerToken == "" {
-		if why == nil {
-			why = errors.New("the trace must be sent whole")
-		}
-		w.fail(fmt.Errorf("runnerapi: trace of build %d: %w; replacing it needs the runner token (WithRunnerToken)", w.id, why))
-		return
-	}
-	w.mu.Lock()
-	if forced {
-		w.noProgress++
-		if w.noProgress > w.maxRange {
-			w.failLocked(fmt.Errorf("runnerapi: trace of build %d: %w, again after %d full updates", w.id, why, w.noProgress))
-			w.mu.Unlock()
-			return
-		}
-	}
-	size := w.spool.size
-	cut := time.Now()
-	view, err := w.spool.readLater(0, int(size))
-	w.mu.Unlock()
-	if err != nil {
-		w.fail(err)
-		return
-	}
-	// Gather the whole trace without holding up Write, which goes on appending meanwhile.
-	var sb strings.Builder
-	sb.Grow(int(size))
-	err = view.writeTo(&sb, w.sendBuf)
-	w.mu.Lock()
-	w.spool.doneReading()
-	w.mu.Unlock()
-	if err != nil {
-		w.fail(err)
-		return
-	}
-	trace := sb.String()
-	// Update bounds each of its attempts with the client's timeout and retries transient failures itself.
-	resp, err := w.c.Builds.Update(w.ctx, w.id, &UpdateOptions{State: StateRunning, Trace: &trace})
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if resp != nil && resp.Attempts > 0 {
-		w.stats.Requests += int64(resp.Attempts)
-		w.stats.Retries += int64(resp.Attempts - 1)
-	} else {
-		w.stats.Requests++
-	}
-	w.lastReq = time.Now()
-	if err != nil {
-		if w.ctx.Err() != nil {
-			err = context.Cause(w.ctx)
-		}
-		w.failLocked(fmt.Errorf("runnerapi: trace of build %d: replacing the whole trace: %w", w.id, err))
-		return
-	}
-	w.stats.FullUpdates++
-	w.setAckedLocked(size)
-	if w.spool.size > w.acked {
-		w.pendingSince = cut
-	}
 }

@@ -260,25 +260,26 @@ func (v *traceSpoolView) copyTo(dst []byte) error {
 	return nil
 }
 
-// writeTo writes the view's bytes to dst, reading those in the file through buf.
-func (v *traceSpoolView) writeTo(dst io.Writer, buf []byte) error {
+// readAt fills dst with the view's bytes from off on, off counted from the view's start.
+func (v *traceSpoolView) readAt(dst []byte, off int64) error {
 	for _, seg := range v.segs[:v.n] {
-		if seg.mem != nil {
-			if _, err := dst.Write(seg.mem); err != nil {
-				return err
-			}
+		if len(dst) == 0 {
+			return nil
+		}
+		if off >= int64(seg.len) {
+			off -= int64(seg.len)
 			continue
 		}
-		for off, end := seg.off, seg.off+int64(seg.len); off < end; {
-			n := int(min(end-off, int64(len(buf))))
-			if _, err := v.file.ReadAt(buf[:n], off); err != nil && !errors.Is(err, io.EOF) {
-				return fmt.Errorf("runnerapi: reading the trace spool: %w", err)
-			}
-			if _, err := dst.Write(buf[:n]); err != nil {
-				return err
-			}
-			off += int64(n)
+		n := int(min(int64(len(dst)), int64(seg.len)-off))
+		if seg.mem != nil {
+			copy(dst[:n], seg.mem[off:])
+		} else if _, err := v.file.ReadAt(dst[:n], seg.off+off); err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("runnerapi: reading the trace spool: %w", err)
 		}
+		dst, off = dst[n:], 0
+	}
+	if len(dst) > 0 {
+		return fmt.Errorf("runnerapi: trace spool: read of %d bytes beyond its view", len(dst))
 	}
 	return nil
 }

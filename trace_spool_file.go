@@ -1,6 +1,7 @@
 package runnerapi
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -8,18 +9,21 @@ import (
 )
 
 // traceSpoolFile is where a spool keeps what no longer fits in memory: the trace's bytes, split across temporary
-// files of growing sizes (64 MiB, 64 MiB, 128 MiB, 128 MiB, 256 MiB, ...). Removing a file frees its cached pages,
-// which for a large trace takes a good part of the time writing them did (about 20 ms for 256 MiB here), and one
-// file frees on one core: removing several at once, at Close, spreads that over the machine's cores (about 11 ms
+// files of growing sizes (64 MiB, 64 MiB, 128 MiB, 128 MiB, 256 MiB, ...). The files have no name: made without
+// one (Linux's O_TMPFILE) or unlinked as soon as made, so that a crash leaves nothing behind; only where an open
+// file cannot be removed (Windows) do they keep their name until the end. Freeing a file's cached pages, when its
+// last descriptor closes, takes a good part of the time writing them did (about 20 ms for 256 MiB here), and one
+// file frees on one core: closing several at once, at Close, spreads that over the machine's cores (about 11 ms
 // for 256 MiB in four files on two cores). Growing sizes keep the number of files, and of open descriptors, small:
 // 13 for 10 GiB.
 //
 // Files are created under the spool's guard, before any range in them is handed out; their bytes may then be
 // written and read outside it, as the spool's pins allow.
 type traceSpoolFile struct {
-	dir  string
-	segs [traceSpoolMaxSegs]*os.File
-	n    int // files created: segs[:n]
+	dir   string
+	segs  [traceSpoolMaxSegs]*os.File
+	named [traceSpoolMaxSegs]bool // segs[k] still has a name, to remove at the end
+	n     int                     // files created: segs[:n]
 }
 
 const (
@@ -47,14 +51,30 @@ func (f *traceSpoolFile) ensure(end int64) error {
 	}
 	k, _, _ := traceSpoolSegment(end - 1)
 	for f.n <= k {
-		seg, err := os.CreateTemp(f.dir, "runnerapi-trace-*")
+		seg, named, err := traceSpoolCreate(f.dir)
 		if err != nil {
 			return fmt.Errorf("runnerapi: spooling the trace: %w", err)
 		}
-		f.segs[f.n] = seg
+		f.segs[f.n], f.named[f.n] = seg, named
 		f.n++
 	}
 	return nil
+}
+
+// traceSpoolCreate makes a temporary file in dir (os.TempDir when empty) without a name where it can; named says
+// when the file has one, which its user must remove.
+func traceSpoolCreate(dir string) (f *os.File, named bool, err error) {
+	if f, err := traceSpoolCreateUnnamed(cmp.Or(dir, os.TempDir())); err == nil {
+		return f, false, nil
+	}
+	f, err = os.CreateTemp(dir, "runnerapi-trace-*")
+	if err != nil {
+		return nil, false, err
+	}
+	if os.Remove(f.Name()) == nil {
+		return f, false, nil
+	}
+	return f, true, nil
 }
 
 // each calls fn for every stretch of [off, off+n) that one file holds, with the file, the stretch's offset in it,
@@ -112,7 +132,7 @@ func (f *traceSpoolFile) allocate(off, n int64) {
 	}
 }
 
-// remove closes and removes every file, several at once, and returns the first failure.
+// remove closes every file, several at once, removes those that still have a name, and returns the failures.
 func (f *traceSpoolFile) remove() error {
 	errs := make([]error, f.n)
 	var wg sync.WaitGroup
@@ -121,8 +141,10 @@ func (f *traceSpoolFile) remove() error {
 		go func() {
 			defer wg.Done()
 			err := seg.Close()
-			if rmErr := os.Remove(seg.Name()); err == nil {
-				err = rmErr
+			if f.named[k] {
+				if rmErr := os.Remove(seg.Name()); err == nil {
+					err = rmErr
+				}
 			}
 			errs[k] = err
 		}()

@@ -41,3 +41,20 @@ func TestTraceSpoolAllocatesAhead(t *testing.T) {
 	assert.Greater(t, s.reserved, size)
 	require.NoError(t, s.release())
 }
+
+// On Linux the spool's files are made without a name at all (O_TMPFILE), or unlinked at once: none has a link.
+func TestTraceSpoolFilesAreUnlinked(t *testing.T) {
+	f := &traceSpoolFile{dir: t.TempDir()}
+	require.NoError(t, f.ensure(2*traceSpoolSeg0+1))
+	require.Equal(t, 3, f.n)
+	for k, seg := range f.segs[:f.n] {
+		fi, err := seg.Stat()
+		require.NoError(t, err)
+		assert.Zero(t, fi.Sys().(*syscall.Stat_t).Nlink, "file %d has a name", k)
+		assert.False(t, f.named[k])
+	}
+	n, err := f.WriteAt([]byte("x"), 2*traceSpoolSeg0)
+	require.NoError(t, err)
+	assert.Equal(t, 1, n)
+	require.NoError(t, f.remove())
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -39,16 +40,39 @@ func TestTraceSpoolReadsBackEverything(t *testing.T) {
 	}
 	require.Error(t, s.readAt(make([]byte, 2), s.size-1), "read beyond the end")
 	require.Error(t, s.readAt(make([]byte, 1), -1))
-	files, err := os.ReadDir(dir)
-	require.NoError(t, err)
-	require.NotEmpty(t, files)
 	require.NoError(t, s.release())
-	files, err = os.ReadDir(dir)
+	files, err := os.ReadDir(dir)
 	require.NoError(t, err)
 	assert.Empty(t, files, "release removes the files")
 	require.NoError(t, s.release(), "release is idempotent")
 	assert.Error(t, s.append([]byte("x")))
 	assert.Error(t, s.readAt(make([]byte, 1), 0))
+}
+
+// The spool's files have no name from the start (where the system can unlink an open file), so that a crash
+// leaves nothing behind in the temporary directory.
+func TestTraceSpoolFilesHaveNoName(t *testing.T) {
+	dir := t.TempDir()
+	s := traceSpool{memLimit: 1000, dir: dir}
+	line := bytes.Repeat([]byte("n"), 1000)
+	for range 3 * traceSpoolBlock / len(line) {
+		require.NoError(t, s.append(line))
+	}
+	require.NotNil(t, s.file, "the spool is in its file")
+	require.NoError(t, s.file.ensure(3*traceSpoolSeg0), "and in several of them")
+	require.Greater(t, s.file.n, 2)
+	files, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	if runtime.GOOS != "windows" { // Windows cannot remove an open file: there the files go at release
+		assert.Empty(t, files, "files with a name while the spool is in use")
+	}
+	got := make([]byte, s.size)
+	require.NoError(t, s.readAt(got, 0))
+	assert.Equal(t, bytes.Repeat(line, 3*traceSpoolBlock/len(line)), got)
+	require.NoError(t, s.release())
+	files, err = os.ReadDir(dir)
+	require.NoError(t, err)
+	assert.Empty(t, files)
 }
 
 func TestTraceSpoolStaysInMemoryBelowLimit(t *testing.T) {

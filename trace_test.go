@@ -1,8 +1,11 @@
 package runnerapi
 
 import (
+	"bufio"
 	"bytes"
+	"cmp"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/signal"
 	"runtime"
 	"strconv"
 	"strings"
@@ -40,7 +44,27 @@ const (
 	actApplyPartial             // apply the first keep bytes, answer 202 with that length
 	actBadRange                 // apply the part, answer 202 with Range: rangeValue
 	actStall                    // hold the request until the client gives up, applying nothing
+	actBare202                  // apply the first keep bytes (all when keep is 0), answer 202 without Range
+	actLateApply                // hold the request until the client gives up, then apply it late (see lateApply)
 )
+
+// lateApply is a part that GitLab 8.x's append_trace held after its length check, past the client's patience, and
+// then applied: it truncates the trace to the part's start, then appends the part, cutting off whatever the
+// client sent meanwhile.
+type lateApply struct {
+	after   int           // the part lands once request number after has been answered
+	release chan struct{} // closed when it has
+	landed  chan struct{} // closed once the part has landed; requests after number after wait for it
+	once    sync.Once
+}
+
+func newLateApply(t testing.TB, after int) *lateApply {
+	l := &lateApply{after: after, release: make(chan struct{}), landed: make(chan struct{})}
+	t.Cleanup(l.free) // before the server's Close, which waits for the held request
+	return l
+}
+
+func (l *lateApply) free() { l.once.Do(func() { close(l.release) }) }
 
 type coordFault struct {
 	act        coordAction
@@ -48,6 +72,8 @@ type coordFault struct {
 	retryAfter string
 	rangeValue string
 	keep       int
+	// buildStatus, when set, is the Build-Status of a bare 202 instead of the build's.
+	buildStatus string
 }
 
 // receivedPart is one PATCH the test coordinator received.
@@ -62,6 +88,8 @@ type traceCoord struct {
 	t   testing.TB
 	srv *httptest.Server
 
+	buildToken string // the token PATCH wants: coordBuildToken unless set
+
 	mu           sync.Mutex
 	trace        []byte
 	status       string
@@ -72,6 +100,7 @@ type traceCoord struct {
 	updateStatus int  // when set, PUT answers this
 	requests     int
 	fault        func(c *traceCoord, n int, start int64, body []byte) coordFault // called with mu held
+	late         *lateApply                                                      // for actLateApply
 }
 
 func newTrcCoord(t testing.TB) *traceCoord {
@@ -94,7 +123,7 @@ func (c *traceCoord) serve(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *traceCoord) servePatch(w http.ResponseWriter, r *http.Request) {
-	if r.Header.Get("BUILD-TOKEN") != coordBuildToken {
+	if r.Header.Get("BUILD-TOKEN") != cmp.Or(c.buildToken, coordBuildToken) {
 		http.Error(w, `{"message":"403 Forbidden"}`, http.StatusForbidden)
 		return
 	}
@@ -111,6 +140,13 @@ func (c *traceCoord) servePatch(w http.ResponseWriter, r *http.Request) {
 	}
 	c.mu.Lock()
 	c.requests++
+	n := c.requests
+	late := c.late
+	if late != nil && n > late.after {
+		c.mu.Unlock()
+		<-late.landed
+		c.mu.Lock()
+	}
 	c.parts = append(c.parts, receivedPart{start: start, end: end, n: len(body)})
 	if end-start != int64(len(body)) {
 		c.badRanges++
@@ -122,7 +158,7 @@ func (c *traceCoord) servePatch(w http.ResponseWriter, r *http.Request) {
 	}
 	var f coordFault
 	if c.fault != nil {
-		f = c.fault(c, c.requests, start, body)
+		f = c.fault(c, n, start, body)
 	}
 	answer := func(code int, rangeValue string) {
 		w.Header().Set("Range", rangeValue)
@@ -133,6 +169,9 @@ func (c *traceCoord) servePatch(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(code)
 		if code == http.StatusRequestedRangeNotSatisfiable {
 			_, _ = io.WriteString(w, `{"error":"416 Range Not Satisfiable"}`)
+		}
+		if late != nil && n == late.after {
+			late.free()
 		}
 	}
 	fits := start == int64(len(c.trace))
@@ -150,6 +189,29 @@ func (c *traceCoord) servePatch(w http.ResponseWriter, r *http.Request) {
 		c.mu.Unlock()
 		<-r.Context().Done()
 		return
+	case actLateApply:
+		if fits {
+			c.mu.Unlock()
+			<-r.Context().Done()
+			<-late.release
+			c.mu.Lock()
+			c.trace = append(c.trace[:start], body...)
+			close(late.landed)
+			c.mu.Unlock()
+			return
+		}
+	case actBare202:
+		if fits {
+			kept := body
+			if f.keep > 0 {
+				kept = body[:f.keep]
+			}
+			c.trace = append(c.trace, kept...)
+			w.Header().Set("Build-Status", cmp.Or(f.buildStatus, c.status))
+			w.WriteHeader(http.StatusAccepted)
+			c.mu.Unlock()
+			return
+		}
 	case actApplyPartial:
 		if fits {
 			c.trace = append(c.trace, body[:f.keep]...)
@@ -252,6 +314,9 @@ func (c *traceCoord) writer(t testing.TB, cl *Client, o TraceOptions) *TraceWrit
 	}
 	if o.KeepAlive == 0 {
 		o.KeepAlive = -1
+	}
+	if o.ConfirmDelay == 0 {
+		o.ConfirmDelay = time.Millisecond // nothing lands late here unless a test says so
 	}
 	w, err := cl.NewTraceWriter(context.Background(), coordBuildID, &o)
 	require.NoError(t, err)
@@ -498,6 +563,91 @@ func TestTraceWriterMalformedRange(t *testing.T) {
 	}
 }
 
+// GitLab's own runner ignores a 202's Range, and the coordinators in its test suite answer bare 202s: a 202 without
+// Range appended the part, and the writer goes on from the part's end.
+func TestTraceWriterBare202(t *testing.T) {
+	t.Run("every part", func(t *testing.T) {
+		leakCheck(t)
+		c := newTrcCoord(t)
+		c.fault = func(*traceCoord, int, int64, []byte) coordFault { return coordFault{act: actBare202} }
+		w := c.writer(t, c.client(t), TraceOptions{ChunkSize: 8})
+		want := traceText(100, 11)
+		for i := 0; i < len(want); i += 30 {
+			_, err := w.Write(want[i:min(i+30, len(want))])
+			require.NoError(t, err)
+			require.NoError(t, w.Flush(context.Background()))
+		}
+		require.NoError(t, w.Close())
+		trace, parts := c.snapshot()
+		assert.Equal(t, string(want), string(trace))
+		assert.Greater(t, len(parts), 10, "parts of at most 8 bytes")
+		assertContiguous(t, c)
+		assert.Equal(t, int64(100), w.Stats().Acknowledged)
+		assert.Equal(t, StateRunning, w.Status())
+	})
+	for _, status := range []string{"failed", "canceled"} {
+		t.Run("Build-Status "+status, func(t *testing.T) {
+			leakCheck(t)
+			c := newTrcCoord(t)
+			c.fault = faultAt(1, coordFault{act: actBare202, buildStatus: status})
+			w := c.writer(t, c.client(t), TraceOptions{})
+			_, err := io.WriteString(w, "first\n")
+			require.NoError(t, err)
+			require.NoError(t, w.Flush(context.Background()))
+			select {
+			case <-w.Canceled():
+			default:
+				t.Fatalf("Canceled not closed by a bare 202 saying %s", status)
+			}
+			assert.Equal(t, BuildState(status), w.Status())
+			_, err = io.WriteString(w, "second\n")
+			require.NoError(t, err)
+			require.NoError(t, w.Close())
+			trace, _ := c.snapshot()
+			assert.Equal(t, "first\nsecond\n", string(trace))
+		})
+	}
+	t.Run("a later 416 corrects it", func(t *testing.T) {
+		leakCheck(t)
+		c := newTrcCoord(t)
+		// The coordinator keeps 4 of the 10 bytes and answers a bare 202 all the same.
+		c.fault = faultAt(1, coordFault{act: actBare202, keep: 4})
+		w := c.writer(t, c.client(t), TraceOptions{})
+		_, err := io.WriteString(w, "0123456789")
+		require.NoError(t, err)
+		require.NoError(t, w.Flush(context.Background()))
+		_, err = io.WriteString(w, "abc")
+		require.NoError(t, err)
+		require.NoError(t, w.Close())
+		trace, parts := c.snapshot()
+		assert.Equal(t, "0123456789abc", string(trace))
+		assert.Equal(t, []receivedPart{{0, 10, 10}, {10, 13, 3}, {4, 13, 9}}, parts)
+	})
+}
+
+// A 416 stays strict: without a Range, nothing is known of the coordinator's trace, least of all that it is empty.
+func TestTraceWriter416WithoutRange(t *testing.T) {
+	leakCheck(t)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusRequestedRangeNotSatisfiable)
+		_, _ = io.WriteString(w, `{"error":"416 Range Not Satisfiable"}`)
+	}))
+	t.Cleanup(srv.Close)
+	cl, err := NewClient(srv.URL, WithHTTPClient(srv.Client()), WithBuildToken(coordBuildToken))
+	require.NoError(t, err)
+	_, _, err = cl.Builds.AppendTrace(context.Background(), 1, 3, []byte("abc"))
+	require.ErrorIs(t, err, ErrTraceRange)
+	var re *RangeError
+	assert.False(t, errors.As(err, &re), "no length to give")
+
+	w, err := cl.NewTraceWriter(context.Background(), 1, &TraceOptions{KeepAlive: -1})
+	require.NoError(t, err)
+	_, err = io.WriteString(w, "abc")
+	require.NoError(t, err)
+	require.ErrorIs(t, w.Close(), ErrTraceRange)
+}
+
 func TestTraceWriterAccepted202ShorterThanPart(t *testing.T) {
 	leakCheck(t)
 	c := newTrcCoord(t)
@@ -550,8 +700,88 @@ func TestTraceWriterAttemptTimeout(t *testing.T) {
 	require.NoError(t, w.Close())
 	trace, parts := c.snapshot()
 	assert.Equal(t, "slow\n", string(trace))
-	assert.Len(t, parts, 2)
+	assert.Equal(t, []receivedPart{{0, 5, 5}, {0, 5, 5}, {5, 5, 0}}, parts, "the part, its resend, Close's confirmation")
 	assert.Equal(t, int64(1), w.Stats().Retries)
+}
+
+// GitLab 8.x truncates the trace to a part's start before appending it. A part abandoned at the attempt timeout
+// and resent may still land after later parts were acknowledged, and cut them off; Close must see that and repair
+// it before it reports success.
+func TestTraceWriterLateAppliedPart(t *testing.T) {
+	leakCheck(t)
+	c := newTrcCoord(t)
+	c.late = newLateApply(t, 3) // the first part lands once the third request (the second part) is answered
+	c.fault = faultAt(1, coordFault{act: actLateApply})
+	w := c.writer(t, c.client(t), TraceOptions{AttemptTimeout: 50 * time.Millisecond, ConfirmDelay: time.Millisecond})
+	_, err := io.WriteString(w, "first part\n")
+	require.NoError(t, err)
+	require.NoError(t, w.Flush(context.Background()))
+	_, err = io.WriteString(w, "second part\n")
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	select {
+	case <-c.late.landed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the held part never landed")
+	}
+	trace, parts := c.snapshot()
+	assert.Equal(t, "first part\nsecond part\n", string(trace), "the late part cut the trace back")
+	assert.Equal(t, []receivedPart{{0, 11, 11}, {0, 11, 11}, {11, 23, 12}, {23, 23, 0}, {11, 23, 12}, {23, 23, 0}}, parts,
+		"the part, its resend, the second part, a confirmation answered 416, the repair, a confirmation")
+}
+
+// An abandoned attempt is confirmed only after ConfirmDelay: an answer sent sooner proves nothing about a request
+// that may still be on its way.
+func TestTraceWriterConfirmationWaitsConfirmDelay(t *testing.T) {
+	leakCheck(t)
+	c := newTrcCoord(t)
+	c.fault = faultAt(1, coordFault{act: actStall})
+	w := c.writer(t, c.client(t), TraceOptions{AttemptTimeout: 20 * time.Millisecond, ConfirmDelay: time.Hour})
+	_, err := io.WriteString(w, "slow\n")
+	require.NoError(t, err)
+	require.NoError(t, w.Flush(context.Background()), "acknowledged by the second attempt")
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	err = w.CloseContext(ctx)
+	require.ErrorIs(t, err, context.DeadlineExceeded, "Close waits the delay before it confirms")
+	assert.Contains(t, err.Error(), "confirm")
+	trace, parts := c.snapshot()
+	assert.Equal(t, "slow\n", string(trace))
+	assert.Len(t, parts, 2, "no confirmation before the delay")
+}
+
+// A 202 that claims more than the part's end is not believed: the bytes after the part are sent all the same,
+// and the coordinator's next answer tells.
+func TestTraceWriter202BeyondThePart(t *testing.T) {
+	leakCheck(t)
+	c := newTrcCoord(t)
+	c.fault = faultAt(1, coordFault{act: actBadRange, rangeValue: "0-20"})
+	w := c.writer(t, c.client(t), TraceOptions{ChunkSize: 10})
+	_, err := io.WriteString(w, "0123456789abcdefghij")
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	trace, parts := c.snapshot()
+	assert.Equal(t, "0123456789abcdefghij", string(trace))
+	assert.Equal(t, []receivedPart{{0, 10, 10}, {10, 20, 10}}, parts)
+}
+
+// A bare 202 to the last part is only assumed to have appended it: Close confirms the length, and repairs.
+func TestTraceWriterBare202OnTheLastPartIsConfirmed(t *testing.T) {
+	leakCheck(t)
+	c := newTrcCoord(t)
+	c.fault = func(_ *traceCoord, n int, _ int64, _ []byte) coordFault {
+		if n == 1 {
+			return coordFault{act: actBare202, keep: 4} // the coordinator kept 4 bytes of 10
+		}
+		return coordFault{act: actBare202}
+	}
+	w := c.writer(t, c.client(t), TraceOptions{})
+	_, err := io.WriteString(w, "0123456789")
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	trace, parts := c.snapshot()
+	assert.Equal(t, "0123456789", string(trace))
+	assert.Equal(t, []receivedPart{{0, 10, 10}, {10, 10, 0}, {4, 10, 6}, {10, 10, 0}}, parts)
 }
 
 // sleepRecorder records the backoffs a writer asked for, without waiting.
@@ -683,7 +913,7 @@ func TestTraceWriterWithoutPatchEndpoint(t *testing.T) {
 		require.NoError(t, w.Close())
 		trace, parts := c.snapshot()
 		assert.Equal(t, "first part\nsecond part, beyond the chunk size\n", string(trace))
-		assert.Len(t, parts, 1, "one PATCH, then updates only")
+		assert.Len(t, parts, traceFallbackAfter, "PATCHes until the 404s are evidence, then updates only")
 		c.mu.Lock()
 		assert.Equal(t, 2, c.updates)
 		c.mu.Unlock()
@@ -727,6 +957,194 @@ func TestTraceWriterWithoutPatchEndpoint(t *testing.T) {
 		require.NoError(t, err)
 		require.ErrorIs(t, w.Close(), ErrNotFound)
 	})
+}
+
+// One 404 is not evidence that the coordinator lacks the PATCH endpoint (GitLab before 8.7 answers 404 to every
+// part): the writer goes on with parts, and never sends the whole trace.
+func TestTraceWriterOne404IsNoFallback(t *testing.T) {
+	leakCheck(t)
+	c := newTrcCoord(t)
+	c.fault = faultAt(1, coordFault{act: actStatus, status: http.StatusNotFound})
+	w := c.writer(t, c.client(t), TraceOptions{})
+	_, err := io.WriteString(w, "first\n")
+	require.NoError(t, err)
+	require.NoError(t, w.Flush(context.Background()))
+	_, err = io.WriteString(w, "second\n")
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	trace, parts := c.snapshot()
+	assert.Equal(t, "first\nsecond\n", string(trace))
+	assert.Equal(t, []receivedPart{{0, 6, 6}, {0, 6, 6}, {6, 13, 7}}, parts)
+	c.mu.Lock()
+	assert.Zero(t, c.updates)
+	c.mu.Unlock()
+	assert.Zero(t, w.Stats().FullUpdates)
+}
+
+// A writer that fell back to whole-trace updates probes the PATCH endpoint now and then, and goes back to parts
+// once it answers: the 404s may have been a proxy's, or the coordinator was upgraded.
+func TestTraceWriterProbesPatchAgain(t *testing.T) {
+	leakCheck(t)
+	c := newTrcCoord(t)
+	c.noPatch = true
+	w := c.writer(t, c.client(t), TraceOptions{})
+	var want strings.Builder
+	write := func(i int) {
+		line := fmt.Sprintf("line %d\n", i)
+		want.WriteString(line)
+		_, err := io.WriteString(w, line)
+		require.NoError(t, err)
+		require.NoError(t, w.Flush(context.Background()))
+	}
+	write(0)
+	require.Equal(t, int64(1), w.Stats().FullUpdates, "fell back")
+	c.mu.Lock()
+	c.noPatch = false
+	c.mu.Unlock()
+	i := 1
+	for ; i <= traceProbeEvery; i++ {
+		write(i)
+	}
+	fullUpdates := w.Stats().FullUpdates
+	assert.Less(t, fullUpdates, int64(traceProbeEvery+1), "a probe found the endpoint")
+	for ; i <= 3*traceProbeEvery; i++ {
+		write(i)
+	}
+	require.NoError(t, w.Close())
+	assert.Equal(t, fullUpdates, w.Stats().FullUpdates, "parts only, once the endpoint answered")
+	trace, _ := c.snapshot()
+	assert.Equal(t, want.String(), string(trace))
+}
+
+// In the fallback the form body streams from the spool: a 64 MiB trace is sent whole without the writer
+// allocating anything near its size (before, a copy of the trace and its encoded form: over 128 MiB).
+func TestTraceWriterFullUpdateStreamsFromTheSpool(t *testing.T) {
+	leakCheck(t)
+	var (
+		mu      sync.Mutex
+		got     []byte // sha256 of the trace field of the last update
+		updates int
+		gotLen  int64
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPatch {
+			_, _ = io.Copy(io.Discard, r.Body)
+			http.Error(w, `{"message":"404 Not Found"}`, http.StatusNotFound)
+			return
+		}
+		sum, n, err := decodeTraceForm(r.Body, coordRunnerToken)
+		if err != nil {
+			http.Error(w, `{"message":"400 Bad Request"}`, http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		got, gotLen = sum, n
+		updates++
+		mu.Unlock()
+		_, _ = io.WriteString(w, "true")
+	}))
+	t.Cleanup(srv.Close)
+	cl, err := NewClient(srv.URL, WithHTTPClient(srv.Client()), WithBuildToken(coordBuildToken), WithRunnerToken(coordRunnerToken),
+		WithRetryPolicy(RetryPolicy{MaxRetries: 3, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}))
+	require.NoError(t, err)
+	w, err := cl.NewTraceWriter(context.Background(), coordBuildID, &TraceOptions{
+		FlushInterval: time.Hour, KeepAlive: -1, MemoryLimit: 64 << 10, TempDir: t.TempDir(),
+	})
+	require.NoError(t, err)
+	const total = 64 << 20
+	h := sha256.New()
+	line := []byte("a line of the build's output, with some bytes to escape: 100% & more = +\n")
+	for n := 0; n < total; n += len(line) {
+		_, err := w.Write(line)
+		require.NoError(t, err)
+		h.Write(line)
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	require.NoError(t, w.Close())
+	runtime.ReadMemStats(&after)
+	allocated := after.TotalAlloc - before.TotalAlloc
+	t.Logf("allocated while sending a %d MiB trace whole: %d KiB", w.Stats().Length>>20, allocated>>10)
+	assert.Less(t, allocated, uint64(8<<20), "the form body is streamed, not built")
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, int64(updates), w.Stats().FullUpdates)
+	assert.Equal(t, w.Stats().Length, gotLen)
+	assert.Equal(t, h.Sum(nil), got, "the trace the coordinator decoded")
+}
+
+// decodeTraceForm reads an update's form body as it arrives, checks its token and state, and returns the sha256
+// and length of its trace field.
+func decodeTraceForm(body io.Reader, token string) ([]byte, int64, error) {
+	br := bufio.NewReaderSize(body, 64<<10)
+	h := sha256.New()
+	var n int64
+	var key []byte
+	var fields = map[string]string{}
+	inKey, isTrace := true, false
+	var val []byte
+	flushVal := func() {
+		if !isTrace {
+			fields[string(key)] = string(val)
+		}
+		key, val, inKey, isTrace = key[:0], val[:0], true, false
+	}
+	var out [1]byte
+	for {
+		c, err := br.ReadByte()
+		if err == io.EOF {
+			flushVal()
+			break
+		}
+		if err != nil {
+			return nil, 0, err
+		}
+		switch {
+		case c == '&':
+			flushVal()
+			continue
+		case inKey && c == '=':
+			inKey, isTrace = false, string(key) == "trace"
+			continue
+		case inKey:
+			key = append(key, c)
+			continue
+		}
+		switch c {
+		case '+':
+			c = ' '
+		case '%':
+			var v byte
+			for range 2 {
+				d, err := br.ReadByte()
+				if err != nil {
+					return nil, 0, err
+				}
+				switch {
+				case '0' <= d && d <= '9':
+					d -= '0'
+				case 'A' <= d && d <= 'F':
+					d -= 'A' - 10
+				default:
+					return nil, 0, fmt.Errorf("bad escape digit %q", d)
+				}
+				v = v<<4 | d
+			}
+			c = v
+		}
+		if isTrace {
+			out[0] = c
+			h.Write(out[:])
+			n++
+		} else {
+			val = append(val, c)
+		}
+	}
+	if fields["token"] != token || fields["state"] != "running" {
+		return nil, 0, fmt.Errorf("form fields %q", fields)
+	}
+	return h.Sum(nil), n, nil
 }
 
 func TestTraceWriterBuildCanceled(t *testing.T) {
@@ -796,6 +1214,40 @@ func TestTraceWriterFlushAndClose(t *testing.T) {
 	assert.Equal(t, err, err2)
 }
 
+// Nothing left to send is success: CloseContext with a context that has already ended reports no error when the
+// coordinator has acknowledged every byte, and says so again on every call.
+func TestTraceWriterCloseContextEndedAfterEverythingAcknowledged(t *testing.T) {
+	leakCheck(t)
+	c := newTrcCoord(t)
+	w := c.writer(t, c.client(t), TraceOptions{})
+	_, err := io.WriteString(w, "all of it\n")
+	require.NoError(t, err)
+	require.NoError(t, w.Flush(context.Background()))
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.NoError(t, w.CloseContext(ended))
+	require.NoError(t, w.Close())
+	require.NoError(t, w.CloseContext(ended))
+	trace, _ := c.snapshot()
+	assert.Equal(t, "all of it\n", string(trace))
+}
+
+// With something left to send, an ended context is a failure, and it is sticky.
+func TestTraceWriterCloseContextEndedWithBytesLeft(t *testing.T) {
+	leakCheck(t)
+	c := newTrcCoord(t)
+	c.fault = func(*traceCoord, int, int64, []byte) coordFault { return coordFault{act: actStall} }
+	w := c.writer(t, c.client(t), TraceOptions{})
+	_, err := io.WriteString(w, "never acknowledged\n")
+	require.NoError(t, err)
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	err = w.CloseContext(ended)
+	require.ErrorIs(t, err, context.Canceled)
+	assert.Contains(t, err.Error(), "19 bytes")
+	assert.Equal(t, err, w.Close())
+}
+
 func TestTraceWriterCloseIdempotentAndErrClosed(t *testing.T) {
 	leakCheck(t)
 	c := newTrcCoord(t)
@@ -813,22 +1265,88 @@ func TestTraceWriterCloseIdempotentAndErrClosed(t *testing.T) {
 	assert.Len(t, parts, 1)
 }
 
+// Once the writer's context has ended, a backoff holds the writer no longer than its grace (or not at all when
+// StopGrace is negative), and what was not delivered makes Close fail, saying why.
 func TestTraceWriterContextCancelStopsBackoff(t *testing.T) {
+	for _, grace := range []time.Duration{20 * time.Millisecond, -1} {
+		t.Run(grace.String(), func(t *testing.T) {
+			leakCheck(t)
+			c := newTrcCoord(t)
+			c.fault = func(*traceCoord, int, int64, []byte) coordFault {
+				return coordFault{act: actStatus, status: http.StatusServiceUnavailable, retryAfter: "3600"}
+			}
+			cl := c.client(t, WithRetryPolicy(RetryPolicy{MaxRetries: 5, MaxRetryAfter: time.Hour}))
+			ctx, cancel := context.WithCancel(context.Background())
+			w, err := cl.NewTraceWriter(ctx, coordBuildID, &TraceOptions{FlushInterval: time.Millisecond, KeepAlive: -1, StopGrace: grace})
+			require.NoError(t, err)
+			_, err = io.WriteString(w, "x\n")
+			require.NoError(t, err)
+			require.Eventually(t, func() bool { return w.Stats().Requests == 1 }, 5*time.Second, time.Millisecond)
+			cancel()
+			err = w.Close()
+			require.ErrorIs(t, err, context.Canceled)
+			assert.Contains(t, err.Error(), "2 bytes")
+		})
+	}
+}
+
+// The README's tour hands NewBuildTraceWriter the context of signal.NotifyContext. Ctrl-C ends that context; the
+// runner then writes a last line and calls Close, which must deliver everything: the lines written long before the
+// signal, which the default flush interval still held back, and the one written after it.
+func TestTraceWriterSignalContextKeepsTrace(t *testing.T) {
 	leakCheck(t)
 	c := newTrcCoord(t)
-	c.fault = func(*traceCoord, int, int64, []byte) coordFault {
-		return coordFault{act: actStatus, status: http.StatusServiceUnavailable, retryAfter: "3600"}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	build := &Build{ID: coordBuildID, Token: coordBuildToken}
+	w, err := c.client(t).NewBuildTraceWriter(ctx, build, nil)
+	require.NoError(t, err)
+	var want strings.Builder
+	for i := range 100 {
+		line := fmt.Sprintf("step %d done\n", i)
+		want.WriteString(line)
+		_, err := io.WriteString(w, line)
+		require.NoError(t, err)
 	}
-	cl := c.client(t, WithRetryPolicy(RetryPolicy{MaxRetries: 5, MaxRetryAfter: time.Hour}))
+	p, err := os.FindProcess(os.Getpid())
+	require.NoError(t, err)
+	if err := p.Signal(os.Interrupt); err != nil {
+		stop() // where a process cannot interrupt itself (Windows), end the same context the other way
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the interrupt did not arrive")
+	}
+	stop()
+	_, err = io.WriteString(w, "interrupted\n")
+	require.NoError(t, err)
+	want.WriteString("interrupted\n")
+	require.NoError(t, w.Close())
+	trace, _ := c.snapshot()
+	assert.Equal(t, want.String(), string(trace))
+}
+
+// After its grace the writer has stopped: a Write then fails, and so does Close, since that Write's bytes were
+// never sent.
+func TestTraceWriterWriteAfterGrace(t *testing.T) {
+	leakCheck(t)
+	c := newTrcCoord(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	w, err := cl.NewTraceWriter(ctx, coordBuildID, &TraceOptions{FlushInterval: time.Millisecond, KeepAlive: -1})
+	w, err := c.client(t).NewTraceWriter(ctx, coordBuildID, &TraceOptions{KeepAlive: -1, StopGrace: time.Millisecond})
 	require.NoError(t, err)
-	_, err = io.WriteString(w, "x\n")
+	_, err = io.WriteString(w, "before\n")
 	require.NoError(t, err)
-	require.Eventually(t, func() bool { return w.Stats().Requests == 1 }, 5*time.Second, time.Millisecond)
+	require.NoError(t, w.Flush(context.Background()))
 	cancel()
-	err = w.Close()
+	select {
+	case <-w.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the writer did not stop after its grace")
+	}
+	_, err = io.WriteString(w, "after\n")
 	require.ErrorIs(t, err, context.Canceled)
+	assert.Equal(t, err, w.Close())
 }
 
 func TestTraceWriterConcurrentWritesStayContiguous(t *testing.T) {
@@ -964,6 +1482,32 @@ func TestTraceWriterMasksBuildSecrets(t *testing.T) {
 	assert.Equal(t, "[MASKED] visible-value [MASKED] [MASKED] [MASKED] [MASKED]\n", string(trace))
 }
 
+// GitLab refuses to mask values shorter than 8 characters: masking "1" would wreck every line. A build's short
+// secrets stay in the trace; explicitly given ones are masked whatever their length.
+func TestTraceWriterShortBuildSecrets(t *testing.T) {
+	leakCheck(t)
+	c := newTrcCoord(t)
+	c.buildToken = "ab"
+	b := &Build{
+		ID:    coordBuildID,
+		Token: "ab",
+		Variables: []Variable{
+			{Key: "DEBUG", Value: "1"},
+			{Key: "SEVEN", Value: "7654321"},
+			{Key: "EIGHT", Value: "8765432a"},
+		},
+		RepoURL:     "https://u:pw@example.com/g/p.git",
+		Credentials: []Credential{{Type: "registry", URL: "r.example.com", Username: "u", Password: "regpw"}},
+	}
+	w, err := c.client(t, WithBuildToken("")).NewBuildTraceWriter(context.Background(), b, &TraceOptions{Secrets: []string{"xy"}, KeepAlive: -1})
+	require.NoError(t, err)
+	_, err = io.WriteString(w, "Step 1 of 10: sha256 ab12cd pw regpw 7654321\nEIGHT=8765432a, given: xy\n")
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	trace, _ := c.snapshot()
+	assert.Equal(t, "Step 1 of 10: sha256 ab12cd pw regpw 7654321\nEIGHT=[MASKED], given: [MASKED]\n", string(trace))
+}
+
 func TestTraceWriterOutputLimit(t *testing.T) {
 	leakCheck(t)
 	c := newTrcCoord(t)
@@ -1020,9 +1564,14 @@ func TestTraceWriterSpoolFileRemovedAndHeapBounded(t *testing.T) {
 			peak = max(peak, ms.HeapAlloc)
 		}
 	}
+	w.mu.Lock()
+	assert.NotNil(t, w.spool.file, "the trace beyond the memory limit is in temporary files")
+	w.mu.Unlock()
 	files, err := os.ReadDir(dir)
 	require.NoError(t, err)
-	assert.NotEmpty(t, files, "the trace beyond the memory limit is in temporary files")
+	if runtime.GOOS != "windows" { // Windows cannot remove an open file: there the files go at Close
+		assert.Empty(t, files, "the temporary files have no name a crash could leave behind")
+	}
 	require.NoError(t, w.Close())
 	files, err = os.ReadDir(dir)
 	require.NoError(t, err)
@@ -1153,6 +1702,21 @@ func TestAppendTrace(t *testing.T) {
 	assert.Contains(t, err.Error(), "build token")
 	_, parts := c.snapshot()
 	assert.Equal(t, []receivedPart{{0, 21, 21}, {5, 6, 1}, {21, 21, 0}}, parts)
+}
+
+func TestAppendTraceBare202(t *testing.T) {
+	leakCheck(t)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Build-Status", "canceled")
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	t.Cleanup(srv.Close)
+	cl, err := NewClient(srv.URL, WithHTTPClient(srv.Client()), WithBuildToken(coordBuildToken))
+	require.NoError(t, err)
+	res, _, err := cl.Builds.AppendTrace(context.Background(), 1, 21, []byte("abc"))
+	require.NoError(t, err)
+	assert.Equal(t, &TraceAppend{Length: 24, Status: StateCanceled, Assumed: true}, res)
 }
 
 func TestAppendTraceMalformedRangeOn416(t *testing.T) {

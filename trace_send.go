@@ -1,0 +1,281 @@
+package runnerapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// run is the sender: it waits until a part is due, sends it, and stops once closed with everything acknowledged
+// (and confirmed, see Close), on a fatal error, or when its context is canceled: after the grace that follows the
+// end of the writer's context, or by CloseContext.
+func (w *TraceWriter) run() {
+	timer := time.NewTimer(time.Hour)
+	defer func() {
+		timer.Stop()
+		w.stopAfter()
+		w.mu.Lock()
+		w.finished = true
+		if w.graceTimer != nil {
+			w.graceTimer.Stop()
+		}
+		if err := w.spool.release(); err != nil {
+			w.failLocked(err)
+		}
+		w.mu.Unlock()
+		close(w.done)
+	}()
+	for {
+		if w.ctx.Err() != nil {
+			w.mu.Lock()
+			w.stopLocked()
+			w.mu.Unlock()
+			return
+		}
+		w.mu.Lock()
+		if w.err != nil {
+			w.mu.Unlock()
+			return
+		}
+		if job, ok := w.spool.fileLater(); ok {
+			// A full block nobody has filed yet: one that filled while the sender settled the masker, or while
+			// a Write was filing the one before.
+			w.mu.Unlock()
+			w.fileBlocks(job)
+			continue
+		}
+		now := time.Now()
+		ending := w.ending
+		if w.unsettled && (ending || !now.Before(w.pendingSince.Add(w.interval))) {
+			// Bytes have waited long enough in the masker's window: search them now, so they can be sent.
+			w.unsettled = false
+			w.masker.settle(w)
+			if w.spool.toFileSoon || w.err != nil {
+				// Look again: a block to file, or a failure.
+				w.spool.toFileSoon = false
+				w.mu.Unlock()
+				continue
+			}
+		}
+		unsent := w.spool.size - w.acked
+		confirm := unsent <= 0 && w.confirmOwed && !w.legacy && (w.closed || ending)
+		if w.closed && unsent <= 0 && !confirm {
+			w.mu.Unlock()
+			return
+		}
+		due := unsent > 0 && (w.closed || ending || w.flushTo > w.acked || !now.Before(w.pendingSince.Add(w.interval)) ||
+			(!w.legacy && unsent >= int64(w.chunk)))
+		confirmNow := confirm && !now.Before(w.confirmAfter)
+		keepAlives := !w.legacy && w.keepAlive > 0 && !ending
+		keepAlive := !due && !confirm && unsent <= 0 && keepAlives && !now.Before(w.lastReq.Add(w.keepAlive))
+		var wait time.Duration = -1
+		switch {
+		case due || keepAlive || confirmNow:
+		case confirm:
+			wait = w.confirmAfter.Sub(now)
+		case unsent > 0 || w.unsettled:
+			wait = w.pendingSince.Add(w.interval).Sub(now)
+		case keepAlives:
+			wait = w.lastReq.Add(w.keepAlive).Sub(now)
+		}
+		legacy := w.legacy
+		w.mu.Unlock()
+
+		switch {
+		case confirmNow:
+			w.confirm()
+			continue
+		case due && legacy:
+			w.sendWhole()
+			continue
+		case due || keepAlive:
+			w.sendPart(false)
+			continue
+		}
+		var tc <-chan time.Time
+		if wait >= 0 {
+			timer.Reset(wait)
+			tc = timer.C
+		}
+		select {
+		case <-w.wake:
+		case <-tc:
+		case <-w.ctx.Done():
+		}
+		timer.Stop()
+	}
+}
+
+// stopLocked settles the writer's fate once its context stopped the sender: a failure only when something written
+// is not known to be acknowledged.
+func (w *TraceWriter) stopLocked() {
+	if w.err != nil {
+		return
+	}
+	cause := context.Cause(w.ctx)
+	// Nothing goes to the masker any more: Write must see that the writer stopped.
+	w.unsettled = false
+	if owed := w.owedLocked(); owed > 0 {
+		w.failLocked(fmt.Errorf("%w (%d bytes of the trace not acknowledged)", cause, owed))
+		return
+	}
+	if w.confirmOwed && !w.legacy {
+		w.failLocked(fmt.Errorf("%w (the coordinator's trace length not confirmed after an abandoned attempt or a doubtful answer)", cause))
+		return
+	}
+	w.stopped = cause
+}
+
+// owedLocked returns how many bytes written are not acknowledged yet, those the masker holds included.
+func (w *TraceWriter) owedLocked() int64 {
+	owed := w.spool.size - w.acked
+	if w.masker != nil {
+		owed += int64(len(w.masker.pend))
+	}
+	return max(owed, 0)
+}
+
+// confirm asks the coordinator's length with an empty part; reconcile takes the answer, and the loop resends what
+// the coordinator lost.
+func (w *TraceWriter) confirm() {
+	w.mu.Lock()
+	w.confirmRounds++
+	if w.confirmRounds > traceConfirmRounds {
+		w.failLocked(fmt.Errorf("runnerapi: trace of build %d: the coordinator's trace length is not confirmed after %d tries; it went back or could not be asked",
+			w.id, traceConfirmRounds))
+		w.mu.Unlock()
+		return
+	}
+	w.confirming = true
+	w.mu.Unlock()
+	w.sendPart(false)
+	w.mu.Lock()
+	w.confirming = false
+	w.mu.Unlock()
+}
+
+// abandoned records an attempt given up on while the coordinator may still apply it.
+func (w *TraceWriter) abandoned() {
+	w.mu.Lock()
+	w.confirmOwed, w.abandonOwed = true, true
+	if t := time.Now().Add(w.confirmDelay); t.After(w.confirmAfter) {
+		w.confirmAfter = t
+	}
+	w.mu.Unlock()
+}
+
+// sendPart sends the next part (empty for a keep-alive) from the coordinator's length on, retrying transient
+// failures, and reconciles with the answer. A probe, of a writer that fell back to whole updates, is sent once,
+// and fails nothing.
+func (w *TraceWriter) sendPart(probe bool) {
+	w.mu.Lock()
+	start := w.acked
+	end := min(w.spool.size, start+int64(w.chunk))
+	part := w.sendBuf[:end-start]
+	cut := time.Now()
+	view, err := w.spool.readLater(start, len(part))
+	if err != nil {
+		w.mu.Unlock()
+		w.fail(err)
+		return
+	}
+	// Copy the part without holding up Write.
+	w.mu.Unlock()
+	err = view.copyTo(part)
+	w.mu.Lock()
+	w.spool.doneReading()
+	w.mu.Unlock()
+	if err != nil {
+		w.fail(err)
+		return
+	}
+	for failures, notFound := 0, 0; ; {
+		res, resp, err := w.attempt(start, part)
+		w.mu.Lock()
+		w.stats.Requests++
+		w.lastReq = time.Now()
+		w.mu.Unlock()
+		var re *RangeError
+		switch {
+		case err == nil:
+			w.reconcile(start, end, res.Length, res.Status, cut, false, res.Assumed)
+			return
+		case errors.As(err, &re):
+			w.reconcile(start, end, re.Length, re.Status, cut, true, false)
+			return
+		case w.ctx.Err() != nil || probe:
+			return // run stops, or the whole trace is sent after all
+		case errors.Is(err, ErrNotFound) && !w.isAnswered():
+			// GitLab before 8.7 has no PATCH endpoint and answers 404 to every part; one 404 alone may be a
+			// proxy's hiccup.
+			if notFound++; notFound >= traceFallbackAfter {
+				w.fallBack(err)
+				return
+			}
+		case !IsTransient(err):
+			w.fail(fmt.Errorf("runnerapi: trace of build %d: %w", w.id, err))
+			return
+		default:
+			failures++
+			if failures > w.c.retry.MaxRetries {
+				w.fail(fmt.Errorf("runnerapi: trace of build %d: giving up after %d attempts: %w", w.id, failures+notFound, err))
+				return
+			}
+		}
+		var ra time.Duration
+		if resp != nil && resp.Response != nil {
+			ra = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		}
+		if serr := w.sleep(w.ctx, w.c.retry.backoff(max(failures, notFound), ra)); serr != nil {
+			return // run stops
+		}
+		w.mu.Lock()
+		w.stats.Retries++
+		w.mu.Unlock()
+	}
+}
+
+func (w *TraceWriter) isAnswered() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.answered
+}
+
+// attempt sends one part once, within the attempt timeout; a timeout of the attempt alone is a transport failure.
+func (w *TraceWriter) attempt(start int64, part []byte) (*TraceAppend, *Response, error) {
+	ctx, cancel := context.WithTimeout(w.ctx, w.attemptTimeout)
+	defer cancel()
+	var body *traceBodyReader
+	if len(part) > 0 {
+		body = newTraceBodyReader(part)
+	}
+	res, resp, err := w.c.appendTrace(ctx, w.id, start, part, body, w.token, call{retry: retryNever, secrets: w.secrets})
+	if body != nil {
+		// part is the sender's buffer: reuse it only once the transport is done with it.
+		t := time.NewTimer(time.Second)
+		select {
+		case <-body.closed:
+		case <-t.C:
+			w.sendBuf = make([]byte, w.chunk)
+		case <-w.ctx.Done():
+			w.sendBuf = make([]byte, w.chunk)
+		}
+		t.Stop()
+	}
+	var er *ErrorResponse
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
+		// Given up on, by the attempt timeout or the writer's own end: the request may yet land.
+		w.abandoned()
+		if w.ctx.Err() == nil {
+			err = &TransportError{Method: http.MethodPatch, URL: w.url, Err: fmt.Errorf("no answer within %v", w.attemptTimeout)}
+		}
+	case errors.As(err, &er) && er.StatusCode == http.StatusGatewayTimeout:
+		// A gateway gave up waiting; the coordinator behind it may still be working on the request.
+		w.abandoned()
+	}
+	return res, resp, err
+}
