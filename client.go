@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 )
@@ -451,11 +452,28 @@ func (c *Client) Do(req *http.Request, v any) (*Response, error) {
 }
 
 func (c *Client) do(req *http.Request, v any, cl call) (*Response, error) {
-	ctx := req.Context()
 	// The build token a request carries is masked in any answer that echoes it, whoever built the request.
-	if t := req.Header.Get(buildTokenHeader); t != "" {
-		cl.secrets = append(cl.secrets[:len(cl.secrets):len(cl.secrets)], t)
+	cl.secrets = c.callSecrets(cl.secrets, req.Header.Get(buildTokenHeader))
+	resp, err := c.send(req, v, cl)
+	// Every failure was scrubbed where it came in; this catches what a future path may forget.
+	return resp, scrub(err, cl.secrets)
+}
+
+// callSecrets returns the secrets to scrub from the errors of a call: its own, and the client's tokens, which an
+// answer may echo whichever the call sent.
+func (c *Client) callSecrets(secrets []string, more ...string) []string {
+	out := make([]string, 0, len(secrets)+len(more)+2)
+	for _, s := range append(append(append(out, secrets...), more...), c.runnerToken, c.buildToken) {
+		if s != "" && !slices.Contains(out, s) {
+			out = append(out, s)
+		}
 	}
+	return out
+}
+
+// send makes the attempts of a call.
+func (c *Client) send(req *http.Request, v any, cl call) (*Response, error) {
+	ctx := req.Context()
 	replayable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
 	for attempt := 1; ; attempt++ {
 		if attempt > 1 && req.GetBody != nil {
@@ -506,9 +524,9 @@ func (c *Client) attempt(req *http.Request, v any, cl call, n int) (*Response, e
 		if ctxErr := req.Context().Err(); ctxErr != nil {
 			err = fmt.Errorf("runnerapi: %s %s: %w", req.Method, redactURL(req.URL), ctxErr)
 		} else if errors.As(err, &re) {
-			err = fmt.Errorf("runnerapi: %s %s: %w", req.Method, redactURL(req.URL), re)
+			err = fmt.Errorf("runnerapi: %s %s: %w", req.Method, redactURL(req.URL), scrub(re, cl.secrets))
 		} else {
-			err = &TransportError{Method: req.Method, URL: redactURL(req.URL), Err: redactError(err)}
+			err = newTransportError(req.Method, redactURL(req.URL), err, cl.secrets)
 		}
 		c.logAttempt(req, n, 0, time.Since(start), err)
 		return nil, err
@@ -522,7 +540,7 @@ func (c *Client) attempt(req *http.Request, v any, cl call, n int) (*Response, e
 	if w, ok := v.(io.Writer); ok {
 		defer hr.Body.Close()
 		if _, err := io.Copy(w, hr.Body); err != nil {
-			return resp, fmt.Errorf("runnerapi: %s %s: reading body: %w", req.Method, redactURL(req.URL), err)
+			return resp, fmt.Errorf("runnerapi: %s %s: reading body: %w", req.Method, redactURL(req.URL), scrub(err, cl.secrets))
 		}
 		return resp, nil
 	}
@@ -531,7 +549,7 @@ func (c *Client) attempt(req *http.Request, v any, cl call, n int) (*Response, e
 		return resp, nil
 	}
 	if err := decodeJSON(hr.Body, v); err != nil {
-		return resp, fmt.Errorf("runnerapi: %s %s: %w", req.Method, redactURL(req.URL), err)
+		return resp, fmt.Errorf("runnerapi: %s %s: %w", req.Method, redactURL(req.URL), scrub(err, cl.secrets))
 	}
 	return resp, nil
 }
