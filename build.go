@@ -238,45 +238,104 @@ func maskNonEmpty(s string) string {
 
 // repoURLCredentials returns the secret of a clone URL's userinfo, as decoded and as written when it is
 // percent-encoded (a trace may show either): the password, or the user name when there is no password, since a
-// token alone can stand in the user's place.
+// token alone can stand in the user's place. A URL Go's parser rejects, or whose authority the parser ends early
+// (a "/", "?" or "#" in the password), is split by hand: git and the trace may still show its password.
 func repoURLCredentials(s string) []string {
-	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
+	if u, ok := parseRepoURL(s); ok {
+		if u.User == nil {
+			return nil
+		}
+		secret, hasPassword := u.User.Password()
+		if !hasPassword {
+			secret = u.User.Username()
+		}
+		if secret == "" {
+			return nil
+		}
+		out := []string{secret}
+		// The userinfo as written: between "//" and the authority's last "@".
+		rest := s[strings.Index(s, "//")+2:]
+		if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+			rest = rest[:i]
+		}
+		userinfo := rest[:max(strings.LastIndex(rest, "@"), 0)]
+		written := userinfo
+		if hasPassword {
+			_, written, _ = strings.Cut(userinfo, ":")
+		}
+		if written != secret && written != "" {
+			out = append(out, written)
+		}
+		return out
+	}
+	_, userinfo, _, ok := splitUserinfo(s)
+	if !ok {
 		return nil
 	}
-	secret, hasPassword := u.User.Password()
-	if !hasPassword {
-		secret = u.User.Username()
-	}
-	if secret == "" {
-		return nil
-	}
-	out := []string{secret}
-	// The userinfo as written: between "//" and the authority's last "@".
-	rest := s[strings.Index(s, "//")+2:]
-	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
-		rest = rest[:i]
-	}
-	userinfo := rest[:max(strings.LastIndex(rest, "@"), 0)]
 	written := userinfo
-	if hasPassword {
-		_, written, _ = strings.Cut(userinfo, ":")
+	if _, password, hasPassword := strings.Cut(userinfo, ":"); hasPassword {
+		written = password
 	}
-	if written != secret && written != "" {
-		out = append(out, written)
+	if written == "" {
+		return nil
+	}
+	out := []string{written}
+	if decoded, err := url.PathUnescape(written); err == nil && decoded != written {
+		out = append(out, decoded)
 	}
 	return out
 }
 
-// redactRepoURL masks the credentials of a clone URL (the password, or a user name standing alone), or the whole
-// URL when it cannot be parsed.
+// parseRepoURL parses a clone URL, and reports false when the parser failed or when it ended the authority
+// before the userinfo's "@" (a password holding "/", "?" or "#" turns the rest into a path, query or fragment).
+func parseRepoURL(s string) (*url.URL, bool) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, false
+	}
+	if u.User != nil {
+		return u, true
+	}
+	_, userinfo, _, found := splitUserinfo(s)
+	if !found {
+		return u, true
+	}
+	// A user name holds no "/": an "@" after one is in the path ("https://host/group/p@x.git").
+	user, _, _ := strings.Cut(userinfo, ":")
+	return u, strings.Contains(user, "/")
+}
+
+// splitUserinfo splits a URL at the userinfo as written: between "://" and the last "@". It reports false when
+// there is no "@" after "://".
+func splitUserinfo(s string) (head, userinfo, tail string, ok bool) {
+	i := strings.Index(s, "://")
+	if i < 0 {
+		return "", "", "", false
+	}
+	rest := s[i+3:]
+	at := strings.LastIndex(rest, "@")
+	if at < 0 {
+		return "", "", "", false
+	}
+	return s[:i+3], rest[:at], rest[at+1:], true
+}
+
+// redactRepoURL masks the credentials of a clone URL (the password, or a user name standing alone), also of one
+// the parser rejects, or the whole URL when it cannot be parsed and has no userinfo to mask.
 func redactRepoURL(s string) string {
 	if s == "" {
 		return ""
 	}
-	u, err := url.Parse(s)
-	if err != nil {
-		return masked
+	u, ok := parseRepoURL(s)
+	if !ok {
+		head, userinfo, tail, found := splitUserinfo(s)
+		if !found {
+			return masked
+		}
+		if user, _, hasPassword := strings.Cut(userinfo, ":"); hasPassword {
+			return head + user + ":" + masked + "@" + tail
+		}
+		return head + masked + "@" + tail
 	}
 	if u.User == nil {
 		return u.String()
