@@ -205,6 +205,9 @@ func (c Client) Format(f fmt.State, verb rune) {
 	_, _ = fmt.Fprintf(f, "runnerapi.Client{%s}", c.baseURL)
 }
 
+// LogValue logs the client as the API root it talks to, never its tokens.
+func (c Client) LogValue() slog.Value { return slog.StringValue(fmt.Sprint(c)) }
+
 // BaseURL returns the API root every request path is resolved against; it ends in "/ci/api/v1/".
 func (c *Client) BaseURL() *url.URL {
 	u := *c.baseURL
@@ -406,6 +409,28 @@ func (r Response) Format(f fmt.State, verb rune) {
 		code = r.StatusCode
 	}
 	_, _ = fmt.Fprintf(f, "runnerapi.Response{StatusCode:%d Attempts:%d}", code, r.Attempts)
+}
+
+// LogValue logs the answer's status code and attempts, never its headers, which may echo a request's token.
+func (r Response) LogValue() slog.Value {
+	code := 0
+	if r.Response != nil {
+		code = r.StatusCode
+	}
+	return slog.GroupValue(slog.Int("status_code", code), slog.Int("attempts", r.Attempts))
+}
+
+// MarshalJSON encodes the answer's status code and attempts, never its headers: encoding/json would otherwise
+// show those of the embedded http.Response.
+func (r Response) MarshalJSON() ([]byte, error) {
+	code := 0
+	if r.Response != nil {
+		code = r.StatusCode
+	}
+	return json.Marshal(struct {
+		StatusCode int `json:"status_code"`
+		Attempts   int `json:"attempts"`
+	}{code, r.Attempts})
 }
 
 func newResponse(r *http.Response, attempts int) *Response {

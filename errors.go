@@ -85,6 +85,10 @@ func (e *ErrorResponse) Error() string {
 	return b.String()
 }
 
+// MarshalJSON encodes the error as its text, as log handlers show errors: never the answer's headers, which may
+// echo a request's token.
+func (e *ErrorResponse) MarshalJSON() ([]byte, error) { return json.Marshal(e.Error()) }
+
 // Is reports whether the answer's status is the one target names, so errors.Is(err, ErrNotFound) works.
 func (e *ErrorResponse) Is(target error) bool {
 	switch target {
@@ -349,6 +353,10 @@ func (e *TransportError) Error() string {
 
 // Unwrap returns the cause.
 func (e *TransportError) Unwrap() error { return e.Err }
+
+// MarshalJSON encodes the error as its text, as log handlers show errors; encoding/json would otherwise show the
+// cause's fields, whatever they hold.
+func (e *TransportError) MarshalJSON() ([]byte, error) { return json.Marshal(e.Error()) }
 
 // notReplayedError is a failure that was not retried because the request body was a one-shot stream.
 type notReplayedError struct {

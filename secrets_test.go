@@ -138,7 +138,7 @@ func (c *secCoord) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		} else {
 			w.WriteHeader(http.StatusOK)
 		}
-		raw, _ := json.Marshal(secBuild())
+		raw, _ := json.Marshal(runnerapi.UnredactedBuild(secBuild()))
 		_, _ = fmt.Fprintf(w, `%s, "timeout": %q}`, raw[:len(raw)-1], dump)
 	case "redirect":
 		http.Redirect(w, r, c.other.URL+r.URL.Path, http.StatusTemporaryRedirect)
@@ -159,7 +159,7 @@ func (c *secCoord) serveOK(w http.ResponseWriter, r *http.Request, path string, 
 	case path == "builds/register":
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusCreated)
-		_ = json.NewEncoder(w).Encode(secBuild())
+		_ = json.NewEncoder(w).Encode(runnerapi.UnredactedBuild(secBuild()))
 	case r.Method == http.MethodPatch:
 		c.mu.Lock()
 		c.trace += int64(len(body))
@@ -173,7 +173,7 @@ func (c *secCoord) serveOK(w http.ResponseWriter, r *http.Request, path string, 
 		w.WriteHeader(http.StatusCreated)
 		b := secBuild()
 		b.ArtifactsFile = runnerapi.ArtifactsFile{Filename: "artifacts.zip", Size: 3}
-		_ = json.NewEncoder(w).Encode(b)
+		_ = json.NewEncoder(w).Encode(runnerapi.UnredactedBuild(b))
 	case r.Method == http.MethodGet:
 		w.Header().Set("Content-Disposition", "attachment; filename=artifacts.zip")
 		w.Header().Set("Content-Length", strconv.Itoa(len(c.zip)))
