@@ -329,23 +329,32 @@ func newCallConfig(opts []RequestOption) callConfig {
 // runnerTokenFor returns the runner token a call uses, or an error naming the missing token.
 func (c *Client) runnerTokenFor(cc callConfig, call string) (string, error) {
 	if cc.token != "" {
-		return cc.token, nil
+		return unmaskedToken(cc.token, call)
 	}
 	if c.runnerToken == "" {
 		return "", fmt.Errorf("runnerapi: %s needs the runner token: use WithRunnerToken or WithToken", call)
 	}
-	return c.runnerToken, nil
+	return unmaskedToken(c.runnerToken, call)
 }
 
 // buildTokenFor returns the build token a call uses, or an error naming the missing token.
 func (c *Client) buildTokenFor(cc callConfig, call string) (string, error) {
 	if cc.token != "" {
-		return cc.token, nil
+		return unmaskedToken(cc.token, call)
 	}
 	if c.buildToken == "" {
 		return "", fmt.Errorf("runnerapi: %s needs the build token: use WithBuildToken or WithToken", call)
 	}
-	return c.buildToken, nil
+	return unmaskedToken(c.buildToken, call)
+}
+
+// unmaskedToken refuses a token that is the mask itself, before any request: a build stored with json.Marshal,
+// which masks its secrets, would otherwise fail later as a mere 403.
+func unmaskedToken(token, call string) (string, error) {
+	if token == masked {
+		return "", fmt.Errorf("runnerapi: %s: the token is %q: it comes from a build encoded with its secrets masked; store builds as UnredactedBuild", call, masked)
+	}
+	return token, nil
 }
 
 // NewRequest builds a request for path, relative to the API root (for example "builds/register"). body may be nil,

@@ -240,3 +240,25 @@ func TestUnredactedBuildKeepsSecretsInJSONOnly(t *testing.T) {
 	assert.Empty(t, secFind(out.String()+secPrinted(u)+secPrinted(&u)), "%s", out.String())
 	assert.Contains(t, out.String(), "deploy")
 }
+
+// TestMaskedTokenRefused: a build stored with json.Marshal has lost its token to the mask; using it fails at once,
+// with an error that says why, instead of as a 403 from the coordinator.
+func TestMaskedTokenRefused(t *testing.T) {
+	data, err := json.Marshal(secBuild())
+	require.NoError(t, err)
+	var stored runnerapi.Build
+	require.NoError(t, json.Unmarshal(data, &stored))
+	tr := &secEchoTransport{}
+	cl, err := runnerapi.NewClient("http://coordinator.invalid", runnerapi.WithHTTPClient(&http.Client{Transport: tr}),
+		runnerapi.WithRunnerToken(secRunnerToken))
+	require.NoError(t, err)
+	_, err = cl.NewBuildTraceWriter(context.Background(), &stored, nil)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "UnredactedBuild")
+	_, err = cl.Artifacts.Delete(context.Background(), stored.ID, runnerapi.WithToken(stored.Token))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "UnredactedBuild")
+	tr.mu.Lock()
+	assert.Zero(t, tr.calls, "nothing was sent")
+	tr.mu.Unlock()
+}

@@ -315,6 +315,8 @@ func TestSecretsNeverLeak(t *testing.T) {
 			var logs bytes.Buffer
 			var logMu sync.Mutex
 			logger := slog.New(slog.NewTextHandler(&secLockedWriter{w: &logs, mu: &logMu}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			// What a caller logs of each call: its results and error, alone and together, as JSON.
+			callerLog := slog.New(slog.NewJSONHandler(&secLockedWriter{w: &logs, mu: &logMu}, nil))
 			tr := &http.Transport{}
 			defer tr.CloseIdleConnections()
 			cl, err := runnerapi.NewClient(url,
@@ -352,7 +354,9 @@ func TestSecretsNeverLeak(t *testing.T) {
 				}
 				for _, v := range vals {
 					assert.Empty(t, secFind(secPrinted(v)), "%s: returned %T shows a secret: %s", c.name, v, secPrinted(v))
+					callerLog.Info("result", "call", c.name, "value", v)
 				}
+				callerLog.Info("call", "name", c.name, "results", vals, "error", err, "errors", []error{err})
 			}
 
 			logMu.Lock()
