@@ -352,7 +352,8 @@ func (c *Client) buildTokenFor(cc callConfig, call string) (string, error) {
 // which masks its secrets, would otherwise fail later as a mere 403.
 func unmaskedToken(token, call string) (string, error) {
 	if token == masked {
-		return "", fmt.Errorf("runnerapi: %s: the token is %q: it comes from a build encoded with its secrets masked; store builds as UnredactedBuild", call, masked)
+		return "", fmt.Errorf("runnerapi: %s: the token is %q, from a build encoded with its secrets masked: "+
+			"store builds as UnredactedBuild", call, masked)
 	}
 	return token, nil
 }

@@ -244,8 +244,8 @@ func scrubError(err error, secrets []string) {
 }
 
 // secretForms returns the ways each secret can appear in a text from the network or from Go's own errors: as it
-// is, URL-encoded (an echoed form body or query), and escaped as %q and JSON quote it. Longest first, so that a
-// form holding a shorter one is masked whole.
+// is, URL-encoded (an echoed form body or query), and escaped as %q, %+q and JSON quote it. Longest first, so
+// that a form holding a shorter one is masked whole.
 func secretForms(secrets []string) []string {
 	seen := make(map[string]bool)
 	var forms []string
@@ -262,8 +262,9 @@ func secretForms(secrets []string) []string {
 		add(s)
 		add(url.QueryEscape(s))
 		add(url.PathEscape(s))
-		q := strconv.Quote(s)
-		add(q[1 : len(q)-1])
+		for _, q := range []string{strconv.Quote(s), strconv.QuoteToASCII(s)} {
+			add(q[1 : len(q)-1])
+		}
 		if j, err := json.Marshal(s); err == nil {
 			add(string(j[1 : len(j)-1]))
 		}
