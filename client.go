@@ -497,8 +497,10 @@ func (c *Client) do(req *http.Request, v any, cl call) (*Response, error) {
 // callSecrets returns the secrets to scrub from the errors of a call: its own, and the client's tokens, which an
 // answer may echo whichever the call sent.
 func (c *Client) callSecrets(secrets []string, more ...string) []string {
-	out := make([]string, 0, len(secrets)+len(more)+2)
-	for _, s := range append(append(append(out, secrets...), more...), c.runnerToken, c.buildToken) {
+	all := make([]string, 0, len(secrets)+len(more)+2)
+	all = append(append(append(all, secrets...), more...), c.runnerToken, c.buildToken)
+	var out []string
+	for _, s := range all {
 		if s != "" && !slices.Contains(out, s) {
 			out = append(out, s)
 		}
@@ -541,8 +543,10 @@ func (c *Client) send(req *http.Request, v any, cl call) (*Response, error) {
 	}
 }
 
-// attempt sends req once and interprets the answer.
+// attempt sends req once and interprets the answer. Every failure it returns is scrubbed of the call's secrets
+// and the client's tokens, whichever loop of attempts calls it.
 func (c *Client) attempt(req *http.Request, v any, cl call, n int) (*Response, error) {
+	cl.secrets = c.callSecrets(cl.secrets, req.Header.Get(buildTokenHeader))
 	ctx := req.Context()
 	r := req
 	if cl.small && c.timeout > 0 {
