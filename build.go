@@ -32,7 +32,8 @@ const masked = "[MASKED]"
 // are zero.
 //
 // Token, RepoURL's password, Credentials' passwords and the values of non-public Variables are secrets: printing a
-// Build with fmt (%v, %+v, %#v, %s) or logging it with slog shows them masked. Marshaling it to JSON does not.
+// Build with fmt (%v, %+v, %#v, %s), logging it with slog (by any handler, also in a slice, a map or a struct) or
+// marshaling it to JSON shows them masked. To store a build with its secrets, marshal it as an UnredactedBuild.
 type Build struct {
 	// ID is the build's ID on the coordinator, which Update, the trace and the artifacts calls take.
 	ID int64 `json:"id"`
@@ -95,14 +96,16 @@ type (
 )
 
 // LogValue logs the variables with the values of those that are not public masked.
-func (vs Variables) LogValue() slog.Value { return slog.AnyValue(redactAll(vs, Variable.redacted)) }
+func (vs Variables) LogValue() slog.Value { return slog.AnyValue(convertAll(vs, Variable.redacted)) }
 
 // LogValue logs the credentials with their passwords masked.
-func (cs Credentials) LogValue() slog.Value { return slog.AnyValue(redactAll(cs, Credential.redacted)) }
+func (cs Credentials) LogValue() slog.Value {
+	return slog.AnyValue(convertAll(cs, Credential.redacted))
+}
 
 // LogValue logs the dependencies with their tokens masked.
 func (ds DependentBuilds) LogValue() slog.Value {
-	return slog.AnyValue(redactAll(ds, DependentBuild.redacted))
+	return slog.AnyValue(convertAll(ds, DependentBuild.redacted))
 }
 
 // Variable is one of a build's environment variables. The value of one that is not public is a secret.
@@ -194,22 +197,10 @@ func (b Build) redacted() Build {
 	r := b
 	r.Token = maskNonEmpty(b.Token)
 	r.RepoURL = redactRepoURL(b.RepoURL)
-	r.Variables = redactAll(b.Variables, Variable.redacted)
-	r.Credentials = redactAll(b.Credentials, Credential.redacted)
-	r.DependsOnBuilds = redactAll(b.DependsOnBuilds, DependentBuild.redacted)
+	r.Variables = convertAll(b.Variables, Variable.redacted)
+	r.Credentials = convertAll(b.Credentials, Credential.redacted)
+	r.DependsOnBuilds = convertAll(b.DependsOnBuilds, DependentBuild.redacted)
 	return r
-}
-
-// redactAll returns a copy of s with each element redacted; nil stays nil.
-func redactAll[T any](s []T, redact func(T) T) []T {
-	if s == nil {
-		return nil
-	}
-	out := make([]T, len(s))
-	for i, v := range s {
-		out[i] = redact(v)
-	}
-	return out
 }
 
 func (v Variable) redacted() Variable {
@@ -238,45 +229,104 @@ func maskNonEmpty(s string) string {
 
 // repoURLCredentials returns the secret of a clone URL's userinfo, as decoded and as written when it is
 // percent-encoded (a trace may show either): the password, or the user name when there is no password, since a
-// token alone can stand in the user's place.
+// token alone can stand in the user's place. A URL Go's parser rejects, or whose authority the parser ends early
+// (a "/", "?" or "#" in the password), is split by hand: git and the trace may still show its password.
 func repoURLCredentials(s string) []string {
-	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
+	if u, ok := parseRepoURL(s); ok {
+		if u.User == nil {
+			return nil
+		}
+		secret, hasPassword := u.User.Password()
+		if !hasPassword {
+			secret = u.User.Username()
+		}
+		if secret == "" {
+			return nil
+		}
+		out := []string{secret}
+		// The userinfo as written: between "//" and the authority's last "@".
+		rest := s[strings.Index(s, "//")+2:]
+		if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+			rest = rest[:i]
+		}
+		userinfo := rest[:max(strings.LastIndex(rest, "@"), 0)]
+		written := userinfo
+		if hasPassword {
+			_, written, _ = strings.Cut(userinfo, ":")
+		}
+		if written != secret && written != "" {
+			out = append(out, written)
+		}
+		return out
+	}
+	_, userinfo, _, ok := splitUserinfo(s)
+	if !ok {
 		return nil
 	}
-	secret, hasPassword := u.User.Password()
-	if !hasPassword {
-		secret = u.User.Username()
-	}
-	if secret == "" {
-		return nil
-	}
-	out := []string{secret}
-	// The userinfo as written: between "//" and the authority's last "@".
-	rest := s[strings.Index(s, "//")+2:]
-	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
-		rest = rest[:i]
-	}
-	userinfo := rest[:max(strings.LastIndex(rest, "@"), 0)]
 	written := userinfo
-	if hasPassword {
-		_, written, _ = strings.Cut(userinfo, ":")
+	if _, password, hasPassword := strings.Cut(userinfo, ":"); hasPassword {
+		written = password
 	}
-	if written != secret && written != "" {
-		out = append(out, written)
+	if written == "" {
+		return nil
+	}
+	out := []string{written}
+	if decoded, err := url.PathUnescape(written); err == nil && decoded != written {
+		out = append(out, decoded)
 	}
 	return out
 }
 
-// redactRepoURL masks the credentials of a clone URL (the password, or a user name standing alone), or the whole
-// URL when it cannot be parsed.
-func redactRepoURL(s string) string {
-	if s == "" {
-		return ""
-	}
+// parseRepoURL parses a clone URL, and reports false when the parser failed or when it ended the authority
+// before the userinfo's "@" (a password holding "/", "?" or "#" turns the rest into a path, query or fragment).
+func parseRepoURL(s string) (*url.URL, bool) {
 	u, err := url.Parse(s)
 	if err != nil {
-		return masked
+		return nil, false
+	}
+	if u.User != nil {
+		return u, true
+	}
+	_, userinfo, _, found := splitUserinfo(s)
+	if !found {
+		return u, true
+	}
+	// A user name holds no "/": an "@" after one is in the path ("https://host/group/p@x.git").
+	user, _, _ := strings.Cut(userinfo, ":")
+	return u, strings.Contains(user, "/")
+}
+
+// splitUserinfo splits a URL at the userinfo as written: between "://" and the last "@". It reports false when
+// there is no "@" after "://".
+func splitUserinfo(s string) (head, userinfo, tail string, ok bool) {
+	i := strings.Index(s, "://")
+	if i < 0 {
+		return "", "", "", false
+	}
+	rest := s[i+3:]
+	at := strings.LastIndex(rest, "@")
+	if at < 0 {
+		return "", "", "", false
+	}
+	return s[:i+3], rest[:at], rest[at+1:], true
+}
+
+// redactRepoURL masks the credentials of a clone URL (the password, or a user name standing alone), also of one
+// the parser rejects, or the whole URL when it cannot be parsed and has no userinfo to mask.
+func redactRepoURL(s string) string {
+	if s == "" || s == masked {
+		return s
+	}
+	u, ok := parseRepoURL(s)
+	if !ok {
+		head, userinfo, tail, found := splitUserinfo(s)
+		if !found {
+			return masked
+		}
+		if user, _, hasPassword := strings.Cut(userinfo, ":"); hasPassword {
+			return head + user + ":" + masked + "@" + tail
+		}
+		return head + masked + "@" + tail
 	}
 	if u.User == nil {
 		return u.String()
@@ -315,6 +365,60 @@ func (c Credential) Format(f fmt.State, verb rune) {
 // Format prints the dependency with its token masked.
 func (d DependentBuild) Format(f fmt.State, verb rune) {
 	fmt.Fprintf(f, fmt.FormatString(f, verb), plainDependentBuild(d.redacted()))
+}
+
+// MarshalJSON encodes the build with its secrets masked, so that a log handler or an error report that marshals
+// it, alone or in a slice, shows none of them. UnredactedBuild encodes them.
+func (b Build) MarshalJSON() ([]byte, error) { return json.Marshal(plainBuild(b.redacted())) }
+
+// MarshalJSON encodes the variable with its value masked unless it is public.
+func (v Variable) MarshalJSON() ([]byte, error) { return json.Marshal(plainVariable(v.redacted())) }
+
+// MarshalJSON encodes the credential with its password masked.
+func (c Credential) MarshalJSON() ([]byte, error) { return json.Marshal(plainCredential(c.redacted())) }
+
+// MarshalJSON encodes the dependency with its token masked.
+func (d DependentBuild) MarshalJSON() ([]byte, error) {
+	return json.Marshal(plainDependentBuild(d.redacted()))
+}
+
+// UnredactedBuild is a Build whose JSON encoding holds its secrets, as the coordinator sent them: convert a Build
+// to it to store the build and run it later (json.Unmarshal reads it back into a Build). Printing and logging it
+// still mask the secrets; only its JSON does not.
+type UnredactedBuild Build
+
+// MarshalJSON encodes the build with its secrets.
+func (b UnredactedBuild) MarshalJSON() ([]byte, error) {
+	// The lists' elements would mask their secrets: these fields, shallower than the embedded build's, win.
+	return json.Marshal(struct {
+		plainBuild
+		Variables       []plainVariable       `json:"variables"`
+		DependsOnBuilds []plainDependentBuild `json:"depends_on_builds"`
+		Credentials     []plainCredential     `json:"credentials"`
+	}{
+		plainBuild(b),
+		convertAll(b.Variables, func(v Variable) plainVariable { return plainVariable(v) }),
+		convertAll(b.DependsOnBuilds, func(d DependentBuild) plainDependentBuild { return plainDependentBuild(d) }),
+		convertAll(b.Credentials, func(c Credential) plainCredential { return plainCredential(c) }),
+	})
+}
+
+// Format prints the build with its secrets masked, for every verb.
+func (b UnredactedBuild) Format(f fmt.State, verb rune) { Build(b).Format(f, verb) }
+
+// LogValue logs the fields that identify the build, and no secret.
+func (b UnredactedBuild) LogValue() slog.Value { return Build(b).LogValue() }
+
+// convertAll returns s with each element converted; nil stays nil.
+func convertAll[T, U any](s []T, convert func(T) U) []U {
+	if s == nil {
+		return nil
+	}
+	out := make([]U, len(s))
+	for i, v := range s {
+		out[i] = convert(v)
+	}
+	return out
 }
 
 // LogValue logs the fields that identify the build, and no secret.

@@ -161,7 +161,7 @@ func TestOptionsRoundTrip(t *testing.T) {
 
 	t.Run("whole build", func(t *testing.T) {
 		b := loadBuildFixture(t, "build_8_17.json")
-		data, err := json.Marshal(b)
+		data, err := json.Marshal(UnredactedBuild(*b))
 		require.NoError(t, err)
 		var again Build
 		require.NoError(t, json.Unmarshal(data, &again))

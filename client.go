@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 )
@@ -205,6 +206,9 @@ func (c Client) Format(f fmt.State, verb rune) {
 	_, _ = fmt.Fprintf(f, "runnerapi.Client{%s}", c.baseURL)
 }
 
+// LogValue logs the client as the API root it talks to, never its tokens.
+func (c Client) LogValue() slog.Value { return slog.StringValue(fmt.Sprint(c)) }
+
 // BaseURL returns the API root every request path is resolved against; it ends in "/ci/api/v1/".
 func (c *Client) BaseURL() *url.URL {
 	u := *c.baseURL
@@ -337,23 +341,33 @@ func newCallConfig(opts []RequestOption) callConfig {
 // runnerTokenFor returns the runner token a call uses, or an error naming the missing token.
 func (c *Client) runnerTokenFor(cc callConfig, call string) (string, error) {
 	if cc.token != "" {
-		return cc.token, nil
+		return unmaskedToken(cc.token, call)
 	}
 	if c.runnerToken == "" {
 		return "", fmt.Errorf("runnerapi: %s needs the runner token: use WithRunnerToken or WithToken", call)
 	}
-	return c.runnerToken, nil
+	return unmaskedToken(c.runnerToken, call)
 }
 
 // buildTokenFor returns the build token a call uses, or an error naming the missing token.
 func (c *Client) buildTokenFor(cc callConfig, call string) (string, error) {
 	if cc.token != "" {
-		return cc.token, nil
+		return unmaskedToken(cc.token, call)
 	}
 	if c.buildToken == "" {
 		return "", fmt.Errorf("runnerapi: %s needs the build token: use WithBuildToken or WithToken", call)
 	}
-	return c.buildToken, nil
+	return unmaskedToken(c.buildToken, call)
+}
+
+// unmaskedToken refuses a token that is the mask itself, before any request: a build stored with json.Marshal,
+// which masks its secrets, would otherwise fail later as a mere 403.
+func unmaskedToken(token, call string) (string, error) {
+	if token == masked {
+		return "", fmt.Errorf("runnerapi: %s: the token is %q, from a build encoded with its secrets masked: "+
+			"store builds as UnredactedBuild", call, masked)
+	}
+	return token, nil
 }
 
 // NewRequest builds a request for path, relative to the API root (for example "builds/register"). body may be nil,
@@ -419,6 +433,28 @@ func (r Response) Format(f fmt.State, verb rune) {
 	_, _ = fmt.Fprintf(f, "runnerapi.Response{StatusCode:%d Attempts:%d}", code, r.Attempts)
 }
 
+// LogValue logs the answer's status code and attempts, never its headers, which may echo a request's token.
+func (r Response) LogValue() slog.Value {
+	code := 0
+	if r.Response != nil {
+		code = r.StatusCode
+	}
+	return slog.GroupValue(slog.Int("status_code", code), slog.Int("attempts", r.Attempts))
+}
+
+// MarshalJSON encodes the answer's status code and attempts, never its headers: encoding/json would otherwise
+// show those of the embedded http.Response.
+func (r Response) MarshalJSON() ([]byte, error) {
+	code := 0
+	if r.Response != nil {
+		code = r.StatusCode
+	}
+	return json.Marshal(struct {
+		StatusCode int `json:"status_code"`
+		Attempts   int `json:"attempts"`
+	}{code, r.Attempts})
+}
+
 func newResponse(r *http.Response, attempts int) *Response {
 	resp := &Response{Response: r, Attempts: attempts}
 	if r != nil {
@@ -463,11 +499,30 @@ func (c *Client) Do(req *http.Request, v any) (*Response, error) {
 }
 
 func (c *Client) do(req *http.Request, v any, cl call) (*Response, error) {
-	ctx := req.Context()
 	// The build token a request carries is masked in any answer that echoes it, whoever built the request.
-	if t := req.Header.Get(buildTokenHeader); t != "" {
-		cl.secrets = append(cl.secrets[:len(cl.secrets):len(cl.secrets)], t)
+	cl.secrets = c.callSecrets(cl.secrets, req.Header.Get(buildTokenHeader))
+	resp, err := c.send(req, v, cl)
+	// Every failure was scrubbed where it came in; this catches what a future path may forget.
+	return resp, scrub(err, cl.secrets)
+}
+
+// callSecrets returns the secrets to scrub from the errors of a call: its own, and the client's tokens, which an
+// answer may echo whichever the call sent.
+func (c *Client) callSecrets(secrets []string, more ...string) []string {
+	all := make([]string, 0, len(secrets)+len(more)+2)
+	all = append(append(append(all, secrets...), more...), c.runnerToken, c.buildToken)
+	var out []string
+	for _, s := range all {
+		if s != "" && !slices.Contains(out, s) {
+			out = append(out, s)
+		}
 	}
+	return out
+}
+
+// send makes the attempts of a call.
+func (c *Client) send(req *http.Request, v any, cl call) (*Response, error) {
+	ctx := req.Context()
 	replayable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
 	for attempt := 1; ; attempt++ {
 		if attempt > 1 && req.GetBody != nil {
@@ -500,8 +555,10 @@ func (c *Client) do(req *http.Request, v any, cl call) (*Response, error) {
 	}
 }
 
-// attempt sends req once and interprets the answer.
+// attempt sends req once and interprets the answer. Every failure it returns is scrubbed of the call's secrets
+// and the client's tokens, whichever loop of attempts calls it.
 func (c *Client) attempt(req *http.Request, v any, cl call, n int) (*Response, error) {
+	cl.secrets = c.callSecrets(cl.secrets, req.Header.Get(buildTokenHeader))
 	ctx := req.Context()
 	r := req
 	if cl.small && c.timeout > 0 {
@@ -518,9 +575,9 @@ func (c *Client) attempt(req *http.Request, v any, cl call, n int) (*Response, e
 		if ctxErr := req.Context().Err(); ctxErr != nil {
 			err = fmt.Errorf("runnerapi: %s %s: %w", req.Method, redactURL(req.URL), ctxErr)
 		} else if errors.As(err, &re) {
-			err = fmt.Errorf("runnerapi: %s %s: %w", req.Method, redactURL(req.URL), re)
+			err = fmt.Errorf("runnerapi: %s %s: %w", req.Method, redactURL(req.URL), scrub(re, cl.secrets))
 		} else {
-			err = &TransportError{Method: req.Method, URL: redactURL(req.URL), Err: redactError(err)}
+			err = newTransportError(req.Method, redactURL(req.URL), err, cl.secrets)
 		}
 		c.logAttempt(req, n, 0, time.Since(start), err)
 		return nil, err
@@ -534,7 +591,7 @@ func (c *Client) attempt(req *http.Request, v any, cl call, n int) (*Response, e
 	if w, ok := v.(io.Writer); ok {
 		defer hr.Body.Close()
 		if _, err := io.Copy(w, hr.Body); err != nil {
-			return resp, fmt.Errorf("runnerapi: %s %s: reading body: %w", req.Method, redactURL(req.URL), err)
+			return resp, fmt.Errorf("runnerapi: %s %s: reading body: %w", req.Method, redactURL(req.URL), scrub(err, cl.secrets))
 		}
 		return resp, nil
 	}
@@ -543,7 +600,7 @@ func (c *Client) attempt(req *http.Request, v any, cl call, n int) (*Response, e
 		return resp, nil
 	}
 	if err := decodeJSON(hr.Body, v); err != nil {
-		return resp, fmt.Errorf("runnerapi: %s %s: %w", req.Method, redactURL(req.URL), err)
+		return resp, fmt.Errorf("runnerapi: %s %s: %w", req.Method, redactURL(req.URL), scrub(err, cl.secrets))
 	}
 	return resp, nil
 }

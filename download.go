@@ -285,7 +285,7 @@ func (d *downloader) get() (*http.Response, error) {
 		} else if errors.As(err, &re) {
 			err = fmt.Errorf("runnerapi: GET %s: %w", d.url, re)
 		} else {
-			err = &TransportError{Method: http.MethodGet, URL: d.url, Err: redactError(err)}
+			err = newTransportError(http.MethodGet, d.url, err, d.c.callSecrets(nil, d.token))
 		}
 		c.logAttempt(req, d.requests, 0, time.Since(start), err)
 		return nil, err
@@ -293,7 +293,7 @@ func (d *downloader) get() (*http.Response, error) {
 	c.logAttempt(req, d.requests, hr.StatusCode, time.Since(start), nil)
 	d.resp = newResponse(hr, d.requests)
 	if err := CheckResponse(hr); err != nil {
-		scrubError(err, []string{d.token})
+		scrubError(err, d.c.callSecrets(nil, d.token))
 		return nil, err
 	}
 	return hr, nil
@@ -371,7 +371,7 @@ func (d *downloader) Read(p []byte) (int, error) {
 func (d *downloader) resume(cause error) error {
 	_ = d.body.Close()
 	d.failures++
-	dropped := &TransportError{Method: http.MethodGet, URL: d.url, Err: redactError(cause)}
+	dropped := newTransportError(http.MethodGet, d.url, cause, d.c.callSecrets(nil, d.token))
 	wait, retry := d.c.shouldRetry(nil, dropped, retryTransient, d.failures)
 	if !retry {
 		return fmt.Errorf("runnerapi: %s: build %d: connection lost after %d bytes: %w", d.name, d.id, d.off, dropped)
@@ -458,7 +458,7 @@ func (d *downloader) checkPartial(hr *http.Response) error {
 	first, last, total, ok := parseContentRange(hr.Header.Get("Content-Range"))
 	switch {
 	case !ok:
-		return fmt.Errorf("runnerapi: %s: build %d: resuming at byte %d: invalid Content-Range %q", d.name, d.id, d.off, headerForError(hr.Header.Get("Content-Range"), []string{d.token}))
+		return fmt.Errorf("runnerapi: %s: build %d: resuming at byte %d: invalid Content-Range %q", d.name, d.id, d.off, headerForError(hr.Header.Get("Content-Range"), d.c.callSecrets(nil, d.token)))
 	case first != d.off,
 		d.size >= 0 && total != d.size,
 		total >= 0 && last != total-1,

@@ -87,6 +87,10 @@ func (e *ErrorResponse) Error() string {
 	return b.String()
 }
 
+// MarshalJSON encodes the error as its text, as log handlers show errors: never the answer's headers, which may
+// echo a request's token.
+func (e *ErrorResponse) MarshalJSON() ([]byte, error) { return json.Marshal(e.Error()) }
+
 // Is reports whether the answer's status is the one target names, so errors.Is(err, ErrNotFound) works.
 func (e *ErrorResponse) Is(target error) bool {
 	switch target {
@@ -239,23 +243,88 @@ func shorten(s string) string {
 	return s[:cut] + "…"
 }
 
-// scrubError masks the given secrets wherever the coordinator's message repeats them: as they are, URL-encoded as
-// in an echoed form body, or cut short where the message was shortened.
+// scrubError masks the given secrets wherever the coordinator's message repeats them: as they are, encoded as in
+// an echoed form body or quoted string, or cut short where the message was shortened.
 func scrubError(err error, secrets []string) {
 	var er *ErrorResponse
 	if !errors.As(err, &er) {
 		return
 	}
+	er.Message = scrubText(er.Message, secrets)
+}
+
+// secretForms returns the ways each secret can appear in a text from the network or from Go's own errors: as it
+// is, URL-encoded (an echoed form body or query), and escaped as %q, %+q and JSON quote it. Longest first, so
+// that a form holding a shorter one is masked whole.
+func secretForms(secrets []string) []string {
+	seen := make(map[string]bool)
+	var forms []string
+	add := func(f string) {
+		if f != "" && !seen[f] {
+			seen[f] = true
+			forms = append(forms, f)
+		}
+	}
 	for _, s := range secrets {
 		if s == "" {
 			continue
 		}
-		for _, form := range []string{s, url.QueryEscape(s)} {
-			er.Message = strings.ReplaceAll(er.Message, form, masked)
-			er.Message = maskCutTail(er.Message, form)
+		add(s)
+		add(url.QueryEscape(s))
+		add(url.PathEscape(s))
+		for _, q := range []string{strconv.Quote(s), strconv.QuoteToASCII(s)} {
+			add(q[1 : len(q)-1])
+		}
+		if j, err := json.Marshal(s); err == nil {
+			add(string(j[1 : len(j)-1]))
 		}
 	}
+	sort.SliceStable(forms, func(i, j int) bool { return len(forms[i]) > len(forms[j]) })
+	return forms
 }
+
+// scrubText masks every form of the secrets in s, and the start of one left at the end of a text that shorten
+// cut inside it.
+func scrubText(s string, secrets []string) string {
+	if s == "" {
+		return s
+	}
+	for _, form := range secretForms(secrets) {
+		s = strings.ReplaceAll(s, form, masked)
+		s = maskCutTail(s, form)
+	}
+	return s
+}
+
+// scrub returns err with every form of the secrets masked from its text. An error whose text holds none is
+// returned as it is; another becomes a *scrubbedError, which errors.Is and errors.As see through.
+func scrub(err error, secrets []string) error {
+	if err == nil {
+		return nil
+	}
+	text := err.Error()
+	clean := scrubText(text, secrets)
+	if clean == text {
+		return err
+	}
+	return &scrubbedError{text: clean, err: err}
+}
+
+// scrubbedError is an error whose text had secrets masked. errors.Is and errors.As, and so IsTransient and the
+// ErrXxx conditions, find the original and what it wraps; errors.Unwrap does not return it, since its text, and
+// that of what it wraps, still holds the secret.
+type scrubbedError struct {
+	text string
+	err  error
+}
+
+func (e *scrubbedError) Error() string { return e.text }
+
+// Is reports whether the original error matches target.
+func (e *scrubbedError) Is(target error) bool { return errors.Is(e.err, target) }
+
+// As finds the first error in the original's chain that matches target.
+func (e *scrubbedError) As(target any) bool { return errors.As(e.err, target) }
 
 // maskCutTail masks the start of secret left at the end of a message that shorten cut inside it.
 func maskCutTail(msg, secret string) string {
@@ -269,6 +338,12 @@ func maskCutTail(msg, secret string) string {
 		}
 	}
 	return msg
+}
+
+// newTransportError describes a failed exchange, its cause stripped of the URL *url.Error repeats and scrubbed of
+// the call's secrets, which net/http quotes from a malformed answer ("malformed MIME header line: ...").
+func newTransportError(method, url string, cause error, secrets []string) *TransportError {
+	return &TransportError{Method: method, URL: url, Err: scrub(redactError(cause), secrets)}
 }
 
 // TransportError is a failure to exchange a request and an answer with the coordinator: a refused or dropped
@@ -290,6 +365,10 @@ func (e *TransportError) Error() string {
 // Unwrap returns the cause.
 func (e *TransportError) Unwrap() error { return e.Err }
 
+// MarshalJSON encodes the error as its text, as log handlers show errors; encoding/json would otherwise show the
+// cause's fields, whatever they hold.
+func (e *TransportError) MarshalJSON() ([]byte, error) { return json.Marshal(e.Error()) }
+
 // notReplayedError is a failure that was not retried because the request body was a one-shot stream.
 type notReplayedError struct {
 	err error
@@ -304,18 +383,10 @@ func (e *notReplayedError) Unwrap() []error { return []error{e.err, ErrBodyNotRe
 // headerForError renders a header value from the network for an error message: shortened, printable, and with
 // the given secrets masked, since a proxy may echo the request, tokens included, into any header.
 func headerForError(v string, secrets []string) string {
-	for _, s := range secrets {
-		if s != "" {
-			v = strings.ReplaceAll(v, s, masked)
-		}
+	for _, form := range secretForms(secrets) {
+		v = strings.ReplaceAll(v, form, masked)
 	}
-	v = shorten(v)
-	for _, s := range secrets {
-		if s != "" {
-			v = maskCutTail(v, s)
-		}
-	}
-	return v
+	return scrubText(shorten(v), secrets)
 }
 
 // parseDigits parses a non-negative decimal made of ASCII digits alone (no sign, no spaces) that fits an int64.

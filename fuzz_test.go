@@ -205,7 +205,7 @@ func FuzzBuildJSON(f *testing.F) {
 		if json.Unmarshal(data, &b1) != nil {
 			return
 		}
-		out1, err := json.Marshal(b1)
+		out1, err := json.Marshal(UnredactedBuild(b1))
 		if err != nil {
 			t.Fatalf("decoded build does not encode: %v", err)
 		}
@@ -213,7 +213,7 @@ func FuzzBuildJSON(f *testing.F) {
 		if err := json.Unmarshal(out1, &b2); err != nil {
 			t.Fatalf("own encoding %s does not decode: %v", out1, err)
 		}
-		out2, err := json.Marshal(b2)
+		out2, err := json.Marshal(UnredactedBuild(b2))
 		if err != nil {
 			t.Fatalf("re-decoded build does not encode: %v", err)
 		}
@@ -243,6 +243,11 @@ func FuzzBuildJSON(f *testing.F) {
 				if s := fmt.Sprintf(verb, b1); strings.Contains(s, b1.Token) && !strings.Contains(fmt.Sprintf(verb, probe), b1.Token) {
 					t.Fatalf("%s shows the token: %s", verb, s)
 				}
+			}
+			if j, err := json.Marshal(b1); err != nil {
+				t.Fatalf("build does not encode: %v", err)
+			} else if pj, _ := json.Marshal(probe); strings.Contains(string(j), b1.Token) && !strings.Contains(string(pj), b1.Token) {
+				t.Fatalf("JSON shows the token: %s", j)
 			}
 		}
 	})

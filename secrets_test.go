@@ -138,7 +138,7 @@ func (c *secCoord) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		} else {
 			w.WriteHeader(http.StatusOK)
 		}
-		raw, _ := json.Marshal(secBuild())
+		raw, _ := json.Marshal(runnerapi.UnredactedBuild(secBuild()))
 		_, _ = fmt.Fprintf(w, `%s, "timeout": %q}`, raw[:len(raw)-1], dump)
 	case "redirect":
 		http.Redirect(w, r, c.other.URL+r.URL.Path, http.StatusTemporaryRedirect)
@@ -159,7 +159,7 @@ func (c *secCoord) serveOK(w http.ResponseWriter, r *http.Request, path string, 
 	case path == "builds/register":
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusCreated)
-		_ = json.NewEncoder(w).Encode(secBuild())
+		_ = json.NewEncoder(w).Encode(runnerapi.UnredactedBuild(secBuild()))
 	case r.Method == http.MethodPatch:
 		c.mu.Lock()
 		c.trace += int64(len(body))
@@ -173,7 +173,7 @@ func (c *secCoord) serveOK(w http.ResponseWriter, r *http.Request, path string, 
 		w.WriteHeader(http.StatusCreated)
 		b := secBuild()
 		b.ArtifactsFile = runnerapi.ArtifactsFile{Filename: "artifacts.zip", Size: 3}
-		_ = json.NewEncoder(w).Encode(b)
+		_ = json.NewEncoder(w).Encode(runnerapi.UnredactedBuild(b))
 	case r.Method == http.MethodGet:
 		w.Header().Set("Content-Disposition", "attachment; filename=artifacts.zip")
 		w.Header().Set("Content-Length", strconv.Itoa(len(c.zip)))
@@ -315,6 +315,8 @@ func TestSecretsNeverLeak(t *testing.T) {
 			var logs bytes.Buffer
 			var logMu sync.Mutex
 			logger := slog.New(slog.NewTextHandler(&secLockedWriter{w: &logs, mu: &logMu}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			// What a caller logs of each call: its results and error, alone and together, as JSON.
+			callerLog := slog.New(slog.NewJSONHandler(&secLockedWriter{w: &logs, mu: &logMu}, nil))
 			tr := &http.Transport{}
 			defer tr.CloseIdleConnections()
 			cl, err := runnerapi.NewClient(url,
@@ -352,7 +354,9 @@ func TestSecretsNeverLeak(t *testing.T) {
 				}
 				for _, v := range vals {
 					assert.Empty(t, secFind(secPrinted(v)), "%s: returned %T shows a secret: %s", c.name, v, secPrinted(v))
+					callerLog.Info("result", "call", c.name, "value", v)
 				}
+				callerLog.Info("call", "name", c.name, "results", vals, "error", err, "errors", []error{err})
 			}
 
 			logMu.Lock()
@@ -486,4 +490,79 @@ func TestSecretsNotInPrintedOptionsOrServer(t *testing.T) {
 	s := secPrinted(srv)
 	assert.Empty(t, secFind(s), s)
 	assert.Contains(t, s, srv.URL)
+}
+
+// TestSecretsOfUnparseableRepoURL: a repo_url whose password Go's URL parser rejects (a bad escape, a space), or
+// that ends the authority early (a "#", "/" or "?"), still gives its password to Build.Secrets, as written and
+// decoded, so the trace masks it; printing the build masks it and keeps the rest of the URL.
+func TestSecretsOfUnparseableRepoURL(t *testing.T) {
+	tests := []struct {
+		url     string
+		secrets []string
+		printed string
+	}{
+		{"https://gitlab-ci-token:pa%zzword@gitlab.example.com/group/app.git", []string{"pa%zzword"},
+			"https://gitlab-ci-token:[MASKED]@gitlab.example.com/group/app.git"},
+		{"https://gitlab-ci-token:pa#ss@gitlab.example.com/app.git", []string{"pa#ss"}, "https://gitlab-ci-token:[MASKED]@gitlab.example.com/app.git"},
+		{"https://gitlab-ci-token:pa ss@gitlab.example.com/app.git", []string{"pa ss"}, "https://gitlab-ci-token:[MASKED]@gitlab.example.com/app.git"},
+		{"https://gitlab-ci-token:pa/ss@gitlab.example.com/app.git", []string{"pa/ss"}, "https://gitlab-ci-token:[MASKED]@gitlab.example.com/app.git"},
+		{"https://gitlab-ci-token:pa?ss@gitlab.example.com/app.git", []string{"pa?ss"}, "https://gitlab-ci-token:[MASKED]@gitlab.example.com/app.git"},
+		// These parse, but the authority ends before the password does: the rest passes for a path or fragment.
+		{"https://gitlab-ci-token:12/ss@gitlab.example.com/app.git", []string{"12/ss"}, "https://gitlab-ci-token:[MASKED]@gitlab.example.com/app.git"},
+		{"https://gitlab-ci-token:12#s%41s@gitlab.example.com/app.git", []string{"12#s%41s", "12#sAs"}, "https://gitlab-ci-token:[MASKED]@gitlab.example.com/app.git"},
+		{"https://gitlab-ci-token:p%41ss w@gitlab.example.com/app.git", []string{"p%41ss w", "pAss w"}, "https://gitlab-ci-token:[MASKED]@gitlab.example.com/app.git"},
+		{"https://tok%zzen@gitlab.example.com/app.git", []string{"tok%zzen"}, "https://[MASKED]@gitlab.example.com/app.git"},
+		{"https://gitlab-ci-token:p@ss w@gitlab.example.com/app.git", []string{"p@ss w"}, "https://gitlab-ci-token:[MASKED]@gitlab.example.com/app.git"},
+		// No userinfo at all: nothing is secret, and the URL prints as it is.
+		{"https://gitlab.example.com/group/p@x.git", nil, "https://gitlab.example.com/group/p@x.git"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.url, func(t *testing.T) {
+			b := runnerapi.Build{ID: 3, Token: secBuildToken, RepoURL: tt.url}
+			want := append([]string{secBuildToken}, tt.secrets...)
+			assert.Equal(t, want, b.Secrets())
+			for _, v := range []any{b, &b, []runnerapi.Build{b}} {
+				out := secPrinted(v)
+				assert.Contains(t, out, tt.printed)
+				for _, s := range tt.secrets {
+					assert.NotContains(t, out, s)
+				}
+			}
+		})
+	}
+
+	// The trace a build writes about its own clone URL reaches the coordinator masked.
+	srv := runnerapitest.NewServer()
+	defer srv.Close()
+	srv.AddRunner(secRunnerToken)
+	for _, tt := range tests[:len(tests)-1] {
+		id := srv.Enqueue(runnerapi.Build{RepoURL: tt.url})
+		cl, err := runnerapi.NewClient(srv.URL, runnerapi.WithRunnerToken(secRunnerToken))
+		require.NoError(t, err)
+		b, _, err := cl.Builds.Register(context.Background(), nil)
+		require.NoError(t, err)
+		require.Equal(t, id, b.ID)
+		w, err := cl.NewBuildTraceWriter(context.Background(), b, nil)
+		require.NoError(t, err)
+		_, _ = fmt.Fprintf(w, "$ git clone %s\nfatal: unable to access '%s'\n", tt.url, tt.url)
+		for _, s := range tt.secrets {
+			_, _ = fmt.Fprintf(w, "password: %s\n", s)
+		}
+		require.NoError(t, w.Close())
+		trace := string(srv.Trace(id))
+		for _, s := range tt.secrets {
+			assert.NotContains(t, trace, s, "trace of %s", tt.url)
+		}
+		assert.Contains(t, trace, "$ git clone ")
+		_, err = cl.Builds.Update(context.Background(), id, &runnerapi.UpdateOptions{State: runnerapi.StateSuccess})
+		require.NoError(t, err)
+	}
+}
+
+// TestSecretsOfRepoURLWithAtInPath: an "@" in the path of a URL whose credentials parse is not mistaken for the
+// end of its userinfo.
+func TestSecretsOfRepoURLWithAtInPath(t *testing.T) {
+	b := runnerapi.Build{RepoURL: "https://u:p%40w@gitlab.example.com/group/a@b.git"}
+	assert.Equal(t, []string{"p@w", "p%40w"}, b.Secrets())
+	assert.Contains(t, fmt.Sprint(b), "https://u:[MASKED]@gitlab.example.com/group/a@b.git")
 }

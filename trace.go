@@ -3,8 +3,10 @@ package runnerapi
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"sync"
 	"time"
@@ -538,14 +540,27 @@ func (w *TraceWriter) Format(f fmt.State, verb rune) {
 	_, _ = fmt.Fprintf(f, "runnerapi.TraceWriter{build %d}", w.id)
 }
 
+// plainTraceOptions has no methods, so fmt and encoding/json treat it as a plain struct.
+type plainTraceOptions TraceOptions
+
+// redacted returns the options with the token and the secrets masked.
+func (o TraceOptions) redacted() plainTraceOptions {
+	r := plainTraceOptions(o)
+	r.Token = maskNonEmpty(o.Token)
+	r.Secrets = convertAll(o.Secrets, maskNonEmpty)
+	return r
+}
+
 // Format prints the options with the token and the secrets masked, for every verb.
 func (o TraceOptions) Format(f fmt.State, verb rune) {
-	type plain TraceOptions
-	r := plain(o)
-	r.Token = maskNonEmpty(o.Token)
-	r.Secrets = redactAll(o.Secrets, maskNonEmpty)
-	_, _ = fmt.Fprintf(f, fmt.FormatString(f, verb), r)
+	_, _ = fmt.Fprintf(f, fmt.FormatString(f, verb), o.redacted())
 }
+
+// LogValue logs the options with the token and the secrets masked.
+func (o TraceOptions) LogValue() slog.Value { return slog.AnyValue(o.redacted()) }
+
+// MarshalJSON encodes the options with the token and the secrets masked, for log handlers that marshal values.
+func (o TraceOptions) MarshalJSON() ([]byte, error) { return json.Marshal(o.redacted()) }
 
 // Stats returns counts of what the writer did so far.
 func (w *TraceWriter) Stats() TraceStats {

@@ -243,7 +243,7 @@ func (s *Server) handleUpload(w http.ResponseWriter, r *http.Request) {
 	b.artifact, stored = stored, nil
 	out := s.presentLocked(b)
 	s.mu.Unlock()
-	writeJSON(w, http.StatusCreated, out)
+	writeJSON(w, http.StatusCreated, runnerapi.UnredactedBuild(out))
 }
 
 // handleDownload serves GET /builds/:id/artifacts, with byte ranges.

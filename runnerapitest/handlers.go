@@ -334,7 +334,8 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 	s.setStateLocked(found, runnerapi.StateRunning)
 	out := s.presentLocked(found)
 	s.mu.Unlock()
-	writeJSON(w, http.StatusCreated, out)
+	// The runner needs the build's secrets: its token, its clone URL's password, its variables.
+	writeJSON(w, http.StatusCreated, runnerapi.UnredactedBuild(out))
 }
 
 // noBuild answers register's "no build", with the runner's queue value for long polling.

@@ -379,7 +379,7 @@ func (s *Server) EnqueueCommands(name string, commands ...string) int64 {
 
 // cloneBuild returns a deep copy of b, so the caller's later changes to slices or maps do not reach the server.
 func cloneBuild(b runnerapi.Build) runnerapi.Build {
-	data, err := json.Marshal(b)
+	data, err := json.Marshal(runnerapi.UnredactedBuild(b))
 	if err != nil {
 		panic(fmt.Sprintf("runnerapitest: build cannot be encoded as JSON: %v", err))
 	}
