@@ -503,16 +503,16 @@ func TestSecretsOfUnparseableRepoURL(t *testing.T) {
 	}{
 		{"https://gitlab-ci-token:pa%zzword@gitlab.example.com/group/app.git", []string{"pa%zzword"},
 			"https://gitlab-ci-token:[MASKED]@gitlab.example.com/group/app.git"},
-		{"https://gitlab-ci-token:pa#ss@gitlab.example.com/app.git", []string{"pa#ss"}, "https://gitlab-ci-token:[MASKED]@gitlab.example.com/app.git"},
-		{"https://gitlab-ci-token:pa ss@gitlab.example.com/app.git", []string{"pa ss"}, "https://gitlab-ci-token:[MASKED]@gitlab.example.com/app.git"},
-		{"https://gitlab-ci-token:pa/ss@gitlab.example.com/app.git", []string{"pa/ss"}, "https://gitlab-ci-token:[MASKED]@gitlab.example.com/app.git"},
-		{"https://gitlab-ci-token:pa?ss@gitlab.example.com/app.git", []string{"pa?ss"}, "https://gitlab-ci-token:[MASKED]@gitlab.example.com/app.git"},
+		{"https://gitlab-ci-token:pa#ssw0rd@gitlab.example.com/app.git", []string{"pa#ssw0rd"}, "https://gitlab-ci-token:[MASKED]@gitlab.example.com/app.git"},
+		{"https://gitlab-ci-token:pa ssw0rd@gitlab.example.com/app.git", []string{"pa ssw0rd"}, "https://gitlab-ci-token:[MASKED]@gitlab.example.com/app.git"},
+		{"https://gitlab-ci-token:pa/ssw0rd@gitlab.example.com/app.git", []string{"pa/ssw0rd"}, "https://gitlab-ci-token:[MASKED]@gitlab.example.com/app.git"},
+		{"https://gitlab-ci-token:pa?ssw0rd@gitlab.example.com/app.git", []string{"pa?ssw0rd"}, "https://gitlab-ci-token:[MASKED]@gitlab.example.com/app.git"},
 		// These parse, but the authority ends before the password does: the rest passes for a path or fragment.
-		{"https://gitlab-ci-token:12/ss@gitlab.example.com/app.git", []string{"12/ss"}, "https://gitlab-ci-token:[MASKED]@gitlab.example.com/app.git"},
-		{"https://gitlab-ci-token:12#s%41s@gitlab.example.com/app.git", []string{"12#s%41s", "12#sAs"}, "https://gitlab-ci-token:[MASKED]@gitlab.example.com/app.git"},
-		{"https://gitlab-ci-token:p%41ss w@gitlab.example.com/app.git", []string{"p%41ss w", "pAss w"}, "https://gitlab-ci-token:[MASKED]@gitlab.example.com/app.git"},
+		{"https://gitlab-ci-token:12/ssw0rd@gitlab.example.com/app.git", []string{"12/ssw0rd"}, "https://gitlab-ci-token:[MASKED]@gitlab.example.com/app.git"},
+		{"https://gitlab-ci-token:12#s%41sw0rd@gitlab.example.com/app.git", []string{"12#s%41sw0rd", "12#sAsw0rd"}, "https://gitlab-ci-token:[MASKED]@gitlab.example.com/app.git"},
+		{"https://gitlab-ci-token:p%41ss w0rd@gitlab.example.com/app.git", []string{"p%41ss w0rd", "pAss w0rd"}, "https://gitlab-ci-token:[MASKED]@gitlab.example.com/app.git"},
 		{"https://tok%zzen@gitlab.example.com/app.git", []string{"tok%zzen"}, "https://[MASKED]@gitlab.example.com/app.git"},
-		{"https://gitlab-ci-token:p@ss w@gitlab.example.com/app.git", []string{"p@ss w"}, "https://gitlab-ci-token:[MASKED]@gitlab.example.com/app.git"},
+		{"https://gitlab-ci-token:p@ss w0rd@gitlab.example.com/app.git", []string{"p@ss w0rd"}, "https://gitlab-ci-token:[MASKED]@gitlab.example.com/app.git"},
 		// No userinfo at all: nothing is secret, and the URL prints as it is.
 		{"https://gitlab.example.com/group/p@x.git", nil, "https://gitlab.example.com/group/p@x.git"},
 	}
