@@ -1,6 +1,7 @@
 package runnerapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -736,7 +737,7 @@ func scrubStrings(v reflect.Value, secrets []string) {
 			return
 		}
 		if v.Type().Elem().Kind() == reflect.Uint8 {
-			v.SetBytes([]byte(scrubJSONText(string(v.Bytes()), secrets)))
+			v.SetBytes(scrubJSONText(v.Bytes(), secrets))
 			return
 		}
 		c := reflect.MakeSlice(v.Type(), v.Len(), v.Len())
@@ -751,32 +752,64 @@ func scrubStrings(v reflect.Value, secrets []string) {
 		}
 		c := reflect.MakeMapWithSize(v.Type(), v.Len())
 		for iter := v.MapRange(); iter.Next(); {
+			k := reflect.New(v.Type().Key()).Elem()
+			k.Set(iter.Key())
+			scrubStrings(k, secrets)
 			e := reflect.New(v.Type().Elem()).Elem()
 			e.Set(iter.Value())
 			scrubStrings(e, secrets)
-			c.SetMapIndex(iter.Key(), e)
+			c.SetMapIndex(k, e)
 		}
 		v.Set(c)
 	}
 }
 
-// scrubJSONText masks the secrets in a JSON text kept raw, as they are and as JSON escapes them, so that it stays
-// valid JSON. A text no longer valid after that is masked whole.
-func scrubJSONText(text string, secrets []string) string {
-	orig := text
-	for _, secret := range secrets {
-		forms := []string{secret}
-		if q, err := json.Marshal(secret); err == nil {
-			forms = append(forms, string(q[1:len(q)-1]))
-		}
-		for _, f := range forms {
-			text = strings.ReplaceAll(text, f, masked)
-		}
+// scrubJSONText masks the secrets in the strings (keys and values) of a JSON text kept raw, as decoded, so that an
+// escape cannot hide one; the text is re-encoded only when that changed it. One not valid JSON is masked whole.
+func scrubJSONText(text []byte, secrets []string) []byte {
+	dec := json.NewDecoder(bytes.NewReader(text))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return []byte(strconv.Quote(masked))
 	}
-	if text != orig && !json.Valid([]byte(text)) {
-		return strconv.Quote(masked)
+	v, changed := scrubJSONValue(v, secrets)
+	if !changed {
+		return text
 	}
-	return text
+	out, err := json.Marshal(v)
+	if err != nil {
+		return []byte(strconv.Quote(masked))
+	}
+	return out
+}
+
+// scrubJSONValue masks the secrets in the strings of a decoded JSON value, and reports whether it changed any.
+func scrubJSONValue(v any, secrets []string) (any, bool) {
+	switch v := v.(type) {
+	case string:
+		s := scrubText(v, secrets)
+		return s, s != v
+	case []any:
+		changed := false
+		for i, e := range v {
+			var c bool
+			v[i], c = scrubJSONValue(e, secrets)
+			changed = changed || c
+		}
+		return v, changed
+	case map[string]any:
+		out := make(map[string]any, len(v))
+		changed := false
+		for k, e := range v {
+			e, c := scrubJSONValue(e, secrets)
+			sk := scrubText(k, secrets)
+			out[sk] = e
+			changed = changed || c || sk != k
+		}
+		return out, changed
+	}
+	return v, false
 }
 
 // The printing types below have no methods, so fmt and encoding/json treat them as plain structs.
