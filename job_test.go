@@ -629,3 +629,11 @@ func TestJobFromFakeCoordinator(t *testing.T) {
 		assert.NotContains(t, out, s)
 	}
 }
+
+func TestJobPrintingMasksSecretSpelledByTheLayout(t *testing.T) {
+	// fmt's own layout can spell a secret out of field names and public values: the print is scrubbed as a whole.
+	j := runnerapi.Job{Token: "AllowGitFetch:true", AllowGitFetch: true}
+	for _, verb := range []string{"%v", "%+v", "%#v", "%s"} {
+		assert.NotContains(t, fmt.Sprintf(verb, j), "AllowGitFetch:true", verb)
+	}
+}
