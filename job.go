@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"reflect"
 	"slices"
 	"strconv"
@@ -458,7 +457,7 @@ func (j *Job) Secrets() []string {
 		}
 	}
 	add(j.Token)
-	for _, c := range jobRepoURLCredentials(j.GitInfo.RepoURL) {
+	for _, c := range repoURLCredentials(j.GitInfo.RepoURL) {
 		add(c)
 	}
 	addVars := func(vs JobVariables) {
@@ -498,72 +497,8 @@ func inputContentText(content json.RawMessage) string {
 	return *s
 }
 
-// jobRepoURLCredentials returns the secrets of a clone URL as repoURLCredentials does, and also of one Go's parser
-// rejects or splits before its userinfo (a "/", "?" or "#" in the password), found by hand: git and the log may
-// still show its password, as written and percent-decoded.
-func jobRepoURLCredentials(s string) []string {
-	_, userinfo, _, byHand := repoURLUserinfoByHand(s)
-	if !byHand {
-		return repoURLCredentials(s)
-	}
-	written := userinfo
-	if _, password, ok := strings.Cut(userinfo, ":"); ok {
-		written = password
-	}
-	if written == "" {
-		return nil
-	}
-	out := []string{written}
-	if decoded, err := url.PathUnescape(written); err == nil && decoded != written {
-		out = append(out, decoded)
-	}
-	return out
-}
-
-// redactJobRepoURL masks the credentials of a clone URL as redactRepoURL does, also of one whose userinfo only a
-// split by hand finds.
-func redactJobRepoURL(s string) string {
-	head, userinfo, tail, byHand := repoURLUserinfoByHand(s)
-	if !byHand {
-		return redactRepoURL(s)
-	}
-	if user, _, hasPassword := strings.Cut(userinfo, ":"); hasPassword {
-		return head + user + ":" + masked + "@" + tail
-	}
-	return head + masked + "@" + tail
-}
-
-// repoURLUserinfoByHand splits a clone URL at its userinfo as written (between "://" and the last "@"), and
-// reports whether that split is to be trusted over url.Parse: when the parser rejects the URL, or finds no
-// userinfo although the part before the "@" is not a path (a user name holds no "/").
-func repoURLUserinfoByHand(s string) (head, userinfo, tail string, byHand bool) {
-	i := strings.Index(s, "://")
-	if i < 0 {
-		return "", "", "", false
-	}
-	rest := s[i+3:]
-	at := strings.LastIndex(rest, "@")
-	if at < 0 {
-		return "", "", "", false
-	}
-	head, userinfo, tail = s[:i+3], rest[:at], rest[at+1:]
-	u, err := url.Parse(s)
-	if err == nil && u.User != nil {
-		return "", "", "", false
-	}
-	user, _, _ := strings.Cut(userinfo, ":")
-	if err == nil && strings.Contains(user, "/") {
-		return "", "", "", false
-	}
-	return head, userinfo, tail, true
-}
-
-// jobMinScrubbed is the shortest secret a print of a job masks wherever it appears, beyond the fields that hold
-// it: shorter ones would mask common words. The fields themselves are masked whatever their length.
-const jobMinScrubbed = 8
-
 // redacted returns a deep copy of j with every secret masked: the fields that hold one, known keys of an
-// unexpected shape kept in Extra (which may hold one), and any secret of at least jobMinScrubbed bytes wherever
+// unexpected shape kept in Extra (which may hold one), and any secret of at least MinTraceSecret bytes wherever
 // else it appears (the job token is also in repo_url and variables such as CI_REPOSITORY_URL).
 func (j Job) redacted() Job {
 	secrets := j.Secrets()
@@ -602,7 +537,7 @@ func (j Job) redacted() Job {
 }
 
 func (g JobGitInfo) redacted() JobGitInfo {
-	g.RepoURL = redactJobRepoURL(g.RepoURL)
+	g.RepoURL = redactRepoURL(g.RepoURL)
 	g.Extra = maskKnownExtra[JobGitInfo](g.Extra)
 	return g
 }
@@ -684,30 +619,17 @@ func maskKnownExtra[T any](extra map[string]json.RawMessage) map[string]json.Raw
 	return out
 }
 
-// longSecrets returns the secrets of at least jobMinScrubbed bytes, longest first, so that one holding a shorter
+// longSecrets returns the secrets of at least MinTraceSecret bytes, longest first, so that one holding a shorter
 // one is masked whole.
 func longSecrets(secrets []string) []string {
 	var out []string
 	for _, s := range secrets {
-		if len(s) >= jobMinScrubbed {
+		if len(s) >= MinTraceSecret {
 			out = append(out, s)
 		}
 	}
 	slices.SortStableFunc(out, func(a, b string) int { return len(b) - len(a) })
 	return out
-}
-
-// scrubText masks every secret in s, as it is and as %q and %+q quote it.
-func scrubText(s string, secrets []string) string {
-	for _, secret := range secrets {
-		s = strings.ReplaceAll(s, secret, masked)
-		for _, q := range []string{strconv.Quote(secret), strconv.QuoteToASCII(secret)} {
-			if inner := q[1 : len(q)-1]; inner != secret {
-				s = strings.ReplaceAll(s, inner, masked)
-			}
-		}
-	}
-	return s
 }
 
 // scrubStrings masks the secrets in every string, and every JSON text kept raw, that v holds. v is settable and

@@ -109,13 +109,13 @@ func FuzzJobJSON(f *testing.F) {
 	})
 }
 
-// fuzzCheckedSecrets returns the secrets a print must not show: those of at least jobMinScrubbed bytes (shorter
+// fuzzCheckedSecrets returns the secrets a print must not show: those of at least MinTraceSecret bytes (shorter
 // ones are masked only in their own fields, and may occur anywhere by chance) and without "[" or "]", which the
 // mask itself could spell out with the text around it.
 func fuzzCheckedSecrets(secrets []string) []string {
 	var out []string
 	for _, s := range secrets {
-		if len(s) >= jobMinScrubbed && !strings.ContainsAny(s, "[]") {
+		if len(s) >= MinTraceSecret && !strings.ContainsAny(s, "[]") {
 			out = append(out, s)
 		}
 	}
