@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"reflect"
 	"slices"
 	"strconv"
@@ -479,22 +480,49 @@ func (j *Job) Secrets() []string {
 	}
 	for _, in := range j.Inputs {
 		if in.Value.Sensitive {
-			add(inputContentText(in.Value.Content))
+			for _, c := range inputContentSecrets(in.Value.Content) {
+				add(c)
+			}
 		}
 	}
 	return out
 }
 
-// inputContentText returns an input's content as a log would show it: a JSON string unquoted, other JSON as it
-// is, and null as nothing.
-func inputContentText(content json.RawMessage) string {
-	var s *string
-	if err := json.Unmarshal(content, &s); err != nil {
-		return string(content)
-	} else if s == nil {
-		return ""
+// inputContentSecrets returns the secrets of a sensitive input's content as a log may show them: a string as it
+// is; other JSON as written, and each string and number in it, since a job may use them one by one.
+func inputContentSecrets(content json.RawMessage) []string {
+	dec := json.NewDecoder(bytes.NewReader(content))
+	dec.UseNumber()
+	var v any
+	if dec.Decode(&v) != nil {
+		return []string{string(content)}
 	}
-	return *s
+	if s, ok := v.(string); ok {
+		return []string{s}
+	}
+	var out []string
+	if v != nil {
+		out = append(out, string(content))
+	}
+	var walk func(any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case string:
+			out = append(out, v)
+		case json.Number:
+			out = append(out, v.String())
+		case []any:
+			for _, e := range v {
+				walk(e)
+			}
+		case map[string]any:
+			for _, k := range slices.Sorted(maps.Keys(v)) {
+				walk(v[k])
+			}
+		}
+	}
+	walk(v)
+	return out
 }
 
 // redacted returns a deep copy of j with every secret masked: the fields that hold one, known keys of an

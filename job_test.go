@@ -356,6 +356,14 @@ func TestJobSecrets(t *testing.T) {
 	assert.NotContains(t, j.Secrets(), "production", "an input that is not sensitive is not a secret")
 	assert.Empty(t, (&runnerapi.Job{}).Secrets())
 
+	in := runnerapi.Job{Inputs: runnerapi.JobInputs{
+		{Key: "a", Value: runnerapi.JobInputValue{Content: json.RawMessage(`{"k":["INPUT-LEAF-1",12345678]}`), Sensitive: true}},
+		{Key: "b", Value: runnerapi.JobInputValue{Content: json.RawMessage(`null`), Sensitive: true}},
+		{Key: "c", Value: runnerapi.JobInputValue{Content: json.RawMessage(`"PUBLIC-INPUT-1"`)}},
+	}}
+	assert.Equal(t, []string{`{"k":["INPUT-LEAF-1",12345678]}`, "INPUT-LEAF-1", "12345678"}, in.Secrets(),
+		"a sensitive input's content as written and each value in it; null is no secret")
+
 	u, _ := loadJobFixture(t, "job_unknown_fields.json")
 	assert.Equal(t, []string{"UNKNOWN-FIELDS-TOKEN-77", "UNKNOWN-FIELDS-REG-PW", "UNKNOWN-FIELDS-DEP-TOK"}, u.Secrets())
 }
