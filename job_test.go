@@ -645,3 +645,30 @@ func TestJobPrintingMasksSecretSpelledByTheLayout(t *testing.T) {
 		assert.NotContains(t, fmt.Sprintf(verb, j), "AllowGitFetch:true", verb)
 	}
 }
+
+// BenchmarkJobDecode decodes the full job, against a decode of the same bytes into plain Go values as the ratio's
+// reference: the lenient decoding reads each object twice.
+func BenchmarkJobDecode(b *testing.B) {
+	data, err := os.ReadFile(filepath.Join("testdata", "job_full.json"))
+	require.NoError(b, err)
+	b.Run("Job", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(data)))
+		for b.Loop() {
+			var j runnerapi.Job
+			if err := json.Unmarshal(data, &j); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("any", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(data)))
+		for b.Loop() {
+			var v any
+			if err := json.Unmarshal(data, &v); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
