@@ -9,11 +9,14 @@ import (
 // lines costs far less than one per line. It also bounds the masker's buffer, whatever the size of a Write.
 const traceMaskWindow = 32 << 10
 
-// traceMasker replaces secrets in a stream by "[MASKED]", also when a secret is split across writes. It gathers
-// written bytes in a window and searches the window once it is full (or when told to), passing on all but the
-// longest tail that could be the start of a secret, which it holds back until more bytes, or the end, tell.
+// traceMasker replaces secrets in a stream by "[MASKED]", also when a secret is split across writes. Every byte
+// that belongs to an occurrence of any secret is masked, also where occurrences overlap or one secret starts
+// another. Overlapping occurrences become one "[MASKED]", so a reader does not learn where one ends; occurrences
+// that only touch stay one "[MASKED]" each, as a secret written twice in a row always was. It gathers written bytes in a window and searches the window
+// once it is full (or when told to), passing on all but the longest tail that could be the start of a secret,
+// which it holds back until more bytes, or the end, tell.
 type traceMasker struct {
-	secrets [][]byte // longest first, so the longest of secrets starting at one position wins
+	secrets [][]byte // longest first
 	anchors []int    // per secret: the position of its rarest byte, the one searches look for
 	// searched counts the bytes searched so far; anchors are chosen again from what the trace holds once it
 	// reaches repickAt.
@@ -21,7 +24,11 @@ type traceMasker struct {
 	repickAt int64
 	window   int    // how much pend gathers before a search: traceMaskWindow, or more for long secrets
 	pend     []byte // bytes not yet searched, or held back because they could start a secret
-	next     []int  // per secret: position of its next match in the working buffer, or -1
+	// runEnd is where, in pend, the run of masked bytes that the output ends with ends, or 0 when the output
+	// does not end with one reaching into pend: the bytes before it are masked already, and a secret starting
+	// before it joins the run.
+	runEnd int
+	next   []int // per secret: position of its next match in the working buffer, or -1
 	// inner marks the bytes that occur in a secret before its last byte. Only a stretch that ends in one of them
 	// can end with the start of a secret.
 	inner [256]bool
@@ -66,7 +73,7 @@ type traceSink interface {
 func (m *traceMasker) write(p []byte, sink traceSink) {
 	if len(m.pend) == 0 && len(p) >= m.window {
 		// A large write with nothing gathered: search it where it is, without copying it.
-		m.search(p, sink)
+		m.search(p, false, sink)
 		return
 	}
 	for len(p) > 0 {
@@ -82,62 +89,88 @@ func (m *traceMasker) write(p []byte, sink traceSink) {
 // settle passes to sink, with secrets masked, what has gathered, except a tail that could start a secret.
 func (m *traceMasker) settle(sink traceSink) {
 	if len(m.pend) > 0 {
-		m.search(m.pend, sink)
+		m.search(m.pend, false, sink)
 	}
 }
 
-// search passes b to sink with its secrets masked, keeping in pend the tail that could start a secret. b may be
-// pend.
-func (m *traceMasker) search(b []byte, sink traceSink) {
+// flush passes everything to sink, masked like the rest: the stream ends here, or its reader needs everything now.
+// A secret split across a flush is not masked, and a run of masked bytes ends at one.
+func (m *traceMasker) flush(sink traceSink) {
+	if len(m.pend) > 0 {
+		m.search(m.pend, true, sink)
+	}
+	m.runEnd = 0
+}
+
+// search passes b to sink with its secrets masked, keeping in pend the tail that could start a secret, unless the
+// stream ends with b. b may be pend.
+func (m *traceMasker) search(b []byte, end bool, sink traceSink) {
 	if m.searched += int64(len(b)); m.searched >= m.repickAt && len(b) >= traceMaskSample {
 		m.pickAnchors(b[len(b)-traceMaskSample:])
 		m.repickAt = m.searched + traceMaskRepick
 	}
-	if m.clean(b) {
+	if m.runEnd == 0 && m.clean(b, end) {
 		sink.put(b)
 		m.pend = m.pend[:0]
 		return
 	}
-	m.scan(b, sink)
+	m.scan(b, end, sink)
 }
 
 // scan passes b to sink with its secrets masked, except for the longest tail that could start a secret, which it
-// keeps in pend. b may share pend's array.
-func (m *traceMasker) scan(b []byte, sink traceSink) {
+// keeps in pend, unless the stream ends with b. b may share pend's array.
+func (m *traceMasker) scan(b []byte, end bool, sink traceSink) {
+	// hold is where the earliest unfinished possible secret starts: a secret from there on may yet be part of a
+	// longer one that the next write completes, so it is left for the next search, which sees those bytes again.
+	hold := len(b)
+	if !end {
+		hold -= m.holdBack(b)
+	}
+	// done is how far b is accounted for in the output: passed on, or masked by the run the output ends with,
+	// which ends at runEnd.
+	runEnd := m.runEnd
+	done := runEnd
 	for k := range m.secrets {
 		m.next[k] = m.index(b, k)
 	}
-	// hold is where the earliest unfinished possible secret starts: a match from there on may yet be part of a
-	// longer or earlier secret that the next write completes.
-	i, hold := 0, len(b)-m.holdBack(b)
 	for {
-		best, bestLen := -1, 0
+		// The next occurrence, of any secret, by where it starts.
+		best, bestEnd := -1, 0
 		for k, s := range m.secrets {
-			if m.next[k] >= 0 && m.next[k] < i {
-				if j := m.index(b[i:], k); j >= 0 {
-					m.next[k] = i + j
+			if n := m.next[k]; n >= 0 && (best < 0 || n < best) {
+				best, bestEnd = n, n+len(s)
+			}
+		}
+		if best < 0 || best >= hold {
+			break
+		}
+		if best >= runEnd {
+			// A new run of masked bytes: this occurrence overlaps no earlier one.
+			sink.put(b[done:best])
+			sink.put(traceMaskedBytes)
+		}
+		runEnd = max(runEnd, bestEnd)
+		done = max(done, runEnd)
+		// Every occurrence counts, overlapping ones too, so secrets that start at best are looked for from
+		// best+1 on.
+		for k := range m.secrets {
+			if m.next[k] == best {
+				if j := m.index(b[best+1:], k); j >= 0 {
+					m.next[k] = best + 1 + j
 				} else {
 					m.next[k] = -1
 				}
 			}
-			if n := m.next[k]; n >= 0 && (best < 0 || n < best) {
-				best, bestLen = n, len(s)
-			}
 		}
-		if hold < i {
-			hold = len(b) - m.holdBack(b[i:])
-		}
-		if best < 0 || hold <= best {
-			break
-		}
-		if best > i {
-			sink.put(b[i:best])
-		}
-		sink.put(traceMaskedBytes)
-		i = best + bestLen
 	}
-	if hold > i {
-		sink.put(b[i:hold])
+	if done < hold {
+		sink.put(b[done:hold])
+		done = hold
+	}
+	// What the next search needs to know: how far the run of masked bytes reaches into the held tail.
+	m.runEnd = 0
+	if runEnd > hold && !end {
+		m.runEnd = runEnd - hold
 	}
 	m.pend = append(m.pend[:0], b[hold:]...)
 }
@@ -147,13 +180,13 @@ var traceMaskedBytes = []byte(masked)
 // clean reports whether b holds no secret and does not end in what could start one: the common case, which it
 // tells with one vector search per secret instead of a scan's bookkeeping. Only when b's last byte is one that a
 // secret has before its own last byte does the end need a closer look.
-func (m *traceMasker) clean(b []byte) bool {
+func (m *traceMasker) clean(b []byte, end bool) bool {
 	for k := range m.secrets {
 		if m.index(b, k) >= 0 {
 			return false
 		}
 	}
-	return !m.inner[b[len(b)-1]] || m.holdBack(b) == 0
+	return end || !m.inner[b[len(b)-1]] || m.holdBack(b) == 0
 }
 
 // index returns where secret k first occurs in b, or -1. It looks for the secret's rarest byte rather than its
@@ -260,14 +293,4 @@ func (m *traceMasker) holdBack(b []byte) int {
 		}
 	}
 	return hold
-}
-
-// flush passes everything to sink, the held-back tail included: the stream ends here, or its reader needs
-// everything now.
-func (m *traceMasker) flush(sink traceSink) {
-	m.settle(sink)
-	if len(m.pend) > 0 {
-		sink.put(m.pend)
-		m.pend = m.pend[:0]
-	}
 }

@@ -25,10 +25,20 @@ func TestTraceMasker(t *testing.T) {
 		{"no secret in text", []string{"secret"}, "plain text", "plain text"},
 		{"one", []string{"secret"}, "a secret b", "a [MASKED] b"},
 		{"adjacent", []string{"secret"}, "secretsecret", "[MASKED][MASKED]"},
-		{"longest at one position wins", []string{"abc", "abcdef"}, "xabcdefx abcx", "x[MASKED]x [MASKED]x"},
-		{"overlapping: leftmost wins", []string{"abcd", "cdef"}, "abcdef", "[MASKED]ef"},
+		{"adjacent and overlapping", []string{"secret", "etse"}, "secretsecret secret", "[MASKED] [MASKED]"},
+		{"apart", []string{"secret"}, "secret secret", "[MASKED] [MASKED]"},
+		{"longest at one position", []string{"abc", "abcdef"}, "xabcdefx abcx", "x[MASKED]x [MASKED]x"},
+		{"overlapping: both masked", []string{"abcd", "cdef"}, "abcdef", "[MASKED]"},
+		{"overlapping tokens", []string{"hunter2", "2topsecret"}, "hunter2topsecret!", "[MASKED]!"},
+		{"one inside another", []string{"cd", "abcdef"}, "xabcdefx", "x[MASKED]x"},
+		{"self-overlapping", []string{"aba"}, "ababa ab", "[MASKED] ab"},
 		{"prefix at the end is released by flush", []string{"secret"}, "the end: secr", "the end: secr"},
 		{"self-overlapping prefix", []string{"aab"}, "aaab", "a[MASKED]"},
+		{"a secret that starts a longer one, last", []string{"Tr0ub4dor", "Tr0ub4dor&3"},
+			"connecting with password Tr0ub4dor", "connecting with password [MASKED]"},
+		{"a secret that starts a longer one, then the longer", []string{"Tr0ub4dor", "Tr0ub4dor&3"},
+			"Tr0ub4dor Tr0ub4dor&3", "[MASKED] [MASKED]"},
+		{"a tail covered by a secret before it", []string{"abcd", "cdXY"}, "abcd", "[MASKED]"},
 		{"empty and duplicate secrets ignored", []string{"", "s1", "s1"}, "s1 s2", "[MASKED] s2"},
 	}
 	for _, tt := range tests {
@@ -196,4 +206,163 @@ func TestTraceMaskerDoesNotAllocate(t *testing.T) {
 	})
 	assert.Zero(t, allocs, "allocations while masking %d lines", lines)
 	assert.Greater(t, m.repickAt, int64(3*traceMaskRepick), "anchors were chosen again meanwhile")
+}
+
+// referenceMask is the masking rule written plainly, over a whole segment in memory: every byte of every
+// occurrence of every secret is masked, and each run of masked bytes that occurrences hold together (each pair of
+// neighbours in one occurrence) becomes one "[MASKED]".
+func referenceMask(secrets []string, in []byte) []byte {
+	covered := make([]bool, len(in))
+	joined := make([]bool, len(in)) // joined[i]: bytes i-1 and i are in one occurrence
+	for _, s := range secrets {
+		for i := 0; s != "" && i+len(s) <= len(in); i++ {
+			if string(in[i:i+len(s)]) == s {
+				for j := range len(s) {
+					covered[i+j] = true
+					joined[i+j] = joined[i+j] || j > 0
+				}
+			}
+		}
+	}
+	var out []byte
+	for i := 0; i < len(in); {
+		if !covered[i] {
+			out = append(out, in[i])
+			i++
+			continue
+		}
+		out = append(out, masked...)
+		for i++; i < len(in) && joined[i]; i++ {
+		}
+	}
+	return out
+}
+
+// maskerRun drives a masker over in as ops say, and checks what it passes on against referenceMask for each
+// segment between flushes: masking does not span a flush. Each op takes the next 1 to 1+op>>2 bytes and writes
+// them, then also settles (op&3 == 1), or flushes (op&3 == 2). The window, which bounds the masker's buffer, can
+// be made small so that short inputs fill it.
+func maskerRun(t *testing.T, secrets []string, in []byte, ops []byte, window int) {
+	t.Helper()
+	m := newTraceMasker(secrets)
+	if m == nil {
+		return
+	}
+	if window > 0 {
+		// The masker needs a window of twice its longest secret.
+		longest := 0
+		for _, s := range secrets {
+			longest = max(longest, len(s))
+		}
+		m.window = max(window, 2*longest)
+	}
+	var out collectSink
+	segment, flushed := 0, 0
+	check := func(end int) {
+		t.Helper()
+		m.flush(&out)
+		want := referenceMask(secrets, in[segment:end])
+		if got := out.b[flushed:]; !bytes.Equal(got, want) {
+			t.Fatalf("secrets %q, segment %q (bytes %d to %d of %q, ops %v, window %d):\n got %q\nwant %q",
+				secrets, in[segment:end], segment, end, in, ops, m.window, got, want)
+		}
+		segment, flushed = end, len(out.b)
+	}
+	at := 0
+	for k := 0; at < len(in); k++ {
+		op := byte(0)
+		if len(ops) > 0 {
+			op = ops[k%len(ops)]
+		}
+		n := min(len(in)-at, 1+int(op>>2))
+		m.write(in[at:at+n], &out)
+		at += n
+		switch op & 3 {
+		case 1:
+			m.settle(&out)
+		case 2:
+			check(at)
+		}
+	}
+	check(len(in))
+}
+
+// randomSecrets returns secrets from a small alphabet that share prefixes and suffixes and overlap each other:
+// pieces of one base string, some extended.
+func randomSecrets(r *rand.Rand) []string {
+	const alphabet = "ab2-"
+	word := func(n int) string {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = alphabet[r.IntN(len(alphabet))]
+		}
+		return string(b)
+	}
+	base := word(4 + r.IntN(20))
+	secrets := make([]string, 1+r.IntN(6))
+	for i := range secrets {
+		from := r.IntN(len(base))
+		to := from + 1 + r.IntN(len(base)-from)
+		s := base[from:to]
+		switch r.IntN(4) {
+		case 0:
+			s += word(r.IntN(4))
+		case 1:
+			s = word(r.IntN(4)) + s
+		}
+		if r.IntN(8) == 0 {
+			s = word(1 + r.IntN(70)) // a long one
+		}
+		secrets[i] = s
+	}
+	return secrets
+}
+
+// The streaming masker passes on what the reference does, however the stream is cut into writes, settles and
+// flushes.
+func TestTraceMaskerMatchesReference(t *testing.T) {
+	for seed := range uint64(3000) {
+		r := rand.New(rand.NewPCG(seed, 12))
+		secrets := randomSecrets(r)
+		var in []byte
+		for range r.IntN(60) {
+			if r.IntN(2) == 0 {
+				in = append(in, secrets[r.IntN(len(secrets))]...)
+			} else {
+				in = append(in, "ab2- x\n"[r.IntN(7)])
+			}
+		}
+		ops := make([]byte, 1+r.IntN(8))
+		for i := range ops {
+			ops[i] = byte(r.IntN(256))
+			if r.IntN(3) != 0 {
+				ops[i] &^= 3 // mostly plain writes
+			}
+		}
+		window := 0
+		if r.IntN(2) == 0 {
+			window = 1 + r.IntN(40)
+		}
+		maskerRun(t, secrets, in, ops, window)
+	}
+}
+
+// The same, with a full window: large writes are searched where they are and long stretches pass unchanged.
+func TestTraceMaskerMatchesReferenceLong(t *testing.T) {
+	for seed := range uint64(40) {
+		r := rand.New(rand.NewPCG(seed, 13))
+		secrets := randomSecrets(r)
+		var in []byte
+		for len(in) < 3*traceMaskWindow {
+			if r.IntN(200) == 0 {
+				in = append(in, secrets[r.IntN(len(secrets))]...)
+			} else {
+				in = append(in, "the build log x\n"[r.IntN(16)])
+			}
+		}
+		ops := []byte{byte(r.IntN(64)) << 2, 255 &^ 3, byte(r.IntN(256)), 255 &^ 3}
+		maskerRun(t, secrets, in, ops, 0)
+		// And one write of it all.
+		maskerRun(t, secrets, in, []byte{255}, 0)
+	}
 }
