@@ -2,6 +2,7 @@ package runnerapi
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"math/bits"
 	"slices"
@@ -33,8 +34,9 @@ type traceMasker struct {
 	// filter is a bit set of the grams that entries holds (see maybe); shift makes a hash an index into it.
 	filter []uint64
 	shift  uint
-	// entries lists every secret's grams at offsets 0 to stride-1, by gram and then by offset, the largest first.
-	entries []traceMaskEntry
+	// entries lists every secret's grams at offsets 0 to stride-1, as secret index << 8 | offset, by gram (see
+	// entryGram) and then by offset, the largest first.
+	entries []uint32
 	first   [256]bool // the first bytes of the secrets, for holdBack
 	window  int       // how much pend gathers before a search: traceMaskWindow, or more for long secrets
 	pend    []byte    // bytes not yet searched, or held back because they could start a secret
@@ -44,15 +46,9 @@ type traceMasker struct {
 	runEnd int
 }
 
-// traceMaskEntry says that a gram occurs at an offset within a secret's first stride bytes.
-type traceMaskEntry struct {
-	gram uint32
-	ref  uint32 // the secret's index << 8 | the offset
-}
-
-// traceMaskGram is the length of the grams the masker looks at. Four bytes load in one go and are rare enough in
-// a log, within one secret's set, that few of them need a closer look; the stride they allow, traceMaskReach -
-// traceMaskGram + 1, is what makes the search fast.
+// traceMaskGram is the length of the grams the masker looks at: four bytes load in one go, and a log's 4-byte grams
+// are rarely a secret's, so few need a closer look. The stride they allow, traceMaskReach - traceMaskGram + 1, is
+// what makes the search fast: it looks at one gram in five. A longer reach would need more grams of every secret.
 const (
 	traceMaskGram  = 4
 	traceMaskReach = 8 // how far into a secret its grams are known: the shortest secret, at most this
@@ -71,7 +67,11 @@ func newTraceMasker(secrets []string) *traceMasker {
 	}
 	slices.Sort(list)
 	list = slices.Compact(list)
-	m := &traceMasker{starts: make([]int32, 0, len(list)+1)}
+	total := 0
+	for _, s := range list {
+		total += len(s)
+	}
+	m := &traceMasker{text: make([]byte, 0, total), starts: make([]int32, 0, len(list)+1)}
 	shortest := len(list[0])
 	for _, s := range list {
 		m.starts = append(m.starts, int32(len(m.text)))
@@ -83,26 +83,25 @@ func newTraceMasker(secrets []string) *traceMasker {
 	m.starts = append(m.starts, int32(len(m.text)))
 	m.gram = min(traceMaskGram, shortest)
 	m.stride = min(traceMaskReach, shortest) - m.gram + 1
-	m.entries = make([]traceMaskEntry, 0, len(list)*m.stride)
+	m.entries = make([]uint32, 0, len(list)*m.stride)
 	for k := range list {
-		s := m.secret(k)
 		for j := range m.stride {
-			m.entries = append(m.entries, traceMaskEntry{m.gramOf(s[j:]), uint32(k)<<8 | uint32(j)})
+			m.entries = append(m.entries, uint32(k)<<8|uint32(j))
 		}
 	}
-	slices.SortFunc(m.entries, func(a, b traceMaskEntry) int {
-		if a.gram != b.gram {
-			return int(int64(a.gram) - int64(b.gram))
+	slices.SortFunc(m.entries, func(a, b uint32) int {
+		if ga, gb := m.entryGram(a), m.entryGram(b); ga != gb {
+			return cmp.Compare(ga, gb)
 		}
-		return int(b.ref&0xff) - int(a.ref&0xff)
+		return cmp.Compare(b&0xff, a&0xff)
 	})
 	// 32 bits or more for every entry, at least 16 words: a gram not in the set passes the test about once in
-	// 300 times. The top bits of a hash choose the word; the 40 bits below them are the word's bits.
+	// 300 times. The top bits of a hash (18 at most) choose the word, bits 40 to 45 and 34 to 39 two bits in it.
 	words := min(1<<18, max(16, 1<<bits.Len(uint(len(m.entries)-1)>>1)))
 	m.filter = make([]uint64, words)
 	m.shift = uint(64 - bits.TrailingZeros(uint(words)))
 	for _, e := range m.entries {
-		h := uint64(e.gram) * traceMaskHash
+		h := uint64(m.entryGram(e)) * traceMaskHash
 		m.filter[h>>m.shift] |= 1<<(h>>40&63) | 1<<(h>>34&63)
 	}
 	// What a search holds back is shorter than the longest secret, so a window twice as long always has room.
@@ -113,6 +112,11 @@ func newTraceMasker(secrets []string) *traceMasker {
 
 // secret returns secret k.
 func (m *traceMasker) secret(k int) []byte { return m.text[m.starts[k]:m.starts[k+1]] }
+
+// entryGram returns the gram that entry e stands for.
+func (m *traceMasker) entryGram(e uint32) uint32 {
+	return m.gramOf(m.text[int(m.starts[e>>8])+int(e&0xff):])
+}
 
 // gramOf returns the gram that b starts with; b holds at least m.gram bytes.
 func (m *traceMasker) gramOf(b []byte) uint32 {
@@ -181,8 +185,8 @@ func (m *traceMasker) search(b []byte, end bool, sink traceSink) {
 	for p := m.nextHit(b, 0); p >= 0; p = m.nextHit(b, p+m.stride) {
 		// The secrets that have this gram at offset j start at p-j: by where they start, as entries lists them.
 		g := m.gramOf(b[p:])
-		for e := m.firstEntry(g); e < len(m.entries) && m.entries[e].gram == g; e++ {
-			k, j := int(m.entries[e].ref>>8), int(m.entries[e].ref&0xff)
+		for e := m.firstEntry(g); e < len(m.entries) && m.entryGram(m.entries[e]) == g; e++ {
+			k, j := int(m.entries[e]>>8), int(m.entries[e]&0xff)
 			start := p - j
 			s := m.secret(k)
 			if start < 0 || start >= hold || start+len(s) > len(b) || !bytes.Equal(b[start:start+len(s)], s) {
@@ -219,7 +223,7 @@ func (m *traceMasker) firstEntry(g uint32) int {
 	lo, hi := 0, len(m.entries)
 	for lo < hi {
 		mid := int(uint(lo+hi) >> 1)
-		if m.entries[mid].gram < g {
+		if m.entryGram(m.entries[mid]) < g {
 			lo = mid + 1
 		} else {
 			hi = mid

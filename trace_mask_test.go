@@ -437,3 +437,18 @@ func TestTraceMaskerMemoryDoesNotGrowWithTheTrace(t *testing.T) {
 	m.flush(&out)
 	assert.Equal(t, 64*(len(log)-len(secrets[0])+len(masked)), out.n, "a secret a MiB masked")
 }
+
+// The masker for a thousand secrets of 64 bytes, the most a build is expected to have, stays small beside them:
+// what it keeps besides the window and the secrets' own bytes is under 64 bytes a secret.
+func TestTraceMaskerSize(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 3))
+	secrets := benchTraceSecrets(r, 1000)
+	for i := range secrets {
+		secrets[i] = (secrets[i] + strings.Repeat("x", 64))[:64]
+	}
+	m := newTraceMasker(secrets)
+	size := cap(m.text) + 4*cap(m.starts) + 4*cap(m.entries) + 8*cap(m.filter) + len(m.first)
+	t.Logf("masker for %d secrets of 64 bytes: %d bytes besides its %d-byte window", len(secrets), size, cap(m.pend))
+	assert.Less(t, size-64*len(secrets), 64*len(secrets))
+	assert.Equal(t, traceMaskWindow, cap(m.pend))
+}
