@@ -35,7 +35,7 @@ type traceMasker struct {
 	filter []uint64
 	shift  uint
 	// entries lists every secret's grams at offsets 0 to stride-1, as secret index << 8 | offset, by gram (see
-	// entryGram) and then by offset, the largest first.
+	// entryGram), then by offset, the largest first, then by secret.
 	entries []uint32
 	first   [256]bool // the first bytes of the secrets, for holdBack
 	window  int       // how much pend gathers before a search: traceMaskWindow, or more for long secrets
@@ -90,10 +90,8 @@ func newTraceMasker(secrets []string) *traceMasker {
 		}
 	}
 	slices.SortFunc(m.entries, func(a, b uint32) int {
-		if ga, gb := m.entryGram(a), m.entryGram(b); ga != gb {
-			return cmp.Compare(ga, gb)
-		}
-		return cmp.Compare(b&0xff, a&0xff)
+		// By key, then by secret, which is the secrets' order.
+		return cmp.Or(cmp.Compare(m.entryKey(a), m.entryKey(b)), cmp.Compare(a, b))
 	})
 	// 32 bits or more for every entry, at least 16 words: a gram not in the set passes the test about once in
 	// 300 times. The top bits of a hash (18 at most) choose the word, bits 40 to 45 and 34 to 39 two bits in it.
@@ -182,14 +180,25 @@ func (m *traceMasker) search(b []byte, end bool, sink traceSink) {
 	// which ends at runEnd.
 	runEnd := m.runEnd
 	done := runEnd
+	lastGram, lastFirst := uint32(0), m.firstEntry(0)
 	for p := m.nextHit(b, 0); p >= 0; p = m.nextHit(b, p+m.stride) {
 		// The secrets that have this gram at offset j start at p-j: by where they start, as entries lists them.
 		g := m.gramOf(b[p:])
-		for e := m.firstEntry(g); e < len(m.entries) && m.entryGram(m.entries[e]) == g; e++ {
-			k, j := int(m.entries[e]>>8), int(m.entries[e]&0xff)
+		if g != lastGram {
+			// A run of one byte, or a repeated pattern, hits with the same gram again and again.
+			lastGram, lastFirst = g, m.firstEntry(uint64(g)<<8)
+		}
+		for lo := lastFirst; lo < len(m.entries) && m.entryGram(m.entries[lo]) == g; {
+			// The group of entries with gram g at offset j; the secrets they stand for start at p-j.
+			j := int(m.entries[lo] & 0xff)
+			hi := m.groupEnd(lo)
 			start := p - j
-			s := m.secret(k)
-			if start < 0 || start >= hold || start+len(s) > len(b) || !bytes.Equal(b[start:start+len(s)], s) {
+			n := 0
+			if start >= 0 && start < hold {
+				n = m.longestAt(b[start:], lo, hi, j+m.gram)
+			}
+			lo = hi
+			if n == 0 {
 				continue
 			}
 			if start >= runEnd {
@@ -197,7 +206,7 @@ func (m *traceMasker) search(b []byte, end bool, sink traceSink) {
 				sink.put(b[done:start])
 				sink.put(traceMaskedBytes)
 			}
-			runEnd = max(runEnd, start+len(s))
+			runEnd = max(runEnd, start+n)
 			done = max(done, runEnd)
 		}
 	}
@@ -218,18 +227,76 @@ func (m *traceMasker) search(b []byte, end bool, sink traceSink) {
 
 var traceMaskedBytes = []byte(masked)
 
-// firstEntry returns the index of the first entry with gram g or a greater one.
-func (m *traceMasker) firstEntry(g uint32) int {
+// entryKey orders entries: by gram, then by offset, the largest first.
+func (m *traceMasker) entryKey(e uint32) uint64 {
+	return uint64(m.entryGram(e))<<8 | uint64(255-e&0xff)
+}
+
+// firstEntry returns the index of the first entry whose key is key or more.
+func (m *traceMasker) firstEntry(key uint64) int {
 	lo, hi := 0, len(m.entries)
 	for lo < hi {
 		mid := int(uint(lo+hi) >> 1)
-		if m.entryGram(m.entries[mid]) < g {
+		if m.entryKey(m.entries[mid]) < key {
 			lo = mid + 1
 		} else {
 			hi = mid
 		}
 	}
 	return lo
+}
+
+// groupEnd returns the end of the group of entries with the key of entry lo: most groups hold one entry, so it
+// looks at the next few before it halves.
+func (m *traceMasker) groupEnd(lo int) int {
+	key := m.entryKey(m.entries[lo])
+	i, step := lo+1, 1
+	for i < len(m.entries) && m.entryKey(m.entries[i]) == key {
+		i, step = i+step, 2*step
+	}
+	// The group ends in (i-step/2, i], or at the end of entries.
+	l, h := i-step/2, min(i, len(m.entries))
+	for l < h {
+		mid := int(uint(l+h) >> 1)
+		if m.entryKey(m.entries[mid]) == key {
+			l = mid + 1
+		} else {
+			h = mid
+		}
+	}
+	return l
+}
+
+// longestAt returns the length of the longest secret that t starts with among those of entries[lo:hi], which
+// are in order and all have the same gram at the same offset, so that none is shorter than least; or 0.
+// Thousands of secrets may share a gram (keys that start with "-----BEGIN", tokens with a common prefix), so
+// this is a search in their order rather than a comparison with each.
+func (m *traceMasker) longestAt(t []byte, lo, hi, least int) int {
+	for lo < hi && len(t) >= least && bytes.Compare(m.secret(int(m.entries[lo]>>8)), t) <= 0 {
+		// The last secret not after t (the first one is not): if t starts with it, no longer one does, since a
+		// longer secret that t starts with would sort after it.
+		i, j := lo, hi
+		for i < j {
+			mid := int(uint(i+j) >> 1)
+			if bytes.Compare(m.secret(int(m.entries[mid]>>8)), t) <= 0 {
+				i = mid + 1
+			} else {
+				j = mid
+			}
+		}
+		s := m.secret(int(m.entries[i-1] >> 8))
+		if bytes.HasPrefix(t, s) {
+			return len(s)
+		}
+		// A secret that t starts with sorts between it and t, so it is a prefix of both: search again for the
+		// prefix they share, among the secrets before s.
+		n := 0
+		for n < len(s) && n < len(t) && s[n] == t[n] {
+			n++
+		}
+		t, hi = t[:n], i-1
+	}
+	return 0
 }
 
 // nextHit returns the first position from p on, in steps of the stride, whose gram passes the filter, or -1.

@@ -452,3 +452,34 @@ func TestTraceMaskerSize(t *testing.T) {
 	assert.Less(t, size-64*len(secrets), 64*len(secrets))
 	assert.Equal(t, traceMaskWindow, cap(m.pend))
 }
+
+// Many secrets with a common start, as keys that all start with "-----BEGIN" or tokens of one kind are, share
+// their first grams: the masker tells them apart, near misses and secrets that start others included.
+func TestTraceMaskerSharedPrefixes(t *testing.T) {
+	for seed := range uint64(300) {
+		r := rand.New(rand.NewPCG(seed, 15))
+		prefix := []string{"-----BEGIN KEY-----\n", "glpat-", "ab", ""}[r.IntN(4)]
+		secrets := make([]string, 1+r.IntN(60))
+		for i := range secrets {
+			secrets[i] = prefix + randomSecrets(r)[0]
+			if len(secrets[i]) < 8 {
+				secrets[i] += "--------"[:8-len(secrets[i])]
+			}
+		}
+		var in []byte
+		for range r.IntN(40) {
+			s := secrets[r.IntN(len(secrets))]
+			switch r.IntN(4) {
+			case 0:
+				in = append(in, s...)
+			case 1:
+				in = append(in, s[:r.IntN(len(s))]...) // a near miss
+			case 2:
+				in = append(in, "-------- "...)
+			default:
+				in = append(in, "ab2- x\n"[r.IntN(7)])
+			}
+		}
+		maskerRun(t, secrets, in, []byte{byte(r.IntN(256)) &^ 3, byte(r.IntN(256))}, 0)
+	}
+}
