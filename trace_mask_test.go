@@ -3,6 +3,7 @@ package runnerapi
 import (
 	"bytes"
 	"math/rand/v2"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -25,10 +26,20 @@ func TestTraceMasker(t *testing.T) {
 		{"no secret in text", []string{"secret"}, "plain text", "plain text"},
 		{"one", []string{"secret"}, "a secret b", "a [MASKED] b"},
 		{"adjacent", []string{"secret"}, "secretsecret", "[MASKED][MASKED]"},
-		{"longest at one position wins", []string{"abc", "abcdef"}, "xabcdefx abcx", "x[MASKED]x [MASKED]x"},
-		{"overlapping: leftmost wins", []string{"abcd", "cdef"}, "abcdef", "[MASKED]ef"},
+		{"adjacent and overlapping", []string{"secret", "etse"}, "secretsecret secret", "[MASKED] [MASKED]"},
+		{"apart", []string{"secret"}, "secret secret", "[MASKED] [MASKED]"},
+		{"longest at one position", []string{"abc", "abcdef"}, "xabcdefx abcx", "x[MASKED]x [MASKED]x"},
+		{"overlapping: both masked", []string{"abcd", "cdef"}, "abcdef", "[MASKED]"},
+		{"overlapping tokens", []string{"hunter2", "2topsecret"}, "hunter2topsecret!", "[MASKED]!"},
+		{"one inside another", []string{"cd", "abcdef"}, "xabcdefx", "x[MASKED]x"},
+		{"self-overlapping", []string{"aba"}, "ababa ab", "[MASKED] ab"},
 		{"prefix at the end is released by flush", []string{"secret"}, "the end: secr", "the end: secr"},
 		{"self-overlapping prefix", []string{"aab"}, "aaab", "a[MASKED]"},
+		{"a secret that starts a longer one, last", []string{"Tr0ub4dor", "Tr0ub4dor&3"},
+			"connecting with password Tr0ub4dor", "connecting with password [MASKED]"},
+		{"a secret that starts a longer one, then the longer", []string{"Tr0ub4dor", "Tr0ub4dor&3"},
+			"Tr0ub4dor Tr0ub4dor&3", "[MASKED] [MASKED]"},
+		{"a tail covered by a secret before it", []string{"abcd", "cdXY"}, "abcd", "[MASKED]"},
 		{"empty and duplicate secrets ignored", []string{"", "s1", "s1"}, "s1 s2", "[MASKED] s2"},
 	}
 	for _, tt := range tests {
@@ -115,43 +126,26 @@ func TestTraceMaskerLargeWrite(t *testing.T) {
 	assert.LessOrEqual(t, cap(m.pend), traceMaskWindow+len("s3cr3t"), "the held-back buffer does not grow with the write")
 }
 
-func TestTraceMaskerIndexAgreesWithBytesIndex(t *testing.T) {
-	// Texts made of the secrets' own bytes put the rarest byte everywhere, so the search goes through its misses,
-	// its hand-over to bytes.Index, and matches at both ends of the text.
-	secrets := []string{"zzzzzq", "abcab", "6337ff461c94", "x"}
-	m := newTraceMasker(secrets)
+func TestTraceMaskerHoldBackAgreesWithBruteForce(t *testing.T) {
+	// Texts made of the secrets' own bytes end in prefixes of them everywhere.
 	r := rand.New(rand.NewPCG(7, 7))
 	for range 3000 {
-		k := r.IntN(len(m.secrets))
-		s := m.secrets[k]
-		m.anchors[k] = r.IntN(len(s)) // any anchor finds the same first match
-		b := make([]byte, r.IntN(300))
+		secrets := randomSecrets(r)
+		m := newTraceMasker(secrets)
+		b := make([]byte, r.IntN(100))
 		for i := range b {
-			b[i] = s[r.IntN(len(s))]
+			b[i] = "ab2-x"[r.IntN(5)]
 		}
-		if len(b) >= len(s) && r.IntN(3) == 0 {
-			copy(b[r.IntN(len(b)-len(s)+1):], s)
+		want := 0
+		for _, s := range secrets {
+			for l := min(len(s)-1, len(b)); l > want; l-- {
+				if string(b[len(b)-l:]) == s[:l] {
+					want = l
+				}
+			}
 		}
-		require.Equal(t, bytes.Index(b, s), m.index(b, k), "secret %q in %q", s, b)
+		require.Equal(t, want, m.holdBack(b), "secrets %q, text %q", secrets, b)
 	}
-}
-
-func TestTraceMaskerPicksAnchorsFromTheTrace(t *testing.T) {
-	m := newTraceMasker([]string{"zq-abc"})
-	require.Equal(t, 0, m.anchors[0], "z: the rarest by the table")
-	var out countSink
-	text := strings.Repeat("qqzzq-ab \n", traceMaskWindow/10+1)
-	m.write([]byte(text), &out)
-	assert.Equal(t, 5, m.anchors[0], "c: the only byte of the secret this trace lacks")
-	m.write([]byte("zq-abc\n"), &out)
-	m.flush(&out)
-	assert.Equal(t, len(text)+len("[MASKED]\n"), out.n, "the secret is found by its new anchor")
-}
-
-func TestTraceRarestByte(t *testing.T) {
-	assert.Equal(t, 3, traceRarestByte([]byte("tot-set"), nil), "the dash, not the common t")
-	assert.Equal(t, 2, traceRarestByte([]byte("ab\x00cd"), nil), "a byte not listed is the rarest")
-	assert.Equal(t, 0, traceRarestByte([]byte("eee"), nil), "the first of equals")
 }
 
 // BenchmarkTraceMaskerLine is the masking cost of one 100-byte log line that holds no secret, for tokens of
@@ -182,18 +176,310 @@ type countSink struct{ n int }
 
 func (c *countSink) put(b []byte) { c.n += len(b) }
 
-// Masking allocates nothing once running, choosing anchors again included.
+// Masking allocates nothing once running.
 func TestTraceMaskerDoesNotAllocate(t *testing.T) {
 	// Secrets longer than the 32 bytes the compiler keeps on the stack for a conversion.
 	m := newTraceMasker([]string{"tok-secret-123456", strings.Repeat("runner-secret-xyz-", 4)})
-	line := []byte("0000012345 Step 3/7 : RUN go test -race ./... ok github.com/runnerapi/runnerapi 1.234s\n")
+	line := []byte("0000012345 Step 3/7 : RUN go test -race ./... ok github.com/runnerapi/runnerapi 1.234s tok-secret\n")
 	var out countSink
-	lines := 4 * traceMaskRepick / len(line)
+	lines := (4 << 20) / len(line)
 	allocs := testing.AllocsPerRun(1, func() {
 		for range lines {
 			m.write(line, &out)
 		}
 	})
 	assert.Zero(t, allocs, "allocations while masking %d lines", lines)
-	assert.Greater(t, m.repickAt, int64(3*traceMaskRepick), "anchors were chosen again meanwhile")
+}
+
+// referenceMask is the masking rule written plainly, over a whole segment in memory: every byte of every
+// occurrence of every secret is masked, and each run of masked bytes that occurrences hold together (each pair of
+// neighbours in one occurrence) becomes one "[MASKED]".
+func referenceMask(secrets []string, in []byte) []byte {
+	covered := make([]bool, len(in))
+	joined := make([]bool, len(in)) // joined[i]: bytes i-1 and i are in one occurrence
+	for _, s := range secrets {
+		for i := 0; s != "" && i+len(s) <= len(in); i++ {
+			if string(in[i:i+len(s)]) == s {
+				for j := range len(s) {
+					covered[i+j] = true
+					joined[i+j] = joined[i+j] || j > 0
+				}
+			}
+		}
+	}
+	var out []byte
+	for i := 0; i < len(in); {
+		if !covered[i] {
+			out = append(out, in[i])
+			i++
+			continue
+		}
+		out = append(out, masked...)
+		for i++; i < len(in) && joined[i]; i++ {
+		}
+	}
+	return out
+}
+
+// maskerRun drives a masker over in as ops say, and checks what it passes on against referenceMask for each
+// segment between flushes: masking does not span a flush. Each op takes the next 1 to 1+op>>2 bytes and writes
+// them, then also settles (op&3 == 1), or flushes (op&3 == 2). The window, which bounds the masker's buffer, can
+// be made small so that short inputs fill it.
+func maskerRun(t *testing.T, secrets []string, in []byte, ops []byte, window int) {
+	t.Helper()
+	m := newTraceMasker(secrets)
+	if m == nil {
+		return
+	}
+	if window > 0 {
+		// The masker needs a window of twice its longest secret.
+		longest := 0
+		for _, s := range secrets {
+			longest = max(longest, len(s))
+		}
+		m.window = max(window, 2*longest)
+	}
+	var out collectSink
+	segment, flushed := 0, 0
+	check := func(end int) {
+		t.Helper()
+		m.flush(&out)
+		want := referenceMask(secrets, in[segment:end])
+		if got := out.b[flushed:]; !bytes.Equal(got, want) {
+			t.Fatalf("secrets %q, segment %q (bytes %d to %d of %q, ops %v, window %d):\n got %q\nwant %q",
+				secrets, in[segment:end], segment, end, in, ops, m.window, got, want)
+		}
+		segment, flushed = end, len(out.b)
+	}
+	at := 0
+	for k := 0; at < len(in); k++ {
+		op := byte(0)
+		if len(ops) > 0 {
+			op = ops[k%len(ops)]
+		}
+		n := min(len(in)-at, 1+int(op>>2))
+		m.write(in[at:at+n], &out)
+		at += n
+		switch op & 3 {
+		case 1:
+			m.settle(&out)
+		case 2:
+			check(at)
+		}
+	}
+	check(len(in))
+}
+
+// randomSecrets returns secrets from a small alphabet that share prefixes and suffixes and overlap each other:
+// pieces of one base string, some extended.
+func randomSecrets(r *rand.Rand) []string {
+	const alphabet = "ab2-"
+	word := func(n int) string {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = alphabet[r.IntN(len(alphabet))]
+		}
+		return string(b)
+	}
+	base := word(4 + r.IntN(20))
+	secrets := make([]string, 1+r.IntN(6))
+	for i := range secrets {
+		from := r.IntN(len(base))
+		to := from + 1 + r.IntN(len(base)-from)
+		s := base[from:to]
+		switch r.IntN(4) {
+		case 0:
+			s += word(r.IntN(4))
+		case 1:
+			s = word(r.IntN(4)) + s
+		}
+		if r.IntN(8) == 0 {
+			s = word(1 + r.IntN(70)) // a long one
+		}
+		secrets[i] = s
+	}
+	return secrets
+}
+
+// The streaming masker passes on what the reference does, however the stream is cut into writes, settles and
+// flushes.
+func TestTraceMaskerMatchesReference(t *testing.T) {
+	for seed := range uint64(3000) {
+		r := rand.New(rand.NewPCG(seed, 12))
+		secrets := randomSecrets(r)
+		if seed%2 == 1 {
+			// Secrets of 8 bytes or more, as builds have: the search takes its fastest path.
+			for i := range secrets {
+				for len(secrets[i]) < 8 {
+					secrets[i] += secrets[i]
+				}
+			}
+		}
+		var in []byte
+		for range r.IntN(60) {
+			if r.IntN(2) == 0 {
+				in = append(in, secrets[r.IntN(len(secrets))]...)
+			} else {
+				in = append(in, "ab2- x\n"[r.IntN(7)])
+			}
+		}
+		ops := make([]byte, 1+r.IntN(8))
+		for i := range ops {
+			ops[i] = byte(r.IntN(256))
+			if r.IntN(3) != 0 {
+				ops[i] &^= 3 // mostly plain writes
+			}
+		}
+		window := 0
+		if r.IntN(2) == 0 {
+			window = 1 + r.IntN(40)
+		}
+		maskerRun(t, secrets, in, ops, window)
+	}
+}
+
+// The same, with a full window: large writes are searched where they are and long stretches pass unchanged.
+func TestTraceMaskerMatchesReferenceLong(t *testing.T) {
+	for seed := range uint64(40) {
+		r := rand.New(rand.NewPCG(seed, 13))
+		secrets := randomSecrets(r)
+		if seed%2 == 1 {
+			for i := range secrets {
+				for len(secrets[i]) < 8 {
+					secrets[i] += secrets[i]
+				}
+			}
+		}
+		var in []byte
+		for len(in) < 3*traceMaskWindow {
+			if r.IntN(200) == 0 {
+				in = append(in, secrets[r.IntN(len(secrets))]...)
+			} else {
+				in = append(in, "the build log x\n"[r.IntN(16)])
+			}
+		}
+		ops := []byte{byte(r.IntN(64)) << 2, 255 &^ 3, byte(r.IntN(256)), 255 &^ 3}
+		maskerRun(t, secrets, in, ops, 0)
+		// And one write of it all.
+		maskerRun(t, secrets, in, []byte{255}, 0)
+	}
+}
+
+// With a thousand secrets, as a project with many variables has, a Write still allocates nothing, and neither
+// does masking a log a window at a time, lines with the start of a secret included.
+func TestTraceWriterWithManySecretsDoesNotAllocate(t *testing.T) {
+	leakCheck(t)
+	r := rand.New(rand.NewPCG(1000, 1000))
+	secrets := benchTraceSecrets(r, 1000)
+	log := benchTraceLog(r, 1<<20)
+	for i, k := 0, 0; i+100 <= len(log); i, k = i+1700, k+1 {
+		for len(secrets[k%len(secrets)]) < 12 {
+			k++
+		}
+		copy(log[i+50:i+60], secrets[k%len(secrets)]) // the start of a secret, not all of it
+	}
+	m := newTraceMasker(secrets)
+	var out countSink
+	allocs := testing.AllocsPerRun(1, func() {
+		out.n = 0
+		for line := log; len(line) > 0; line = line[100:] {
+			m.write(line[:100], &out)
+		}
+		m.flush(&out)
+	})
+	assert.Zero(t, allocs, "allocations while masking %d bytes", len(log))
+	require.Equal(t, len(log), out.n, "no secret in the log")
+
+	c := newTrcCoord(t)
+	// A small memory limit puts the spool in its file; a large chunk keeps the sender, whose requests allocate,
+	// quiet while allocations are counted.
+	w := c.writer(t, c.client(t), TraceOptions{Secrets: secrets, MemoryLimit: 64 << 10, ChunkSize: 64 << 20, TempDir: t.TempDir()})
+	for line := log; len(line) > 0; line = line[100:] {
+		_, _ = w.Write(line[:100])
+	}
+	line := log
+	allocs = testing.AllocsPerRun(20000, func() {
+		if len(line) == 0 {
+			line = log
+		}
+		_, _ = w.Write(line[:100])
+		line = line[100:]
+	})
+	assert.Zero(t, allocs, "allocations per Write")
+	require.NoError(t, w.Close())
+}
+
+// The masker's memory does not grow with the trace: after the first MiB, masking 63 more allocates nothing and
+// its buffer stays one window.
+func TestTraceMaskerMemoryDoesNotGrowWithTheTrace(t *testing.T) {
+	r := rand.New(rand.NewPCG(64, 64))
+	secrets := benchTraceSecrets(r, 1000)
+	log := benchTraceLog(r, 1<<20)
+	copy(log[len(log)/2:], secrets[0]) // one secret a MiB, so the masked path runs too
+	m := newTraceMasker(secrets)
+	var out countSink
+	mib := func() {
+		for line := log; len(line) > 0; line = line[100:] {
+			m.write(line[:100], &out)
+		}
+	}
+	mib()
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range 63 {
+		mib()
+	}
+	runtime.ReadMemStats(&after)
+	assert.Less(t, after.Mallocs-before.Mallocs, uint64(16), "allocations over 63 MiB")
+	assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(4<<10), "bytes allocated over 63 MiB")
+	assert.Equal(t, m.window, cap(m.pend), "the window does not grow")
+	m.flush(&out)
+	assert.Equal(t, 64*(len(log)-len(secrets[0])+len(masked)), out.n, "a secret a MiB masked")
+}
+
+// The masker for a thousand secrets of 64 bytes, the most a build is expected to have, stays small beside them:
+// what it keeps besides the window and the secrets' own bytes is under 64 bytes a secret.
+func TestTraceMaskerSize(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 3))
+	secrets := benchTraceSecrets(r, 1000)
+	for i := range secrets {
+		secrets[i] = (secrets[i] + strings.Repeat("x", 64))[:64]
+	}
+	m := newTraceMasker(secrets)
+	size := cap(m.text) + 4*cap(m.starts) + 4*cap(m.entries) + 8*cap(m.filter) + len(m.first)
+	t.Logf("masker for %d secrets of 64 bytes: %d bytes besides its %d-byte window", len(secrets), size, cap(m.pend))
+	assert.Less(t, size-64*len(secrets), 64*len(secrets))
+	assert.Equal(t, traceMaskWindow, cap(m.pend))
+}
+
+// Many secrets with a common start, as keys that all start with "-----BEGIN" or tokens of one kind are, share
+// their first grams: the masker tells them apart, near misses and secrets that start others included.
+func TestTraceMaskerSharedPrefixes(t *testing.T) {
+	for seed := range uint64(300) {
+		r := rand.New(rand.NewPCG(seed, 15))
+		prefix := []string{"-----BEGIN KEY-----\n", "glpat-", "ab", ""}[r.IntN(4)]
+		secrets := make([]string, 1+r.IntN(60))
+		for i := range secrets {
+			secrets[i] = prefix + randomSecrets(r)[0]
+			if len(secrets[i]) < 8 {
+				secrets[i] += "--------"[:8-len(secrets[i])]
+			}
+		}
+		var in []byte
+		for range r.IntN(40) {
+			s := secrets[r.IntN(len(secrets))]
+			switch r.IntN(4) {
+			case 0:
+				in = append(in, s...)
+			case 1:
+				in = append(in, s[:r.IntN(len(s))]...) // a near miss
+			case 2:
+				in = append(in, "-------- "...)
+			default:
+				in = append(in, "ab2- x\n"[r.IntN(7)])
+			}
+		}
+		maskerRun(t, secrets, in, []byte{byte(r.IntN(256)) &^ 3, byte(r.IntN(256))}, 0)
+	}
 }
