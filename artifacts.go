@@ -27,9 +27,11 @@ import (
 // not grow with the file.
 //
 // Upload, UploadFile and UploadPaths return the build the coordinator answers with, whose ArtifactsFile describes
-// the stored file. A 201 means the file is stored: the upload succeeds whatever the answer's body, and the build
-// has the fields that could be read of it, none (ID 0) when it holds no build (an empty body, a proxy's page). The
-// build is never nil when the error is nil.
+// the stored file. The status decides: a 201 means the file is stored, so the upload succeeds whatever the answer's
+// body, and is not sent again. A body that is cut short, unreadable, larger than 16 MiB or endless is read only
+// until it ends, fails, reaches that bound or ctx ends, what stopped it is logged at debug level (WithLogger), and
+// the build has the fields that could be read: only its ID when the JSON was cut after it, none (ID 0) when it
+// holds no build (an empty body, a proxy's page). The build is never nil when the error is nil.
 //
 // Delete is bounded per attempt like other small calls (DefaultTimeout, WithTimeout). Uploads and downloads are
 // bounded by their context alone, since a large file may rightly take hours: with a context that never ends, a
@@ -220,9 +222,19 @@ func (s *ArtifactsService) upload(ctx context.Context, name string, id int64, fi
 	}
 	cur.src.progress.finish()
 	build, derr := answer.build()
-	if derr != nil && c.logger.Enabled(ctx, slog.LevelDebug) {
+	if (answer.stopped != nil || derr != nil) && c.logger.Enabled(ctx, slog.LevelDebug) {
+		reason := ""
+		if answer.stopped != nil {
+			// Scrubbed: a transport error may quote what the coordinator sent.
+			reason = "reading stopped: " + scrubText(answer.stopped.Error(), c.callSecrets([]string{token})) + "; "
+		}
+		if derr != nil {
+			reason += decodeFailure(derr)
+		} else {
+			reason += "the part read decoded"
+		}
 		c.logger.LogAttrs(ctx, slog.LevelDebug, "runnerapi: the upload succeeded, but its answer could not be read in full",
-			slog.Int64("build", id), slog.Int("status", resp.StatusCode), slog.String("reason", decodeFailure(derr)))
+			slog.Int64("build", id), slog.Int("status", resp.StatusCode), slog.String("reason", reason))
 	}
 	return build, resp, nil
 }
@@ -247,21 +259,41 @@ func decodeFailure(err error) string {
 var errNoJSONObject = errors.New("no JSON object")
 
 // uploadAnswer holds the body of an upload's 2xx answer, at most maxJSONBody bytes of it, for decoding once the
-// status is known to say the file is stored.
+// status has said the file is stored. Since the status decides, the body cannot fail the upload: reading it stops
+// at the bound, at the body's end or at its first read error (a connection dropped, the context ended), and what
+// stopped it is kept to be logged.
 type uploadAnswer struct {
 	buf bytes.Buffer
+	// stopped says why the body was not read to its end, or is nil.
+	stopped error
 }
 
+// ReadFrom reads the answer's body; io.Copy, which the client uses to hand a body to an io.Writer, calls it. It
+// never fails: see uploadAnswer.
+func (a *uploadAnswer) ReadFrom(r io.Reader) (int64, error) {
+	n, err := a.buf.ReadFrom(io.LimitReader(r, maxJSONBody+1))
+	switch {
+	case err != nil:
+		a.stopped = err
+	case a.buf.Len() > maxJSONBody:
+		a.buf.Truncate(maxJSONBody)
+		a.stopped = fmt.Errorf("answer larger than %d bytes", maxJSONBody)
+	}
+	return n, nil
+}
+
+// Write keeps p, up to the bound: a caller that writes rather than calls ReadFrom is stopped there.
 func (a *uploadAnswer) Write(p []byte) (int, error) {
 	if a.buf.Len()+len(p) > maxJSONBody {
-		return 0, fmt.Errorf("answer larger than %d bytes", maxJSONBody)
+		a.stopped = fmt.Errorf("answer larger than %d bytes", maxJSONBody)
+		return 0, a.stopped
 	}
 	return a.buf.Write(p)
 }
 
 // build decodes the build the answer holds, never nil: it is zero when the answer holds no JSON object (an empty
-// body, a page from a proxy, JSON cut short), and has the fields that could be read when some of them have an
-// unexpected type. The error says what could not be read.
+// body, a page from a proxy), has only its ID when the JSON was cut short after it, and has the fields that could
+// be read when some of them have an unexpected type. The error says what could not be read.
 func (a *uploadAnswer) build() (*Build, error) {
 	data := bytes.TrimSpace(a.buf.Bytes())
 	if len(data) == 0 || data[0] != '{' {
@@ -270,8 +302,9 @@ func (a *uploadAnswer) build() (*Build, error) {
 	b := new(Build)
 	err := json.Unmarshal(data, b)
 	var syntax *json.SyntaxError
-	if errors.As(err, &syntax) {
-		return new(Build), err
+	if errors.As(err, &syntax) || errors.Is(err, io.ErrUnexpectedEOF) {
+		b = new(Build)
+		b.ID, _ = scanTopLevelID(data)
 	}
 	return b, err
 }

@@ -605,10 +605,23 @@ func (c *Client) attempt(req *http.Request, v any, cl call, n int) (*Response, e
 	return resp, nil
 }
 
-// decodeJSON decodes one JSON value of at most maxJSONBody bytes.
+// decodeJSON decodes one JSON value of at most maxJSONBody bytes. When a build cannot be decoded (json.Decoder
+// reads a whole value before it decodes any of it, so a body cut short leaves the build empty), its ID is taken
+// from the bytes that were read: a build the coordinator has assigned must not be lost for want of its tail.
 func decodeJSON(r io.Reader, v any) error {
 	lr := &io.LimitedReader{R: r, N: maxJSONBody + 1}
-	err := json.NewDecoder(lr).Decode(v)
+	var src io.Reader = lr
+	var head *prefixRecorder
+	if b, ok := v.(*Build); ok {
+		head = &prefixRecorder{r: lr}
+		src = head
+		defer func() {
+			if b.ID == 0 {
+				b.ID, _ = scanTopLevelID(head.buf)
+			}
+		}()
+	}
+	err := json.NewDecoder(src).Decode(v)
 	if lr.N <= 0 {
 		return fmt.Errorf("decoding answer: larger than %d bytes", maxJSONBody)
 	}
@@ -616,6 +629,24 @@ func decodeJSON(r io.Reader, v any) error {
 		return fmt.Errorf("decoding answer: %w", err)
 	}
 	return nil
+}
+
+// maxRecordedPrefix bounds the start of a build's answer kept to find its ID in: a build is a few KiB, and GitLab
+// writes the ID first.
+const maxRecordedPrefix = 64 << 10
+
+// prefixRecorder keeps the first maxRecordedPrefix bytes read through it.
+type prefixRecorder struct {
+	r   io.Reader
+	buf []byte
+}
+
+func (p *prefixRecorder) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if room := maxRecordedPrefix - len(p.buf); room > 0 && n > 0 {
+		p.buf = append(p.buf, b[:min(n, room)]...)
+	}
+	return n, err
 }
 
 // drainAndClose reads a little of what is left so the connection can be reused, then closes.
