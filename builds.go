@@ -54,8 +54,9 @@ type registerForm struct {
 // When there is none, Register returns a nil build and a nil error; send resp.LastUpdate back in the next call.
 // GitLab says "no build" with 204 only to a User-Agent like "gitlab-ci-multi-runner 1.11.0 (...)", and to every
 // other User-Agent, this SDK's default among them, with 404 and the JSON body {"message":"404 Not Found"}; a paused
-// runner gets that 404 too. Any other 404 (an HTML page, an empty body, another service's answer) is an error
-// matching ErrNotCoordinator: the address does not serve the API, and polling on would never bring a build.
+// runner gets that 404 too. A 404 carrying X-GitLab-Last-Update is "no build" whatever its body (a proxy may have
+// replaced it); any other 404 (an HTML page, an empty body, another service's answer) is an error matching
+// ErrNotCoordinator: the address does not serve the API, and polling on would never bring a build.
 //
 // A build the coordinator assigns while ctx ends is not lost. An attempt in flight when ctx ends may finish, for up
 // to 10 seconds more (less when the client's per-attempt timeout ends it first), and a build it brings is returned
@@ -233,10 +234,16 @@ func detachWithGrace(ctx context.Context, grace time.Duration) (_ context.Contex
 	return detached, graceOver, release
 }
 
-// isNoBuild reports whether a 404 to register is a coordinator's "no build": GitLab's not_found!, a JSON body
-// {"message":"404 Not Found"} (some versions write "Not found"). GitLab's {"error":"404 Not Found"} is not: its
-// /api catch-all answers so to a base URL under /api (such as .../api/v4), which serves no CI API v1.
+// isNoBuild reports whether a 404 to register is a coordinator's "no build": one that carries X-GitLab-Last-Update,
+// which GitLab sets before its build_not_found! and no other server sends, whatever its body (a proxy's error page
+// may have replaced it); or else GitLab's not_found!, a JSON body {"message":"404 Not Found"} (some versions write
+// "Not found"), which older coordinators and a paused runner get without the header. GitLab's
+// {"error":"404 Not Found"} is not: its /api catch-all answers so to a base URL under /api (such as .../api/v4),
+// which serves no CI API v1.
 func isNoBuild(er *ErrorResponse) bool {
+	if er.Response != nil && er.Response.Header.Get("X-GitLab-Last-Update") != "" {
+		return true
+	}
 	return er.apiMessage && strings.EqualFold(strings.TrimSpace(er.Message), "404 Not Found")
 }
 

@@ -25,11 +25,15 @@ var (
 	ErrConflict = errors.New("runnerapi: conflict")
 	// ErrTooLarge is a 413, or a download larger than the caller's limit.
 	ErrTooLarge = errors.New("runnerapi: too large")
-	// ErrNotCoordinator marks a register answer that no GitLab CI coordinator sends: a 404 other than GitLab's JSON
-	// {"message":"404 Not Found"} (an HTML page, an empty body, another service's answer, or the
-	// {"error":"404 Not Found"} of GitLab's /api catch-all when the base URL points under /api). The base URL is wrong,
-	// or the server does not serve the CI Builds API v1; polling on would never bring a build. errors.As finds the
-	// 404's *ErrorResponse in the same error.
+	// ErrNotCoordinator marks a 404 to builds register, runners register or runners delete that no GitLab CI
+	// coordinator sends. GitLab's own 404s there are JSON {"message":"404 Not Found"}: on builds register "no build"
+	// (Register then returns no build and no error) or a paused runner, on runners register a runner that could take
+	// no build. A 404 to builds register that carries X-GitLab-Last-Update is GitLab's "no build" whatever its body,
+	// since a proxy in front (an nginx error_page, an ingress during a deploy) may replace the body but GitLab alone
+	// sets that header. Any other 404 (an HTML page, an empty body, another service's answer, or the
+	// {"error":"404 Not Found"} of GitLab's /api catch-all when the base URL points under /api) means the base URL is
+	// wrong, or the server does not serve the CI Builds API v1: polling on would never bring a build. errors.As finds
+	// the 404's *ErrorResponse in the same error.
 	ErrNotCoordinator = errors.New("runnerapi: the address does not serve the CI Builds API v1")
 	// ErrBodyNotReplayable marks a failure that would have been retried had the request body been replayable.
 	ErrBodyNotReplayable = errors.New("runnerapi: request body cannot be replayed")
