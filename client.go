@@ -159,8 +159,15 @@ func WithTimeout(d time.Duration) Option {
 	}
 }
 
-// WithLogger sends debug records of every attempt (method, path, status, duration) to l. Records never carry a
-// token, a request body or a query string.
+// WithLogger sends the client's debug records to l. Records never carry a token, a request body or a query string.
+// Their messages and attributes are part of the API, for handlers that pick records out (the example runner logs
+// retries from "runnerapi: retrying"):
+//   - "runnerapi: request", once per attempt: method, path (the URL's path), attempt (from 1), duration, and either
+//     status (the answer's status code) or error (why no answer came).
+//   - "runnerapi: retrying", before a request is sent again: method, path, attempt (the one that failed), wait
+//     (before the next) and error (why it failed).
+//   - "runnerapi: no build this time", when Next waits out a failed poll: error and wait.
+//   - "runnerapi: the upload succeeded, but its answer could not be read in full": build (its ID), status and reason.
 func WithLogger(l *slog.Logger) Option {
 	return func(c *Client) error {
 		if l == nil {
