@@ -223,13 +223,12 @@ func (s *Server) handleUpload(w http.ResponseWriter, r *http.Request) {
 		expireIn = q.Get("expire_in")
 	}
 	if expireIn != "" {
-		d, err := parseExpireIn(expireIn)
-		if err != nil {
-			writeJSON(w, http.StatusBadRequest, map[string]any{"message": map[string][]string{"artifacts_expire_in": {"is invalid"}}})
-			return
-		}
+		// GitLab 9.x sets artifacts_expire_at from ChronicDuration.parse(value)&.seconds&.from_now: a value it cannot
+		// read (or reads as zero) parses to nil, and the file is kept without expiry; nothing validates it.
 		stored.info.ExpireIn = expireIn
-		stored.info.ExpireAt = time.Now().Add(d).UTC().Truncate(time.Second)
+		if d, err := parseExpireIn(expireIn); err == nil && d > 0 {
+			stored.info.ExpireAt = time.Now().Add(d).UTC().Truncate(time.Second)
+		}
 	}
 
 	s.mu.Lock()
@@ -273,9 +272,21 @@ func (s *Server) handleDownload(w http.ResponseWriter, r *http.Request) {
 	defer f.Close()
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Disposition", "attachment; filename="+name)
-	// GitLab's present_file! (Rails' send_file) says so on every download.
+	// GitLab's present_file! says so on every download.
 	w.Header().Set("Content-Transfer-Encoding", "binary")
-	http.ServeContent(w, r, "", time.Time{}, f)
+	serveStoredFile(w, r, f)
+}
+
+// serveStoredFile serves an artifacts file as GitLab does: present_file! hands the file's path to Workhorse
+// (X-Sendfile), whose sendfile serves it with http.ServeContent and the file's modification time. So the answer
+// carries Last-Modified, the only validator a resumed download can name in If-Range, and no ETag; byte ranges are
+// served, and an If-Range that no longer names the file gets the whole file.
+func serveStoredFile(w http.ResponseWriter, r *http.Request, f *os.File) {
+	var modified time.Time
+	if fi, err := f.Stat(); err == nil {
+		modified = fi.ModTime()
+	}
+	http.ServeContent(w, r, "", modified, f)
 }
 
 // handleDelete serves DELETE /builds/:id/artifacts.

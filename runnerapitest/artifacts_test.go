@@ -130,7 +130,6 @@ func TestArtifactsUploadErrors(t *testing.T) {
 		{"bad token", "wrong", "", "a.zip", 403, `{"message":"403 Forbidden"}`},
 		{"no token", "", "", "a.zip", 403, `{"message":"403 Forbidden"}`},
 		{"no file part", rinfo.Build.Token, "", "", 400, `{"message":"400 (Bad request) \"Missing artifacts file!\" not given"}`},
-		{"bad expire_in", rinfo.Build.Token, "?expire_in=soon", "a.zip", 400, `{"message":{"artifacts_expire_in":["is invalid"]}}`},
 		{"unknown build", rinfo.Build.Token, "", "a.zip", 404, `{"message":"404 Not Found"}`},
 	}
 	for _, tc := range cases {

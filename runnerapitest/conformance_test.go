@@ -160,6 +160,18 @@ func storeArtifact(w *conformanceWorld) {
 	require.NoError(w.t, err)
 }
 
+// httpDate is the form of an HTTP date, as in Last-Modified.
+const httpDate = `^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT$`
+
+// storeArtifactAndDate stores an artifacts file, as storeArtifact, and keeps its Last-Modified as {modified}.
+func storeArtifactAndDate(w *conformanceWorld) {
+	storeArtifact(w)
+	resp, _ := w.send(http.MethodGet, "/ci/api/v1/builds/{id}/artifacts", http.Header{"BUILD-TOKEN": {"{token}"}}, "")
+	require.Equal(w.t, http.StatusOK, resp.StatusCode)
+	w.vars["modified"] = resp.Header.Get("Last-Modified")
+	require.NotEmpty(w.t, w.vars["modified"])
+}
+
 func conformanceRows() []conformanceRow {
 	const (
 		builds   = "/ci/api/v1/builds"
@@ -172,9 +184,10 @@ func conformanceRows() []conformanceRow {
 		"depends_on_builds", "credentials"}
 	var rows []conformanceRow
 
-	// Routing. lib/ci/api/api.rb declares `format :json`, so Grape routes every path with a .json suffix too;
-	// gitlab-ci-multi-runner 1.11 (network/gitlab.go) calls builds/register.json, builds/:id.json and
-	// runners/register.json / runners/delete.json. trace.txt keeps its own suffix.
+	// Routing. lib/ci/api/api.rb declares `format :json`, so Grape appends "(.json)" to every route's path (Grape::Path
+	// gives a single declared format as the suffix); gitlab-ci-multi-runner 1.11 (network/gitlab.go) calls
+	// builds/register.json, builds/:id.json and runners/register.json / runners/delete.json, and ":id/trace.txt"
+	// answers as ":id/trace.txt.json" too.
 	rows = append(rows,
 		conformanceRow{name: "register.json with the 1.11 runner's JSON body", setup: enqueuePending,
 			method: "POST", path: builds + "/register.json", header: jsonHeader(ua111),
@@ -204,10 +217,11 @@ func conformanceRows() []conformanceRow {
 			status: 201, keys: []string{"id", "token"}},
 		conformanceRow{name: "runners/delete.json", method: "DELETE", path: runners + "/delete.json",
 			header: jsonHeader(ua111), body: `{"token":"` + cfOther + `"}`, status: 200},
+		conformanceRow{name: "trace.txt.json appends too", method: "PATCH", path: builds + "/{id}/trace.txt.json",
+			header: traceHeader("0-21"), body: cfTraceLine, status: 202, headers: map[string]string{"Range": "0-21"},
+			after: func(t *testing.T, w *conformanceWorld) { assert.Equal(t, cfTraceLine, string(w.srv.Trace(w.id))) }},
 		// Ci::API::API has no catch-all route: Grape cascades an unrouted path to Rails, whose 404 is its HTML page,
 		// never the API's JSON.
-		conformanceRow{name: "trace.txt has no .json form", method: "PATCH", path: builds + "/{id}/trace.txt.json",
-			header: traceHeader("0-21"), body: cfTraceLine, status: 404, headersRE: map[string]string{"Content-Type": "^text/html"}},
 		conformanceRow{name: "an unknown path answers Rails' HTML 404", method: "POST", path: "/ci/api/v1/jobs/request",
 			status: 404, headersRE: map[string]string{"Content-Type": "^text/html"}, bodyRE: `(?i)<html`},
 	)
@@ -309,8 +323,9 @@ func conformanceRows() []conformanceRow {
 			bodyRE: `"depends_on_builds":\[\{"id":{id},[^\]]*"token":"{token}"[^\]]*"artifacts_file":\{"filename":"artifacts.zip","size":10\}\}\]`},
 	)
 
-	// Update: lib/ci/api/builds.rb `put ":id"` finds the build among this runner's running ones (else 404),
-	// validate_build! refuses an erased one (403), and `build.success` / `build.drop` give the body true.
+	// Update: lib/ci/api/builds.rb `put ":id"` finds the build among this runner's running ones (else 404), and
+	// `build.success` / `build.drop` give the body true. validate_build!'s 403 for an erased build is not reached:
+	// only a finished build can be erased (Ci::Build#erasable? requires complete?), and a finished one is not found.
 	rows = append(rows,
 		conformanceRow{name: "update running changes nothing and answers null", method: "PUT", path: builds + "/{id}.json",
 			header: jsonHeader(ua111), body: `{"token":"{runner}","state":"running"}`, status: 200, wantBody: "null"},
@@ -331,9 +346,14 @@ func conformanceRows() []conformanceRow {
 				require.Equal(w.t, http.StatusOK, resp.StatusCode)
 			},
 			method: "PUT", path: builds + "/-1", header: jsonHeader(ua111), body: `{"token":"{runner}"}`, status: 403, wantBody: denied},
-		conformanceRow{name: "update of an erased build", setup: func(w *conformanceWorld) { require.NoError(w.t, w.srv.Erase(w.id)) },
+		conformanceRow{name: "update of an erased build: not running, so not found",
+			setup: func(w *conformanceWorld) {
+				resp, body := w.send(http.MethodPut, builds+"/{id}.json", jsonHeader(ua111), `{"token":"{runner}","state":"success"}`)
+				require.Equal(w.t, http.StatusOK, resp.StatusCode, body)
+				require.NoError(w.t, w.srv.Erase(w.id))
+			},
 			method: "PUT", path: builds + "/{id}.json", header: jsonHeader(ua111), body: `{"token":"{runner}","state":"success"}`,
-			status: 403, wantBody: `{"message":"403 Forbidden  - Build has been erased!"}`},
+			status: 404, wantBody: notFound},
 	)
 
 	// Trace: lib/ci/api/builds.rb `patch ":id/trace.txt"` reads START only, answers 416 through error! with the
@@ -380,9 +400,17 @@ func conformanceRows() []conformanceRow {
 			header: http.Header{"Content-Type": {cfMultipart}, "BUILD-TOKEN": {"{token}"}}, body: multipartFile("zipbytes"),
 			status: 201, keys: []string{"artifacts_file", "artifacts_expire_at"},
 			bodyRE: `"artifacts_file":\{"filename":"artifacts.zip","size":8\}`},
-		conformanceRow{name: "upload with an expire_in GitLab cannot read: a validation object", method: "POST",
+		// app/models/ci/build.rb (9.x) artifacts_expire_in=: ChronicDuration.parse(value)&.seconds&.from_now, nil for a
+		// value it cannot read, and nothing validates it: the file is stored without expiry. (8.x before the safe
+		// navigation added it to Time.now and answered 500.)
+		conformanceRow{name: "upload with an expire_in GitLab cannot read: stored without expiry", method: "POST",
 			path: builds + "/{id}/artifacts?expire_in=soon", header: http.Header{"Content-Type": {cfMultipart}, "BUILD-TOKEN": {"{token}"}},
-			body: multipartFile("zip"), status: 400, wantBody: `{"message":{"artifacts_expire_in":["is invalid"]}}`},
+			body: multipartFile("zip"), status: 201, keys: []string{"artifacts_file"},
+			after: func(t *testing.T, w *conformanceWorld) {
+				a, ok := w.srv.Artifact(w.id)
+				require.True(t, ok, "stored")
+				assert.True(t, a.ExpireAt.IsZero(), "never expires")
+			}},
 		conformanceRow{name: "upload not smaller than the limit", opts: []runnerapitest.Option{runnerapitest.WithMaxArtifactSize(8)},
 			method: "POST", path: builds + "/{id}/artifacts", header: http.Header{"Content-Type": {cfMultipart}, "BUILD-TOKEN": {"{token}"}},
 			body: multipartFile("zipbytes"), status: 413, wantBody: `{"message":"413 Request Entity Too Large"}`},
@@ -395,10 +423,22 @@ func conformanceRows() []conformanceRow {
 		conformanceRow{name: "upload with a wrong token", method: "POST", path: builds + "/{id}/artifacts",
 			header: http.Header{"Content-Type": {cfMultipart}, "BUILD-TOKEN": {"nope"}}, body: multipartFile("zip"),
 			status: 403, wantBody: denied},
+		// present_file! hands the path to Workhorse (X-Sendfile), whose sendfile serves it with http.ServeContent and
+		// the file's modification time: Last-Modified, byte ranges and If-Range, and no ETag.
 		conformanceRow{name: "download", setup: storeArtifact, method: "GET", path: builds + "/{id}/artifacts",
 			header: http.Header{"BUILD-TOKEN": {"{token}"}}, status: 200, wantBody: "0123456789",
 			headers: map[string]string{"Content-Type": "application/octet-stream", "Content-Length": "10",
-				"Content-Disposition": "attachment; filename=artifacts.zip", "Content-Transfer-Encoding": "binary"}},
+				"Content-Disposition": "attachment; filename=artifacts.zip", "Content-Transfer-Encoding": "binary",
+				"Accept-Ranges": "bytes"},
+			headersRE: map[string]string{"Last-Modified": httpDate}, absent: []string{"ETag"}},
+		conformanceRow{name: "download resumed with If-Range naming its Last-Modified", setup: storeArtifactAndDate,
+			method: "GET", path: builds + "/{id}/artifacts",
+			header: http.Header{"BUILD-TOKEN": {"{token}"}, "Range": {"bytes=4-"}, "If-Range": {"{modified}"}},
+			status: 206, wantBody: "456789", headers: map[string]string{"Content-Range": "bytes 4-9/10"}},
+		conformanceRow{name: "download resumed with If-Range naming another date gets the whole file", setup: storeArtifact,
+			method: "GET", path: builds + "/{id}/artifacts",
+			header: http.Header{"BUILD-TOKEN": {"{token}"}, "Range": {"bytes=4-"}, "If-Range": {"Mon, 02 Jan 2006 15:04:05 GMT"}},
+			status: 200, wantBody: "0123456789"},
 		conformanceRow{name: "download of a byte range", setup: storeArtifact, method: "GET", path: builds + "/{id}/artifacts",
 			header: http.Header{"BUILD-TOKEN": {"{token}"}, "Range": {"bytes=4-"}}, status: 206, wantBody: "456789",
 			headers: map[string]string{"Content-Range": "bytes 4-9/10", "Content-Transfer-Encoding": "binary"}},

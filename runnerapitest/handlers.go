@@ -46,12 +46,12 @@ var contentRange = regexp.MustCompile(`^(\d+)-(\d+)$`)
 // routes returns the server's handler: each endpoint wrapped by the request log and fault injection.
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
-	// GitLab's API declares format :json, so each route also answers with a .json suffix, which
-	// gitlab-ci-multi-runner uses. The update route's {id} segment takes it too (see pathID); trace.txt has its
-	// own format.
+	// GitLab's API declares format :json, so Grape appends "(.json)" to every route's path, which
+	// gitlab-ci-multi-runner uses: register.json, :id.json, even trace.txt.json. The update route's {id} segment
+	// takes the suffix itself (see pathID).
 	route := func(method, path string, ep Endpoint, h http.HandlerFunc) {
 		mux.Handle(method+" "+path, s.endpoint(ep, h))
-		if !strings.HasSuffix(path, "}") && !strings.HasSuffix(path, ".txt") {
+		if !strings.HasSuffix(path, "}") {
 			mux.Handle(method+" "+path+".json", s.endpoint(ep, h))
 		}
 	}
@@ -386,11 +386,9 @@ func (s *Server) applyUpdate(r *http.Request, p params) (int, any) {
 	rn.lastContact = time.Now()
 	id, ok := pathID(r)
 	b := s.builds[id]
+	// Only running builds are found (an erased build has finished: Ci::Build#erasable? requires complete?).
 	if !ok || b == nil || b.runnerID != rn.id || b.state != runnerapi.StateRunning {
 		return http.StatusNotFound, map[string]string{"message": msgNotFound}
-	}
-	if b.erased {
-		return http.StatusForbidden, map[string]string{"message": msgErased}
 	}
 	b.updates++
 	if p.has("trace") {

@@ -445,15 +445,19 @@ func (s *Server) Cancel(id int64) error {
 	return nil
 }
 
-// Erase erases a build as GitLab's "erase" button does: its trace and artifacts are removed, trace parts and
-// uploads are refused with "403 Forbidden  - Build has been erased!", and so are its runner's updates while it
-// is still running.
+// Erase erases a finished build as GitLab's "erase" button does: its trace and artifacts are removed, and trace
+// parts and uploads are refused with "403 Forbidden  - Build has been erased!"; its runner's updates get 404, as
+// for any build that is not running. A build that has not finished cannot be erased (GitLab's Ci::Build#erasable?
+// requires complete?): Erase returns an error for it.
 func (s *Server) Erase(id int64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b, ok := s.builds[id]
 	if !ok {
 		return fmt.Errorf("runnerapitest: no build %d", id)
+	}
+	if !isFinal(b.state) {
+		return fmt.Errorf("runnerapitest: build %d is %s: only a finished build can be erased", id, b.state)
 	}
 	b.erased = true
 	b.trace = nil

@@ -250,10 +250,16 @@ func TestUpdateFailedCanceledErasedAndJSON(t *testing.T) {
 	assert.Error(t, e.srv.Cancel(canceled), "already finished")
 	assert.Error(t, e.srv.Cancel(999), "unknown")
 
+	// GitLab erases only finished builds, and update finds only running ones: an erased build is not found.
+	assert.Error(t, e.srv.Erase(erased), "a running build cannot be erased")
+	resp, out = e.update(erased, fakeRunnerToken, "success", nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode, out)
 	require.NoError(t, e.srv.Erase(erased))
 	resp, out = e.update(erased, fakeRunnerToken, "success", nil)
-	assert.Equal(t, http.StatusForbidden, resp.StatusCode)
-	assert.Equal(t, `{"message":"403 Forbidden  - Build has been erased!"}`, out)
+	assert.Equal(t, http.StatusNotFound, resp.StatusCode)
+	assert.Equal(t, `{"message":"404 Not Found"}`, out)
+	info, _ = e.srv.Build(erased)
+	assert.True(t, info.Erased)
 }
 
 func TestTrace(t *testing.T) {

@@ -386,7 +386,7 @@ func (s *Server) handleJobArtifactsDownload(w http.ResponseWriter, r *http.Reque
 	defer f.Close()
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Disposition", `attachment; filename="`+name+`"; filename*=UTF-8''`+url.PathEscape(name))
-	http.ServeContent(w, r, "", time.Time{}, f)
+	serveStoredFile(w, r, f)
 }
 
 // mayDownloadLocked reports whether token may download b's artifacts: b's own job token, or that of an executing

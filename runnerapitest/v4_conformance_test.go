@@ -444,7 +444,12 @@ func v4ConformanceRows() []conformanceRow {
 		conformanceRow{name: "update of a finished job: 403 with Job-Status", setup: finishJob, method: "PUT", path: jobs + "/{id}",
 			header: jobHeader(), body: `{"token":"{token}","state":"running"}`, status: 403, wantBody: notRunning,
 			headers: map[string]string{"Job-Status": "success"}},
-		conformanceRow{name: "update of an erased job", setup: func(w *conformanceWorld) { require.NoError(w.t, w.srv.Erase(w.id)) },
+		conformanceRow{name: "update of an erased job",
+			setup: func(w *conformanceWorld) {
+				// Only a finished job can be erased (Ci::Build#erasable? requires complete?).
+				finishJob(w)
+				require.NoError(w.t, w.srv.Erase(w.id))
+			},
 			method: "PUT", path: jobs + "/{id}", header: jobHeader(), body: `{"token":"{token}","state":"success"}`,
 			status: 403, wantBody: `{"message":"403 Forbidden - Job has been erased!"}`},
 		conformanceRow{name: "update with an unknown state", method: "PUT", path: jobs + "/{id}", header: jobHeader(),

@@ -497,6 +497,7 @@ func TestV4EraseRemovesEveryUploadAndSetArtifactOnlyTheArchive(t *testing.T) {
 	r.Close()
 	assert.Equal(t, "<x/>", string(data))
 
+	finishJob(w) // only a finished job can be erased
 	require.NoError(t, w.srv.Erase(w.id))
 	_, ok = w.srv.JobArtifact(w.id, "junit")
 	assert.False(t, ok)
