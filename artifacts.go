@@ -211,6 +211,11 @@ func (s *ArtifactsService) upload(ctx context.Context, name string, id int64, fi
 	if ferr := cur.failure(); ferr != nil {
 		return nil, resp, fmt.Errorf("runnerapi: %s: build %d: reading %s: %w", name, id, src.what, ferr)
 	}
+	if err != nil && resp != nil && resp.Response != nil && resp.StatusCode/100 == 2 {
+		// Only reading the body can fail a 2xx, through a body that bypasses ReadFrom (a custom RoundTripper's):
+		// the status decides all the same.
+		answer.stopped, err = err, nil
+	}
 	if err != nil {
 		switch {
 		case errors.Is(err, ErrForbidden):
