@@ -276,15 +276,25 @@ type uploadAnswer struct {
 // ReadFrom reads the answer's body; io.Copy, which the client uses to hand a body to an io.Writer, calls it. It
 // never fails: see uploadAnswer.
 func (a *uploadAnswer) ReadFrom(r io.Reader) (int64, error) {
-	n, err := a.buf.ReadFrom(io.LimitReader(r, maxJSONBody+1))
-	switch {
-	case err != nil:
-		a.stopped = err
-	case a.buf.Len() > maxJSONBody:
-		a.buf.Truncate(maxJSONBody)
-		a.stopped = fmt.Errorf("answer larger than %d bytes", maxJSONBody)
+	// Read through a chunk, not into the buffer's spare room: the buffer then never grows past the bound.
+	chunk := make([]byte, 32<<10)
+	var total int64
+	for {
+		n, err := r.Read(chunk)
+		total += int64(n)
+		if n > 0 {
+			if _, werr := a.Write(chunk[:n]); werr != nil {
+				return total, nil
+			}
+		}
+		switch {
+		case err == io.EOF:
+			return total, nil
+		case err != nil:
+			a.stopped = err
+			return total, nil
+		}
 	}
-	return n, nil
 }
 
 // Write keeps p, up to the bound: a caller that writes rather than calls ReadFrom is stopped there.

@@ -360,9 +360,12 @@ func TestDoBoundsJSONAnswer(t *testing.T) {
 	})
 	build, _, err := c.Builds.Register(context.Background(), nil)
 	require.Error(t, err)
-	assert.Nil(t, build)
 	assert.Contains(t, err.Error(), "larger than")
 	assert.LessOrEqual(t, body.n.Load(), int64(maxJSONBody+64<<10), "the answer was read past the bound")
+	// The 201 assigned build 1 all the same: its ID, read from the start, is handed back for the caller to fail it.
+	require.NotNil(t, build)
+	assert.Equal(t, Build{ID: 1}, *build)
+	assert.Contains(t, err.Error(), "build 1 was assigned to this runner")
 }
 
 func TestDoDecodesAndStreams(t *testing.T) {
