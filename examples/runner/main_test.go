@@ -97,6 +97,21 @@ func (p *runnerProcess) await(t *testing.T) runnerResult {
 	}
 }
 
+// awaitClosed waits until done is closed, failing the test with why if that takes long.
+func awaitClosed(t *testing.T, done <-chan struct{}, why string) {
+	t.Helper()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		t.Fatal(why)
+	}
+}
+
+// contextWithTimeout bounds a wait of the test generously.
+func contextWithTimeout(t *testing.T) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(t.Context(), 15*time.Second)
+}
+
 // awaitLog waits until the runner's log has a line holding want.
 func (p *runnerProcess) awaitLog(t *testing.T, want string) {
 	t.Helper()
@@ -377,7 +392,7 @@ func runUntilFinished(t *testing.T, srv *runnerapitest.Server, workdir string, i
 	ctx, stop := context.WithCancel(t.Context())
 	defer stop()
 	p := startRunner(ctx, runnerArgs(srv, workdir)...)
-	wctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
+	wctx, cancel := contextWithTimeout(t)
 	defer cancel()
 	state, err := srv.WaitFinished(wctx, id)
 	require.NoError(t, err)

@@ -3,7 +3,6 @@
 package main
 
 import (
-	"context"
 	"io"
 	"net"
 	"net/http"
@@ -40,13 +39,28 @@ func lastLine(t *testing.T, stderr string) string {
 	return lines[len(lines)-1]
 }
 
+// newRegistrationCoordinator starts a fake coordinator that registers runners with registrationTestToken.
+func newRegistrationCoordinator(t *testing.T) *runnerapitest.Server {
+	t.Helper()
+	srv := runnerapitest.NewServer()
+	t.Cleanup(srv.Close)
+	srv.AddRegistrationToken(registrationTestToken)
+	return srv
+}
+
+// proxyTo returns a reverse proxy that passes every request on to srv, for a front between the runner and it.
+func proxyTo(t *testing.T, srv *runnerapitest.Server) *httputil.ReverseProxy {
+	t.Helper()
+	target, err := url.Parse(srv.URL)
+	require.NoError(t, err)
+	return httputil.NewSingleHostReverseProxy(target)
+}
+
 // The sequence the README shows: TOKEN=$(runner register ...), runner -url $URL -token $TOKEN -once, runner
 // unregister; after it the token is refused.
 func TestRegisterRunUnregister(t *testing.T) {
 	t.Parallel()
-	srv := runnerapitest.NewServer()
-	t.Cleanup(srv.Close)
-	srv.AddRegistrationToken(registrationTestToken)
+	srv := newRegistrationCoordinator(t)
 	id := srv.EnqueueCommands("hello", "echo hello from the registered runner")
 
 	reg := runRunner(t.Context(), "register", "-url", srv.URL, "-registration-token", registrationTestToken,
@@ -95,9 +109,7 @@ func TestRegisterRunUnregister(t *testing.T) {
 // token can come from the environment.
 func TestRegisterDefaultsAndTokenFromTheEnvironment(t *testing.T) {
 	t.Setenv("REGISTRATION_TOKEN", registrationTestToken)
-	srv := runnerapitest.NewServer()
-	t.Cleanup(srv.Close)
-	srv.AddRegistrationToken(registrationTestToken)
+	srv := newRegistrationCoordinator(t)
 
 	reg := runRunner(t.Context(), "register", "-url", srv.URL, "-interval", "10ms")
 
@@ -111,9 +123,7 @@ func TestRegisterDefaultsAndTokenFromTheEnvironment(t *testing.T) {
 
 func TestRegisterRefusedToken(t *testing.T) {
 	t.Parallel()
-	srv := runnerapitest.NewServer()
-	t.Cleanup(srv.Close)
-	srv.AddRegistrationToken(registrationTestToken)
+	srv := newRegistrationCoordinator(t)
 
 	reg := runRunner(t.Context(), "register", "-url", srv.URL, "-registration-token", "not-"+registrationTestToken, "-interval", "10ms")
 
@@ -139,9 +149,7 @@ func TestUnregisterUnknownToken(t *testing.T) {
 // failures are logged with their reason and delay, and the token is printed once.
 func TestRegisterWaitsOutFailures(t *testing.T) {
 	t.Parallel()
-	srv := runnerapitest.NewServer()
-	t.Cleanup(srv.Close)
-	srv.AddRegistrationToken(registrationTestToken)
+	srv := newRegistrationCoordinator(t)
 	require.NoError(t, srv.ScriptFaults(runnerapitest.EndpointRunnerRegister,
 		runnerapitest.FaultInternalError, runnerapitest.FaultDropBefore))
 
@@ -193,9 +201,7 @@ func TestStartUpWaitsOutATimeout(t *testing.T) {
 	t.Parallel()
 	srv := newRunnerCoordinator(t)
 	id := srv.EnqueueCommands("after-a-hang", "echo answered at last")
-	target, err := url.Parse(srv.URL)
-	require.NoError(t, err)
-	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy := proxyTo(t, srv)
 	var hung sync.Once
 	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		first := false
@@ -235,9 +241,7 @@ func TestStartedBeforeTheCoordinator(t *testing.T) {
 	// The coordinator comes up at the address the runner was given.
 	l, err = net.Listen("tcp", addr)
 	require.NoError(t, err, "the port was taken meanwhile")
-	target, err := url.Parse(srv.URL)
-	require.NoError(t, err)
-	proxy := &http.Server{Handler: httputil.NewSingleHostReverseProxy(target)}
+	proxy := &http.Server{Handler: proxyTo(t, srv)}
 	go func() { _ = proxy.Serve(l) }()
 	t.Cleanup(func() { _ = proxy.Close() })
 	res := p.await(t)
@@ -466,11 +470,7 @@ func awaitBuilds(t *testing.T, p *runnerProcess) {
 		p.builds.Wait()
 		close(done)
 	}()
-	select {
-	case <-done:
-	case <-time.After(15 * time.Second):
-		t.Fatal("the builds left behind did not end")
-	}
+	awaitClosed(t, done, "the builds left behind did not end")
 }
 
 // after_script runs after the script whatever its result, under a header in the trace; its failure or timeout
@@ -565,6 +565,7 @@ func TestAfterScriptAfterCancelAndTimeout(t *testing.T) {
 func TestQuietWhileIdle(t *testing.T) {
 	t.Parallel()
 	srv := newRunnerCoordinator(t)
+	proxy := proxyTo(t, srv)
 	var mu sync.Mutex
 	polls := 0
 	polled := make(chan struct{})
@@ -575,17 +576,12 @@ func TestQuietWhileIdle(t *testing.T) {
 			close(polled)
 		}
 		mu.Unlock()
-		target, _ := url.Parse(srv.URL)
-		httputil.NewSingleHostReverseProxy(target).ServeHTTP(w, r)
+		proxy.ServeHTTP(w, r)
 	}))
 	t.Cleanup(srv2.Close)
 
 	p := startRunner(t.Context(), "-url", srv2.URL, "-token", runnerTestToken, "-interval", "1ms", "-workdir", t.TempDir())
-	select {
-	case <-polled:
-	case <-time.After(15 * time.Second):
-		t.Fatal("the runner did not poll")
-	}
+	awaitClosed(t, polled, "the runner did not poll")
 	p.signals <- syscall.SIGQUIT
 	res := p.await(t)
 
@@ -598,11 +594,6 @@ func TestQuietWhileIdle(t *testing.T) {
 }
 
 func strconvI(id int64) string { return strconv.FormatInt(id, 10) }
-
-// contextWithTimeout bounds a wait of the test generously.
-func contextWithTimeout(t *testing.T) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(t.Context(), 15*time.Second)
-}
 
 // runner -h names every command; each command's -h lists its flags, and none prints a token from the environment.
 func TestHelpNamesTheCommands(t *testing.T) {
