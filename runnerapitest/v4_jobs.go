@@ -74,12 +74,7 @@ func (s *Server) handleJobRequest(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	p, err := parseParams(r)
-	if err != nil {
-		badBody(w, err)
-		return
-	}
-	rn, _ := s.lockRunnerV4(w, p)
+	p, rn, _ := s.lockRunnerV4Request(w, r)
 	if rn == nil {
 		return
 	}

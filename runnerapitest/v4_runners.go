@@ -59,12 +59,37 @@ func (s *Server) lockRunnerV4(w http.ResponseWriter, p params) (*runner, string)
 	token := p.get("token")
 	s.mu.Lock()
 	rn := s.runners[token]
-	if rn == nil || (!rn.tokenExpiresAt.IsZero() && !time.Now().Before(rn.tokenExpiresAt)) {
+	if rn == nil || rn.tokenExpired() {
 		s.mu.Unlock()
 		writeMessage(w, http.StatusForbidden, msgForbidden)
 		return nil, ""
 	}
 	return rn, token
+}
+
+// lockRunnerV4Request parses the request's parameters and authenticates it as lockRunnerV4 does, answering a body
+// it cannot parse. On success it returns the parameters, the runner and its token with s.mu held.
+func (s *Server) lockRunnerV4Request(w http.ResponseWriter, r *http.Request) (params, *runner, string) {
+	p, err := parseParams(r)
+	if err != nil {
+		badBody(w, err)
+		return params{}, nil, ""
+	}
+	rn, token := s.lockRunnerV4(w, p)
+	return p, rn, token
+}
+
+// tokenExpired reports whether the runner's token has an expiry that has passed.
+func (r *runner) tokenExpired() bool {
+	return !r.tokenExpiresAt.IsZero() && !time.Now().Before(r.tokenExpiresAt)
+}
+
+// newTokenExpiryLocked returns when a token given now expires: zero when the tokens do not expire.
+func (s *Server) newTokenExpiryLocked() time.Time {
+	if s.v4.tokenLifetime <= 0 {
+		return time.Time{}
+	}
+	return time.Now().Add(s.v4.tokenLifetime).UTC().Truncate(time.Millisecond)
 }
 
 // heartbeatV4Locked records what a jobs/request or verify says of the runner: its contact, its runner manager
@@ -187,9 +212,7 @@ func (s *Server) handleRunnersRegister(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	newToken := s.newRunnerTokenLocked(prefix)
-	if s.v4.tokenLifetime > 0 {
-		rn.tokenExpiresAt = time.Now().Add(s.v4.tokenLifetime).UTC().Truncate(time.Millisecond)
-	}
+	rn.tokenExpiresAt = s.newTokenExpiryLocked()
 	s.lastRunnerID++
 	rn.id = s.lastRunnerID
 	s.runners[newToken] = rn
@@ -201,12 +224,7 @@ func (s *Server) handleRunnersRegister(w http.ResponseWriter, r *http.Request) {
 // recording its runner manager (system_id) and info as GitLab does. This is how gitlab-runner registers a runner
 // created in the UI (a glrt- token).
 func (s *Server) handleRunnersVerify(w http.ResponseWriter, r *http.Request) {
-	p, err := parseParams(r)
-	if err != nil {
-		badBody(w, err)
-		return
-	}
-	rn, token := s.lockRunnerV4(w, p)
+	p, rn, token := s.lockRunnerV4Request(w, r)
 	if rn == nil {
 		return
 	}
@@ -218,12 +236,7 @@ func (s *Server) handleRunnersVerify(w http.ResponseWriter, r *http.Request) {
 
 // handleRunnersDelete serves DELETE /api/v4/runners: remove the runner, 204. Its token is refused from then on.
 func (s *Server) handleRunnersDelete(w http.ResponseWriter, r *http.Request) {
-	p, err := parseParams(r)
-	if err != nil {
-		badBody(w, err)
-		return
-	}
-	rn, token := s.lockRunnerV4(w, p)
+	_, rn, token := s.lockRunnerV4Request(w, r)
 	if rn == nil {
 		return
 	}
@@ -267,22 +280,14 @@ func (s *Server) handleRunnersManagersDelete(w http.ResponseWriter, r *http.Requ
 // the same kind, the old one is refused from then on; 201 {token, token_expires_at}, the expiry only when the new
 // token expires.
 func (s *Server) handleRunnersResetToken(w http.ResponseWriter, r *http.Request) {
-	p, err := parseParams(r)
-	if err != nil {
-		badBody(w, err)
-		return
-	}
-	rn, token := s.lockRunnerV4(w, p)
+	_, rn, token := s.lockRunnerV4Request(w, r)
 	if rn == nil {
 		return
 	}
 	newToken := s.newRunnerTokenLocked(runnerTokenPrefix(token))
 	delete(s.runners, token)
 	s.runners[newToken] = rn
-	rn.tokenExpiresAt = time.Time{}
-	if s.v4.tokenLifetime > 0 {
-		rn.tokenExpiresAt = time.Now().Add(s.v4.tokenLifetime).UTC().Truncate(time.Millisecond)
-	}
+	rn.tokenExpiresAt = s.newTokenExpiryLocked()
 	out := map[string]any{"token": newToken}
 	if !rn.tokenExpiresAt.IsZero() {
 		out["token_expires_at"] = tokenExpiry(rn.tokenExpiresAt)
@@ -296,7 +301,7 @@ func (s *Server) handleRunnersResetToken(w http.ResponseWriter, r *http.Request)
 func (s *Server) handleRunnersRouterDiscovery(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	rn := s.runners[r.Header.Get("Runner-Token")]
-	valid := rn != nil && (rn.tokenExpiresAt.IsZero() || time.Now().Before(rn.tokenExpiresAt))
+	valid := rn != nil && !rn.tokenExpired()
 	s.mu.Unlock()
 	if !valid {
 		writeMessage(w, http.StatusForbidden, msgForbidden)
