@@ -417,28 +417,8 @@ func (s *Server) handleTrace(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Unlock()
 
-	cr, present := r.Header["Content-Range"]
-	if !present {
-		writeError(w, http.StatusBadRequest, msgMissingRange)
-		return
-	}
-	m := contentRange.FindStringSubmatch(cr[0])
-	if len(cr) != 1 || m == nil {
-		// Stricter than GitLab, which reads any leading digits: a client sending another form is caught here.
-		writeError(w, http.StatusBadRequest, msgInvalidRange)
-		return
-	}
-	start, err := strconv.ParseInt(m[1], 10, 64)
-	if err != nil {
-		start = -1 // beyond any trace: answered 416 below
-	}
-	part, err := io.ReadAll(io.LimitReader(r.Body, s.maxArtifactSize+1))
-	if err != nil {
-		writeMessage(w, http.StatusBadRequest, msgBadRequest)
-		return
-	}
-	if int64(len(part)) > s.maxArtifactSize {
-		writeMessage(w, http.StatusRequestEntityTooLarge, msgTooLarge)
+	start, _, part, ok := s.readTracePart(w, r, writeError)
+	if !ok {
 		return
 	}
 
@@ -476,6 +456,41 @@ func (s *Server) handleTrace(w http.ResponseWriter, r *http.Request) {
 	state := b.state
 	s.mu.Unlock()
 	answerTracePart(w, n, state)
+}
+
+// readTracePart reads a trace part: the START and END of its Content-Range (-1 for a number too large to parse,
+// beyond any trace) and its body. When the request is bad it answers and returns false; writeRangeError writes the
+// 400 of a Content-Range that is missing or not START-END, in the body each API version gives it.
+func (s *Server) readTracePart(w http.ResponseWriter, r *http.Request, writeRangeError func(http.ResponseWriter, int, string)) (start, end int64, part []byte, ok bool) {
+	cr, present := r.Header["Content-Range"]
+	if !present {
+		writeRangeError(w, http.StatusBadRequest, msgMissingRange)
+		return 0, 0, nil, false
+	}
+	m := contentRange.FindStringSubmatch(cr[0])
+	if len(cr) != 1 || m == nil {
+		// Stricter than GitLab, which reads any leading digits: a client sending another form is caught here.
+		writeRangeError(w, http.StatusBadRequest, msgInvalidRange)
+		return 0, 0, nil, false
+	}
+	start, err := strconv.ParseInt(m[1], 10, 64)
+	if err != nil {
+		start = -1 // beyond any trace: answered 416
+	}
+	end, err = strconv.ParseInt(m[2], 10, 64)
+	if err != nil {
+		end = -1
+	}
+	part, err = io.ReadAll(io.LimitReader(r.Body, s.maxArtifactSize+1))
+	if err != nil {
+		writeMessage(w, http.StatusBadRequest, msgBadRequest)
+		return 0, 0, nil, false
+	}
+	if int64(len(part)) > s.maxArtifactSize {
+		writeMessage(w, http.StatusRequestEntityTooLarge, msgTooLarge)
+		return 0, 0, nil, false
+	}
+	return start, end, part, true
 }
 
 // answerTracePart answers an appended part: the trace's length and the build's status.

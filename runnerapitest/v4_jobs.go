@@ -275,32 +275,13 @@ func (s *Server) handleJobTrace(w http.ResponseWriter, r *http.Request) {
 	s.heartbeatLocked(b)
 	s.mu.Unlock()
 
-	cr, present := r.Header["Content-Range"]
-	if !present {
-		writeMessage(w, http.StatusBadRequest, msgMissingRange)
-		return
-	}
-	m := contentRange.FindStringSubmatch(cr[0])
-	if len(cr) != 1 || m == nil {
-		// Stricter than GitLab, which reads any leading digits: a client sending another form is caught here.
-		writeMessage(w, http.StatusBadRequest, msgInvalidRange)
-		return
-	}
-	start, err := strconv.ParseInt(m[1], 10, 64)
-	if err != nil {
-		start = -1 // beyond any trace: answered 416 below
-	}
-	part, err := io.ReadAll(io.LimitReader(r.Body, s.maxArtifactSize+1))
-	if err != nil {
-		writeMessage(w, http.StatusBadRequest, msgBadRequest)
-		return
-	}
-	if int64(len(part)) > s.maxArtifactSize {
-		writeMessage(w, http.StatusRequestEntityTooLarge, msgTooLarge)
+	start, end, part, ok := s.readTracePart(w, r, writeMessage)
+	if !ok {
 		return
 	}
 	if s.v4.strictContentRange && len(part) > 0 {
-		if end, err := strconv.ParseInt(m[2], 10, 64); err != nil || start < 0 || end != start+int64(len(part))-1 {
+		// An END too large to parse is -1, which no part's last byte is.
+		if start < 0 || end != start+int64(len(part))-1 {
 			writeMessage(w, http.StatusBadRequest, msgInvalidRange)
 			return
 		}
