@@ -434,15 +434,24 @@ func randomHex(n int) string {
 func (s *Server) Cancel(id int64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	b, ok := s.builds[id]
-	if !ok {
-		return fmt.Errorf("runnerapitest: no build %d", id)
-	}
-	if isFinal(b.state) {
-		return fmt.Errorf("runnerapitest: build %d is already %s", id, b.state)
+	b, err := s.unfinishedBuildLocked(id)
+	if err != nil {
+		return err
 	}
 	s.setStateLocked(b, runnerapi.StateCanceled)
 	return nil
+}
+
+// unfinishedBuildLocked returns the build with the given ID, or an error when there is none or it has finished.
+func (s *Server) unfinishedBuildLocked(id int64) (*build, error) {
+	b, ok := s.builds[id]
+	if !ok {
+		return nil, fmt.Errorf("runnerapitest: no build %d", id)
+	}
+	if isFinal(b.state) {
+		return nil, fmt.Errorf("runnerapitest: build %d is already %s", id, b.state)
+	}
+	return b, nil
 }
 
 // Erase erases a finished build as GitLab's "erase" button does: its trace and artifacts are removed, and trace

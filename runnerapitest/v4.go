@@ -2,7 +2,6 @@ package runnerapitest
 
 import (
 	"crypto/rand"
-	"fmt"
 	"maps"
 	"net/http"
 	"net/http/httptest"
@@ -338,12 +337,9 @@ func sortedKeys[V any](m map[string]V) []string {
 func (s *Server) CancelGracefully(id int64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	b, ok := s.builds[id]
-	if !ok {
-		return fmt.Errorf("runnerapitest: no build %d", id)
-	}
-	if isFinal(b.state) {
-		return fmt.Errorf("runnerapitest: build %d is already %s", id, b.state)
+	b, err := s.unfinishedBuildLocked(id)
+	if err != nil {
+		return err
 	}
 	if b.state == runnerapi.StateRunning && b.job.taken && b.job.cancelGracefully {
 		s.setStateLocked(b, stateCanceling)
