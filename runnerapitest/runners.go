@@ -40,14 +40,8 @@ func (s *Server) Runners() []Runner {
 // handleRunnerRegister serves POST /runners/register: create a runner from a registration token and answer its ID
 // and new token. As on GitLab, the instance's registration token is tried first, then the projects' runners tokens.
 func (s *Server) handleRunnerRegister(w http.ResponseWriter, r *http.Request) {
-	p, err := parseParams(r)
-	if err != nil {
-		badBody(w, err)
-		return
-	}
-	token := p.get("token")
-	if strings.TrimSpace(token) == "" {
-		writeMessage(w, http.StatusBadRequest, msgTokenNotGiven)
+	p, token, ok := tokenParams(w, r)
+	if !ok {
 		return
 	}
 	rn := &runner{
@@ -81,14 +75,27 @@ func (s *Server) handleRunnerRegister(w http.ResponseWriter, r *http.Request) {
 		writeMessage(w, http.StatusNotFound, msgNotFound)
 		return
 	}
-	newToken := randomHex(10)
-	for s.runners[newToken] != nil {
-		newToken = randomHex(10)
-	}
+	newToken := s.newRunnerTokenLocked("")
 	s.lastRunnerID++
 	rn.id = s.lastRunnerID
 	s.runners[newToken] = rn
 	writeJSON(w, http.StatusCreated, map[string]any{"id": rn.id, "token": newToken})
+}
+
+// tokenParams parses the request's parameters and returns them with the token parameter, which the runners calls
+// need. It answers 400 and returns false when the body cannot be parsed or the token is blank.
+func tokenParams(w http.ResponseWriter, r *http.Request) (params, string, bool) {
+	p, err := parseParams(r)
+	if err != nil {
+		badBody(w, err)
+		return params{}, "", false
+	}
+	token := p.get("token")
+	if strings.TrimSpace(token) == "" {
+		writeMessage(w, http.StatusBadRequest, msgTokenNotGiven)
+		return params{}, "", false
+	}
+	return p, token, true
 }
 
 // projectForTokenLocked returns the project whose runners token is token, the lowest ID if several share it.
@@ -106,14 +113,8 @@ func (s *Server) projectForTokenLocked(token string) (int64, bool) {
 // handleRunnerDelete serves DELETE /runners/delete: remove the runner whose token is the token parameter. Its
 // token is refused from then on. GitLab answers the removed record; the fake answers its ID and description only.
 func (s *Server) handleRunnerDelete(w http.ResponseWriter, r *http.Request) {
-	p, err := parseParams(r)
-	if err != nil {
-		badBody(w, err)
-		return
-	}
-	token := p.get("token")
-	if strings.TrimSpace(token) == "" {
-		writeMessage(w, http.StatusBadRequest, msgTokenNotGiven)
+	_, token, ok := tokenParams(w, r)
+	if !ok {
 		return
 	}
 	s.mu.Lock()
