@@ -432,23 +432,17 @@ func (s *Server) handleTrace(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if la, _ := r.Context().Value(lateApplyKey{}).(*lateApply); la != nil {
-		s.mu.Unlock()
-		la.injected()
-		waiting := la.hold(r.Context(), s.closed)
-		s.mu.Lock()
-		if b.erased {
-			// Erasing removed the trace file: append_trace, finding none to truncate, creates it with the part.
-			b.trace = append([]byte(nil), part...)
-		} else {
-			b.trace = truncateAppend(b.trace, start, part)
+		n, state, waiting := s.applyPartLate(r, la, b, func() {
+			if b.erased {
+				// Erasing removed the trace file: append_trace, finding none to truncate, creates it with the part.
+				b.trace = append([]byte(nil), part...)
+			} else {
+				b.trace = truncateAppend(b.trace, start, part)
+			}
+		})
+		if waiting {
+			answerTracePart(w, n, state)
 		}
-		n, state := int64(len(b.trace)), b.state
-		s.mu.Unlock()
-		if !waiting {
-			la.abandoned()
-			return
-		}
-		answerTracePart(w, n, state)
 		return
 	}
 	b.trace = append(b.trace, part...)
@@ -491,6 +485,23 @@ func (s *Server) readTracePart(w http.ResponseWriter, r *http.Request, writeRang
 		return 0, 0, nil, false
 	}
 	return start, end, part, true
+}
+
+// applyPartLate applies a trace part as fault injection's late apply asks: it holds the request with s.mu released,
+// then applies the part with apply under s.mu, and returns the trace's length and the build's state after, and
+// whether the client still waits for the answer (la is told when not). s.mu is held on entry, released on return.
+func (s *Server) applyPartLate(r *http.Request, la *lateApply, b *build, apply func()) (int64, runnerapi.BuildState, bool) {
+	s.mu.Unlock()
+	la.injected()
+	waiting := la.hold(r.Context(), s.closed)
+	s.mu.Lock()
+	apply()
+	n, state := int64(len(b.trace)), b.state
+	s.mu.Unlock()
+	if !waiting {
+		la.abandoned()
+	}
+	return n, state, waiting
 }
 
 // answerTracePart answers an appended part: the trace's length and the build's status.

@@ -300,18 +300,10 @@ func (s *Server) handleJobTrace(w http.ResponseWriter, r *http.Request) {
 		b.job.debugTrace = true
 	}
 	if la, _ := r.Context().Value(lateApplyKey{}).(*lateApply); la != nil {
-		s.mu.Unlock()
-		la.injected()
-		waiting := la.hold(r.Context(), s.closed)
-		s.mu.Lock()
-		b.trace = truncateAppend(b.trace, start, part)
-		n, state := int64(len(b.trace)), b.state
-		s.mu.Unlock()
-		if !waiting {
-			la.abandoned()
-			return
+		n, state, waiting := s.applyPartLate(r, la, b, func() { b.trace = truncateAppend(b.trace, start, part) })
+		if waiting {
+			s.answerJobTrace(w, n, state)
 		}
-		s.answerJobTrace(w, n, state)
 		return
 	}
 	b.trace = append(b.trace, part...)
