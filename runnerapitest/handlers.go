@@ -318,13 +318,7 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 		rn.queueValue = randomHex(16)
 	}
 	value := rn.queueValue
-	var found *build
-	for _, id := range s.order {
-		if b := s.builds[id]; b.state == runnerapi.StatePending {
-			found = b
-			break
-		}
-	}
+	found := s.firstPendingLocked()
 	if found == nil {
 		s.mu.Unlock()
 		s.noBuild(w, r, value)
@@ -336,6 +330,16 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	// The runner needs the build's secrets: its token, its clone URL's password, its variables.
 	writeJSON(w, http.StatusCreated, runnerapi.UnredactedBuild(out))
+}
+
+// firstPendingLocked returns the pending build that came first, or nil: the one a runner asking now takes.
+func (s *Server) firstPendingLocked() *build {
+	for _, id := range s.order {
+		if b := s.builds[id]; b.state == runnerapi.StatePending {
+			return b
+		}
+	}
+	return nil
 }
 
 // noBuild answers register's "no build", with the runner's queue value for long polling.

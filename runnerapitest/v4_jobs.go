@@ -97,13 +97,7 @@ func (s *Server) handleJobRequest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	value := rn.queueValue
-	var found *build
-	for _, id := range s.order {
-		if b := s.builds[id]; b.state == runnerapi.StatePending {
-			found = b
-			break
-		}
-	}
+	found := s.firstPendingLocked()
 	if found == nil {
 		s.mu.Unlock()
 		w.Header().Set("X-GitLab-Last-Update", value)
