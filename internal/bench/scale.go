@@ -98,12 +98,20 @@ func childSDKTraceMask(ctx context.Context, p childParams) (childOutput, error) 
 		return childOutput{}, err
 	}
 	secrets := benchSecrets(p.Secrets)
+	out, _, err := measureTraceWriter(ctx, c, p, &runnerapi.TraceOptions{Token: p.BuildToken, Secrets: secrets})
+	return out, err
+}
+
+// measureTraceWriter writes p.Size bytes of trace line by line through a TraceWriter made with opts and closes it,
+// which waits for the coordinator to acknowledge every byte. The time and the mallocs it reports run from before
+// the writer is made to after it closed; the closed writer is returned for its Stats.
+func measureTraceWriter(ctx context.Context, c *runnerapi.Client, p childParams, opts *runnerapi.TraceOptions) (childOutput, *runnerapi.TraceWriter, error) {
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	start := time.Now()
-	w, err := c.NewTraceWriter(ctx, p.ID, &runnerapi.TraceOptions{Token: p.BuildToken, Secrets: secrets})
+	w, err := c.NewTraceWriter(ctx, p.ID, opts)
 	if err != nil {
-		return childOutput{}, err
+		return childOutput{}, nil, err
 	}
 	writes, err := writeTrace(w, p.Size)
 	if cerr := w.Close(); err == nil {
@@ -112,10 +120,10 @@ func childSDKTraceMask(ctx context.Context, p childParams) (childOutput, error) 
 	elapsed := time.Since(start)
 	runtime.ReadMemStats(&after)
 	if err != nil {
-		return childOutput{}, err
+		return childOutput{}, nil, err
 	}
 	return childOutput{Bytes: p.Size, TransferNS: elapsed.Nanoseconds(), Writes: writes,
-		Mallocs: int64(after.Mallocs - before.Mallocs)}, nil
+		Mallocs: int64(after.Mallocs - before.Mallocs)}, w, nil
 }
 
 // writeTrace writes the first size bytes of the benchmark's trace to w, a line per Write.

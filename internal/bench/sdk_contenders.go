@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"runtime"
 	"time"
 
 	"github.com/runnerapi/runnerapi"
@@ -114,28 +113,10 @@ func childSDKTraceWriter(ctx context.Context, p childParams) (childOutput, error
 	if err != nil {
 		return childOutput{}, err
 	}
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
-	start := time.Now()
-	w, err := c.NewTraceWriter(ctx, p.ID, &runnerapi.TraceOptions{Token: p.BuildToken})
+	out, w, err := measureTraceWriter(ctx, c, p, &runnerapi.TraceOptions{Token: p.BuildToken})
 	if err != nil {
 		return childOutput{}, err
 	}
-	writes, err := forEachTraceChunk(p.Size, func(line []byte) error {
-		n, err := w.Write(line)
-		if err == nil && n != len(line) {
-			err = io.ErrShortWrite
-		}
-		return err
-	})
-	if cerr := w.Close(); err == nil {
-		err = cerr
-	}
-	elapsed := time.Since(start)
-	runtime.ReadMemStats(&after)
-	if err != nil {
-		return childOutput{}, err
-	}
-	return childOutput{Bytes: p.Size, TransferNS: elapsed.Nanoseconds(), Writes: writes,
-		Mallocs: int64(after.Mallocs - before.Mallocs), Note: fmt.Sprintf("stats %+v", w.Stats())}, nil
+	out.Note = fmt.Sprintf("stats %+v", w.Stats())
+	return out, nil
 }
