@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"math/rand/v2"
 	"net/http"
-	"net/http/httptrace"
 	"strconv"
 	"strings"
 	"sync"
@@ -122,25 +122,29 @@ func (s *BuildsService) register(ctx context.Context, form *registerForm, build 
 			return resp, fmt.Errorf("%s: %w", where(), err)
 		}
 		attemptCtx, graceOver, release := detachWithGrace(ctx, registerGrace)
-		attemptCtx, unsent, stopUnsent := c.endUnsentWithContext(ctx, attemptCtx)
+		attemptCtx, gate, unsent, stopUnsent := c.endUnsentWithContext(ctx, attemptCtx)
 		req, err := c.NewRequest(attemptCtx, http.MethodPost, "builds/register", form)
 		if err != nil {
 			stopUnsent()
 			release()
 			return resp, err
 		}
+		gate(req)
 		*build = Build{}
 		resp, err = c.attempt(req, build, cl, attempt)
 		over := graceOver()
-		stopUnsent()
-		release()
 		if err == nil {
+			stopUnsent()
+			release()
 			return resp, nil
 		}
+		notSent := ctx.Err() != nil && unsent()
+		stopUnsent()
+		release()
 		if over {
 			return resp, fmt.Errorf("%s: %w, and the request in flight had no answer %v later", where(), ctx.Err(), registerGrace)
 		}
-		if unsent() {
+		if notSent {
 			return resp, fmt.Errorf("%s: %w before the request was sent", where(), ctx.Err())
 		}
 		wait, retry := c.shouldRetry(resp, err, cl.retry, attempt)
@@ -166,43 +170,92 @@ func (s *BuildsService) register(ctx context.Context, form *registerForm, build 
 // errUnsent ends a register attempt whose request was not sent in full when the caller's context ended.
 var errUnsent = errors.New("runnerapi: register not sent")
 
-// endUnsentWithContext returns attemptCtx with one more end: when ctx ends before the request has been written in
-// full, the coordinator cannot have assigned a build, so the attempt ends at once rather than after the grace (a
-// coordinator that does not answer the dial or the TLS handshake would otherwise hold a Ctrl-C for the whole
-// grace). Only net/http's own Transport reports the writing of a request; through any other RoundTripper the
-// request counts as sent. unsent reports whether the attempt ended so; stop releases the watch.
-func (c *Client) endUnsentWithContext(ctx, attemptCtx context.Context) (_ context.Context, unsent func() bool, stop func()) {
+// endUnsentWithContext returns attemptCtx with one more end: when ctx ends before the transport has begun to read
+// the request's body, the coordinator cannot get the request in full, so the attempt ends at once rather than after
+// the grace (a coordinator that does not answer the dial or the TLS handshake would otherwise hold a Ctrl-C for the
+// whole grace). The body, which gate puts on the request, refuses to be read once ctx has ended, so a request the
+// attempt gave up on cannot go out after all: cancelling a request does not stop net/http's writer, which may
+// still write it. Only net/http's own Transport is known to read the body before anything reaches the
+// coordinator; through any other RoundTripper the request counts as sent. unsent reports, once the attempt is over
+// and ctx has ended, whether the body was never read (and refuses it from then on); stop releases the watch.
+func (c *Client) endUnsentWithContext(ctx, attemptCtx context.Context) (_ context.Context, gate func(*http.Request), unsent func() bool, stop func()) {
 	if t := c.httpClient.Transport; t != nil {
 		if _, ok := t.(*http.Transport); !ok {
-			return attemptCtx, func() bool { return false }, func() {}
+			return attemptCtx, func(*http.Request) {}, func() bool { return false }, func() {}
 		}
 	}
 	watched, cancel := context.WithCancelCause(attemptCtx)
-	var (
-		mu      sync.Mutex
-		written bool
-	)
-	watched = httptrace.WithClientTrace(watched, &httptrace.ClientTrace{
-		WroteRequest: func(info httptrace.WroteRequestInfo) {
-			mu.Lock()
-			defer mu.Unlock()
-			written = written || info.Err == nil
-		},
-	})
+	w := &sendGate{ctx: ctx}
 	stopWatch := context.AfterFunc(ctx, func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if !written {
+		if w.refuse() {
 			cancel(errUnsent)
 		}
 	})
-	unsent = func() bool { return context.Cause(watched) == errUnsent }
 	stop = func() {
 		stopWatch()
 		cancel(context.Canceled)
 	}
-	return watched, unsent, stop
+	return watched, w.gate, w.refuse, stop
 }
+
+// sendGate decides, once and for all, whether a request's body may be read: the request may reach the
+// coordinator, or it surely does not, because the caller's context ended first.
+type sendGate struct {
+	ctx     context.Context
+	mu      sync.Mutex
+	sent    bool // the body has been handed out: the request may reach the coordinator
+	refused bool // the body will not be handed out
+}
+
+// open reports whether the body may be read, and from then on the request counts as sent.
+func (g *sendGate) open() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.sent && !g.refused && g.ctx.Err() == nil {
+		g.sent = true
+	}
+	return g.sent
+}
+
+// refuse reports whether the request is unsent, and keeps it so when it is.
+func (g *sendGate) refuse() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.refused = !g.sent
+	return g.refused
+}
+
+// gate puts the gate on req's body and on the copies a transport's own retry takes.
+func (g *sendGate) gate(req *http.Request) {
+	if req.Body == nil {
+		return
+	}
+	req.Body = &gatedBody{g: g, body: req.Body}
+	if getBody := req.GetBody; getBody != nil {
+		req.GetBody = func() (io.ReadCloser, error) {
+			b, err := getBody()
+			if err != nil {
+				return nil, err
+			}
+			return &gatedBody{g: g, body: b}, nil
+		}
+	}
+}
+
+// gatedBody is a request body that reads only through an open gate.
+type gatedBody struct {
+	g    *sendGate
+	body io.ReadCloser
+}
+
+func (b *gatedBody) Read(p []byte) (int, error) {
+	if !b.g.open() {
+		return 0, errUnsent
+	}
+	return b.body.Read(p)
+}
+
+func (b *gatedBody) Close() error { return b.body.Close() }
 
 // detachWithGrace returns a context with ctx's values that ends grace after ctx ends, or at release. graceOver
 // reports whether it ended for the grace.

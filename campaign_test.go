@@ -226,7 +226,7 @@ func campaignRun(dir string, seed int64) (res campaignResult) {
 		if info.State == runnerapi.StateRunning && srv.FaultsInjected()[runnerapitest.FaultDropAfter] > 0 {
 			res.answerLost = "register"
 		} else if info.State != runnerapi.StatePending {
-			return fail("register failed (%v) but the build is %s", err, info.State)
+			return fail("register failed (%v) but the build is %s; requests: %s", err, info.State, campaignRequests(srv))
 		}
 		if len(srv.Trace(id)) != 0 {
 			return fail("register failed but the build has a trace")
@@ -416,6 +416,15 @@ func campaignFinish(ctx context.Context, srv *runnerapitest.Server, cl *runnerap
 		}
 	}
 	return res
+}
+
+// campaignRequests lists what the coordinator saw, for a failure's message.
+func campaignRequests(srv *runnerapitest.Server) string {
+	var b strings.Builder
+	for _, r := range srv.Requests() {
+		fmt.Fprintf(&b, "[%s %s %d %s] ", r.Method, r.Endpoint, r.Status, r.Fault)
+	}
+	return b.String()
 }
 
 func campaignCommonPrefix(a, b []byte) int {
