@@ -44,12 +44,16 @@ type campaignResult struct {
 	outcome string
 	// written is the trace given to the writer; delivered the bytes of the coordinator's trace equal to it.
 	written, delivered int64
-	// lost counts bytes acknowledged then missing, or different from what was written: must stay 0.
+	// lost counts bytes acknowledged then missing, or different from what was written: must stay 0. It is counted
+	// again once the server has closed, which lands every late-applied part still held.
 	lost          int64
 	artifactBytes int64
 	// answerLost names a step whose request was applied but whose answer the fault dropped, so the call's error
 	// (a 404 on its retry, or a register answer never seen) is the protocol's, with the coordinator's state right.
 	answerLost string
+	// lateApplied says the campaign's trace survived at least one late-applied part: the writer's Close
+	// confirmed and, when the part cut the trace back, repaired it.
+	lateApplied bool
 	// errText is the error a campaign that did not end "ok" ended with.
 	errText string
 	failure string
@@ -90,6 +94,7 @@ func TestFaultCampaigns(t *testing.T) {
 	outcomes := make(map[string]int)
 	answersLost := make(map[string]int)
 	var written, delivered, lost, artifactBytes int64
+	lateApplied := 0
 	var errorsSeen []string
 	campaigns := 0
 	for r := range results {
@@ -105,6 +110,9 @@ func TestFaultCampaigns(t *testing.T) {
 		delivered += r.delivered
 		lost += r.lost
 		artifactBytes += r.artifactBytes
+		if r.lateApplied {
+			lateApplied++
+		}
 		assert.Empty(t, r.failure, "seed %d", r.seed)
 		if r.outcome != "ok" && len(errorsSeen) < 8 {
 			errorsSeen = append(errorsSeen, fmt.Sprintf("seed %d, %s: %s", r.seed, r.outcome, r.errText))
@@ -122,6 +130,7 @@ func TestFaultCampaigns(t *testing.T) {
 	t.Logf("faults injected: %d (%s)", total, strings.Join(kinds, " "))
 	t.Logf("trace bytes written: %d, delivered: %d, lost: %d; artifact bytes verified: %d", written, delivered, lost, artifactBytes)
 	t.Logf("requests applied whose answer was dropped, by step: %v", answersLost)
+	t.Logf("campaigns whose trace survived a late-applied part: %d", lateApplied)
 	for _, e := range errorsSeen {
 		t.Logf("clear error: %s", e)
 	}
@@ -133,6 +142,7 @@ func TestFaultCampaigns(t *testing.T) {
 		runnerapitest.FaultInternalError, runnerapitest.FaultBadGateway, runnerapitest.FaultServiceUnavailable,
 		runnerapitest.FaultTooManyRequests, runnerapitest.FaultConflict, runnerapitest.FaultDropBefore,
 		runnerapitest.FaultDropAfter, runnerapitest.FaultLoseTraceTail, runnerapitest.FaultDelay,
+		runnerapitest.FaultLateApply,
 	} {
 		assert.Positive(t, faults[k], "no %s fault was injected", k)
 	}
@@ -164,8 +174,20 @@ func campaignRules(rng *rand.Rand) []runnerapitest.FaultRule {
 		{Kind: runnerapitest.FaultConflict, Probability: share},
 		{Kind: runnerapitest.FaultLoseTraceTail, Probability: share},
 		{Kind: runnerapitest.FaultDelay, Probability: share, Delay: time.Duration(1+rng.IntN(3)) * time.Millisecond},
+		// A trace part held until the writer gives up on it (campaignAttemptTimeout), then applied by cutting the
+		// trace back to its start: rare, since each one costs an attempt timeout and Close's confirmation.
+		{Kind: runnerapitest.FaultLateApply, Probability: share / 4, Endpoint: runnerapitest.EndpointTrace},
 	}
 }
+
+// campaignAttemptTimeout bounds each trace request, so that a part held by FaultLateApply is given up on soon;
+// spurious timeouts under load are retried like any abandoned attempt.
+const campaignAttemptTimeout = 300 * time.Millisecond
+
+// campaignConfirmDelay is how long Close waits after an abandoned part before it asks the coordinator's length.
+// GitLab's stalled request may land seconds later (DefaultTraceConfirmDelay is 5s); the fake applies a held part
+// as soon as it sees the client go, so a delay that outlasts that (under load too) sees every late part.
+const campaignConfirmDelay = 50 * time.Millisecond
 
 // campaignTraceText is n bytes of lower-case words, digits and newlines.
 func campaignTraceText(rng *rand.Rand, n int) []byte {
@@ -186,10 +208,31 @@ func campaignRun(dir string, seed int64) (res campaignResult) {
 	}()
 	rng := rand.New(rand.NewPCG(uint64(seed), 0xca))
 	srv := runnerapitest.NewServer()
-	defer srv.Close()
-	defer func() { res.faults = srv.FaultsInjected() }()
+	var (
+		id          int64
+		want        []byte // the trace written, once it has been
+		traceFailed bool
+	)
+	defer func() {
+		// Closing the server lands every late-applied part still held: only then is the trace final.
+		srv.Close()
+		res.faults = srv.FaultsInjected()
+		if want == nil || res.failure != "" {
+			return
+		}
+		got := srv.Trace(id)
+		switch {
+		case !traceFailed && !bytes.Equal(got, want):
+			res.lost += int64(len(want) - campaignCommonPrefix(got, want))
+			res.failure = fmt.Sprintf("final trace: %d bytes on the coordinator, %d written and acknowledged, equal for %d", len(got), len(want), campaignCommonPrefix(got, want))
+		case traceFailed && !bytes.HasPrefix(want, got):
+			res.lost += int64(len(got) - campaignCommonPrefix(got, want))
+			res.failure = fmt.Sprintf("final trace: %d bytes on the coordinator, not a prefix of the %d written", len(got), len(want))
+		}
+		res.lateApplied = !traceFailed && res.faults[runnerapitest.FaultLateApply] > 0
+	}()
 	srv.AddRunner(campaignRunnerToken)
-	id := srv.Enqueue(runnerapi.Build{Name: "campaign", Commands: "make", Token: fmt.Sprintf("Campaign-Build-Token-%d", seed)})
+	id = srv.Enqueue(runnerapi.Build{Name: "campaign", Commands: "make", Token: fmt.Sprintf("Campaign-Build-Token-%d", seed)})
 	if err := srv.SetFaults(seed, campaignRules(rng)...); err != nil {
 		res.failure = err.Error()
 		return res
@@ -243,14 +286,16 @@ func campaignRun(dir string, seed int64) (res campaignResult) {
 	if seed%25 == 0 {
 		size = 3 << 20
 	}
-	want := campaignTraceText(rng, size)
+	want = campaignTraceText(rng, size)
 	res.written = int64(len(want))
 	w, err := cl.NewBuildTraceWriter(ctx, build, &runnerapi.TraceOptions{
-		ChunkSize:     4<<10 + rng.IntN(60<<10),
-		FlushInterval: time.Millisecond,
-		KeepAlive:     -1,
-		MemoryLimit:   64<<10 + rng.IntN(1<<20),
-		TempDir:       dir,
+		ChunkSize:      4<<10 + rng.IntN(60<<10),
+		FlushInterval:  time.Millisecond,
+		KeepAlive:      -1,
+		MemoryLimit:    64<<10 + rng.IntN(1<<20),
+		TempDir:        dir,
+		AttemptTimeout: campaignAttemptTimeout,
+		ConfirmDelay:   campaignConfirmDelay,
 	})
 	if err != nil {
 		return fail("trace writer: %v", err)
@@ -266,6 +311,7 @@ func campaignRun(dir string, seed int64) (res campaignResult) {
 		}
 	}
 	traceErr := w.Close()
+	traceFailed = traceErr != nil
 	got := srv.Trace(id)
 	common := campaignCommonPrefix(got, want)
 	res.delivered = int64(common)
