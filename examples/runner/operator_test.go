@@ -349,9 +349,11 @@ func TestConcurrentBuilds(t *testing.T) {
 	for i := range 3 {
 		gate := newFifoGate(t, marks, "gate"+string(rune('a'+i)))
 		gates = append(gates, gate)
+		// The mark appears by a rename, once written: awaitFile must not see it empty.
+		started := shellQuote(filepath.Join(marks, "started")) + ".$CI_BUILD_ID"
 		ids = append(ids, srv.Enqueue(runnerapi.Build{
 			Name: "parallel",
-			Commands: "pwd > " + shellQuote(filepath.Join(marks, "started")) + ".$CI_BUILD_ID\n" + gate.wait() +
+			Commands: "pwd > " + started + ".tmp && mv " + started + ".tmp " + started + "\n" + gate.wait() +
 				"\necho $CI_BUILD_ID > mine.txt\ncat mine.txt",
 		}))
 	}
