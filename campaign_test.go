@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -54,6 +55,10 @@ type campaignResult struct {
 	// lateApplied says the campaign's trace survived at least one late-applied part: the writer's Close
 	// confirmed and, when the part cut the trace back, repaired it.
 	lateApplied bool
+	// cutBacks counts late-applied parts that made the coordinator's trace shorter when they landed.
+	cutBacks int
+	// heldAtFailure counts late-applied parts still held when the writer gave up: they land after its end.
+	heldAtFailure int
 	// errText is the error a campaign that did not end "ok" ended with.
 	errText string
 	failure string
@@ -94,7 +99,7 @@ func TestFaultCampaigns(t *testing.T) {
 	outcomes := make(map[string]int)
 	answersLost := make(map[string]int)
 	var written, delivered, lost, artifactBytes int64
-	lateApplied := 0
+	lateApplied, cutBacks, heldAtFailure := 0, 0, 0
 	var errorsSeen []string
 	campaigns := 0
 	for r := range results {
@@ -110,6 +115,8 @@ func TestFaultCampaigns(t *testing.T) {
 		delivered += r.delivered
 		lost += r.lost
 		artifactBytes += r.artifactBytes
+		cutBacks += r.cutBacks
+		heldAtFailure += r.heldAtFailure
 		if r.lateApplied {
 			lateApplied++
 		}
@@ -130,7 +137,8 @@ func TestFaultCampaigns(t *testing.T) {
 	t.Logf("faults injected: %d (%s)", total, strings.Join(kinds, " "))
 	t.Logf("trace bytes written: %d, delivered: %d, lost: %d; artifact bytes verified: %d", written, delivered, lost, artifactBytes)
 	t.Logf("requests applied whose answer was dropped, by step: %v", answersLost)
-	t.Logf("campaigns whose trace survived a late-applied part: %d", lateApplied)
+	t.Logf("late-applied parts that cut the trace back: %d; campaigns whose trace survived a late-applied part: %d; parts still held when the writer gave up: %d",
+		cutBacks, lateApplied, heldAtFailure)
 	for _, e := range errorsSeen {
 		t.Logf("clear error: %s", e)
 	}
@@ -207,16 +215,26 @@ func campaignRun(dir string, seed int64) (res campaignResult) {
 		}
 	}()
 	rng := rand.New(rand.NewPCG(uint64(seed), 0xca))
-	srv := runnerapitest.NewServer()
+	late := newCampaignLateParts()
+	srv := runnerapitest.NewServer(runnerapitest.WithLogger(late.logger()))
+	late.srv = srv
+	tr := late.transport()
 	var (
 		id          int64
 		want        []byte // the trace written, once it has been
 		traceFailed bool
+		heldAtClose int // late-applied parts injected but not landed when Close returned
 	)
 	defer func() {
 		// Closing the server lands every late-applied part still held: only then is the trace final.
+		late.finish()
 		srv.Close()
+		tr.CloseIdleConnections()
 		res.faults = srv.FaultsInjected()
+		res.cutBacks = late.cutBacks
+		if late.err != nil && res.failure == "" {
+			res.failure = late.err.Error()
+		}
 		if want == nil || res.failure != "" {
 			return
 		}
@@ -225,14 +243,20 @@ func campaignRun(dir string, seed int64) (res campaignResult) {
 		case !traceFailed && !bytes.Equal(got, want):
 			res.lost += int64(len(want) - campaignCommonPrefix(got, want))
 			res.failure = fmt.Sprintf("final trace: %d bytes on the coordinator, %d written and acknowledged, equal for %d", len(got), len(want), campaignCommonPrefix(got, want))
+		case traceFailed && heldAtClose > 0:
+			// A part still held when the writer gave up lands when it will; no client can repair that, and one
+			// landing beyond a trace the coordinator shortened meanwhile pads it with zero bytes (File.truncate).
+			res.heldAtFailure = heldAtClose
 		case traceFailed && !bytes.HasPrefix(want, got):
 			res.lost += int64(len(got) - campaignCommonPrefix(got, want))
-			res.failure = fmt.Sprintf("final trace: %d bytes on the coordinator, not a prefix of the %d written", len(got), len(want))
+			c := campaignCommonPrefix(got, want)
+			res.failure = fmt.Sprintf("final trace: %d bytes on the coordinator, not a prefix of the %d written: equal for %d, then %q; requests: %s", len(got), len(want), c, got[c:min(len(got), c+16)], campaignRequests(srv))
 		}
 		res.lateApplied = !traceFailed && res.faults[runnerapitest.FaultLateApply] > 0
 	}()
 	srv.AddRunner(campaignRunnerToken)
 	id = srv.Enqueue(runnerapi.Build{Name: "campaign", Commands: "make", Token: fmt.Sprintf("Campaign-Build-Token-%d", seed)})
+	late.id = id
 	if err := srv.SetFaults(seed, campaignRules(rng)...); err != nil {
 		res.failure = err.Error()
 		return res
@@ -240,7 +264,8 @@ func campaignRun(dir string, seed int64) (res campaignResult) {
 	cl, err := runnerapi.NewClient(srv.URL,
 		runnerapi.WithRunnerToken(campaignRunnerToken),
 		runnerapi.WithRetryPolicy(runnerapi.RetryPolicy{MaxRetries: 6, BaseDelay: 100 * time.Microsecond, MaxDelay: 2 * time.Millisecond, MaxRetryAfter: 2 * time.Millisecond}),
-		runnerapi.WithTimeout(10*time.Second))
+		runnerapi.WithTimeout(10*time.Second),
+		runnerapi.WithHTTPClient(&http.Client{Transport: tr}))
 	if err != nil {
 		res.failure = err.Error()
 		return res
@@ -312,6 +337,7 @@ func campaignRun(dir string, seed int64) (res campaignResult) {
 	}
 	traceErr := w.Close()
 	traceFailed = traceErr != nil
+	heldAtClose = late.held()
 	got := srv.Trace(id)
 	common := campaignCommonPrefix(got, want)
 	res.delivered = int64(common)
@@ -468,7 +494,7 @@ func campaignFinish(ctx context.Context, srv *runnerapitest.Server, cl *runnerap
 func campaignRequests(srv *runnerapitest.Server) string {
 	var b strings.Builder
 	for _, r := range srv.Requests() {
-		fmt.Fprintf(&b, "[%s %s %d %s] ", r.Method, r.Endpoint, r.Status, r.Fault)
+		fmt.Fprintf(&b, "[%s %s %d %s %s %d] ", r.Method, r.Endpoint, r.Status, r.Fault, r.ContentRange, r.ContentLength)
 	}
 	return b.String()
 }
