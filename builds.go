@@ -61,8 +61,8 @@ type registerForm struct {
 // A build the coordinator assigns while ctx ends is not lost. An attempt in flight when ctx ends may finish, for up
 // to 10 seconds more (less when the client's per-attempt timeout ends it first), and a build it brings is returned
 // with a nil error: check ctx.Err() before starting it if that matters, and report it with a context that has not
-// ended. No attempt starts once ctx has ended, and one whose request was not yet sent in full (still dialing, say)
-// ends with ctx, since the coordinator cannot have acted on it.
+// ended. No attempt starts once ctx has ended, and one whose request body had not begun to go out (still dialing,
+// say) ends with ctx and never sends it, since the coordinator must not act on it.
 //
 // When the answer to a build cannot be decoded in full, Register returns the error together with the part of the
 // build that could be read, when that includes its ID: the build is assigned to this runner all the same, and
