@@ -360,6 +360,10 @@ func (s *BuildsService) Next(ctx context.Context, opts *NextOptions, reqOpts ...
 			if r.LastUpdate != "" {
 				ropts.LastUpdate = r.LastUpdate
 			}
+		case ctx.Err() != nil && (errors.Is(err, ErrConflict) || IsTransient(err)):
+			// A failure Next would have waited out, met as ctx ended: Next stops for ctx, and says so. The failure
+			// is told, not wrapped, as in register.
+			return nil, resp, fmt.Errorf("runnerapi: waiting for a build: %w, and the last poll failed: %v", ctx.Err(), err)
 		case ctx.Err() != nil:
 			return nil, resp, err
 		case errors.Is(err, ErrConflict) || IsTransient(err):

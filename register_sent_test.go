@@ -2,11 +2,15 @@ package runnerapi_test
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -94,5 +98,54 @@ func TestRegisterEndedWhileWritingTheRequestLosesNoBuild(t *testing.T) {
 		require.NotNil(t, build)
 		assert.Equal(t, id, build.ID)
 		assert.Equal(t, runnerapi.StateRunning, info.State)
+	}
+}
+
+// answerThenEnd answers every request with code, ending the caller's context first: the answer arrives as the
+// context ends, as on a loaded machine.
+type answerThenEnd struct {
+	code int
+	end  context.CancelFunc
+}
+
+func (a answerThenEnd) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Body != nil {
+		_, _ = io.Copy(io.Discard, r.Body)
+		_ = r.Body.Close()
+	}
+	a.end()
+	body := `{"message":"` + strconv.Itoa(a.code) + " " + http.StatusText(a.code) + `"}`
+	return &http.Response{StatusCode: a.code, Status: strconv.Itoa(a.code) + " " + http.StatusText(a.code),
+		Header: http.Header{"Content-Type": {"application/json"}}, Body: io.NopCloser(strings.NewReader(body)),
+		ContentLength: int64(len(body)), Request: r, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}, nil
+}
+
+// TestNextEndedAsAPollFailsSaysSo: a poll whose failure Next would wait out (a 409, a 502), answered as ctx ends,
+// ends Next with an error that matches ctx's, not with the failure alone; a refused token still says so.
+func TestNextEndedAsAPollFailsSaysSo(t *testing.T) {
+	for _, c := range []struct {
+		code  int
+		is    error
+		notIs error
+	}{
+		{http.StatusConflict, context.Canceled, runnerapi.ErrConflict},
+		{http.StatusBadGateway, context.Canceled, nil},
+		{http.StatusForbidden, runnerapi.ErrForbidden, context.Canceled},
+	} {
+		t.Run(strconv.Itoa(c.code), func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			cl, err := runnerapi.NewClient("https://gitlab.example.com/", runnerapi.WithRunnerToken("runner-token"),
+				runnerapi.WithHTTPClient(&http.Client{Transport: answerThenEnd{code: c.code, end: cancel}}))
+			require.NoError(t, err)
+			build, _, err := cl.Builds.Next(ctx, &runnerapi.NextOptions{Interval: time.Hour})
+			assert.Nil(t, build)
+			require.Error(t, err)
+			assert.ErrorIs(t, err, c.is)
+			if c.notIs != nil {
+				assert.NotErrorIs(t, err, c.notIs)
+			}
+			assert.False(t, runnerapi.IsTransient(err), "%v", err)
+		})
 	}
 }
