@@ -345,7 +345,7 @@ func campaignRun(dir string, seed int64) (res campaignResult) {
 	if traceErr == nil {
 		res.lost += int64(len(want) - common)
 		if !bytes.Equal(got, want) {
-			return fail("trace: %d bytes on the coordinator, %d written, equal for %d", len(got), len(want), common)
+			return fail("trace: %d bytes on the coordinator, %d written, equal for %d, then %q; requests: %s", len(got), len(want), common, got[common:min(len(got), common+8)], campaignRequests(srv))
 		}
 	} else {
 		if !clearError("trace", traceErr) {
