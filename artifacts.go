@@ -14,7 +14,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -155,7 +154,7 @@ func (s *ArtifactsService) upload(ctx context.Context, name string, id int64, fi
 	if err != nil {
 		return nil, nil, fmt.Errorf("runnerapi: %s: %w", name, err)
 	}
-	path := artifactsPath(id)
+	path := c.wire.artifactsPath(id)
 	if opts.ExpireIn != "" {
 		path += "?" + url.Values{"expire_in": {opts.ExpireIn}}.Encode()
 	}
@@ -182,7 +181,7 @@ func (s *ArtifactsService) upload(ctx context.Context, name string, id int64, fi
 		return nil, nil, err
 	}
 	req.Header.Set("Content-Type", contentType)
-	req.Header.Set(buildTokenHeader, token)
+	req.Header.Set(c.wire.jobTokenHeader, token)
 	if src.size >= 0 {
 		req.ContentLength = int64(len(prefix)) + src.size + int64(len(suffix))
 	} else {
@@ -322,11 +321,6 @@ func (a *uploadAnswer) build() (*Build, error) {
 		b.ID, _ = scanTopLevelID(data)
 	}
 	return b, err
-}
-
-// artifactsPath is the artifacts endpoint of build id, relative to the API root.
-func artifactsPath(id int64) string {
-	return "builds/" + strconv.FormatInt(id, 10) + "/artifacts"
 }
 
 // multipartEnvelope returns what goes before and after the file's bytes in a multipart/form-data body whose
@@ -502,11 +496,11 @@ func (s *ArtifactsService) Delete(ctx context.Context, id int64, reqOpts ...Requ
 	if err != nil {
 		return nil, err
 	}
-	req, err := c.NewRequest(ctx, http.MethodDelete, artifactsPath(id), nil)
+	req, err := c.NewRequest(ctx, http.MethodDelete, c.wire.artifactsPath(id), nil)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set(buildTokenHeader, token)
+	req.Header.Set(c.wire.jobTokenHeader, token)
 	return c.do(req, nil, call{retry: retryTransient, small: true, secrets: []string{token}})
 }
 

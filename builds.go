@@ -9,7 +9,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptrace"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -115,7 +114,7 @@ var errGraceOver = errors.New("runnerapi: register grace over")
 func (s *BuildsService) register(ctx context.Context, form *registerForm, build *Build) (*Response, error) {
 	c := s.client
 	cl := call{retry: retryUnsent, small: true, secrets: []string{form.Token}}
-	where := func() string { return "runnerapi: POST " + redactURL(c.baseURL) + "builds/register" }
+	where := func() string { return "runnerapi: POST " + redactURL(c.baseURL) + c.wire.requestPath }
 	var resp *Response
 	for attempt := 1; ; attempt++ {
 		if err := ctx.Err(); err != nil {
@@ -123,7 +122,7 @@ func (s *BuildsService) register(ctx context.Context, form *registerForm, build 
 		}
 		attemptCtx, graceOver, release := detachWithGrace(ctx, registerGrace)
 		attemptCtx, unsent, stopUnsent := c.endUnsentWithContext(ctx, attemptCtx)
-		req, err := c.NewRequest(attemptCtx, http.MethodPost, "builds/register", form)
+		req, err := c.NewRequest(attemptCtx, http.MethodPost, c.wire.requestPath, form)
 		if err != nil {
 			stopUnsent()
 			release()
@@ -374,7 +373,7 @@ func (s *BuildsService) Update(ctx context.Context, id int64, opts *UpdateOption
 		return nil, fmt.Errorf("runnerapi: Update: the API takes the state running, success or failed, not %q", opts.State)
 	}
 	form := &updateForm{Token: token, State: opts.State, Trace: opts.Trace}
-	req, err := c.NewRequest(ctx, http.MethodPut, "builds/"+strconv.FormatInt(id, 10), form)
+	req, err := c.NewRequest(ctx, http.MethodPut, c.wire.jobPath(id), form)
 	if err != nil {
 		return nil, err
 	}

@@ -21,12 +21,6 @@ const Version = "0.1.0"
 // DefaultUserAgent is the User-Agent sent unless WithUserAgent says otherwise.
 const DefaultUserAgent = "runnerapi/" + Version + " (+https://github.com/runnerapi/runnerapi)"
 
-// apiPath is where the CI Builds API v1 lives below a coordinator's address.
-const apiPath = "/ci/api/v1"
-
-// buildTokenHeader carries the build token on the trace and artifacts endpoints.
-const buildTokenHeader = "BUILD-TOKEN"
-
 // DefaultTimeout bounds each attempt of a call whose request and answer are small (register, update, delete, a
 // trace part) unless WithTimeout says otherwise. Streaming calls (artifact upload and download) are bounded by
 // their context alone.
@@ -38,7 +32,8 @@ const maxJSONBody = 16 << 20
 // Client talks to one coordinator. It is safe for concurrent use. Create it with NewClient.
 type Client struct {
 	httpClient  *http.Client
-	baseURL     *url.URL // always ends in /ci/api/v1/
+	baseURL     *url.URL // always ends in the wire's basePath and a slash
+	wire        *wire
 	userAgent   string
 	runnerToken string
 	buildToken  string
@@ -181,7 +176,8 @@ func WithLogger(l *slog.Logger) Option {
 // NewClient returns a client for the coordinator at baseURL: its address as a user types it, such as
 // "https://gitlab.example.com", "https://example.com/gitlab/" or one already ending in "/ci" or "/ci/api/v1".
 func NewClient(baseURL string, opts ...Option) (*Client, error) {
-	u, err := normalizeBaseURL(baseURL)
+	w := &wireV1
+	u, err := normalizeBaseURL(baseURL, w)
 	if err != nil {
 		return nil, err
 	}
@@ -189,6 +185,7 @@ func NewClient(baseURL string, opts ...Option) (*Client, error) {
 		// The SDK's own transport, unless WithHTTPClient replaces the whole client (see transport.go).
 		httpClient: &http.Client{Transport: sharedTransport()},
 		baseURL:    u,
+		wire:       w,
 		userAgent:  DefaultUserAgent,
 		retry:      DefaultRetryPolicy(),
 		timeout:    DefaultTimeout,
@@ -222,8 +219,8 @@ func (c *Client) BaseURL() *url.URL {
 	return &u
 }
 
-// normalizeBaseURL turns a coordinator address into the API root, ending in "/ci/api/v1/".
-func normalizeBaseURL(raw string) (*url.URL, error) {
+// normalizeBaseURL turns a coordinator address into the root of w's API, such as "/ci/api/v1/".
+func normalizeBaseURL(raw string, w *wire) (*url.URL, error) {
 	raw = strings.TrimSpace(raw)
 	// A password holding "/", "?" or "#" ends the authority early, and the parser then quotes it as a port or a
 	// scheme: with any "@" in sight, errors name no part of the input.
@@ -257,11 +254,11 @@ func normalizeBaseURL(raw string) (*url.URL, error) {
 	}
 	p := strings.TrimRight(u.Path, "/")
 	switch {
-	case strings.HasSuffix(p, apiPath):
+	case strings.HasSuffix(p, w.basePath):
 	case strings.HasSuffix(p, "/ci"):
 		p += "/api/v1"
 	default:
-		p += apiPath
+		p += w.basePath
 	}
 	u.Path = p + "/"
 	u.RawPath = ""
@@ -283,7 +280,9 @@ func checkRedirect(next func(*http.Request, []*http.Request) error) func(*http.R
 				first.Method, req.Method)}
 		}
 		if req.URL.Scheme != first.URL.Scheme || req.URL.Host != first.URL.Host {
-			req.Header.Del(buildTokenHeader)
+			for _, h := range tokenHeaders {
+				req.Header.Del(h)
+			}
 			if req.GetBody != nil && req.ContentLength != 0 {
 				return &redirectError{reason: fmt.Sprintf("refusing to resend the request body to another origin (%s)", req.URL.Host)}
 			}
@@ -507,10 +506,21 @@ func (c *Client) Do(req *http.Request, v any) (*Response, error) {
 
 func (c *Client) do(req *http.Request, v any, cl call) (*Response, error) {
 	// The build token a request carries is masked in any answer that echoes it, whoever built the request.
-	cl.secrets = c.callSecrets(cl.secrets, req.Header.Get(buildTokenHeader))
+	cl.secrets = c.callSecrets(cl.secrets, requestTokens(req)...)
 	resp, err := c.send(req, v, cl)
 	// Every failure was scrubbed where it came in; this catches what a future path may forget.
 	return resp, scrub(err, cl.secrets)
+}
+
+// requestTokens returns the values of req's token headers, of whichever API.
+func requestTokens(req *http.Request) []string {
+	var out []string
+	for _, h := range tokenHeaders {
+		if v := req.Header.Get(h); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // callSecrets returns the secrets to scrub from the errors of a call: its own, and the client's tokens, which an
@@ -565,7 +575,7 @@ func (c *Client) send(req *http.Request, v any, cl call) (*Response, error) {
 // attempt sends req once and interprets the answer. Every failure it returns is scrubbed of the call's secrets
 // and the client's tokens, whichever loop of attempts calls it.
 func (c *Client) attempt(req *http.Request, v any, cl call, n int) (*Response, error) {
-	cl.secrets = c.callSecrets(cl.secrets, req.Header.Get(buildTokenHeader))
+	cl.secrets = c.callSecrets(cl.secrets, requestTokens(req)...)
 	ctx := req.Context()
 	r := req
 	if cl.small && c.timeout > 0 {

@@ -260,12 +260,12 @@ func (d *downloader) fetch() (*http.Response, error) {
 // get sends one request for the file from d.off on.
 func (d *downloader) get() (*http.Response, error) {
 	c := d.c
-	req, err := c.NewRequest(d.ctx, http.MethodGet, artifactsPath(d.id), nil)
+	req, err := c.NewRequest(d.ctx, http.MethodGet, c.wire.artifactsPath(d.id), nil)
 	if err != nil {
 		return nil, err
 	}
 	d.url = redactURL(req.URL)
-	req.Header.Set(buildTokenHeader, d.token)
+	req.Header.Set(c.wire.jobTokenHeader, d.token)
 	req.Header.Set("Accept", "*/*")
 	// Offsets must count the file's own bytes, not those of a compressed rendering of it.
 	req.Header.Set("Accept-Encoding", "identity")

@@ -92,7 +92,7 @@ func (s *RunnersService) Register(ctx context.Context, registrationToken string,
 		}
 	}
 	form := &registerRunnerForm{Token: registrationToken, RegisterRunnerOptions: opts}
-	req, err := c.NewRequest(ctx, http.MethodPost, "runners/register", form)
+	req, err := c.NewRequest(ctx, http.MethodPost, c.wire.registerRunnerPath, form)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -126,7 +126,7 @@ func (s *RunnersService) Unregister(ctx context.Context, runnerToken string, req
 	if runnerToken == "" {
 		return nil, errors.New("runnerapi: Runners.Unregister needs the runner token")
 	}
-	req, err := c.NewRequest(ctx, http.MethodDelete, "runners/delete", &unregisterRunnerForm{Token: runnerToken})
+	req, err := c.NewRequest(ctx, http.MethodDelete, c.wire.unregisterRunnerPath, &unregisterRunnerForm{Token: runnerToken})
 	if err != nil {
 		return nil, err
 	}

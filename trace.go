@@ -244,7 +244,7 @@ func (c *Client) newTraceWriter(ctx context.Context, id int64, o TraceOptions, b
 	if w.sleep == nil {
 		w.sleep = sleepCtx
 	}
-	if u, err := c.baseURL.Parse(tracePath(id)); err == nil {
+	if u, err := c.baseURL.Parse(c.wire.tracePath(id)); err == nil {
 		w.url = redactURL(u)
 	}
 	w.spool = traceSpool{memLimit: cmp.Or(o.MemoryLimit, DefaultTraceMemoryLimit), dir: o.TempDir}

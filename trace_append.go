@@ -72,14 +72,9 @@ func (s *BuildsService) AppendTrace(ctx context.Context, id, offset int64, part 
 	return c.appendTrace(ctx, id, offset, part, nil, token, call{retry: retryUnsent, small: true, secrets: []string{token}})
 }
 
-// tracePath is the trace endpoint of build id, relative to the API root.
-func tracePath(id int64) string {
-	return "builds/" + strconv.FormatInt(id, 10) + "/trace.txt"
-}
-
 // appendTrace sends part at offset; first, when not nil, is the body of the first attempt.
 func (c *Client) appendTrace(ctx context.Context, id, offset int64, part []byte, first *traceBodyReader, token string, cl call) (*TraceAppend, *Response, error) {
-	req, err := c.NewRequest(ctx, http.MethodPatch, tracePath(id), nil)
+	req, err := c.NewRequest(ctx, http.MethodPatch, c.wire.tracePath(id), nil)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -91,9 +86,9 @@ func (c *Client) appendTrace(ctx context.Context, id, offset int64, part []byte,
 		req.GetBody = func() (io.ReadCloser, error) { return newTraceBodyReader(part), nil }
 		req.ContentLength = int64(len(part))
 	}
-	req.Header.Set(buildTokenHeader, token)
+	req.Header.Set(c.wire.jobTokenHeader, token)
 	req.Header.Set("Content-Type", "text/plain")
-	req.Header.Set("Content-Range", strconv.FormatInt(offset, 10)+"-"+strconv.FormatInt(offset+int64(len(part)), 10))
+	req.Header.Set("Content-Range", c.wire.contentRange(offset, len(part)))
 	resp, err := c.do(req, nil, cl)
 	if err != nil {
 		var er *ErrorResponse
@@ -102,11 +97,11 @@ func (c *Client) appendTrace(ctx context.Context, id, offset int64, part []byte,
 			if rerr != nil {
 				return nil, resp, fmt.Errorf("%w: %w", er, rerr)
 			}
-			return nil, resp, &RangeError{Length: n, Status: BuildState(er.Response.Header.Get("Build-Status")), Err: er}
+			return nil, resp, &RangeError{Length: n, Status: BuildState(er.Response.Header.Get(c.wire.statusHeader)), Err: er}
 		}
 		return nil, resp, err
 	}
-	status := BuildState(resp.Header.Get("Build-Status"))
+	status := BuildState(resp.Header.Get(c.wire.statusHeader))
 	if resp.StatusCode == http.StatusAccepted && len(resp.Header.Values("Range")) == 0 {
 		// The part was appended: GitLab checks where it starts before it writes, and answers 416 otherwise.
 		return &TraceAppend{Length: offset + int64(len(part)), Status: status, Assumed: true}, resp, nil

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 	"sync"
 	"time"
 )
@@ -117,7 +116,7 @@ func (w *TraceWriter) putWhole(view traceSpoolView, size int64) (*Response, erro
 	if err != nil {
 		return nil, err
 	}
-	req, err := w.c.NewRequest(w.ctx, http.MethodPut, "builds/"+strconv.FormatInt(w.id, 10), nil)
+	req, err := w.c.NewRequest(w.ctx, http.MethodPut, w.c.wire.jobPath(w.id), nil)
 	if err != nil {
 		return nil, err
 	}
