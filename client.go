@@ -85,8 +85,9 @@ func WithRunnerToken(token string) Option {
 	}
 }
 
-// WithBuildToken sets the build token, which the trace and artifacts endpoints send in the BUILD-TOKEN header.
-// A runner serving many builds usually passes each build's token per call with WithToken instead.
+// WithBuildToken sets the build token (the job token on the runner API v4), which the trace and artifacts
+// endpoints send in the BUILD-TOKEN (v4: JOB-TOKEN) header. A runner serving many builds usually passes each
+// build's token per call with WithToken instead.
 func WithBuildToken(token string) Option {
 	return func(c *Client) error {
 		c.buildToken = token
@@ -174,25 +175,31 @@ func WithLogger(l *slog.Logger) Option {
 }
 
 // NewClient returns a client for the coordinator at baseURL: its address as a user types it, such as
-// "https://gitlab.example.com", "https://example.com/gitlab/" or one already ending in "/ci" or "/ci/api/v1".
+// "https://gitlab.example.com", "https://example.com/gitlab/" or one already ending in "/ci" or "/ci/api/v1"
+// (or, with WithAPI(APIv4), "/api/v4"). The client speaks the CI API v1 unless WithAPI says otherwise.
 func NewClient(baseURL string, opts ...Option) (*Client, error) {
-	w := &wireV1
-	u, err := normalizeBaseURL(baseURL, w)
-	if err != nil {
-		return nil, err
-	}
 	c := &Client{
 		// The SDK's own transport, unless WithHTTPClient replaces the whole client (see transport.go).
 		httpClient: &http.Client{Transport: sharedTransport()},
-		baseURL:    u,
-		wire:       w,
+		wire:       &wireV1,
 		userAgent:  DefaultUserAgent,
 		retry:      DefaultRetryPolicy(),
 		timeout:    DefaultTimeout,
 		logger:     slog.New(slog.DiscardHandler),
 	}
+	u, err := normalizeBaseURL(baseURL, c.wire)
+	if err != nil {
+		return nil, err
+	}
+	c.baseURL = u
 	for _, opt := range opts {
 		if err := opt(c); err != nil {
+			return nil, err
+		}
+	}
+	if c.wire.api != APIv1 {
+		// WithAPI chose another API: its root, from the same address.
+		if c.baseURL, err = normalizeBaseURL(baseURL, c.wire); err != nil {
 			return nil, err
 		}
 	}
@@ -213,7 +220,8 @@ func (c Client) Format(f fmt.State, verb rune) {
 // LogValue logs the client as the API root it talks to, never its tokens.
 func (c Client) LogValue() slog.Value { return slog.StringValue(fmt.Sprint(c)) }
 
-// BaseURL returns the API root every request path is resolved against; it ends in "/ci/api/v1/".
+// BaseURL returns the API root every request path is resolved against; it ends in "/ci/api/v1/", or "/api/v4/"
+// for a client of the runner API v4.
 func (c *Client) BaseURL() *url.URL {
 	u := *c.baseURL
 	return &u
@@ -253,6 +261,18 @@ func normalizeBaseURL(raw string, w *wire) (*url.URL, error) {
 		return nil, errors.New("runnerapi: invalid base URL: it must not have a fragment")
 	}
 	p := strings.TrimRight(u.Path, "/")
+	if w.api == APIv4 {
+		// As gitlab-runner does: an address ending in /ci (the v1 habit) means the instance above it.
+		for _, suffix := range []string{w.basePath, wireV1.basePath, "/ci"} {
+			if rest, ok := strings.CutSuffix(p, suffix); ok {
+				p = rest
+				break
+			}
+		}
+		u.Path = p + w.basePath + "/"
+		u.RawPath = ""
+		return u, nil
+	}
 	switch {
 	case strings.HasSuffix(p, w.basePath):
 	case strings.HasSuffix(p, "/ci"):

@@ -6,6 +6,8 @@ import "strconv"
 // as data the shared code asks, chosen once when the client is made. Each API's value is in a file of its own
 // (wire_v1.go, ...); nothing else in the package knows which API it speaks.
 type wire struct {
+	// api is the API this wire speaks.
+	api API
 	// basePath is where the API lives below a coordinator's address, without the trailing slash.
 	basePath string
 	// jobTokenHeader carries the job's (build's) token on the trace and artifacts endpoints.

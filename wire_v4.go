@@ -1,0 +1,15 @@
+package runnerapi
+
+// wireV4 is the runner API v4 of every GitLab since 9.0, as gitlab-runner speaks it today.
+var wireV4 = wire{
+	api:                  APIv4,
+	basePath:             "/api/v4",
+	jobTokenHeader:       "JOB-TOKEN",
+	statusHeader:         "Job-Status",
+	inclusiveRangeEnd:    true, // gitlab-runner since 11.3; GitLab reads START alone
+	requestPath:          "jobs/request",
+	jobsPath:             "jobs/",
+	tracePathSuffix:      "/trace",
+	registerRunnerPath:   "runners",
+	unregisterRunnerPath: "runners",
+}
