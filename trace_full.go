@@ -56,6 +56,10 @@ func (w *TraceWriter) sendWhole() {
 // sendFull replaces the coordinator's trace with everything written so far through an update with the runner
 // token. why says why when the PATCH endpoint's state forced it; then a missing runner token is an error.
 func (w *TraceWriter) sendFull(forced bool, why error) {
+	if !w.c.wire.wholeTrace {
+		w.fail(fmt.Errorf("runnerapi: trace of job %d: %w, and the runner API %v cannot replace a trace", w.id, why, w.c.wire.api))
+		return
+	}
 	if w.c.runnerToken == "" {
 		if why == nil {
 			why = errors.New("the trace must be sent whole")

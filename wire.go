@@ -23,6 +23,9 @@ type wire struct {
 	jobsPath string
 	// tracePathSuffix follows jobsPath + id on the trace endpoint.
 	tracePathSuffix string
+	// wholeTrace says that an update can replace a job's whole trace (v1's trace parameter): the trace writer's
+	// way out when the coordinator has no trace endpoint, or holds more than was written.
+	wholeTrace bool
 	// registerRunnerPath and unregisterRunnerPath are where runners are registered and removed.
 	registerRunnerPath, unregisterRunnerPath string
 }

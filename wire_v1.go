@@ -10,6 +10,7 @@ var wireV1 = wire{
 	requestPath:          "builds/register",
 	jobsPath:             "builds/",
 	tracePathSuffix:      "/trace.txt",
+	wholeTrace:           true,
 	registerRunnerPath:   "runners/register",
 	unregisterRunnerPath: "runners/delete",
 }

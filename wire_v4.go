@@ -10,6 +10,7 @@ var wireV4 = wire{
 	requestPath:          "jobs/request",
 	jobsPath:             "jobs/",
 	tracePathSuffix:      "/trace",
+	wholeTrace:           false, // the trace parameter of PUT jobs/:id went away in GitLab 10.x
 	registerRunnerPath:   "runners",
 	unregisterRunnerPath: "runners",
 }
