@@ -40,6 +40,7 @@ type Client struct {
 	retry       RetryPolicy
 	timeout     time.Duration
 	logger      *slog.Logger
+	sleep       waitFor
 
 	common service
 
@@ -49,6 +50,8 @@ type Client struct {
 	Artifacts *ArtifactsService
 	// Runners registers runners (making their runner tokens) and removes them.
 	Runners *RunnersService
+	// Jobs takes and reports jobs on the runner API v4.
+	Jobs *JobsService
 }
 
 // service is the state every service shares: the client it calls through.
@@ -186,6 +189,7 @@ func NewClient(baseURL string, opts ...Option) (*Client, error) {
 		retry:      DefaultRetryPolicy(),
 		timeout:    DefaultTimeout,
 		logger:     slog.New(slog.DiscardHandler),
+		sleep:      sleepCtx,
 	}
 	u, err := normalizeBaseURL(baseURL, c.wire)
 	if err != nil {
@@ -208,6 +212,7 @@ func NewClient(baseURL string, opts ...Option) (*Client, error) {
 	c.Builds = (*BuildsService)(&c.common)
 	c.Artifacts = (*ArtifactsService)(&c.common)
 	c.Runners = (*RunnersService)(&c.common)
+	c.Jobs = (*JobsService)(&c.common)
 	return c, nil
 }
 
@@ -731,6 +736,9 @@ func redactError(err error) error {
 	}
 	return err
 }
+
+// waitFor is how the client waits between answers a coordinator asks it to repeat; tests replace it.
+type waitFor func(ctx context.Context, d time.Duration) error
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
