@@ -84,7 +84,7 @@ func (s *BuildsService) Register(ctx context.Context, opts *RegisterOptions, req
 		if isNoBuild(er) {
 			return nil, resp, nil
 		}
-		return nil, resp, &notCoordinatorError{er}
+		return nil, resp, &notCoordinatorError{er: er}
 	}
 	if err != nil && resp != nil && resp.StatusCode == http.StatusCreated && build.ID != 0 {
 		// The coordinator has already assigned this build to the runner: hand back what could be read, so that the
@@ -113,7 +113,17 @@ var errGraceOver = errors.New("runnerapi: register grace over")
 // attempt may finish, for up to registerGrace more; no attempt starts once ctx has ended.
 func (s *BuildsService) register(ctx context.Context, form *registerForm, build *Build) (*Response, error) {
 	c := s.client
-	cl := call{retry: retryUnsent, small: true, secrets: []string{form.Token}}
+	newRequest := func(ctx context.Context) (*http.Request, error) {
+		return c.NewRequest(ctx, http.MethodPost, c.wire.requestPath, form)
+	}
+	return c.takeJob(ctx, newRequest, func() { *build = Build{} }, build, form.Token)
+}
+
+// takeJob sends the request newRequest makes, decoding the answer into v after reset, until an answer, as
+// BuildsService.register says: retried only when the coordinator surely did not act on it, each attempt detached
+// from ctx for up to registerGrace. It serves both APIs' requests for a job.
+func (c *Client) takeJob(ctx context.Context, newRequest func(context.Context) (*http.Request, error), reset func(), v any, token string) (*Response, error) {
+	cl := call{retry: retryUnsent, small: true, secrets: []string{token}}
 	where := func() string { return "runnerapi: POST " + redactURL(c.baseURL) + c.wire.requestPath }
 	var resp *Response
 	for attempt := 1; ; attempt++ {
@@ -122,14 +132,14 @@ func (s *BuildsService) register(ctx context.Context, form *registerForm, build 
 		}
 		attemptCtx, graceOver, release := detachWithGrace(ctx, registerGrace)
 		attemptCtx, unsent, stopUnsent := c.endUnsentWithContext(ctx, attemptCtx)
-		req, err := c.NewRequest(attemptCtx, http.MethodPost, c.wire.requestPath, form)
+		req, err := newRequest(attemptCtx)
 		if err != nil {
 			stopUnsent()
 			release()
 			return resp, err
 		}
-		*build = Build{}
-		resp, err = c.attempt(req, build, cl, attempt)
+		reset()
+		resp, err = c.attempt(req, v, cl, attempt)
 		over := graceOver()
 		stopUnsent()
 		release()
@@ -248,10 +258,14 @@ func isNoBuild(er *ErrorResponse) bool {
 
 // notCoordinatorError is a 404 to register that no coordinator sends.
 type notCoordinatorError struct {
-	er *ErrorResponse
+	er  *ErrorResponse
+	api API // the API the address does not serve; APIv1 when zero
 }
 
 func (e *notCoordinatorError) Error() string {
+	if e.api == APIv4 {
+		return e.er.Error() + " (not a coordinator's answer: the address does not serve the runner API v4; check the base URL)"
+	}
 	return e.er.Error() + " (not a coordinator's answer: the address does not serve the CI Builds API v1; check the base URL)"
 }
 
@@ -288,24 +302,34 @@ func (s *BuildsService) Next(ctx context.Context, opts *NextOptions, reqOpts ...
 		interval = DefaultPollInterval
 	}
 	ropts := RegisterOptions{LastUpdate: opts.LastUpdate, Info: opts.Info}
+	return pollFor(ctx, c, interval, func() (*Build, *Response, error) {
+		build, r, err := s.Register(ctx, &ropts, reqOpts...)
+		if err == nil && r != nil && r.LastUpdate != "" {
+			ropts.LastUpdate = r.LastUpdate
+		}
+		return build, r, err
+	})
+}
+
+// pollFor calls take every interval (drawn by pollWait) until it brings a job, ctx ends, or it fails with an error
+// that is neither a conflict nor transient; those are waited out with the client's backoff. take keeps the
+// long-polling value itself. It is Next's loop, for both APIs.
+func pollFor[T any](ctx context.Context, c *Client, interval time.Duration, take func() (*T, *Response, error)) (*T, *Response, error) {
 	var (
 		resp     *Response
 		failures int
 	)
 	for {
-		build, r, err := s.Register(ctx, &ropts, reqOpts...)
+		job, r, err := take()
 		if r != nil {
 			resp = r
 		}
 		wait := pollWait(interval)
 		switch {
-		case build != nil:
-			return build, resp, err
+		case job != nil:
+			return job, resp, err
 		case err == nil:
 			failures = 0
-			if r.LastUpdate != "" {
-				ropts.LastUpdate = r.LastUpdate
-			}
 		case ctx.Err() != nil:
 			return nil, resp, err
 		case errors.Is(err, ErrConflict) || IsTransient(err):
@@ -321,7 +345,7 @@ func (s *BuildsService) Next(ctx context.Context, opts *NextOptions, reqOpts ...
 			return nil, resp, err
 		}
 		if err := sleepCtx(ctx, wait); err != nil {
-			return nil, resp, fmt.Errorf("runnerapi: waiting for a build: %w", err)
+			return nil, resp, fmt.Errorf("runnerapi: waiting for a job: %w", err)
 		}
 	}
 }

@@ -140,7 +140,7 @@ func (s *RunnersService) Unregister(ctx context.Context, runnerToken string, req
 func notCoordinator(err error) error {
 	var er *ErrorResponse
 	if errors.As(err, &er) && er.StatusCode == http.StatusNotFound && !er.apiMessage {
-		return &notCoordinatorError{er}
+		return &notCoordinatorError{er: er}
 	}
 	return err
 }

@@ -1,5 +1,9 @@
 package runnerapi
 
+// runnerTokenHeaderV4 carries the runner token besides the token parameter, as gitlab-runner sends it; GitLab reads
+// the parameter.
+const runnerTokenHeaderV4 = "RUNNER-TOKEN"
+
 // wireV4 is the runner API v4 of every GitLab since 9.0, as gitlab-runner speaks it today.
 var wireV4 = wire{
 	api:                  APIv4,
