@@ -304,6 +304,11 @@ func checkRedirect(next func(*http.Request, []*http.Request) error) func(*http.R
 			return &redirectError{reason: fmt.Sprintf("refusing to follow a redirect that turns %s into %s; check the base URL (http or https?)",
 				first.Method, req.Method)}
 		}
+		if followUploadRedirect(req, first) {
+			// The coordinator sends the upload to another of its hosts: the request goes again there, body and
+			// job token included, as gitlab-runner sends it.
+			return nil
+		}
 		if req.URL.Scheme != first.URL.Scheme || req.URL.Host != first.URL.Host {
 			for _, h := range tokenHeaders {
 				req.Header.Del(h)
@@ -324,6 +329,24 @@ func checkRedirect(next func(*http.Request, []*http.Request) error) func(*http.R
 	}
 }
 
+// uploadRedirectKey marks, in a request's context, an artifacts upload of the runner API v4, whose 307 answer
+// names the host to send it to again.
+type uploadRedirectKey struct{}
+
+// followUploadRedirect reports whether req, made for a 307 or 308 answer to first, is a v4 artifacts upload sent
+// again to the host the coordinator names, never from https down to http.
+func followUploadRedirect(req, first *http.Request) bool {
+	if v, _ := first.Context().Value(uploadRedirectKey{}).(bool); !v || req.Response == nil {
+		return false
+	}
+	switch req.Response.StatusCode {
+	case http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
+	default:
+		return false
+	}
+	return req.URL.Scheme == first.URL.Scheme || req.URL.Scheme == "https"
+}
+
 // redirectError is a redirect the SDK or the caller's CheckRedirect (err) refuses to follow. It is not transient:
 // the next attempt meets it again.
 type redirectError struct {
@@ -340,8 +363,9 @@ type RequestOption func(*callConfig)
 
 // callConfig is what RequestOptions adjust.
 type callConfig struct {
-	token    string
-	progress ProgressFunc
+	token          string
+	progress       ProgressFunc
+	directDownload bool
 }
 
 // ProgressFunc is told how many bytes of a transfer are done and how many there are in all (-1 when unknown).
@@ -351,6 +375,13 @@ type ProgressFunc func(done, total int64)
 // the trace and artifacts endpoints.
 func WithToken(token string) RequestOption {
 	return func(cc *callConfig) { cc.token = token }
+}
+
+// WithDirectDownload makes a download of the runner API v4 ask for a redirect to the file in object storage
+// (direct_download=true), which the SDK follows without the job token; the coordinator serves the file itself
+// when direct download is off. The CI API v1 has no such parameter: there it is an error.
+func WithDirectDownload() RequestOption {
+	return func(cc *callConfig) { cc.directDownload = true }
 }
 
 // WithProgress reports the progress of an upload or download to fn, at most a few times a second and once at the

@@ -26,6 +26,9 @@ type wire struct {
 	// wholeTrace says that an update can replace a job's whole trace (v1's trace parameter): the trace writer's
 	// way out when the coordinator has no trace endpoint, or holds more than was written.
 	wholeTrace bool
+	// jobArtifacts says that a job has several artifacts by type and format (artifact_type, artifact_format), a
+	// 307 answer to an upload names the host to send it to again, and there is no runner-side delete.
+	jobArtifacts bool
 	// registerRunnerPath and unregisterRunnerPath are where runners are registered and removed.
 	registerRunnerPath, unregisterRunnerPath string
 }

@@ -15,6 +15,7 @@ var wireV4 = wire{
 	jobsPath:             "jobs/",
 	tracePathSuffix:      "/trace",
 	wholeTrace:           false, // the trace parameter of PUT jobs/:id went away in GitLab 10.x
+	jobArtifacts:         true,
 	registerRunnerPath:   "runners",
 	unregisterRunnerPath: "runners",
 }
