@@ -57,7 +57,8 @@ type UploadOptions struct {
 	// default, or a report such as "junit" with its format ("gzip", "raw", ...), as the job's Artifacts entries
 	// give them. A job may have one upload of each type. On the CI API v1, which keeps one file per build, setting
 	// them is an error.
-	ArtifactType   string
+	ArtifactType string
+	// ArtifactFormat is the upload's artifact_format (runner API v4 only), as ArtifactType says.
 	ArtifactFormat string
 	// Size, when positive, is the exact number of bytes Upload's reader yields: the request then carries an exact
 	// Content-Length instead of chunked encoding, and a reader that yields more or fewer fails the upload.

@@ -75,12 +75,7 @@ func (s *JobsService) Request(ctx context.Context, opts *JobRequestOptions, reqO
 	b := jobRequestBody{Token: token, SystemID: opts.SystemID, LastUpdate: opts.LastUpdate, Info: jobRequestInfo{
 		Name: opts.Info.Name, Version: opts.Info.Version, Revision: opts.Info.Revision, Platform: opts.Info.Platform,
 		Architecture: opts.Info.Architecture, Executor: opts.Executor}}
-	if len(opts.Features) > 0 {
-		b.Info.Features = make(map[string]bool, len(opts.Features))
-		for _, f := range opts.Features {
-			b.Info.Features[f] = true
-		}
-	}
+	b.Info.Features = featureSet(opts.Features)
 	body, err := json.Marshal(b)
 	if err != nil {
 		return nil, nil, fmt.Errorf("runnerapi: Jobs.Request: %w", err)
