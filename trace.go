@@ -227,6 +227,20 @@ func (c *Client) NewBuildTraceWriter(ctx context.Context, b *Build, opts *TraceO
 	return c.newTraceWriter(ctx, b.ID, o, b.Token, masked)
 }
 
+// NewJobTraceWriter starts a writer of a v4 job's trace, with the job's token unless opts gives one, masking the
+// job's secrets (Job.Secrets) of MinTraceSecret bytes or more besides those in opts, as NewBuildTraceWriter does
+// for a build.
+func (c *Client) NewJobTraceWriter(ctx context.Context, j *Job, opts *TraceOptions) (*TraceWriter, error) {
+	if j == nil {
+		return nil, errors.New("runnerapi: NewJobTraceWriter: nil job")
+	}
+	var o TraceOptions
+	if opts != nil {
+		o = *opts
+	}
+	return c.newTraceWriter(ctx, j.ID, o, j.Token, longSecrets(j.Secrets()))
+}
+
 // newTraceWriter starts a writer of build id's trace. buildToken is the build's own token, used when o gives
 // none; masked are the build's secrets to mask.
 func (c *Client) newTraceWriter(ctx context.Context, id int64, o TraceOptions, buildToken string, masked []string) (*TraceWriter, error) {

@@ -223,3 +223,24 @@ func TestTraceWriterV4CancelGracefully(t *testing.T) {
 	}
 	assert.Equal(t, "running after_script\n", string(srv.Trace(id)))
 }
+
+// NewJobTraceWriter masks the job's token and secret variables of 8 bytes or more in the trace.
+func TestNewJobTraceWriterMasksSecrets(t *testing.T) {
+	srv := runnerapitest.NewServer()
+	defer srv.Close()
+	srv.AddRunner("glrt-trace-v4-runner")
+	srv.EnqueueCommands("trace", "true")
+	c := newV4Client(t, srv, runnerapi.WithRunnerToken("glrt-trace-v4-runner"))
+	job, _, err := c.Jobs.Request(context.Background(), nil)
+	require.NoError(t, err)
+	require.NotNil(t, job)
+	w, err := c.NewJobTraceWriter(context.Background(), job, nil)
+	require.NoError(t, err)
+	_, _ = io.WriteString(w, "token="+job.Token+"\n")
+	require.NoError(t, w.Close())
+	got := string(srv.Trace(job.ID))
+	assert.NotContains(t, got, job.Token)
+	assert.Contains(t, got, "[MASKED]")
+	_, err = c.NewJobTraceWriter(context.Background(), nil, nil)
+	assert.Error(t, err)
+}
