@@ -66,7 +66,7 @@ var ErrNotInAPI = errors.New("runnerapi: not in this API")
 
 // notInAPI returns an error matching ErrNotInAPI for call, with why.
 func (c *Client) notInAPI(call, why string) error {
-	return fmt.Errorf("%w: %s: the runner API %v %s", ErrNotInAPI, call, c.wire.api, why)
+	return fmt.Errorf("%w: %s: the %s %s", ErrNotInAPI, call, c.wire.name, why)
 }
 
 // DetectAPI asks the coordinator whether it speaks the runner API v4, whichever API the client speaks, and

@@ -1,6 +1,7 @@
 package runnerapi
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -71,6 +72,9 @@ type registerForm struct {
 // 502 or 503), since a lost answer may hide a build already assigned.
 func (s *BuildsService) Register(ctx context.Context, opts *RegisterOptions, reqOpts ...RequestOption) (*Build, *Response, error) {
 	c := s.client
+	if c.wire.jobs {
+		return nil, nil, c.notInAPI("Builds.Register", "takes jobs with Jobs.Request and Jobs.Next")
+	}
 	token, err := c.runnerTokenFor(newCallConfig(reqOpts), "Register")
 	if err != nil {
 		return nil, nil, err
@@ -259,14 +263,11 @@ func isNoBuild(er *ErrorResponse) bool {
 // notCoordinatorError is a 404 to register that no coordinator sends.
 type notCoordinatorError struct {
 	er  *ErrorResponse
-	api API // the API the address does not serve; APIv1 when zero
+	api string // the name of the API the address does not serve; the CI Builds API v1 when empty
 }
 
 func (e *notCoordinatorError) Error() string {
-	if e.api == APIv4 {
-		return e.er.Error() + " (not a coordinator's answer: the address does not serve the runner API v4; check the base URL)"
-	}
-	return e.er.Error() + " (not a coordinator's answer: the address does not serve the CI Builds API v1; check the base URL)"
+	return e.er.Error() + " (not a coordinator's answer: the address does not serve the " + cmp.Or(e.api, wireV1.name) + "; check the base URL)"
 }
 
 func (e *notCoordinatorError) Unwrap() []error { return []error{e.er, ErrNotCoordinator} }
@@ -383,6 +384,9 @@ type updateForm struct {
 // ErrNotFound or ErrForbidden: stop the build then.
 func (s *BuildsService) Update(ctx context.Context, id int64, opts *UpdateOptions, reqOpts ...RequestOption) (*Response, error) {
 	c := s.client
+	if c.wire.jobs {
+		return nil, c.notInAPI("Builds.Update", "reports jobs with Jobs.Update")
+	}
 	token, err := c.runnerTokenFor(newCallConfig(reqOpts), "Update")
 	if err != nil {
 		return nil, err

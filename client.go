@@ -191,22 +191,17 @@ func NewClient(baseURL string, opts ...Option) (*Client, error) {
 		logger:     slog.New(slog.DiscardHandler),
 		sleep:      sleepCtx,
 	}
-	u, err := normalizeBaseURL(baseURL, c.wire)
-	if err != nil {
-		return nil, err
-	}
-	c.baseURL = u
 	for _, opt := range opts {
 		if err := opt(c); err != nil {
 			return nil, err
 		}
 	}
-	if c.wire.api != APIv1 {
-		// WithAPI chose another API: its root, from the same address.
-		if c.baseURL, err = normalizeBaseURL(baseURL, c.wire); err != nil {
-			return nil, err
-		}
+	// The root of the API the options chose.
+	u, err := normalizeBaseURL(baseURL, c.wire)
+	if err != nil {
+		return nil, err
 	}
+	c.baseURL = u
 	c.httpClient.CheckRedirect = checkRedirect(c.httpClient.CheckRedirect)
 	c.common.client = c
 	c.Builds = (*BuildsService)(&c.common)
@@ -266,26 +261,13 @@ func normalizeBaseURL(raw string, w *wire) (*url.URL, error) {
 		return nil, errors.New("runnerapi: invalid base URL: it must not have a fragment")
 	}
 	p := strings.TrimRight(u.Path, "/")
-	if w.api == APIv4 {
-		// As gitlab-runner does: an address ending in /ci (the v1 habit) means the instance above it.
-		for _, suffix := range []string{w.basePath, wireV1.basePath, "/ci"} {
-			if rest, ok := strings.CutSuffix(p, suffix); ok {
-				p = rest
-				break
-			}
+	for _, suffix := range w.addressSuffixes {
+		if rest, ok := strings.CutSuffix(p, suffix); ok {
+			p = rest
+			break
 		}
-		u.Path = p + w.basePath + "/"
-		u.RawPath = ""
-		return u, nil
 	}
-	switch {
-	case strings.HasSuffix(p, w.basePath):
-	case strings.HasSuffix(p, "/ci"):
-		p += "/api/v1"
-	default:
-		p += w.basePath
-	}
-	u.Path = p + "/"
+	u.Path = p + w.basePath + "/"
 	u.RawPath = ""
 	return u, nil
 }

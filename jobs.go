@@ -58,7 +58,7 @@ const maxUpdateHolds = 64
 // no URL and no error.
 func (s *JobsService) Update(ctx context.Context, id int64, opts *JobUpdateOptions, reqOpts ...RequestOption) (BuildState, *Response, error) {
 	c := s.client
-	if c.wire.api != APIv4 {
+	if !c.wire.jobs {
 		return "", nil, c.notInAPI("Jobs.Update", "reports builds with Builds.Update")
 	}
 	token, err := c.buildTokenFor(newCallConfig(reqOpts), "Jobs.Update")

@@ -62,7 +62,7 @@ type jobRequestInfo struct {
 // was read, to be reported failed).
 func (s *JobsService) Request(ctx context.Context, opts *JobRequestOptions, reqOpts ...RequestOption) (*Job, *Response, error) {
 	c := s.client
-	if c.wire.api != APIv4 {
+	if !c.wire.jobs {
 		return nil, nil, c.notInAPI("Jobs.Request", "takes builds with Builds.Register")
 	}
 	token, err := c.runnerTokenFor(newCallConfig(reqOpts), "Jobs.Request")
@@ -90,7 +90,7 @@ func (s *JobsService) Request(ctx context.Context, opts *JobRequestOptions, reqO
 	job := new(Job)
 	resp, err := c.takeJob(ctx, newRequest, func() { *job = Job{} }, job, token)
 	if er := (*ErrorResponse)(nil); errors.As(err, &er) && er.StatusCode == http.StatusNotFound {
-		return nil, resp, &notCoordinatorError{er: er, api: c.wire.api}
+		return nil, resp, &notCoordinatorError{er: er, api: c.wire.name}
 	}
 	if err != nil && resp != nil && resp.StatusCode == http.StatusCreated && job.ID != 0 {
 		return job, resp, fmt.Errorf("runnerapi: job %d was assigned to this runner but could not be read in full: %w", job.ID, err)

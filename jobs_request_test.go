@@ -187,3 +187,15 @@ func TestJobsRequestNotStranded(t *testing.T) {
 	require.NotNil(t, job)
 	assert.Equal(t, int64(9), job.ID)
 }
+
+// A v4 client takes and reports jobs through Jobs: the v1 calls say so before sending anything.
+func TestBuildsOnV4Client(t *testing.T) {
+	c, err := runnerapi.NewClient("http://127.0.0.1:1", runnerapi.WithAPI(runnerapi.APIv4), runnerapi.WithRunnerToken("t"))
+	require.NoError(t, err)
+	_, _, err = c.Builds.Register(context.Background(), nil)
+	assert.True(t, errors.Is(err, runnerapi.ErrNotInAPI), err)
+	_, _, err = c.Builds.Next(context.Background(), nil)
+	assert.True(t, errors.Is(err, runnerapi.ErrNotInAPI), err)
+	_, err = c.Builds.Update(context.Background(), 1, &runnerapi.UpdateOptions{State: runnerapi.StateSuccess})
+	assert.True(t, errors.Is(err, runnerapi.ErrNotInAPI), err)
+}

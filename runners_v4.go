@@ -87,7 +87,7 @@ func (s *RunnersService) ResetToken(ctx context.Context, runnerToken string, req
 // a 2xx answer into v.
 func (s *RunnersService) runnerCall(ctx context.Context, name, method, path, runnerToken string, body runnerTokenBody, v any, retry retryClass) (*Response, error) {
 	c := s.client
-	if c.wire.api != APIv4 {
+	if !c.wire.runnerTokens {
 		return nil, c.notInAPI(name, "has no such endpoint")
 	}
 	if runnerToken == "" {

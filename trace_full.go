@@ -57,7 +57,7 @@ func (w *TraceWriter) sendWhole() {
 // token. why says why when the PATCH endpoint's state forced it; then a missing runner token is an error.
 func (w *TraceWriter) sendFull(forced bool, why error) {
 	if !w.c.wire.wholeTrace {
-		w.fail(fmt.Errorf("runnerapi: trace of job %d: %w, and the runner API %v cannot replace a trace", w.id, why, w.c.wire.api))
+		w.fail(fmt.Errorf("runnerapi: trace of job %d: %w, and the %s cannot replace a trace", w.id, why, w.c.wire.name))
 		return
 	}
 	if w.c.runnerToken == "" {

@@ -6,10 +6,19 @@ import "strconv"
 // as data the shared code asks, chosen once when the client is made. Each API's value is in a file of its own
 // (wire_v1.go, ...); nothing else in the package knows which API it speaks.
 type wire struct {
-	// api is the API this wire speaks.
-	api API
+	// api is the API this wire speaks, and name how errors call it.
+	api  API
+	name string
 	// basePath is where the API lives below a coordinator's address, without the trailing slash.
 	basePath string
+	// addressSuffixes are what an address as users type it may end in beyond the coordinator's own address (the
+	// API root itself, or /ci), tried in order; the first found is cut before basePath is added.
+	addressSuffixes []string
+	// jobs says that the API takes and reports jobs with JobsService (v4's payload and final update) rather than
+	// builds with BuildsService.
+	jobs bool
+	// runnerTokens says that the API verifies and rotates runner tokens and removes runner managers.
+	runnerTokens bool
 	// jobTokenHeader carries the job's (build's) token on the trace and artifacts endpoints.
 	jobTokenHeader string
 	// statusHeader carries the job's status on trace and update answers.
