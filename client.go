@@ -293,7 +293,7 @@ func checkRedirect(next func(*http.Request, []*http.Request) error) func(*http.R
 		}
 		if req.URL.Scheme != first.URL.Scheme || req.URL.Host != first.URL.Host {
 			for _, h := range tokenHeaders {
-				req.Header.Del(h)
+				delete(req.Header, h)
 			}
 			if req.GetBody != nil && req.ContentLength != 0 {
 				return &redirectError{reason: fmt.Sprintf("refusing to resend the request body to another origin (%s)", req.URL.Host)}
@@ -554,8 +554,8 @@ func (c *Client) do(req *http.Request, v any, cl call) (*Response, error) {
 func requestTokens(req *http.Request) []string {
 	var out []string
 	for _, h := range tokenHeaders {
-		if v := req.Header.Get(h); v != "" {
-			out = append(out, v)
+		if vs := req.Header[h]; len(vs) > 0 && vs[0] != "" {
+			out = append(out, vs[0])
 		}
 	}
 	return out

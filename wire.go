@@ -43,8 +43,9 @@ type wire struct {
 }
 
 // tokenHeaders are the headers of every API that carry a token: none of them may follow a redirect to another
-// origin, whichever API the client speaks.
-var tokenHeaders = []string{"BUILD-TOKEN", "JOB-TOKEN", "RUNNER-TOKEN"}
+// origin, whichever API the client speaks. They are in canonical form, as http.Header keeps them, so that looking
+// them up costs no allocation.
+var tokenHeaders = []string{"Build-Token", "Job-Token", "Runner-Token"}
 
 // jobPath is the update endpoint of job id, relative to the API root.
 func (w *wire) jobPath(id int64) string { return w.jobsPath + strconv.FormatInt(id, 10) }
