@@ -660,19 +660,25 @@ func (c *Client) attempt(req *http.Request, v any, cl call, n int) (*Response, e
 	return resp, nil
 }
 
-// decodeJSON decodes one JSON value of at most maxJSONBody bytes. When a build cannot be decoded (json.Decoder
+// decodeJSON decodes one JSON value of at most maxJSONBody bytes. When a build (or a v4 job) cannot be decoded (json.Decoder
 // reads a whole value before it decodes any of it, so a body cut short leaves the build empty), its ID is taken
 // from the bytes that were read: a build the coordinator has assigned must not be lost for want of its tail.
 func decodeJSON(r io.Reader, v any) error {
 	lr := &io.LimitedReader{R: r, N: maxJSONBody + 1}
 	var src io.Reader = lr
-	var head *prefixRecorder
-	if b, ok := v.(*Build); ok {
-		head = &prefixRecorder{r: lr}
+	var id *int64 // the ID of a build or a v4 job, to recover from a body cut short
+	switch b := v.(type) {
+	case *Build:
+		id = &b.ID
+	case *Job:
+		id = &b.ID
+	}
+	if id != nil {
+		head := &prefixRecorder{r: lr}
 		src = head
 		defer func() {
-			if b.ID == 0 {
-				b.ID, _ = scanTopLevelID(head.buf)
+			if *id == 0 {
+				*id, _ = scanTopLevelID(head.buf)
 			}
 		}()
 	}

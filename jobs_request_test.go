@@ -144,14 +144,19 @@ func TestJobsRequestAnswers(t *testing.T) {
 		assert.True(t, errors.Is(err, tc.is), "%s: %v", tc.name, err)
 		assert.NotContains(t, err.Error(), "glrt-runner-token-secret")
 	}
-	// A job cut short is an error that names no token; so is a 201 without a job.
-	for _, body := range []string{`{"id":7,"token":"glcbt-job-token-secret","steps":[{"name":`, `{}`} {
+	// A job cut short is handed back by its ID with the error, to be reported failed; a 201 without a job is an
+	// error. Neither error names a token.
+	for body, wantID := range map[string]int64{`{"id":7,"token":"glcbt-job-token-secret","steps":[{"name":`: 7, `{}`: 0} {
 		ts, _ := rawRequestServer(t, answer(http.StatusCreated, nil, body))
 		c, err := runnerapi.NewClient(ts.URL, runnerapi.WithAPI(runnerapi.APIv4), runnerapi.WithRunnerToken("glrt-runner-token-secret"))
 		require.NoError(t, err)
 		job, _, err := c.Jobs.Request(context.Background(), nil)
 		require.Error(t, err, body)
-		assert.Nil(t, job)
+		if wantID == 0 {
+			assert.Nil(t, job)
+		} else if assert.NotNil(t, job, body) {
+			assert.Equal(t, wantID, job.ID)
+		}
 		assert.NotContains(t, err.Error(), "glcbt-job-token-secret")
 	}
 	ts, _ := rawRequestServer(t, answer(http.StatusNoContent, nil, ""))
