@@ -14,7 +14,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,6 +53,13 @@ type UploadOptions struct {
 	// ExpireIn, such as "7d" or "2 weeks", makes the coordinator delete the file after that long; empty keeps the
 	// coordinator's default. It is sent as the expire_in query parameter.
 	ExpireIn string
+	// ArtifactType and ArtifactFormat (runner API v4 only) say what the upload is: "archive" and "zip" by
+	// default, or a report such as "junit" with its format ("gzip", "raw", ...), as the job's Artifacts entries
+	// give them. A job may have one upload of each type. On the CI API v1, which keeps one file per build, setting
+	// them is an error.
+	ArtifactType string
+	// ArtifactFormat is the upload's artifact_format (runner API v4 only), as ArtifactType says.
+	ArtifactFormat string
 	// Size, when positive, is the exact number of bytes Upload's reader yields: the request then carries an exact
 	// Content-Length instead of chunked encoding, and a reader that yields more or fewer fails the upload.
 	// UploadFile and UploadPaths ignore it.
@@ -155,9 +161,28 @@ func (s *ArtifactsService) upload(ctx context.Context, name string, id int64, fi
 	if err != nil {
 		return nil, nil, fmt.Errorf("runnerapi: %s: %w", name, err)
 	}
-	path := artifactsPath(id)
+	path := c.wire.artifactsPath(id)
+	query := url.Values{}
 	if opts.ExpireIn != "" {
-		path += "?" + url.Values{"expire_in": {opts.ExpireIn}}.Encode()
+		query.Set("expire_in", opts.ExpireIn)
+	}
+	if opts.ArtifactType != "" || opts.ArtifactFormat != "" {
+		if !c.wire.jobArtifacts {
+			return nil, nil, c.notInAPI(name, "keeps one artifacts file per build, with no artifact_type or artifact_format")
+		}
+		if opts.ArtifactType != "" {
+			query.Set("artifact_type", opts.ArtifactType)
+		}
+		if opts.ArtifactFormat != "" {
+			query.Set("artifact_format", opts.ArtifactFormat)
+		}
+	}
+	if len(query) > 0 {
+		path += "?" + query.Encode()
+	}
+	if c.wire.jobArtifacts {
+		// A 307 names the host to upload to (gitlab-runner follows it so); see checkRedirect.
+		ctx = context.WithValue(ctx, uploadRedirectKey{}, true)
 	}
 
 	var cur *uploadBody
@@ -182,7 +207,7 @@ func (s *ArtifactsService) upload(ctx context.Context, name string, id int64, fi
 		return nil, nil, err
 	}
 	req.Header.Set("Content-Type", contentType)
-	req.Header.Set(buildTokenHeader, token)
+	req.Header.Set(c.wire.jobTokenHeader, token)
 	if src.size >= 0 {
 		req.ContentLength = int64(len(prefix)) + src.size + int64(len(suffix))
 	} else {
@@ -322,11 +347,6 @@ func (a *uploadAnswer) build() (*Build, error) {
 		b.ID, _ = scanTopLevelID(data)
 	}
 	return b, err
-}
-
-// artifactsPath is the artifacts endpoint of build id, relative to the API root.
-func artifactsPath(id int64) string {
-	return "builds/" + strconv.FormatInt(id, 10) + "/artifacts"
 }
 
 // multipartEnvelope returns what goes before and after the file's bytes in a multipart/form-data body whose
@@ -498,15 +518,18 @@ func (s *sourceReader) fail(err error) error {
 // Delete removes build id's artifacts file.
 func (s *ArtifactsService) Delete(ctx context.Context, id int64, reqOpts ...RequestOption) (*Response, error) {
 	c := s.client
+	if c.wire.jobArtifacts {
+		return nil, c.notInAPI("Delete", "has no runner-side delete of artifacts; the user API's DELETE /projects/:id/jobs/:job_id/artifacts, with a personal access token, does it")
+	}
 	token, err := c.buildTokenFor(newCallConfig(reqOpts), "Delete")
 	if err != nil {
 		return nil, err
 	}
-	req, err := c.NewRequest(ctx, http.MethodDelete, artifactsPath(id), nil)
+	req, err := c.NewRequest(ctx, http.MethodDelete, c.wire.artifactsPath(id), nil)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set(buildTokenHeader, token)
+	req.Header.Set(c.wire.jobTokenHeader, token)
 	return c.do(req, nil, call{retry: retryTransient, small: true, secrets: []string{token}})
 }
 

@@ -21,8 +21,11 @@ const (
 	StateSuccess  BuildState = "success"
 	StateFailed   BuildState = "failed"
 	StateCanceled BuildState = "canceled"
-	StateSkipped  BuildState = "skipped"
-	StateManual   BuildState = "manual"
+	// StateCanceling is a job asked to stop gracefully (runner API v4): the runner runs after_script and then
+	// reports the job as usual, which the coordinator turns into canceled.
+	StateCanceling BuildState = "canceling"
+	StateSkipped   BuildState = "skipped"
+	StateManual    BuildState = "manual"
 )
 
 // masked replaces a secret wherever the SDK prints a value.

@@ -1,6 +1,7 @@
 package runnerapi
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,7 +10,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -72,6 +72,9 @@ type registerForm struct {
 // 502 or 503), since a lost answer may hide a build already assigned.
 func (s *BuildsService) Register(ctx context.Context, opts *RegisterOptions, reqOpts ...RequestOption) (*Build, *Response, error) {
 	c := s.client
+	if c.wire.jobs {
+		return nil, nil, c.notInAPI("Builds.Register", "takes jobs with Jobs.Request and Jobs.Next")
+	}
 	token, err := c.runnerTokenFor(newCallConfig(reqOpts), "Register")
 	if err != nil {
 		return nil, nil, err
@@ -85,7 +88,7 @@ func (s *BuildsService) Register(ctx context.Context, opts *RegisterOptions, req
 		if isNoBuild(er) {
 			return nil, resp, nil
 		}
-		return nil, resp, &notCoordinatorError{er}
+		return nil, resp, &notCoordinatorError{er: er}
 	}
 	if err != nil && resp != nil && resp.StatusCode == http.StatusCreated && build.ID != 0 {
 		// The coordinator has already assigned this build to the runner: hand back what could be read, so that the
@@ -114,8 +117,18 @@ var errGraceOver = errors.New("runnerapi: register grace over")
 // attempt may finish, for up to registerGrace more; no attempt starts once ctx has ended.
 func (s *BuildsService) register(ctx context.Context, form *registerForm, build *Build) (*Response, error) {
 	c := s.client
-	cl := call{retry: retryUnsent, small: true, secrets: []string{form.Token}}
-	where := func() string { return "runnerapi: POST " + redactURL(c.baseURL) + "builds/register" }
+	newRequest := func(ctx context.Context) (*http.Request, error) {
+		return c.NewRequest(ctx, http.MethodPost, c.wire.requestPath, form)
+	}
+	return c.takeJob(ctx, newRequest, func() { *build = Build{} }, build, form.Token)
+}
+
+// takeJob sends the request newRequest makes, decoding the answer into v after reset, until an answer, as
+// BuildsService.register says: retried only when the coordinator surely did not act on it, each attempt detached
+// from ctx for up to registerGrace. It serves both APIs' requests for a job.
+func (c *Client) takeJob(ctx context.Context, newRequest func(context.Context) (*http.Request, error), reset func(), v any, token string) (*Response, error) {
+	cl := call{retry: retryUnsent, small: true, secrets: []string{token}}
+	where := func() string { return "runnerapi: POST " + redactURL(c.baseURL) + c.wire.requestPath }
 	var resp *Response
 	for attempt := 1; ; attempt++ {
 		if err := ctx.Err(); err != nil {
@@ -123,15 +136,15 @@ func (s *BuildsService) register(ctx context.Context, form *registerForm, build 
 		}
 		attemptCtx, graceOver, release := detachWithGrace(ctx, registerGrace)
 		attemptCtx, gate, unsent, stopUnsent := c.endUnsentWithContext(ctx, attemptCtx)
-		req, err := c.NewRequest(attemptCtx, http.MethodPost, "builds/register", form)
+		req, err := newRequest(attemptCtx)
 		if err != nil {
 			stopUnsent()
 			release()
 			return resp, err
 		}
 		gate(req)
-		*build = Build{}
-		resp, err = c.attempt(req, build, cl, attempt)
+		reset()
+		resp, err = c.attempt(req, v, cl, attempt)
 		over := graceOver()
 		if err == nil {
 			stopUnsent()
@@ -302,11 +315,12 @@ func isNoBuild(er *ErrorResponse) bool {
 
 // notCoordinatorError is a 404 to register that no coordinator sends.
 type notCoordinatorError struct {
-	er *ErrorResponse
+	er  *ErrorResponse
+	api string // the name of the API the address does not serve; the CI Builds API v1 when empty
 }
 
 func (e *notCoordinatorError) Error() string {
-	return e.er.Error() + " (not a coordinator's answer: the address does not serve the CI Builds API v1; check the base URL)"
+	return e.er.Error() + " (not a coordinator's answer: the address does not serve the " + cmp.Or(e.api, wireV1.name) + "; check the base URL)"
 }
 
 func (e *notCoordinatorError) Unwrap() []error { return []error{e.er, ErrNotCoordinator} }
@@ -342,28 +356,38 @@ func (s *BuildsService) Next(ctx context.Context, opts *NextOptions, reqOpts ...
 		interval = DefaultPollInterval
 	}
 	ropts := RegisterOptions{LastUpdate: opts.LastUpdate, Info: opts.Info}
+	return pollFor(ctx, c, interval, func() (*Build, *Response, error) {
+		build, r, err := s.Register(ctx, &ropts, reqOpts...)
+		if err == nil && r != nil && r.LastUpdate != "" {
+			ropts.LastUpdate = r.LastUpdate
+		}
+		return build, r, err
+	})
+}
+
+// pollFor calls take every interval (drawn by pollWait) until it brings a job, ctx ends, or it fails with an error
+// that is neither a conflict nor transient; those are waited out with the client's backoff. take keeps the
+// long-polling value itself. It is Next's loop, for both APIs.
+func pollFor[T any](ctx context.Context, c *Client, interval time.Duration, take func() (*T, *Response, error)) (*T, *Response, error) {
 	var (
 		resp     *Response
 		failures int
 	)
 	for {
-		build, r, err := s.Register(ctx, &ropts, reqOpts...)
+		job, r, err := take()
 		if r != nil {
 			resp = r
 		}
 		wait := pollWait(interval)
 		switch {
-		case build != nil:
-			return build, resp, err
+		case job != nil:
+			return job, resp, err
 		case err == nil:
 			failures = 0
-			if r.LastUpdate != "" {
-				ropts.LastUpdate = r.LastUpdate
-			}
 		case ctx.Err() != nil && (errors.Is(err, ErrConflict) || IsTransient(err)):
 			// A failure Next would have waited out, met as ctx ended: Next stops for ctx, and says so. The failure
 			// is told, not wrapped, as in register.
-			return nil, resp, fmt.Errorf("runnerapi: waiting for a build: %w, and the last poll failed: %v", ctx.Err(), err)
+			return nil, resp, fmt.Errorf("runnerapi: waiting for a job: %w, and the last poll failed: %v", ctx.Err(), err)
 		case ctx.Err() != nil:
 			return nil, resp, err
 		case errors.Is(err, ErrConflict) || IsTransient(err):
@@ -379,7 +403,7 @@ func (s *BuildsService) Next(ctx context.Context, opts *NextOptions, reqOpts ...
 			return nil, resp, err
 		}
 		if err := sleepCtx(ctx, wait); err != nil {
-			return nil, resp, fmt.Errorf("runnerapi: waiting for a build: %w", err)
+			return nil, resp, fmt.Errorf("runnerapi: waiting for a job: %w", err)
 		}
 	}
 }
@@ -417,6 +441,9 @@ type updateForm struct {
 // ErrNotFound or ErrForbidden: stop the build then.
 func (s *BuildsService) Update(ctx context.Context, id int64, opts *UpdateOptions, reqOpts ...RequestOption) (*Response, error) {
 	c := s.client
+	if c.wire.jobs {
+		return nil, c.notInAPI("Builds.Update", "reports jobs with Jobs.Update")
+	}
 	token, err := c.runnerTokenFor(newCallConfig(reqOpts), "Update")
 	if err != nil {
 		return nil, err
@@ -431,7 +458,7 @@ func (s *BuildsService) Update(ctx context.Context, id int64, opts *UpdateOption
 		return nil, fmt.Errorf("runnerapi: Update: the API takes the state running, success or failed, not %q", opts.State)
 	}
 	form := &updateForm{Token: token, State: opts.State, Trace: opts.Trace}
-	req, err := c.NewRequest(ctx, http.MethodPut, "builds/"+strconv.FormatInt(id, 10), form)
+	req, err := c.NewRequest(ctx, http.MethodPut, c.wire.jobPath(id), form)
 	if err != nil {
 		return nil, err
 	}

@@ -38,7 +38,7 @@ func TestRegisterRequestShape(t *testing.T) {
 		testHeader(t, r, "Content-Type", "application/x-www-form-urlencoded")
 		testHeader(t, r, "User-Agent", DefaultUserAgent)
 		testHeader(t, r, "Accept", "application/json")
-		testHeader(t, r, buildTokenHeader, "")
+		testHeader(t, r, wireV1.jobTokenHeader, "")
 		testFormValues(t, r, url.Values{
 			"token":              {testRunnerToken},
 			"last_update":        {testLastUpdate},
@@ -237,7 +237,7 @@ func TestUpdateRequestShape(t *testing.T) {
 				assert.Equal(t, "/gitlab/ci/api/v1/builds/1234567", r.URL.Path)
 				testHeader(t, r, "Content-Type", "application/x-www-form-urlencoded")
 				testHeader(t, r, "User-Agent", DefaultUserAgent)
-				testHeader(t, r, buildTokenHeader, "")
+				testHeader(t, r, wireV1.jobTokenHeader, "")
 				testFormValues(t, r, tt.want)
 				return httpmock.NewStringResponse(http.StatusOK, "true"), nil
 			})

@@ -21,12 +21,6 @@ const Version = "0.1.0"
 // DefaultUserAgent is the User-Agent sent unless WithUserAgent says otherwise.
 const DefaultUserAgent = "runnerapi/" + Version + " (+https://github.com/runnerapi/runnerapi)"
 
-// apiPath is where the CI Builds API v1 lives below a coordinator's address.
-const apiPath = "/ci/api/v1"
-
-// buildTokenHeader carries the build token on the trace and artifacts endpoints.
-const buildTokenHeader = "BUILD-TOKEN"
-
 // DefaultTimeout bounds each attempt of a call whose request and answer are small (register, update, delete, a
 // trace part) unless WithTimeout says otherwise. Streaming calls (artifact upload and download) are bounded by
 // their context alone.
@@ -38,13 +32,15 @@ const maxJSONBody = 16 << 20
 // Client talks to one coordinator. It is safe for concurrent use. Create it with NewClient.
 type Client struct {
 	httpClient  *http.Client
-	baseURL     *url.URL // always ends in /ci/api/v1/
+	baseURL     *url.URL // always ends in the wire's basePath and a slash
+	wire        *wire
 	userAgent   string
 	runnerToken string
 	buildToken  string
 	retry       RetryPolicy
 	timeout     time.Duration
 	logger      *slog.Logger
+	sleep       waitFor
 
 	common service
 
@@ -54,6 +50,8 @@ type Client struct {
 	Artifacts *ArtifactsService
 	// Runners registers runners (making their runner tokens) and removes them.
 	Runners *RunnersService
+	// Jobs takes and reports jobs on the runner API v4.
+	Jobs *JobsService
 }
 
 // service is the state every service shares: the client it calls through.
@@ -90,8 +88,9 @@ func WithRunnerToken(token string) Option {
 	}
 }
 
-// WithBuildToken sets the build token, which the trace and artifacts endpoints send in the BUILD-TOKEN header.
-// A runner serving many builds usually passes each build's token per call with WithToken instead.
+// WithBuildToken sets the build token (the job token on the runner API v4), which the trace and artifacts
+// endpoints send in the BUILD-TOKEN (v4: JOB-TOKEN) header. A runner serving many builds usually passes each
+// build's token per call with WithToken instead.
 func WithBuildToken(token string) Option {
 	return func(c *Client) error {
 		c.buildToken = token
@@ -179,31 +178,36 @@ func WithLogger(l *slog.Logger) Option {
 }
 
 // NewClient returns a client for the coordinator at baseURL: its address as a user types it, such as
-// "https://gitlab.example.com", "https://example.com/gitlab/" or one already ending in "/ci" or "/ci/api/v1".
+// "https://gitlab.example.com", "https://example.com/gitlab/" or one already ending in "/ci" or "/ci/api/v1"
+// (or, with WithAPI(APIv4), "/api/v4"). The client speaks the CI API v1 unless WithAPI says otherwise.
 func NewClient(baseURL string, opts ...Option) (*Client, error) {
-	u, err := normalizeBaseURL(baseURL)
-	if err != nil {
-		return nil, err
-	}
 	c := &Client{
 		// The SDK's own transport, unless WithHTTPClient replaces the whole client (see transport.go).
 		httpClient: &http.Client{Transport: sharedTransport()},
-		baseURL:    u,
+		wire:       &wireV1,
 		userAgent:  DefaultUserAgent,
 		retry:      DefaultRetryPolicy(),
 		timeout:    DefaultTimeout,
 		logger:     slog.New(slog.DiscardHandler),
+		sleep:      sleepCtx,
 	}
 	for _, opt := range opts {
 		if err := opt(c); err != nil {
 			return nil, err
 		}
 	}
+	// The root of the API the options chose.
+	u, err := normalizeBaseURL(baseURL, c.wire)
+	if err != nil {
+		return nil, err
+	}
+	c.baseURL = u
 	c.httpClient.CheckRedirect = checkRedirect(c.httpClient.CheckRedirect)
 	c.common.client = c
 	c.Builds = (*BuildsService)(&c.common)
 	c.Artifacts = (*ArtifactsService)(&c.common)
 	c.Runners = (*RunnersService)(&c.common)
+	c.Jobs = (*JobsService)(&c.common)
 	return c, nil
 }
 
@@ -216,14 +220,15 @@ func (c Client) Format(f fmt.State, verb rune) {
 // LogValue logs the client as the API root it talks to, never its tokens.
 func (c Client) LogValue() slog.Value { return slog.StringValue(fmt.Sprint(c)) }
 
-// BaseURL returns the API root every request path is resolved against; it ends in "/ci/api/v1/".
+// BaseURL returns the API root every request path is resolved against; it ends in "/ci/api/v1/", or "/api/v4/"
+// for a client of the runner API v4.
 func (c *Client) BaseURL() *url.URL {
 	u := *c.baseURL
 	return &u
 }
 
-// normalizeBaseURL turns a coordinator address into the API root, ending in "/ci/api/v1/".
-func normalizeBaseURL(raw string) (*url.URL, error) {
+// normalizeBaseURL turns a coordinator address into the root of w's API, such as "/ci/api/v1/".
+func normalizeBaseURL(raw string, w *wire) (*url.URL, error) {
 	raw = strings.TrimSpace(raw)
 	// A password holding "/", "?" or "#" ends the authority early, and the parser then quotes it as a port or a
 	// scheme: with any "@" in sight, errors name no part of the input.
@@ -256,14 +261,13 @@ func normalizeBaseURL(raw string) (*url.URL, error) {
 		return nil, errors.New("runnerapi: invalid base URL: it must not have a fragment")
 	}
 	p := strings.TrimRight(u.Path, "/")
-	switch {
-	case strings.HasSuffix(p, apiPath):
-	case strings.HasSuffix(p, "/ci"):
-		p += "/api/v1"
-	default:
-		p += apiPath
+	for _, suffix := range w.addressSuffixes {
+		if rest, ok := strings.CutSuffix(p, suffix); ok {
+			p = rest
+			break
+		}
 	}
-	u.Path = p + "/"
+	u.Path = p + w.basePath + "/"
 	u.RawPath = ""
 	return u, nil
 }
@@ -282,8 +286,15 @@ func checkRedirect(next func(*http.Request, []*http.Request) error) func(*http.R
 			return &redirectError{reason: fmt.Sprintf("refusing to follow a redirect that turns %s into %s; check the base URL (http or https?)",
 				first.Method, req.Method)}
 		}
+		if followUploadRedirect(req, first) {
+			// The coordinator sends the upload to another of its hosts: the request goes again there, body and
+			// job token included, as gitlab-runner sends it.
+			return nil
+		}
 		if req.URL.Scheme != first.URL.Scheme || req.URL.Host != first.URL.Host {
-			req.Header.Del(buildTokenHeader)
+			for _, h := range tokenHeaders {
+				delete(req.Header, h)
+			}
 			if req.GetBody != nil && req.ContentLength != 0 {
 				return &redirectError{reason: fmt.Sprintf("refusing to resend the request body to another origin (%s)", req.URL.Host)}
 			}
@@ -298,6 +309,24 @@ func checkRedirect(next func(*http.Request, []*http.Request) error) func(*http.R
 		}
 		return nil
 	}
+}
+
+// uploadRedirectKey marks, in a request's context, an artifacts upload of the runner API v4, whose 307 answer
+// names the host to send it to again.
+type uploadRedirectKey struct{}
+
+// followUploadRedirect reports whether req, made for a 307 or 308 answer to first, is a v4 artifacts upload sent
+// again to the host the coordinator names, never from https down to http.
+func followUploadRedirect(req, first *http.Request) bool {
+	if v, _ := first.Context().Value(uploadRedirectKey{}).(bool); !v || req.Response == nil {
+		return false
+	}
+	switch req.Response.StatusCode {
+	case http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
+	default:
+		return false
+	}
+	return req.URL.Scheme == first.URL.Scheme || req.URL.Scheme == "https"
 }
 
 // redirectError is a redirect the SDK or the caller's CheckRedirect (err) refuses to follow. It is not transient:
@@ -316,8 +345,9 @@ type RequestOption func(*callConfig)
 
 // callConfig is what RequestOptions adjust.
 type callConfig struct {
-	token    string
-	progress ProgressFunc
+	token          string
+	progress       ProgressFunc
+	directDownload bool
 }
 
 // ProgressFunc is told how many bytes of a transfer are done and how many there are in all (-1 when unknown).
@@ -327,6 +357,13 @@ type ProgressFunc func(done, total int64)
 // the trace and artifacts endpoints.
 func WithToken(token string) RequestOption {
 	return func(cc *callConfig) { cc.token = token }
+}
+
+// WithDirectDownload makes a download of the runner API v4 ask for a redirect to the file in object storage
+// (direct_download=true), which the SDK follows without the job token; the coordinator serves the file itself
+// when direct download is off. The CI API v1 has no such parameter: there it is an error.
+func WithDirectDownload() RequestOption {
+	return func(cc *callConfig) { cc.directDownload = true }
 }
 
 // WithProgress reports the progress of an upload or download to fn, at most a few times a second and once at the
@@ -507,10 +544,21 @@ func (c *Client) Do(req *http.Request, v any) (*Response, error) {
 
 func (c *Client) do(req *http.Request, v any, cl call) (*Response, error) {
 	// The build token a request carries is masked in any answer that echoes it, whoever built the request.
-	cl.secrets = c.callSecrets(cl.secrets, req.Header.Get(buildTokenHeader))
+	cl.secrets = c.callSecrets(cl.secrets, requestTokens(req)...)
 	resp, err := c.send(req, v, cl)
 	// Every failure was scrubbed where it came in; this catches what a future path may forget.
 	return resp, scrub(err, cl.secrets)
+}
+
+// requestTokens returns the values of req's token headers, of whichever API.
+func requestTokens(req *http.Request) []string {
+	var out []string
+	for _, h := range tokenHeaders {
+		if vs := req.Header[h]; len(vs) > 0 && vs[0] != "" {
+			out = append(out, vs[0])
+		}
+	}
+	return out
 }
 
 // callSecrets returns the secrets to scrub from the errors of a call: its own, and the client's tokens, which an
@@ -565,7 +613,7 @@ func (c *Client) send(req *http.Request, v any, cl call) (*Response, error) {
 // attempt sends req once and interprets the answer. Every failure it returns is scrubbed of the call's secrets
 // and the client's tokens, whichever loop of attempts calls it.
 func (c *Client) attempt(req *http.Request, v any, cl call, n int) (*Response, error) {
-	cl.secrets = c.callSecrets(cl.secrets, req.Header.Get(buildTokenHeader))
+	cl.secrets = c.callSecrets(cl.secrets, requestTokens(req)...)
 	ctx := req.Context()
 	r := req
 	if cl.small && c.timeout > 0 {
@@ -612,19 +660,25 @@ func (c *Client) attempt(req *http.Request, v any, cl call, n int) (*Response, e
 	return resp, nil
 }
 
-// decodeJSON decodes one JSON value of at most maxJSONBody bytes. When a build cannot be decoded (json.Decoder
+// decodeJSON decodes one JSON value of at most maxJSONBody bytes. When a build (or a v4 job) cannot be decoded (json.Decoder
 // reads a whole value before it decodes any of it, so a body cut short leaves the build empty), its ID is taken
 // from the bytes that were read: a build the coordinator has assigned must not be lost for want of its tail.
 func decodeJSON(r io.Reader, v any) error {
 	lr := &io.LimitedReader{R: r, N: maxJSONBody + 1}
 	var src io.Reader = lr
-	var head *prefixRecorder
-	if b, ok := v.(*Build); ok {
-		head = &prefixRecorder{r: lr}
+	var id *int64 // the ID of a build or a v4 job, to recover from a body cut short
+	switch b := v.(type) {
+	case *Build:
+		id = &b.ID
+	case *Job:
+		id = &b.ID
+	}
+	if id != nil {
+		head := &prefixRecorder{r: lr}
 		src = head
 		defer func() {
-			if b.ID == 0 {
-				b.ID, _ = scanTopLevelID(head.buf)
+			if *id == 0 {
+				*id, _ = scanTopLevelID(head.buf)
 			}
 		}()
 	}
@@ -701,6 +755,9 @@ func redactError(err error) error {
 	}
 	return err
 }
+
+// waitFor is how the client waits between answers a coordinator asks it to repeat; tests replace it.
+type waitFor func(ctx context.Context, d time.Duration) error
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
 	if d <= 0 {

@@ -266,7 +266,7 @@ func testRedirectServer(t *testing.T, status int, target func() string) *httptes
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/final" {
-			w.Header().Set("X-Got-Token", r.Header.Get(buildTokenHeader))
+			w.Header().Set("X-Got-Token", r.Header.Get(wireV1.jobTokenHeader))
 			_, _ = io.Copy(io.Discard, r.Body)
 			w.WriteHeader(http.StatusOK)
 			return
@@ -297,7 +297,7 @@ func TestRedirectKeepsBuildTokenOnOrigin(t *testing.T) {
 			require.NoError(t, err)
 			req, err := c.NewRequest(context.Background(), http.MethodGet, "builds/1/artifacts", nil)
 			require.NoError(t, err)
-			req.Header.Set(buildTokenHeader, "BUILD-TOKEN-abc")
+			req.Header.Set(wireV1.jobTokenHeader, "BUILD-TOKEN-abc")
 			resp, err := c.Do(req, io.Discard)
 			require.NoError(t, err)
 			assert.Equal(t, tt.wantToken, resp.Header.Get("X-Got-Token"))

@@ -1,5 +1,30 @@
-// Package runnerapi is a client for the CI Builds API v1, through which CI runners take builds from a GitLab CI
-// coordinator, report their state, stream their trace and move their artifacts.
+// Package runnerapi is a client for GitLab's runner APIs, through which CI runners take jobs from a GitLab
+// coordinator, report their state, stream their trace and move their artifacts: the runner API v4 of every GitLab
+// since 9.0, and the CI Builds API v1 of GitLab 8.x and 9.x. One Client, TraceWriter and ArtifactsService serve
+// both; the API is chosen when the client is made, with WithAPI (v1 by default, for the clients written before
+// v4 was spoken), and Client.DetectAPI asks a coordinator which it speaks with one request that has no effect.
+//
+// # The runner API v4 (today's GitLab)
+//
+// Make the client with WithAPI(APIv4); take a job with Jobs.Next, stream its trace through a TraceWriter made
+// with NewJobTraceWriter, and send the final update with the trace's checksum, which Jobs.Update resends while the
+// coordinator answers 202:
+//
+//	c, err := runnerapi.NewClient("https://gitlab.example.com", runnerapi.WithAPI(runnerapi.APIv4),
+//		runnerapi.WithRunnerToken(token)) // a glrt- token: check it once with c.Runners.Verify
+//	job, _, err := c.Jobs.Next(ctx, &runnerapi.JobNextOptions{JobRequestOptions: runnerapi.JobRequestOptions{
+//		SystemID: systemID, Features: []string{"trace_checksum", "trace_size", "cancelable"}}})
+//	w, err := c.NewJobTraceWriter(ctx, job, nil) // masks the job's token and secret variables
+//	... run job.Script(), writing its output to w; watch w.Canceled() and w.CancelRequested() ...
+//	err = w.Close()
+//	_, _, err = c.Jobs.Update(ctx, job.ID, &runnerapi.JobUpdateOptions{State: runnerapi.StateSuccess,
+//		Output: w.Output()}, runnerapi.WithToken(job.Token))
+//
+// Runners.Register (with a registration token), Verify, ResetToken, Unregister and DeleteManager manage the
+// runner; Artifacts.Upload takes UploadOptions.ArtifactType for reports, and Download a dependency's token.
+// Not modelled: the two-phase job commit, the Job Router's discovery, and trace_reset's 412.
+//
+// # The CI Builds API v1
 //
 // Create a Client with the coordinator's address and the runner token, take a build with Builds.Next, stream its
 // output through a TraceWriter, move artifacts through Artifacts, and report the result with Builds.Update:
@@ -12,7 +37,9 @@
 // # Authentication
 //
 // Register and update authenticate with the runner token, which travels in the request body. The trace and
-// artifacts endpoints authenticate with the build's own token (Build.Token), sent in the BUILD-TOKEN header. No
+// artifacts endpoints authenticate with the build's own token (Build.Token), sent in the BUILD-TOKEN header (on
+// v4, the job token: in JOB-TOKEN, and as the token parameter of Jobs.Update; RUNNER-TOKEN besides the runner
+// token's parameter). No
 // token is ever put into a URL, an error string or a log record, and the BUILD-TOKEN header is not sent to
 // another host when the coordinator redirects. A call whose token is missing fails before any network I/O.
 //

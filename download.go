@@ -154,6 +154,7 @@ type downloader struct {
 	token    string
 	limit    int64
 	restart  func() error // nil: a whole-file answer to a range request is skipped ahead instead
+	direct   bool         // ask for a redirect to object storage (v4's direct_download)
 	progress *progressReporter
 
 	resp     *Response // the last answer
@@ -182,8 +183,11 @@ func (s *ArtifactsService) startDownload(ctx context.Context, name string, id in
 	if err != nil {
 		return nil, err
 	}
+	if cc.directDownload && !c.wire.jobArtifacts {
+		return nil, c.notInAPI(name, "has no direct download")
+	}
 	d := &downloader{
-		c: c, ctx: ctx, name: name, id: id, token: token, limit: limit, restart: restart,
+		c: c, ctx: ctx, name: name, id: id, token: token, limit: limit, restart: restart, direct: cc.directDownload,
 		progress: newArtProgress(cc.progress, -1),
 	}
 	hr, err := d.fetch()
@@ -260,12 +264,16 @@ func (d *downloader) fetch() (*http.Response, error) {
 // get sends one request for the file from d.off on.
 func (d *downloader) get() (*http.Response, error) {
 	c := d.c
-	req, err := c.NewRequest(d.ctx, http.MethodGet, artifactsPath(d.id), nil)
+	path := c.wire.artifactsPath(d.id)
+	if d.direct {
+		path += "?direct_download=true"
+	}
+	req, err := c.NewRequest(d.ctx, http.MethodGet, path, nil)
 	if err != nil {
 		return nil, err
 	}
 	d.url = redactURL(req.URL)
-	req.Header.Set(buildTokenHeader, d.token)
+	req.Header.Set(c.wire.jobTokenHeader, d.token)
 	req.Header.Set("Accept", "*/*")
 	// Offsets must count the file's own bytes, not those of a compressed rendering of it.
 	req.Header.Set("Accept-Encoding", "identity")

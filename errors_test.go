@@ -199,13 +199,13 @@ func TestDoMasksEchoedBuildToken(t *testing.T) {
 	c, mock := testMockClient(t)
 	mock.RegisterResponder(http.MethodGet, testAPIRoot+"builds/1/artifacts", func(r *http.Request) (*http.Response, error) {
 		resp := httpmock.NewStringResponse(http.StatusForbidden,
-			`{"message":"403 Forbidden - token `+r.Header.Get(buildTokenHeader)+` has expired"}`)
+			`{"message":"403 Forbidden - token `+r.Header.Get(wireV1.jobTokenHeader)+` has expired"}`)
 		resp.Request = r
 		return resp, nil
 	})
 	req, err := c.NewRequest(context.Background(), http.MethodGet, "builds/1/artifacts", nil)
 	require.NoError(t, err)
-	req.Header.Set(buildTokenHeader, buildToken)
+	req.Header.Set(wireV1.jobTokenHeader, buildToken)
 	_, err = c.Do(req, io.Discard)
 	require.Error(t, err)
 	assert.ErrorIs(t, err, ErrForbidden)

@@ -23,7 +23,7 @@ func TestRequestURLMatchesParse(t *testing.T) {
 		"builds//42", "ünï",
 	}
 	for _, b := range bases {
-		base, err := normalizeBaseURL(b)
+		base, err := normalizeBaseURL(b, &wireV1)
 		require.NoError(t, err, b)
 		for _, p := range paths {
 			want, werr := base.Parse(p)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 )
 
 // RunnersService registers runners with the coordinator and removes them. Reach it as Client.Runners.
@@ -46,17 +47,31 @@ type RegisteredRunner struct {
 	ID int64 `json:"id"`
 	// Token is the new runner's token, a secret: the runner sends it to take builds (WithRunnerToken).
 	Token string `json:"token"`
+	// TokenExpiresAt is when the token expires (runner API v4), nil when it does not or the coordinator did not
+	// say. Rotate it before then with ResetToken.
+	TokenExpiresAt *time.Time `json:"token_expires_at,omitempty"`
 }
 
-// plainRegisteredRunner has no methods, so fmt prints its fields as it would a plain struct.
-type plainRegisteredRunner RegisteredRunner
+// plainRegisteredRunner has no methods, so fmt prints its fields as it would a plain struct. It leaves out
+// TokenExpiresAt, which a runner of the CI API v1 never has, so that such a runner prints as it always did.
+type plainRegisteredRunner struct {
+	ID    int64
+	Token string
+}
+
+// plainExpiringRunner is plainRegisteredRunner with the token's expiry.
+type plainExpiringRunner RegisteredRunner
 
 // Format prints the runner with its token masked, for every verb.
 func (r RegisteredRunner) Format(f fmt.State, verb rune) {
 	if r.Token != "" {
 		r.Token = masked
 	}
-	fmt.Fprintf(f, fmt.FormatString(f, verb), plainRegisteredRunner(r))
+	if r.TokenExpiresAt == nil {
+		fmt.Fprintf(f, fmt.FormatString(f, verb), plainRegisteredRunner{ID: r.ID, Token: r.Token})
+		return
+	}
+	fmt.Fprintf(f, fmt.FormatString(f, verb), plainExpiringRunner(r))
 }
 
 // LogValue logs the runner's ID, and its token masked.
@@ -65,7 +80,11 @@ func (r RegisteredRunner) LogValue() slog.Value {
 	if r.Token != "" {
 		token = masked
 	}
-	return slog.GroupValue(slog.Int64("id", r.ID), slog.String("token", token))
+	attrs := []slog.Attr{slog.Int64("id", r.ID), slog.String("token", token)}
+	if r.TokenExpiresAt != nil {
+		attrs = append(attrs, slog.Time("token_expires_at", *r.TokenExpiresAt))
+	}
+	return slog.GroupValue(attrs...)
 }
 
 // Register registers a new runner with the coordinator and returns its ID and token. registrationToken is the
@@ -92,7 +111,7 @@ func (s *RunnersService) Register(ctx context.Context, registrationToken string,
 		}
 	}
 	form := &registerRunnerForm{Token: registrationToken, RegisterRunnerOptions: opts}
-	req, err := c.NewRequest(ctx, http.MethodPost, "runners/register", form)
+	req, err := c.NewRequest(ctx, http.MethodPost, c.wire.registerRunnerPath, form)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -101,6 +120,9 @@ func (s *RunnersService) Register(ctx context.Context, registrationToken string,
 	resp, err := c.do(req, runner, call{retry: retryUnsent, small: true, secrets: []string{registrationToken}})
 	if err != nil {
 		scrubError(err, []string{runner.Token})
+		if er := (*ErrorResponse)(nil); errors.As(err, &er) && er.StatusCode == http.StatusGone {
+			err = fmt.Errorf("%w (the instance no longer takes registration tokens: create the runner in GitLab and verify its glrt- token with Runners.Verify)", err)
+		}
 		return nil, resp, notCoordinator(err)
 	}
 	if runner.Token == "" {
@@ -126,7 +148,7 @@ func (s *RunnersService) Unregister(ctx context.Context, runnerToken string, req
 	if runnerToken == "" {
 		return nil, errors.New("runnerapi: Runners.Unregister needs the runner token")
 	}
-	req, err := c.NewRequest(ctx, http.MethodDelete, "runners/delete", &unregisterRunnerForm{Token: runnerToken})
+	req, err := c.NewRequest(ctx, http.MethodDelete, c.wire.unregisterRunnerPath, &unregisterRunnerForm{Token: runnerToken})
 	if err != nil {
 		return nil, err
 	}
@@ -140,7 +162,7 @@ func (s *RunnersService) Unregister(ctx context.Context, runnerToken string, req
 func notCoordinator(err error) error {
 	var er *ErrorResponse
 	if errors.As(err, &er) && er.StatusCode == http.StatusNotFound && !er.apiMessage {
-		return &notCoordinatorError{er}
+		return &notCoordinatorError{er: er}
 	}
 	return err
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -17,7 +18,8 @@ const (
 	// DefaultTraceChunkSize is the largest part a TraceWriter sends, and the amount of unsent bytes that makes it
 	// send at once.
 	DefaultTraceChunkSize = 1 << 20
-	// DefaultTraceFlushInterval is how long a TraceWriter lets written bytes wait before sending them.
+	// DefaultTraceFlushInterval is how long a TraceWriter lets written bytes wait before sending them, until the
+	// coordinator asks for another interval (the runner API v4's X-GitLab-Trace-Update-Interval).
 	DefaultTraceFlushInterval = 3 * time.Second
 	// DefaultTraceKeepAlive is how long a TraceWriter stays silent before an empty part asks the build's status.
 	DefaultTraceKeepAlive = 30 * time.Second
@@ -32,6 +34,13 @@ const (
 	// DefaultTraceConfirmDelay is how long after an abandoned attempt a TraceWriter's Close waits before it asks
 	// the coordinator's length (see Close).
 	DefaultTraceConfirmDelay = 5 * time.Second
+)
+
+// The bounds of an update interval the coordinator asks for: GitLab asks 3 or 30 seconds; gitlab-runner caps what
+// it takes at 15 minutes, and a second keeps a hostile answer from making the writer spin.
+const (
+	minTraceUpdateInterval = time.Second
+	maxTraceUpdateInterval = 15 * time.Minute
 )
 
 // traceConfirmRounds bounds how often Close asks the coordinator's length, repairing in between.
@@ -52,7 +61,9 @@ type TraceOptions struct {
 	Secrets []string
 	// ChunkSize is the largest part sent at once (DefaultTraceChunkSize).
 	ChunkSize int
-	// FlushInterval is the longest written bytes wait before they are sent (DefaultTraceFlushInterval).
+	// FlushInterval is the longest written bytes wait before they are sent. When zero, DefaultTraceFlushInterval
+	// until the coordinator asks for an interval of its own (runner API v4), which is then followed, between a
+	// second and 15 minutes; when set, it is kept whatever the coordinator asks.
 	FlushInterval time.Duration
 	// KeepAlive is the silence after which an empty part asks the build's status (DefaultTraceKeepAlive);
 	// negative turns keep-alives off.
@@ -137,6 +148,10 @@ type TraceWriter struct {
 	wake      chan struct{} // tells the sender to look again; buffered, never blocks
 	done      chan struct{} // closed when the sender has stopped
 	canceled  chan struct{}
+	// cancelRequested is closed when the coordinator asks for a graceful cancel.
+	cancelRequested chan struct{}
+	// fixedInterval says that interval is the caller's, not to be changed by the coordinator's answers.
+	fixedInterval bool
 
 	mu           sync.Mutex
 	spool        traceSpool
@@ -156,19 +171,21 @@ type TraceWriter struct {
 	graceTimer   *time.Timer
 	// confirmOwed says that the coordinator's length must be asked before Close reports success: an attempt was
 	// abandoned (then not before confirmAfter), or a 202 was taken on trust.
-	confirmOwed   bool
-	abandonOwed   bool // for an abandoned attempt
-	confirming    bool // the part in flight is Close's confirmation
-	confirmAfter  time.Time
-	confirmRounds int
-	status        BuildState
-	wasCanceled   bool
-	legacy        bool // the coordinator has no PATCH endpoint: send full updates
-	legacyRounds  int  // full updates sent since the fallback, probes included
-	answered      bool // a PATCH got a 202 or 416
-	noProgress    int
-	progress      chan struct{} // closed and replaced whenever acked changes or the writer fails
-	stats         TraceStats
+	confirmOwed        bool
+	abandonOwed        bool // for an abandoned attempt
+	confirming         bool // the part in flight is Close's confirmation
+	confirmAfter       time.Time
+	confirmRounds      int
+	status             BuildState
+	wasCanceled        bool
+	wasCancelRequested bool
+	crc                uint32 // CRC-32 (IEEE) of the spool's bytes, kept as they are recorded
+	legacy             bool   // the coordinator has no PATCH endpoint: send full updates
+	legacyRounds       int    // full updates sent since the fallback, probes included
+	answered           bool   // a PATCH got a 202 or 416
+	noProgress         int
+	progress           chan struct{} // closed and replaced whenever acked changes or the writer fails
+	stats              TraceStats
 
 	sendBuf []byte // the sender's
 }
@@ -210,6 +227,20 @@ func (c *Client) NewBuildTraceWriter(ctx context.Context, b *Build, opts *TraceO
 	return c.newTraceWriter(ctx, b.ID, o, b.Token, masked)
 }
 
+// NewJobTraceWriter starts a writer of a v4 job's trace, with the job's token unless opts gives one, masking the
+// job's secrets (Job.Secrets) of MinTraceSecret bytes or more besides those in opts, as NewBuildTraceWriter does
+// for a build.
+func (c *Client) NewJobTraceWriter(ctx context.Context, j *Job, opts *TraceOptions) (*TraceWriter, error) {
+	if j == nil {
+		return nil, errors.New("runnerapi: NewJobTraceWriter: nil job")
+	}
+	var o TraceOptions
+	if opts != nil {
+		o = *opts
+	}
+	return c.newTraceWriter(ctx, j.ID, o, j.Token, longSecrets(j.Secrets()))
+}
+
 // newTraceWriter starts a writer of build id's trace. buildToken is the build's own token, used when o gives
 // none; masked are the build's secrets to mask.
 func (c *Client) newTraceWriter(ctx context.Context, id int64, o TraceOptions, buildToken string, masked []string) (*TraceWriter, error) {
@@ -223,28 +254,30 @@ func (c *Client) newTraceWriter(ctx context.Context, id int64, o TraceOptions, b
 		return nil, errors.New("runnerapi: TraceOptions: negative value")
 	}
 	w := &TraceWriter{
-		c:              c,
-		id:             id,
-		token:          token,
-		chunk:          cmp.Or(o.ChunkSize, DefaultTraceChunkSize),
-		interval:       cmp.Or(o.FlushInterval, DefaultTraceFlushInterval),
-		keepAlive:      cmp.Or(o.KeepAlive, DefaultTraceKeepAlive),
-		attemptTimeout: cmp.Or(o.AttemptTimeout, cmp.Or(c.timeout, DefaultTimeout)),
-		maxRange:       cmp.Or(o.MaxRangeErrors, DefaultTraceMaxRangeErrors),
-		stopGrace:      cmp.Or(o.StopGrace, DefaultTraceStopGrace),
-		confirmDelay:   cmp.Or(o.ConfirmDelay, DefaultTraceConfirmDelay),
-		limit:          o.OutputLimit,
-		sleep:          o.sleep,
-		wake:           make(chan struct{}, 1),
-		done:           make(chan struct{}),
-		canceled:       make(chan struct{}),
-		progress:       make(chan struct{}),
-		lastReq:        time.Now(),
+		c:               c,
+		id:              id,
+		token:           token,
+		chunk:           cmp.Or(o.ChunkSize, DefaultTraceChunkSize),
+		interval:        cmp.Or(o.FlushInterval, DefaultTraceFlushInterval),
+		keepAlive:       cmp.Or(o.KeepAlive, DefaultTraceKeepAlive),
+		attemptTimeout:  cmp.Or(o.AttemptTimeout, cmp.Or(c.timeout, DefaultTimeout)),
+		maxRange:        cmp.Or(o.MaxRangeErrors, DefaultTraceMaxRangeErrors),
+		stopGrace:       cmp.Or(o.StopGrace, DefaultTraceStopGrace),
+		confirmDelay:    cmp.Or(o.ConfirmDelay, DefaultTraceConfirmDelay),
+		limit:           o.OutputLimit,
+		sleep:           o.sleep,
+		wake:            make(chan struct{}, 1),
+		done:            make(chan struct{}),
+		canceled:        make(chan struct{}),
+		cancelRequested: make(chan struct{}),
+		fixedInterval:   o.FlushInterval > 0,
+		progress:        make(chan struct{}),
+		lastReq:         time.Now(),
 	}
 	if w.sleep == nil {
 		w.sleep = sleepCtx
 	}
-	if u, err := c.baseURL.Parse(tracePath(id)); err == nil {
+	if u, err := c.baseURL.Parse(c.wire.tracePath(id)); err == nil {
 		w.url = redactURL(u)
 	}
 	w.spool = traceSpool{memLimit: cmp.Or(o.MemoryLimit, DefaultTraceMemoryLimit), dir: o.TempDir}
@@ -407,7 +440,9 @@ func (w *TraceWriter) record(b []byte) {
 func (w *TraceWriter) append(b []byte) {
 	if err := w.spool.append(b); err != nil {
 		w.failLocked(err)
+		return
 	}
+	w.crc = crc32.Update(w.crc, crc32.IEEETable, b)
 }
 
 // commitTail records what the masker holds back: nothing more is coming, or everything is needed now.
@@ -526,6 +561,28 @@ func (w *TraceWriter) CloseContext(ctx context.Context) error {
 // Canceled returns a channel closed once the coordinator says the build was canceled or failed. The writer goes
 // on accepting and sending the trace; the caller decides when to stop.
 func (w *TraceWriter) Canceled() <-chan struct{} { return w.canceled }
+
+// CancelRequested returns a channel closed once the coordinator asks for a graceful cancel (the runner API v4's
+// Job-Status: canceling): stop the script, run after_script, and report the job as usual, which the coordinator
+// turns into canceled. It is distinct from Canceled, which says the job is over already; watch both.
+func (w *TraceWriter) CancelRequested() <-chan struct{} { return w.cancelRequested }
+
+// TraceOutput is what a final update of the runner API v4 says of the trace, for the coordinator to check it
+// against what it stored.
+type TraceOutput struct {
+	// Checksum is "crc32:" and the CRC-32 (IEEE) of the trace's bytes in 8 lowercase hex digits.
+	Checksum string `json:"checksum,omitempty"`
+	// Bytesize is the trace's length in bytes.
+	Bytesize int64 `json:"bytesize,omitempty"`
+}
+
+// Output returns the checksum and length of the trace recorded so far: the bytes sent, secrets masked and the
+// output limit applied, computed as they were recorded. Call it after Close, for the final update.
+func (w *TraceWriter) Output() TraceOutput {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return TraceOutput{Checksum: fmt.Sprintf("crc32:%08x", w.crc), Bytesize: w.spool.size}
+}
 
 // Status returns the build's status from the coordinator's last answer; empty before the first.
 func (w *TraceWriter) Status() BuildState {

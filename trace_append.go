@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // TraceAppend is the coordinator's answer to an appended part of a trace.
@@ -17,8 +18,11 @@ type TraceAppend struct {
 	// Length is the trace's length after the part, from the answer's "Range: 0-N", or the part's offset plus its
 	// length when the 202 had no Range (see Assumed).
 	Length int64
-	// Status is the build's status from the answer's Build-Status header; empty when it had none.
+	// Status is the build's status from the answer's Build-Status (v4: Job-Status) header; empty when it had none.
 	Status BuildState
+	// UpdateInterval is the answer's X-GitLab-Trace-Update-Interval (runner API v4): how long the coordinator asks
+	// the runner to wait before the next part. Zero when it sent none, or no whole positive number of seconds.
+	UpdateInterval time.Duration
 	// Assumed is true when the 202 had no Range header: a 202 means the part was appended, so Length is taken to
 	// be its end. GitLab's own runner reads a 202 that way, and the coordinators in its tests send no Range; a
 	// later part's 416 corrects a wrong guess.
@@ -72,14 +76,9 @@ func (s *BuildsService) AppendTrace(ctx context.Context, id, offset int64, part 
 	return c.appendTrace(ctx, id, offset, part, nil, token, call{retry: retryUnsent, small: true, secrets: []string{token}})
 }
 
-// tracePath is the trace endpoint of build id, relative to the API root.
-func tracePath(id int64) string {
-	return "builds/" + strconv.FormatInt(id, 10) + "/trace.txt"
-}
-
 // appendTrace sends part at offset; first, when not nil, is the body of the first attempt.
 func (c *Client) appendTrace(ctx context.Context, id, offset int64, part []byte, first *traceBodyReader, token string, cl call) (*TraceAppend, *Response, error) {
-	req, err := c.NewRequest(ctx, http.MethodPatch, tracePath(id), nil)
+	req, err := c.NewRequest(ctx, http.MethodPatch, c.wire.tracePath(id), nil)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -91,9 +90,9 @@ func (c *Client) appendTrace(ctx context.Context, id, offset int64, part []byte,
 		req.GetBody = func() (io.ReadCloser, error) { return newTraceBodyReader(part), nil }
 		req.ContentLength = int64(len(part))
 	}
-	req.Header.Set(buildTokenHeader, token)
+	req.Header.Set(c.wire.jobTokenHeader, token)
 	req.Header.Set("Content-Type", "text/plain")
-	req.Header.Set("Content-Range", strconv.FormatInt(offset, 10)+"-"+strconv.FormatInt(offset+int64(len(part)), 10))
+	req.Header.Set("Content-Range", c.wire.contentRange(offset, len(part)))
 	resp, err := c.do(req, nil, cl)
 	if err != nil {
 		var er *ErrorResponse
@@ -102,20 +101,34 @@ func (c *Client) appendTrace(ctx context.Context, id, offset int64, part []byte,
 			if rerr != nil {
 				return nil, resp, fmt.Errorf("%w: %w", er, rerr)
 			}
-			return nil, resp, &RangeError{Length: n, Status: BuildState(er.Response.Header.Get("Build-Status")), Err: er}
+			return nil, resp, &RangeError{Length: n, Status: BuildState(er.Response.Header.Get(c.wire.statusHeader)), Err: er}
 		}
 		return nil, resp, err
 	}
-	status := BuildState(resp.Header.Get("Build-Status"))
+	status := BuildState(resp.Header.Get(c.wire.statusHeader))
+	interval := parseUpdateInterval(resp.Header.Get("X-GitLab-Trace-Update-Interval"))
 	if resp.StatusCode == http.StatusAccepted && len(resp.Header.Values("Range")) == 0 {
 		// The part was appended: GitLab checks where it starts before it writes, and answers 416 otherwise.
-		return &TraceAppend{Length: offset + int64(len(part)), Status: status, Assumed: true}, resp, nil
+		return &TraceAppend{Length: offset + int64(len(part)), Status: status, UpdateInterval: interval, Assumed: true}, resp, nil
 	}
 	n, err := parseTraceRange(resp.Header, token)
 	if err != nil {
 		return nil, resp, fmt.Errorf("runnerapi: PATCH %s: %d answer: %w", redactURL(req.URL), resp.StatusCode, err)
 	}
-	return &TraceAppend{Length: n, Status: status}, resp, nil
+	return &TraceAppend{Length: n, Status: status, UpdateInterval: interval}, resp, nil
+}
+
+// parseUpdateInterval reads X-GitLab-Trace-Update-Interval, whole seconds; anything else, or a value of zero or
+// less, is no interval, as gitlab-runner reads it.
+func parseUpdateInterval(v string) time.Duration {
+	n, ok := parseDigits(v)
+	if !ok || n <= 0 || n > int64(maxTraceUpdateInterval/time.Second) {
+		if ok && n > 0 {
+			return maxTraceUpdateInterval
+		}
+		return 0
+	}
+	return time.Duration(n) * time.Second
 }
 
 // parseTraceRange reads a "Range: 0-N" header strictly: exactly "0-" and decimal digits that fit an int64. A

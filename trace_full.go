@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 	"sync"
 	"time"
 )
@@ -57,6 +56,10 @@ func (w *TraceWriter) sendWhole() {
 // sendFull replaces the coordinator's trace with everything written so far through an update with the runner
 // token. why says why when the PATCH endpoint's state forced it; then a missing runner token is an error.
 func (w *TraceWriter) sendFull(forced bool, why error) {
+	if !w.c.wire.wholeTrace {
+		w.fail(fmt.Errorf("runnerapi: trace of job %d: %w, and the %s cannot replace a trace", w.id, why, w.c.wire.name))
+		return
+	}
 	if w.c.runnerToken == "" {
 		if why == nil {
 			why = errors.New("the trace must be sent whole")
@@ -117,7 +120,7 @@ func (w *TraceWriter) putWhole(view traceSpoolView, size int64) (*Response, erro
 	if err != nil {
 		return nil, err
 	}
-	req, err := w.c.NewRequest(w.ctx, http.MethodPut, "builds/"+strconv.FormatInt(w.id, 10), nil)
+	req, err := w.c.NewRequest(w.ctx, http.MethodPut, w.c.wire.jobPath(w.id), nil)
 	if err != nil {
 		return nil, err
 	}

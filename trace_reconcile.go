@@ -1,6 +1,7 @@
 package runnerapi
 
 import (
+	"errors"
 	"fmt"
 	"time"
 )
@@ -71,12 +72,37 @@ func (w *TraceWriter) setAckedLocked(n int64) {
 	}
 }
 
+// takeInterval follows the update interval the coordinator asked for, within bounds, unless the writer was given
+// a flush interval of its own.
+func (w *TraceWriter) takeInterval(d time.Duration) {
+	if d <= 0 || w.fixedInterval {
+		return
+	}
+	w.mu.Lock()
+	w.interval = min(max(d, minTraceUpdateInterval), maxTraceUpdateInterval)
+	w.mu.Unlock()
+}
+
+// observeError takes the job's status from a refusal: the runner API v4 sends Job-Status with its 403s.
+func (w *TraceWriter) observeError(err error) {
+	var er *ErrorResponse
+	if errors.As(err, &er) && er.Response != nil {
+		w.mu.Lock()
+		w.observeLocked(BuildState(er.Response.Header.Get(w.c.wire.statusHeader)))
+		w.mu.Unlock()
+	}
+}
+
 // observeLocked takes the build's status from an answer.
 func (w *TraceWriter) observeLocked(status BuildState) {
 	if status == "" {
 		return
 	}
 	w.status = status
+	if status == StateCanceling && !w.wasCancelRequested {
+		w.wasCancelRequested = true
+		close(w.cancelRequested)
+	}
 	if (status == StateCanceled || status == StateFailed) && !w.wasCanceled {
 		w.wasCanceled = true
 		close(w.canceled)

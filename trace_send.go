@@ -201,13 +201,14 @@ func (w *TraceWriter) sendPart(probe bool) {
 		switch {
 		case err == nil:
 			w.reconcile(start, end, res.Length, res.Status, cut, false, res.Assumed)
+			w.takeInterval(res.UpdateInterval)
 			return
 		case errors.As(err, &re):
 			w.reconcile(start, end, re.Length, re.Status, cut, true, false)
 			return
 		case w.ctx.Err() != nil || probe:
 			return // run stops, or the whole trace is sent after all
-		case errors.Is(err, ErrNotFound) && !w.isAnswered():
+		case errors.Is(err, ErrNotFound) && !w.isAnswered() && w.c.wire.wholeTrace:
 			// GitLab before 8.7 has no PATCH endpoint and answers 404 to every part; one 404 alone may be a
 			// proxy's hiccup.
 			if notFound++; notFound >= traceFallbackAfter {
@@ -215,6 +216,7 @@ func (w *TraceWriter) sendPart(probe bool) {
 				return
 			}
 		case !IsTransient(err):
+			w.observeError(err)
 			w.fail(fmt.Errorf("runnerapi: trace of build %d: %w", w.id, err))
 			return
 		default:
