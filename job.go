@@ -36,7 +36,7 @@ type Job struct {
 	// Image is the container image the job runs in; zero when the job names none (null).
 	Image JobImage `json:"image,omitzero"`
 	// Services are the images of the services the job runs beside.
-	Services []JobService `json:"services"`
+	Services []JobServiceImage `json:"services"`
 	// Artifacts say what the job uploads: the archive, and each report as an entry of its own.
 	Artifacts []JobArtifact `json:"artifacts"`
 	// Cache says which files the job keeps between runs, one entry per cache.
@@ -233,8 +233,8 @@ type JobPort struct {
 	Extra map[string]json.RawMessage `json:"-"`
 }
 
-// JobService is the image of a service a job runs beside, such as a database.
-type JobService struct {
+// JobServiceImage is the image of a service a job runs beside, such as a database.
+type JobServiceImage struct {
 	// Name is the image, such as "postgres:16".
 	Name string `json:"name"`
 	// Entrypoint overrides the image's entrypoint; nil keeps it.

@@ -9,25 +9,25 @@ import (
 
 // The printing types below have no methods, so fmt and encoding/json treat them as plain structs.
 type (
-	plainJob           Job
-	plainJobInfo       JobInfo
-	plainJobGitInfo    JobGitInfo
-	plainJobRunnerInfo JobRunnerInfo
-	plainJobVariable   JobVariable
-	plainJobStep       JobStep
-	plainJobHook       JobHook
-	plainJobImage      JobImage
-	plainJobPort       JobPort
-	plainJobService    JobService
-	plainJobArtifact   JobArtifact
-	plainJobCache      JobCache
-	plainJobCredential JobCredential
-	plainJobDependency JobDependency
-	plainJobFeatures   JobFeatures
-	plainJobFile       JobArtifactsFile
-	plainJobPolicy     JobPolicyOptions
-	plainJobInput      JobInput
-	plainJobInputValue JobInputValue
+	plainJob             Job
+	plainJobInfo         JobInfo
+	plainJobGitInfo      JobGitInfo
+	plainJobRunnerInfo   JobRunnerInfo
+	plainJobVariable     JobVariable
+	plainJobStep         JobStep
+	plainJobHook         JobHook
+	plainJobImage        JobImage
+	plainJobPort         JobPort
+	plainJobServiceImage JobServiceImage
+	plainJobArtifact     JobArtifact
+	plainJobCache        JobCache
+	plainJobCredential   JobCredential
+	plainJobDependency   JobDependency
+	plainJobFeatures     JobFeatures
+	plainJobFile         JobArtifactsFile
+	plainJobPolicy       JobPolicyOptions
+	plainJobInput        JobInput
+	plainJobInputValue   JobInputValue
 )
 
 // The JSON decoding of each object of a job: lenient, keeping what it does not know in Extra.
@@ -76,8 +76,8 @@ func (p *JobPort) UnmarshalJSON(data []byte) error {
 }
 
 // UnmarshalJSON decodes the object leniently, keeping what it does not know in Extra.
-func (s *JobService) UnmarshalJSON(data []byte) error {
-	return decodeObject(data, (*plainJobService)(s), &s.Extra)
+func (s *JobServiceImage) UnmarshalJSON(data []byte) error {
+	return decodeObject(data, (*plainJobServiceImage)(s), &s.Extra)
 }
 
 // UnmarshalJSON decodes the object leniently, keeping what it does not know in Extra.

@@ -50,11 +50,11 @@ func (g JobGitInfo) encodeJSON(unredacted bool) ([]byte, error) {
 	return encodeObject(plainJobGitInfo(g), g.Extra, unredacted)
 }
 
-func (s JobService) encodeJSON(unredacted bool) ([]byte, error) {
+func (s JobServiceImage) encodeJSON(unredacted bool) ([]byte, error) {
 	if !unredacted {
 		s = s.redacted()
 	}
-	return encodeObject(plainJobService(s), s.Extra, unredacted)
+	return encodeObject(plainJobServiceImage(s), s.Extra, unredacted)
 }
 
 func (c JobCredential) encodeJSON(unredacted bool) ([]byte, error) {
@@ -89,7 +89,7 @@ func (g JobGitInfo) MarshalJSON() ([]byte, error) { return g.encodeJSON(false) }
 func (v JobVariable) MarshalJSON() ([]byte, error) { return v.encodeJSON(false) }
 
 // MarshalJSON encodes the service with the values of its secret variables masked.
-func (s JobService) MarshalJSON() ([]byte, error) { return s.encodeJSON(false) }
+func (s JobServiceImage) MarshalJSON() ([]byte, error) { return s.encodeJSON(false) }
 
 // MarshalJSON encodes the credential with its password masked.
 func (c JobCredential) MarshalJSON() ([]byte, error) { return c.encodeJSON(false) }

@@ -143,7 +143,7 @@ func fuzzWalkStrings(v any, fn func(s string, key bool)) {
 var fuzzFieldNames = sync.OnceValue(func() map[string]bool {
 	names := make(map[string]bool)
 	for _, v := range []any{Job{}, JobInfo{}, JobGitInfo{}, JobRunnerInfo{}, JobVariable{}, JobStep{}, JobHook{},
-		JobImage{}, JobPort{}, JobService{}, JobArtifact{}, JobCache{}, JobCredential{}, JobDependency{},
+		JobImage{}, JobPort{}, JobServiceImage{}, JobArtifact{}, JobCache{}, JobCredential{}, JobDependency{},
 		JobArtifactsFile{}, JobFeatures{}, JobPolicyOptions{}, JobInput{}, JobInputValue{}} {
 		for _, f := range objectFieldsOf(reflect.TypeOf(v)).list {
 			names[f.name] = true

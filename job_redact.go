@@ -110,7 +110,7 @@ func (j Job) redacted() Job {
 		return h
 	})
 	r.Image = j.Image.redacted()
-	r.Services = convertSlice(j.Services, JobService.redacted)
+	r.Services = convertSlice(j.Services, JobServiceImage.redacted)
 	r.Artifacts = convertSlice(j.Artifacts, func(a JobArtifact) JobArtifact {
 		a.Extra = maskKnownExtra[JobArtifact](a.Extra)
 		return a
@@ -154,10 +154,10 @@ func (p JobPort) redacted() JobPort {
 	return p
 }
 
-func (s JobService) redacted() JobService {
+func (s JobServiceImage) redacted() JobServiceImage {
 	s.Ports = convertSlice(s.Ports, JobPort.redacted)
 	s.Variables = convertSlice(s.Variables, JobVariable.redacted)
-	s.Extra = maskKnownExtra[JobService](s.Extra)
+	s.Extra = maskKnownExtra[JobServiceImage](s.Extra)
 	return s
 }
 
@@ -346,8 +346,8 @@ func (v JobVariable) Format(f fmt.State, verb rune) {
 }
 
 // Format prints the service with the values of its secret variables masked.
-func (s JobService) Format(f fmt.State, verb rune) {
-	_, _ = fmt.Fprintf(f, fmt.FormatString(f, verb), plainJobService(s.redacted()))
+func (s JobServiceImage) Format(f fmt.State, verb rune) {
+	_, _ = fmt.Fprintf(f, fmt.FormatString(f, verb), plainJobServiceImage(s.redacted()))
 }
 
 // Format prints the credential with its password masked.
@@ -396,7 +396,7 @@ func (v JobVariable) LogValue() slog.Value {
 }
 
 // LogValue logs the service's image and alias, and not its variables.
-func (s JobService) LogValue() slog.Value {
+func (s JobServiceImage) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("name", s.Name), slog.String("alias", s.Alias))
 }
 
