@@ -160,7 +160,7 @@ func TestRegisterWaitsOutFailures(t *testing.T) {
 	lines := logLines(t, reg.stderr)
 	require.Len(t, lines, 3, "log:\n%s", reg.stderr)
 	assert.Regexp(t, `^runner: registering the runner failed, trying again in [0-9.]+m?s: .*500 Internal Server Error$`, lines[0])
-	assert.Regexp(t, `^runner: registering the runner failed, trying again in [0-9.]+m?s: .*(EOF|connection reset)`, lines[1])
+	assert.Regexp(t, `^runner: registering the runner failed, trying again in [0-9.]+m?s: .*(EOF|connection reset|broken pipe|use of closed network connection)`, lines[1])
 	assert.Contains(t, lines[2], "runner: registered runner ")
 	assert.Len(t, srv.Runners(), 1)
 	assert.NotContains(t, reg.stderr, registrationTestToken)
@@ -187,10 +187,11 @@ func TestStartUpWaitsOutFailures(t *testing.T) {
 		}
 	}
 	require.Len(t, waits, 4, "log:\n%s", res.stderr)
-	// The 500 and the dropped connection may have been acted on: the runner waits them out itself. The 503 and the
+	// A connection dropped before the request was read shows, by timing, as EOF, a reset, a broken pipe or a write
+	// on a closed connection. The 500 and the dropped connection may have been acted on: the runner waits them out itself. The 503 and the
 	// 429 surely were not: the SDK sends the request again.
 	assert.Regexp(t, `^runner: asking for a build failed, trying again in [0-9.]+m?s: .*500 Internal Server Error$`, waits[0])
-	assert.Regexp(t, `^runner: asking for a build failed, trying again in [0-9.]+m?s: .*(EOF|connection reset)`, waits[1])
+	assert.Regexp(t, `^runner: asking for a build failed, trying again in [0-9.]+m?s: .*(EOF|connection reset|broken pipe|use of closed network connection)`, waits[1])
 	assert.Regexp(t, `^runner: POST /ci/api/v1/builds/register failed, trying again in [0-9.]+m?s: .*503 Service Unavailable`, waits[2])
 	assert.Regexp(t, `^runner: POST /ci/api/v1/builds/register failed, trying again in [0-9.]+m?s: .*429 Too Many Requests`, waits[3])
 }
