@@ -60,3 +60,19 @@ func TestSecondInterruptKillsTheAfterScriptOfTheProcess(t *testing.T) {
 	assertStopped(t, pid)
 	_ = os.Remove(afterPID)
 }
+
+// A workdir the runner cannot create builds in ends the runner at start-up, before it takes a build: otherwise it
+// takes every build the coordinator has and fails each one in turn.
+func TestUnusableWorkdirTakesNoBuild(t *testing.T) {
+	t.Parallel()
+	srv := newRunnerCoordinator(t)
+	file := filepath.Join(t.TempDir(), "a-file")
+	require.NoError(t, os.WriteFile(file, nil, 0o600))
+	id := srv.Enqueue(runnerapi.Build{Name: "first", Commands: "echo hi"})
+
+	res := runRunner(t.Context(), runnerArgs(srv, filepath.Join(file, "work"), "-once")...)
+
+	assert.Equal(t, 1, res.code, "stderr: %s", res.stderr)
+	assert.Contains(t, res.stderr, "work")
+	assert.Equal(t, runnerapi.StatePending, stateOf(t, srv, id), "stderr: %s", res.stderr)
+}

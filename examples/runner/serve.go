@@ -76,6 +76,10 @@ func runCommand(ctx context.Context, args []string, e env) error {
 		if err != nil {
 			return err
 		}
+		// A workdir no build can run in must stop the runner now: later, it would take every build and fail it.
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("-workdir: %w", err)
+		}
 		cfg.workdir = dir
 	}
 	if cfg.url == "" {
