@@ -76,3 +76,21 @@ func TestUnusableWorkdirTakesNoBuild(t *testing.T) {
 	assert.Contains(t, res.stderr, "work")
 	assert.Equal(t, runnerapi.StatePending, stateOf(t, srv, id), "stderr: %s", res.stderr)
 }
+
+// What a build brings into the runner's log (its name, here) cannot forge or hide lines there: a carriage return,
+// a terminal's escape sequence or a Unicode line separator is shown escaped, and each event stays one line.
+func TestBuildNamesCannotForgeLogLines(t *testing.T) {
+	t.Parallel()
+	srv := newRunnerCoordinator(t)
+	name := "evil\r2026-12-01T00:00:00.000Z runner: forged\x1b[2K\u2028\u0085x"
+	srv.Enqueue(runnerapi.Build{Name: name, Commands: "echo hi"})
+
+	res := runRunner(t.Context(), runnerArgs(srv, t.TempDir(), "-once")...)
+
+	require.Equal(t, 0, res.code, "stderr: %s", res.stderr)
+	assert.NotContains(t, res.stderr, "\r")
+	assert.NotContains(t, res.stderr, "\x1b")
+	assert.NotContains(t, res.stderr, "\u2028")
+	assert.NotContains(t, res.stderr, "\u0085")
+	assert.Contains(t, res.stderr, `(evil\r2026-12-01T00:00:00.000Z runner: forged\x1b[2K\u2028\u0085x): taken`)
+}
