@@ -288,13 +288,47 @@ func secretForms(secrets []string) []string {
 }
 
 // scrubText masks every form of the secrets in s, and the start of one left at the end of a text that shorten
-// cut inside it.
+// cut inside it. Like the trace, it masks every byte of every occurrence, found in s as it came: replacing one
+// secret before looking for the next would leave in the clear the part of another that overlaps it. Overlapping
+// occurrences become one "[MASKED]".
 func scrubText(s string, secrets []string) string {
 	if s == "" {
 		return s
 	}
-	for _, form := range secretForms(secrets) {
-		s = strings.ReplaceAll(s, form, masked)
+	forms := secretForms(secrets)
+	var runEnd []int // runEnd[i] > i: s[i:runEnd[i]] is in one run of masked bytes that starts at i or before
+	for _, form := range forms {
+		for at := 0; ; at++ {
+			i := strings.Index(s[at:], form)
+			if i < 0 {
+				break
+			}
+			at += i
+			if runEnd == nil {
+				runEnd = make([]int, len(s))
+			}
+			runEnd[at] = max(runEnd[at], at+len(form))
+		}
+	}
+	if runEnd != nil {
+		var b strings.Builder
+		for i := 0; i < len(s); {
+			if runEnd[i] <= i {
+				b.WriteByte(s[i])
+				i++
+				continue
+			}
+			// Extend the run over every occurrence that starts inside it.
+			end := runEnd[i]
+			for j := i + 1; j < end; j++ {
+				end = max(end, runEnd[j])
+			}
+			b.WriteString(masked)
+			i = end
+		}
+		s = b.String()
+	}
+	for _, form := range forms {
 		s = maskCutTail(s, form)
 	}
 	return s

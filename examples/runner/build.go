@@ -102,8 +102,8 @@ func execute(stop *stopper, c *runnerapi.Client, b *runnerapi.Build, cfg config,
 	if err == nil {
 		env := buildEnv(b, dir, trace)
 		// The scripts live beside the build's directory, not in it, where the artifacts paths could pick them up.
-		err = runScript(bctx, b.Commands, dir, dir+".sh", env, trace)
-		afterScript(stop.delivery, bctx.Err() != nil, b, dir, env, cfg, trace)
+		err = runScript(bctx, stop.groups, b.Commands, dir, dir+".sh", env, trace)
+		afterScript(stop.delivery, stop.groups, bctx.Err() != nil, b, dir, env, cfg, trace)
 	}
 	// artifacts:when is on_success unless it says on_failure or always.
 	a := b.Options.Artifacts
@@ -132,7 +132,7 @@ func execute(stop *stopper, c *runnerapi.Client, b *runnerapi.Build, cfg config,
 // afterScript runs the build's options.after_script, whatever the script's result, under a header in the trace.
 // Its failure is told in the trace and changes nothing else. It runs within ctx, which a first signal does not end,
 // for at most -after-script-timeout, or afterScriptStoppedBound once the build was stopped.
-func afterScript(ctx context.Context, stopped bool, b *runnerapi.Build, dir string, env []string, cfg config, trace io.Writer) {
+func afterScript(ctx context.Context, groups *processGroups, stopped bool, b *runnerapi.Build, dir string, env []string, cfg config, trace io.Writer) {
 	if len(b.Options.AfterScript) == 0 {
 		return
 	}
@@ -143,7 +143,7 @@ func afterScript(ctx context.Context, stopped bool, b *runnerapi.Build, dir stri
 	actx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
 	fmt.Fprintln(trace, "Running after_script")
-	err := runScript(actx, strings.Join(b.Options.AfterScript, "\n"), dir, dir+".after.sh", env, trace)
+	err := runScript(actx, groups, strings.Join(b.Options.AfterScript, "\n"), dir, dir+".after.sh", env, trace)
 	switch {
 	case errors.Is(actx.Err(), context.DeadlineExceeded):
 		fmt.Fprintf(trace, "WARNING: after_script timed out after %s; the build's result stands\n", bound)
@@ -202,8 +202,8 @@ func upload(ctx context.Context, c *runnerapi.Client, b *runnerapi.Build, dir st
 
 // runScript runs commands with "sh -e" in dir, from the file script, their output going to the trace, until they
 // end or ctx does. Either way it then kills the script's process group, so that nothing the script started
-// outlives it.
-func runScript(ctx context.Context, commands, dir, script string, env []string, trace io.Writer) error {
+// outlives it; groups holds the group meanwhile, for an exit that cannot wait for that.
+func runScript(ctx context.Context, groups *processGroups, commands, dir, script string, env []string, trace io.Writer) error {
 	if err := os.WriteFile(script, []byte(commands+"\n"), 0o600); err != nil {
 		return err
 	}
@@ -224,6 +224,8 @@ func runScript(ctx context.Context, commands, dir, script string, env []string, 
 	if err != nil {
 		return fmt.Errorf("starting the script: %w", err)
 	}
+	groups.add(cmd.Process.Pid)
+	defer groups.remove(cmd.Process.Pid)
 	copied := make(chan struct{})
 	go func() {
 		defer close(copied)

@@ -39,9 +39,11 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
+	"unicode"
 )
 
 func main() {
@@ -113,7 +115,24 @@ type fatalError struct{ msg string }
 
 func (e *fatalError) Error() string { return e.msg }
 
-func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
+// oneLine makes s one line of the log: newlines become spaces, and the other control characters and line
+// separators are escaped, since what a build or a coordinator sends (a build's name, an error's text) must not
+// forge a line or rewrite the operator's terminal with a carriage return or an escape sequence.
+func oneLine(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r == '\n':
+			b.WriteByte(' ')
+		case r == '\t' || !unicode.IsControl(r) && r != '\u2028' && r != '\u2029':
+			b.WriteRune(r)
+		default:
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		}
+	}
+	return b.String()
+}
 
 // newFlagSet returns a flag set for command that reports errors through run, in one line, and prints its usage on
 // stdout for -h.

@@ -76,6 +76,10 @@ func runCommand(ctx context.Context, args []string, e env) error {
 		if err != nil {
 			return err
 		}
+		// A workdir no build can run in must stop the runner now: later, it would take every build and fail it.
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("-workdir: %w", err)
+		}
 		cfg.workdir = dir
 	}
 	if cfg.url == "" {
@@ -100,13 +104,14 @@ type stopper struct {
 	// canceled build is still recorded.
 	delivery       context.Context
 	cancelDelivery context.CancelFunc
-	// forced is closed when the runner must exit at once.
+	// forced is closed when the runner must exit at once, once the scripts' process groups are killed.
 	forced chan struct{}
+	groups *processGroups
 	done   chan struct{}
 }
 
 func newStopper(ctx context.Context, signals <-chan os.Signal, log *logger) *stopper {
-	s := &stopper{log: log, forced: make(chan struct{}), done: make(chan struct{})}
+	s := &stopper{log: log, forced: make(chan struct{}), done: make(chan struct{}), groups: new(processGroups)}
 	s.delivery, s.cancelDelivery = context.WithCancel(context.WithoutCancel(ctx))
 	s.builds, s.cancelBuilds = context.WithCancel(context.WithoutCancel(ctx))
 	s.taking, s.stopTaking = context.WithCancel(s.builds)
@@ -129,6 +134,9 @@ func (s *stopper) watch(ctx context.Context, signals <-chan os.Signal) {
 		if interrupted {
 			s.log.printf("%s again: exiting at once; the running builds are not reported", why)
 			s.cancelDelivery()
+			// main exits as soon as run returns, before the builds' goroutines would kill their scripts, and
+			// the scripts' own process groups do not get the terminal's signal: only this kills them.
+			s.groups.killAll()
 			close(s.forced)
 			return true
 		}
