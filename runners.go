@@ -2,6 +2,7 @@ package runnerapi
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -41,7 +42,7 @@ type registerRunnerForm struct {
 }
 
 // RegisteredRunner is a runner the coordinator has just registered. Printing it with fmt (any verb) or logging it
-// with slog shows its token masked; marshaling it to JSON, to store it, does not.
+// with slog or marshaling it to JSON shows its token masked; to store it, marshal it as an UnredactedRunner.
 type RegisteredRunner struct {
 	// ID is the runner's ID on the coordinator.
 	ID int64 `json:"id"`
@@ -73,6 +74,29 @@ func (r RegisteredRunner) Format(f fmt.State, verb rune) {
 	}
 	fmt.Fprintf(f, fmt.FormatString(f, verb), plainExpiringRunner(r))
 }
+
+// MarshalJSON encodes the runner with its token masked, as printing does: a logger or encoder that marshals values
+// shows no token, alone or in a slice. To store a runner with its token, marshal it as an UnredactedRunner.
+func (r RegisteredRunner) MarshalJSON() ([]byte, error) {
+	if r.Token != "" {
+		r.Token = masked
+	}
+	return json.Marshal(plainExpiringRunner(r))
+}
+
+// UnredactedRunner is a RegisteredRunner whose JSON encoding holds its token: convert a RegisteredRunner to it to
+// store the token (json.Marshal(runnerapi.UnredactedRunner(r))), and decode it back into a RegisteredRunner.
+// Printing and logging it still mask the token.
+type UnredactedRunner RegisteredRunner
+
+// MarshalJSON encodes the runner with its token.
+func (r UnredactedRunner) MarshalJSON() ([]byte, error) { return json.Marshal(plainExpiringRunner(r)) }
+
+// Format prints the runner with its token masked, as RegisteredRunner does.
+func (r UnredactedRunner) Format(f fmt.State, verb rune) { RegisteredRunner(r).Format(f, verb) }
+
+// LogValue logs the runner as RegisteredRunner does, its token masked.
+func (r UnredactedRunner) LogValue() slog.Value { return RegisteredRunner(r).LogValue() }
 
 // LogValue logs the runner's ID, and its token masked.
 func (r RegisteredRunner) LogValue() slog.Value {

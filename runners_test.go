@@ -249,10 +249,21 @@ func TestRegisteredRunnerPrintsWithoutItsToken(t *testing.T) {
 	assert.NotContains(t, buf.String(), testNewRunnerToken)
 	assert.Contains(t, buf.String(), `"id":12`)
 
-	// JSON keeps it: that is how a program stores the token it was given.
-	data, err := json.Marshal(runner)
+	// JSON masks it too, alone or in a slice, as a logger or encoder that marshals values would meet it; an
+	// UnredactedRunner keeps it, for a program that stores the token it was given.
+	for _, v := range []any{runner, *runner, []RegisteredRunner{*runner}, map[string]any{"r": runner}} {
+		data, err := json.Marshal(v)
+		require.NoError(t, err)
+		assert.NotContains(t, string(data), testNewRunnerToken)
+		assert.Contains(t, string(data), `"token":"[MASKED]"`)
+	}
+	data, err := json.Marshal(UnredactedRunner(*runner))
 	require.NoError(t, err)
 	assert.JSONEq(t, `{"id":12,"token":"`+testNewRunnerToken+`"}`, string(data))
+	var back RegisteredRunner
+	require.NoError(t, json.Unmarshal(data, &back))
+	assert.Equal(t, *runner, back)
+	assert.NotContains(t, fmt.Sprintf("%+v", UnredactedRunner(*runner)), testNewRunnerToken, "printing still masks")
 }
 
 func TestRunnersServicePrintsWithoutTokens(t *testing.T) {
