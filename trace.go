@@ -171,8 +171,13 @@ type TraceWriter struct {
 	graceTimer   *time.Timer
 	// confirmOwed says that the coordinator's length must be asked before Close reports success: an attempt was
 	// abandoned (then not before confirmAfter), or a 202 was taken on trust.
-	confirmOwed        bool
-	abandonOwed        bool // for an abandoned attempt
+	confirmOwed bool
+	abandonOwed bool  // for an abandoned attempt
+	abandonedAt int64 // the start of the first attempt abandoned since the last proof, when abandonOwed
+	// replaceOwed says that attempts at different starts were abandoned since the last proof, on an API that can
+	// replace the whole trace: landing out of order they may leave zeros the length does not show, so Close
+	// replaces the trace before it confirms the length.
+	replaceOwed        bool
 	confirming         bool // the part in flight is Close's confirmation
 	confirmAfter       time.Time
 	confirmRounds      int
@@ -526,11 +531,23 @@ func (w *TraceWriter) Flush(ctx context.Context) error {
 // context has ended; CloseContext bounds it further.
 //
 // An attempt abandoned at the attempt timeout (or answered 504 by a gateway) may still reach the coordinator, and
-// GitLab 8.x applies a part by cutting the trace back to the part's start before appending it: such a late part
-// silently removes everything sent after it. So after any abandoned attempt, Close waits until ConfirmDelay has
-// passed since the last one, asks the coordinator's length with an empty part, and resends what it lost, up to 4
-// times. It does the same without waiting after a 202 it could not take at its word (without Range, or claiming
-// more than the part's end). A request that lands later than that still goes unseen: no client can rule it out.
+// GitLab 8.x applies a part by cutting the trace back to the part's start before appending it (padding with zero
+// bytes a trace shorter than that start): such a late part silently removes everything sent after it. So after
+// any abandoned attempt, Close waits until ConfirmDelay has passed since the last one, asks the coordinator's
+// length with an empty part, and resends what it lost, up to 4 times. It does the same without waiting after a
+// 202 it could not take at its word (without Range, or claiming more than the part's end).
+//
+// The length proves the trace while the attempts abandoned since the last proof all started at one offset: the
+// coordinator's check had its trace that long, and nothing shortens it below that but such a part, so each lands
+// on a trace at least that long and leaves a correct prefix ending at the part's end, which is short of what was
+// written, and seen, whenever anything was sent after it. Attempts abandoned at two offsets can land in either
+// order, and the earlier one first leaves the later one's start beyond the end: zeros fill the gap, and the length
+// can come out right. Then, on the API v1, Close replaces the whole trace (PUT builds/:id, with the runner token;
+// an error without one) once ConfirmDelay has passed, and confirms the length after it; an attempt of that update
+// abandoned in turn carries the whole, final trace, so it does no harm whenever it lands. The API v4 cannot
+// replace a trace, and its GitLab appends without cutting back, so there Close confirms the length only.
+//
+// A request that lands later than Close's confirmation still goes unseen: no client can rule it out.
 func (w *TraceWriter) Close() error {
 	return w.CloseContext(context.Background())
 }

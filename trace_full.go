@@ -54,18 +54,19 @@ func (w *TraceWriter) sendWhole() {
 }
 
 // sendFull replaces the coordinator's trace with everything written so far through an update with the runner
-// token. why says why when the PATCH endpoint's state forced it; then a missing runner token is an error.
-func (w *TraceWriter) sendFull(forced bool, why error) {
+// token, and reports whether it did. why says why when the PATCH endpoint's state (forced), or Close, needs it;
+// then a missing runner token is an error.
+func (w *TraceWriter) sendFull(forced bool, why error) bool {
 	if !w.c.wire.wholeTrace {
 		w.fail(fmt.Errorf("runnerapi: trace of job %d: %w, and the %s cannot replace a trace", w.id, why, w.c.wire.name))
-		return
+		return false
 	}
 	if w.c.runnerToken == "" {
 		if why == nil {
 			why = errors.New("the trace must be sent whole")
 		}
 		w.fail(fmt.Errorf("runnerapi: trace of build %d: %w; replacing it needs the runner token (WithRunnerToken)", w.id, why))
-		return
+		return false
 	}
 	w.mu.Lock()
 	if forced {
@@ -73,7 +74,7 @@ func (w *TraceWriter) sendFull(forced bool, why error) {
 		if w.noProgress > w.maxRange {
 			w.failLocked(fmt.Errorf("runnerapi: trace of build %d: %w, again after %d full updates", w.id, why, w.noProgress))
 			w.mu.Unlock()
-			return
+			return false
 		}
 	}
 	size := w.spool.size
@@ -82,7 +83,7 @@ func (w *TraceWriter) sendFull(forced bool, why error) {
 	w.mu.Unlock()
 	if err != nil {
 		w.fail(err)
-		return
+		return false
 	}
 	// The form streams from the spool while Write goes on appending: the view's bytes stay as they are until
 	// doneReading, and the bodies are stopped before that.
@@ -99,16 +100,17 @@ func (w *TraceWriter) sendFull(forced bool, why error) {
 	w.lastReq = time.Now()
 	if err != nil {
 		if w.ctx.Err() != nil {
-			return // run stops
+			return false // run stops
 		}
 		w.failLocked(fmt.Errorf("runnerapi: trace of build %d: replacing the whole trace: %w", w.id, err))
-		return
+		return false
 	}
 	w.stats.FullUpdates++
 	w.setAckedLocked(size)
 	if w.spool.size > w.acked {
 		w.pendingSince = cut
 	}
+	return true
 }
 
 // putWhole sends PUT builds/:id with state=running and the size bytes of view as the trace, as Update does, but

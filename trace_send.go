@@ -60,7 +60,10 @@ func (w *TraceWriter) run() {
 			}
 		}
 		unsent := w.spool.size - w.acked
-		confirm := unsent <= 0 && w.confirmOwed && !w.legacy && (w.closed || ending)
+		// The whole trace is replaced only once it is final, at Close: an update of it that lands late then
+		// does no harm.
+		confirm := unsent <= 0 && w.confirmOwed && !w.legacy && (w.closed || ending && !w.replaceOwed)
+		replace := confirm && w.replaceOwed
 		if w.closed && unsent <= 0 && !confirm {
 			w.mu.Unlock()
 			return
@@ -84,6 +87,9 @@ func (w *TraceWriter) run() {
 		w.mu.Unlock()
 
 		switch {
+		case confirmNow && replace:
+			w.replace()
+			continue
 		case confirmNow:
 			w.confirm()
 			continue
@@ -156,9 +162,33 @@ func (w *TraceWriter) confirm() {
 	w.mu.Unlock()
 }
 
-// abandoned records an attempt given up on while the coordinator may still apply it.
-func (w *TraceWriter) abandoned() {
+// replace sends the whole, final trace at Close after attempts abandoned at different offsets, and leaves the
+// length to confirm after it: every attempt abandoned before has landed by then, as the confirmation assumes.
+func (w *TraceWriter) replace() {
 	w.mu.Lock()
+	w.confirmRounds++
+	if w.confirmRounds > traceConfirmRounds {
+		w.failLocked(fmt.Errorf("runnerapi: trace of build %d: the coordinator's trace is not confirmed after %d tries", w.id, traceConfirmRounds))
+		w.mu.Unlock()
+		return
+	}
+	w.mu.Unlock()
+	if w.sendFull(false, errors.New("attempts abandoned at different offsets may land out of order and leave zeros in the trace")) {
+		w.mu.Lock()
+		w.abandonOwed, w.replaceOwed = false, false
+		w.mu.Unlock()
+	}
+}
+
+// abandoned records an attempt at start given up on while the coordinator may still apply it.
+func (w *TraceWriter) abandoned(start int64) {
+	w.mu.Lock()
+	switch {
+	case !w.abandonOwed:
+		w.abandonedAt = start
+	case start != w.abandonedAt && w.c.wire.wholeTrace:
+		w.replaceOwed = true
+	}
 	w.confirmOwed, w.abandonOwed = true, true
 	if t := time.Now().Add(w.confirmDelay); t.After(w.confirmAfter) {
 		w.confirmAfter = t
@@ -271,13 +301,13 @@ func (w *TraceWriter) attempt(start int64, part []byte) (*TraceAppend, *Response
 	case err == nil:
 	case ctx.Err() != nil:
 		// Given up on, by the attempt timeout or the writer's own end: the request may yet land.
-		w.abandoned()
+		w.abandoned(start)
 		if w.ctx.Err() == nil {
 			err = &TransportError{Method: http.MethodPatch, URL: w.url, Err: fmt.Errorf("no answer within %v", w.attemptTimeout)}
 		}
 	case errors.As(err, &er) && er.StatusCode == http.StatusGatewayTimeout:
 		// A gateway gave up waiting; the coordinator behind it may still be working on the request.
-		w.abandoned()
+		w.abandoned(start)
 	}
 	return res, resp, err
 }

@@ -50,18 +50,35 @@ const (
 
 // lateApply is a part that GitLab 8.x's append_trace held after its length check, past the client's patience, and
 // then applied: it truncates the trace to the part's start, then appends the part, cutting off whatever the
-// client sent meanwhile.
+// client sent meanwhile. File.truncate pads with zero bytes a trace shorter than the part's start.
 type lateApply struct {
 	after   int           // the part lands once request number after has been answered
+	follows *lateApply    // when set, the part lands only after that one has
 	release chan struct{} // closed when it has
 	landed  chan struct{} // closed once the part has landed; requests after number after wait for it
 	once    sync.Once
 }
 
-func newLateApply(t testing.TB, after int) *lateApply {
+// lateApply adds a part to hold (the fault actLateApply names it) that lands once request number after has been
+// answered.
+func (c *traceCoord) lateApply(t testing.TB, after int) *lateApply {
 	l := &lateApply{after: after, release: make(chan struct{}), landed: make(chan struct{})}
 	t.Cleanup(l.free) // before the server's Close, which waits for the held request
+	c.mu.Lock()
+	c.lates = append(c.lates, l)
+	c.mu.Unlock()
 	return l
+}
+
+// waitLanded waits, with c.mu held and released meanwhile, until every held part due before request n has landed.
+func (c *traceCoord) waitLanded(n int) {
+	for _, l := range c.lates {
+		if n > l.after {
+			c.mu.Unlock()
+			<-l.landed
+			c.mu.Lock()
+		}
+	}
 }
 
 func (l *lateApply) free() { l.once.Do(func() { close(l.release) }) }
@@ -74,6 +91,7 @@ type coordFault struct {
 	keep       int
 	// buildStatus, when set, is the Build-Status of a bare 202 instead of the build's.
 	buildStatus string
+	late        *lateApply // the part actLateApply holds
 }
 
 // receivedPart is one PATCH the test coordinator received.
@@ -100,7 +118,7 @@ type traceCoord struct {
 	updateStatus int  // when set, PUT answers this
 	requests     int
 	fault        func(c *traceCoord, n int, start int64, body []byte) coordFault // called with mu held
-	late         *lateApply                                                      // for actLateApply
+	lates        []*lateApply                                                    // for actLateApply
 }
 
 func newTrcCoord(t testing.TB) *traceCoord {
@@ -141,12 +159,7 @@ func (c *traceCoord) servePatch(w http.ResponseWriter, r *http.Request) {
 	c.mu.Lock()
 	c.requests++
 	n := c.requests
-	late := c.late
-	if late != nil && n > late.after {
-		c.mu.Unlock()
-		<-late.landed
-		c.mu.Lock()
-	}
+	c.waitLanded(n)
 	c.parts = append(c.parts, receivedPart{start: start, end: end, n: len(body)})
 	if end-start != int64(len(body)) {
 		c.badRanges++
@@ -170,8 +183,10 @@ func (c *traceCoord) servePatch(w http.ResponseWriter, r *http.Request) {
 		if code == http.StatusRequestedRangeNotSatisfiable {
 			_, _ = io.WriteString(w, `{"error":"416 Range Not Satisfiable"}`)
 		}
-		if late != nil && n == late.after {
-			late.free()
+		for _, l := range c.lates {
+			if n == l.after {
+				l.free()
+			}
 		}
 	}
 	fits := start == int64(len(c.trace))
@@ -193,10 +208,16 @@ func (c *traceCoord) servePatch(w http.ResponseWriter, r *http.Request) {
 		if fits {
 			c.mu.Unlock()
 			<-r.Context().Done()
-			<-late.release
+			<-f.late.release
+			if f.late.follows != nil {
+				<-f.late.follows.landed
+			}
 			c.mu.Lock()
+			if pad := start - int64(len(c.trace)); pad > 0 {
+				c.trace = append(c.trace, make([]byte, pad)...)
+			}
 			c.trace = append(c.trace[:start], body...)
-			close(late.landed)
+			close(f.late.landed)
 			c.mu.Unlock()
 			return
 		}
@@ -259,6 +280,7 @@ func (c *traceCoord) serveUpdate(w http.ResponseWriter, r *http.Request) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.requests++
+	c.waitLanded(c.requests)
 	if c.updateStatus != 0 {
 		http.Error(w, `{"message":"`+strconv.Itoa(c.updateStatus)+`"}`, c.updateStatus)
 		return
@@ -710,8 +732,8 @@ func TestTraceWriterAttemptTimeout(t *testing.T) {
 func TestTraceWriterLateAppliedPart(t *testing.T) {
 	leakCheck(t)
 	c := newTrcCoord(t)
-	c.late = newLateApply(t, 3) // the first part lands once the third request (the second part) is answered
-	c.fault = faultAt(1, coordFault{act: actLateApply})
+	late := c.lateApply(t, 3) // the first part lands once the third request (the second part) is answered
+	c.fault = faultAt(1, coordFault{act: actLateApply, late: late})
 	w := c.writer(t, c.client(t), TraceOptions{AttemptTimeout: 50 * time.Millisecond, ConfirmDelay: time.Millisecond})
 	_, err := io.WriteString(w, "first part\n")
 	require.NoError(t, err)
@@ -720,7 +742,7 @@ func TestTraceWriterLateAppliedPart(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, w.Close())
 	select {
-	case <-c.late.landed:
+	case <-late.landed:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the held part never landed")
 	}
@@ -728,6 +750,52 @@ func TestTraceWriterLateAppliedPart(t *testing.T) {
 	assert.Equal(t, "first part\nsecond part\n", string(trace), "the late part cut the trace back")
 	assert.Equal(t, []receivedPart{{0, 11, 11}, {0, 11, 11}, {11, 23, 12}, {23, 23, 0}, {11, 23, 12}, {23, 23, 0}}, parts,
 		"the part, its resend, the second part, a confirmation answered 416, the repair, a confirmation")
+}
+
+// Two parts held past the client's patience at different offsets can land in either order. A first, then B: A
+// cuts the trace back to its end, and B, whose start lies beyond it, has File.truncate pad the gap with zeros and
+// leaves the trace exactly as long as what was written. The length proves nothing then: Close replaces the whole
+// trace once the delay has passed, and confirms the length after that.
+func TestTraceWriterLateAppliedPartsOutOfOrder(t *testing.T) {
+	leakCheck(t)
+	c := newTrcCoord(t)
+	// Both land once the fifth request (B's resend) is answered, A first.
+	first := c.lateApply(t, 5)
+	second := c.lateApply(t, 5)
+	second.follows = first
+	c.fault = func(_ *traceCoord, n int, _ int64, _ []byte) coordFault {
+		switch n {
+		case 1:
+			return coordFault{act: actLateApply, late: first}
+		case 4:
+			return coordFault{act: actLateApply, late: second}
+		}
+		return coordFault{}
+	}
+	w := c.writer(t, c.client(t), TraceOptions{AttemptTimeout: 50 * time.Millisecond, ConfirmDelay: time.Millisecond})
+	for _, part := range []string{"first part\n", "second part\n"} {
+		_, err := io.WriteString(w, part)
+		require.NoError(t, err)
+		require.NoError(t, w.Flush(context.Background()))
+	}
+	_, err := io.WriteString(w, "third part\n")
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	for _, l := range []*lateApply{first, second} {
+		select {
+		case <-l.landed:
+		case <-time.After(10 * time.Second):
+			t.Fatal("a held part never landed")
+		}
+	}
+	trace, parts := c.snapshot()
+	assert.Equal(t, "first part\nsecond part\nthird part\n", string(trace), "the late parts left zeros in the trace")
+	assert.Equal(t, []receivedPart{{0, 11, 11}, {0, 11, 11}, {11, 23, 12}, {23, 34, 11}, {23, 34, 11}, {34, 34, 0}}, parts,
+		"A, its resend, the second part, B, its resend, the confirmation after the whole trace's update")
+	c.mu.Lock()
+	assert.Equal(t, 1, c.updates, "one update of the whole trace")
+	c.mu.Unlock()
+	assert.Equal(t, int64(1), w.Stats().FullUpdates)
 }
 
 // An abandoned attempt is confirmed only after ConfirmDelay: an answer sent sooner proves nothing about a request
