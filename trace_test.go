@@ -798,6 +798,63 @@ func TestTraceWriterLateAppliedPartsOutOfOrder(t *testing.T) {
 	assert.Equal(t, int64(1), w.Stats().FullUpdates)
 }
 
+// Without the runner token the whole trace cannot be replaced: after attempts abandoned at different offsets,
+// Close says so rather than vouch for a trace that may hold zeros.
+func TestTraceWriterLateAppliedPartsWithoutRunnerToken(t *testing.T) {
+	leakCheck(t)
+	c := newTrcCoord(t)
+	first := c.lateApply(t, 5)
+	second := c.lateApply(t, 5)
+	second.follows = first
+	c.fault = func(_ *traceCoord, n int, _ int64, _ []byte) coordFault {
+		switch n {
+		case 1:
+			return coordFault{act: actLateApply, late: first}
+		case 4:
+			return coordFault{act: actLateApply, late: second}
+		}
+		return coordFault{}
+	}
+	w := c.writer(t, c.client(t, WithRunnerToken("")), TraceOptions{AttemptTimeout: 50 * time.Millisecond, ConfirmDelay: time.Millisecond})
+	for _, part := range []string{"first part\n", "second part\n"} {
+		_, err := io.WriteString(w, part)
+		require.NoError(t, err)
+		require.NoError(t, w.Flush(context.Background()))
+	}
+	_, err := io.WriteString(w, "third part\n")
+	require.NoError(t, err)
+	err = w.Close()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "zeros")
+	assert.Contains(t, err.Error(), "runner token")
+	c.mu.Lock()
+	assert.Zero(t, c.updates)
+	c.mu.Unlock()
+}
+
+// Attempts abandoned at one offset land on a trace at least that long, whatever their order: the length proves
+// the trace, and Close replaces nothing.
+func TestTraceWriterAbandonedTwiceAtOneOffset(t *testing.T) {
+	leakCheck(t)
+	c := newTrcCoord(t)
+	c.fault = func(_ *traceCoord, n int, _ int64, _ []byte) coordFault {
+		if n <= 2 {
+			return coordFault{act: actStall}
+		}
+		return coordFault{}
+	}
+	w := c.writer(t, c.client(t), TraceOptions{AttemptTimeout: 20 * time.Millisecond})
+	_, err := io.WriteString(w, "slow\n")
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	trace, parts := c.snapshot()
+	assert.Equal(t, "slow\n", string(trace))
+	assert.Equal(t, []receivedPart{{0, 5, 5}, {0, 5, 5}, {0, 5, 5}, {5, 5, 0}}, parts, "the part, twice abandoned, its resend, the confirmation")
+	c.mu.Lock()
+	assert.Zero(t, c.updates)
+	c.mu.Unlock()
+}
+
 // An abandoned attempt is confirmed only after ConfirmDelay: an answer sent sooner proves nothing about a request
 // that may still be on its way.
 func TestTraceWriterConfirmationWaitsConfirmDelay(t *testing.T) {
