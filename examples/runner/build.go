@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -24,116 +23,141 @@ import (
 // the runner asked to stop): it must not hold up a runner that was told to go.
 const afterScriptStoppedBound = 30 * time.Second
 
-// runBuild runs one build and reports how it ended, logging when it was taken and when it ended. It returns false
-// when the end could not be reported.
-func runBuild(stop *stopper, c *runnerapi.Client, b *runnerapi.Build, readErr error, cfg config, log *logger) bool {
+// runBuild runs one build (or job) and reports how it ended, logging when it was taken and when it ended. It
+// returns false when the end could not be reported.
+func runBuild(stop *stopper, co coordinator, w *work, readErr error, cfg config, log *logger) bool {
 	start := time.Now()
-	log.printf("build %d (%s): taken", b.ID, b.Name)
+	log.printf("build %d (%s): taken", w.id, w.name)
 	// The trace and the report outlive a first signal, so that a canceled build is still recorded and reported.
 	keep := stop.delivery
-	state := runnerapi.StateFailed
-	trace, err := c.NewBuildTraceWriter(keep, b, &runnerapi.TraceOptions{FlushInterval: cfg.interval, KeepAlive: cfg.interval})
+	end := outcome{state: runnerapi.StateFailed, failureReason: "runner_system_failure"}
+	trace, err := co.traceWriter(keep, w, &runnerapi.TraceOptions{FlushInterval: cfg.interval, KeepAlive: cfg.interval})
 	switch {
 	case err != nil:
-		log.printf("build %d (%s): %v", b.ID, b.Name, err)
+		log.printf("build %d (%s): %v", w.id, w.name, err)
 	case readErr != nil:
 		fmt.Fprintf(trace, "ERROR: %v\n", readErr)
 	default:
-		state = execute(stop, c, b, cfg, trace)
+		end = execute(stop, co.client(), w, cfg, trace)
 	}
 	// The whole trace is delivered before the state, so the coordinator never shows a finished build whose trace
 	// still grows.
 	var traceBytes int64
 	if trace != nil {
 		if err := trace.Close(); err != nil {
-			log.printf("build %d (%s): sending the trace failed: %v", b.ID, b.Name, err)
+			log.printf("build %d (%s): sending the trace failed: %v", w.id, w.name, err)
 		}
 		traceBytes = trace.Stats().Length
 	}
 	ended := func(how string) {
-		log.printf("build %d (%s) ended: %s, after %s, trace %d bytes", b.ID, b.Name, how, roundWait(time.Since(start)), traceBytes)
+		log.printf("build %d (%s) ended: %s, after %s, trace %d bytes", w.id, w.name, how, roundWait(time.Since(start)), traceBytes)
 	}
-	if state == runnerapi.StateCanceled {
+	if end.state == runnerapi.StateCanceled {
 		ended(fmt.Sprintf("stopped, the coordinator says it is %s", trace.Status()))
 		return true
 	}
-	_, err = c.Builds.Update(keep, b.ID, &runnerapi.UpdateOptions{State: state})
+	err = co.report(keep, w, end, trace)
 	switch {
 	case errors.Is(err, runnerapi.ErrNotFound) || errors.Is(err, runnerapi.ErrForbidden):
 		// The build ended on the coordinator's side meanwhile (canceled, erased): there is nothing left to report.
-		ended(fmt.Sprintf("%s, but the coordinator no longer runs it", state))
+		ended(fmt.Sprintf("%s, but the coordinator no longer runs it", end.state))
 		return true
 	case err != nil:
-		ended(fmt.Sprintf("%s, but reporting it failed: %v", state, err))
+		ended(fmt.Sprintf("%s, but reporting it failed: %v", end.state, err))
 		return false
 	}
-	ended(string(state))
+	ended(string(end.state))
 	return true
 }
 
 // errStopped is the cause of a build's end when the coordinator canceled it (or marked it failed).
 var errStopped = errors.New("the coordinator stopped the build")
 
+// errCanceling is the cause of a build's end when the coordinator asked for a graceful cancel (the runner API v4's
+// canceling): the script is stopped, the after_script runs, and the build is reported as usual.
+var errCanceling = errors.New("the coordinator asked to cancel the build")
+
 // execute runs the build in a fresh directory of its own: it unpacks the artifacts of the builds it depends on,
 // runs the script, then the after_script, and uploads the build's artifacts, writing what happens to the trace. It
-// returns the build's state, or StateCanceled when the coordinator stopped the build.
-func execute(stop *stopper, c *runnerapi.Client, b *runnerapi.Build, cfg config, trace *runnerapi.TraceWriter) runnerapi.BuildState {
-	timeout := time.Duration(b.Timeout) * time.Second
+// returns how the build ended, with the state StateCanceled when the coordinator stopped the build.
+func execute(stop *stopper, c *runnerapi.Client, w *work, cfg config, trace *runnerapi.TraceWriter) outcome {
+	timeout := w.timeout
 	if timeout <= 0 {
 		timeout = time.Hour
 	}
-	// One context ends all the build does, and its cause says why: the coordinator stopped the build, its timeout
-	// passed, or the runner was asked to stop.
+	// One context ends all the build does, and its cause says why: the coordinator stopped the build or asked to
+	// cancel it, its timeout passed, or the runner was asked to stop.
 	bctx, stopBuild := context.WithCancelCause(stop.builds)
 	defer stopBuild(nil)
-	bctx, cancel := context.WithTimeoutCause(bctx, timeout, fmt.Errorf("the build timed out after %s", timeout))
+	errTimedOut := fmt.Errorf("the build timed out after %s", timeout)
+	bctx, cancel := context.WithTimeoutCause(bctx, timeout, errTimedOut)
 	defer cancel()
 	go func() {
 		select {
 		case <-trace.Canceled():
 			stopBuild(errStopped)
+		case <-trace.CancelRequested():
+			stopBuild(errCanceling)
 		case <-bctx.Done():
 		}
 	}()
 
-	fmt.Fprintf(trace, "Running build %d (%s) with the runnerapi example runner %s\n", b.ID, b.Name, runnerapi.Version)
-	dir := filepath.Join(cfg.workdir, "build-"+strconv.FormatInt(b.ID, 10))
-	err := prepare(bctx, c, b, dir, trace)
+	fmt.Fprintf(trace, "Running build %d (%s) with the runnerapi example runner %s\n", w.id, w.name, runnerapi.Version)
+	dir := filepath.Join(cfg.workdir, "build-"+strconv.FormatInt(w.id, 10))
+	err := prepare(bctx, c, w, dir, trace)
+	scriptRan := false
 	if err == nil {
-		env := buildEnv(b, dir, trace)
+		env := buildEnv(w, dir, trace)
 		// The scripts live beside the build's directory, not in it, where the artifacts paths could pick them up.
-		err = runScript(bctx, stop.groups, b.Commands, dir, dir+".sh", env, trace)
-		afterScript(stop.delivery, stop.groups, bctx.Err() != nil, b, dir, env, cfg, trace)
+		err = runScript(bctx, stop.groups, w.script, dir, dir+".sh", env, trace)
+		scriptRan = true
+		afterScript(stop.delivery, stop.groups, bctx.Err() != nil, w, dir, env, cfg, trace)
 	}
 	// artifacts:when is on_success unless it says on_failure or always.
-	a := b.Options.Artifacts
-	if bctx.Err() == nil && len(a.Paths) > 0 && (a.When == "always" || (a.When == "on_failure") == (err != nil)) {
-		if uerr := upload(bctx, c, b, dir, trace); err == nil {
+	for _, a := range w.artifacts {
+		if bctx.Err() != nil || len(a.paths) == 0 || !(a.when == "always" || (a.when == "on_failure") == (err != nil)) {
+			continue
+		}
+		if uerr := upload(bctx, c, w, a, dir, trace); err == nil {
 			err = uerr
 		}
 	}
+	end := outcome{state: runnerapi.StateFailed}
+	cause := context.Cause(bctx)
 	switch {
-	case errors.Is(context.Cause(bctx), errStopped):
+	case errors.Is(cause, errStopped):
 		fmt.Fprintf(trace, "Build stopped: the coordinator says it is %s\n", trace.Status())
-		return runnerapi.StateCanceled
+		return outcome{state: runnerapi.StateCanceled}
+	case errors.Is(cause, errCanceling):
+		// Reported failed like any stopped build: the coordinator turns a canceling job's final update into
+		// canceled whatever it says.
+		err, end.failureReason = cause, "script_failure"
 	case stop.builds.Err() != nil:
-		err = errors.New("the runner was stopped")
-	case bctx.Err() != nil:
-		err = context.Cause(bctx)
+		err, end.failureReason = errors.New("the runner was stopped"), "runner_interrupted"
+	case errors.Is(cause, errTimedOut):
+		err, end.failureReason = cause, "job_execution_timeout"
+	case err != nil && scriptRan:
+		end.failureReason = "script_failure"
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			end.exitCode = exit.ExitCode()
+		}
+	case err != nil:
+		end.failureReason = "runner_system_failure"
 	}
 	if err != nil {
 		fmt.Fprintf(trace, "ERROR: Build failed: %v\n", err)
-		return runnerapi.StateFailed
+		return end
 	}
 	fmt.Fprintln(trace, "Build succeeded")
-	return runnerapi.StateSuccess
+	return outcome{state: runnerapi.StateSuccess}
 }
 
-// afterScript runs the build's options.after_script, whatever the script's result, under a header in the trace.
-// Its failure is told in the trace and changes nothing else. It runs within ctx, which a first signal does not end,
+// afterScript runs the build's after_script, whatever the script's result, under a header in the trace. Its
+// failure is told in the trace and changes nothing else. It runs within ctx, which a first signal does not end,
 // for at most -after-script-timeout, or afterScriptStoppedBound once the build was stopped.
-func afterScript(ctx context.Context, groups *processGroups, stopped bool, b *runnerapi.Build, dir string, env []string, cfg config, trace io.Writer) {
-	if len(b.Options.AfterScript) == 0 {
+func afterScript(ctx context.Context, groups *processGroups, stopped bool, w *work, dir string, env []string, cfg config, trace io.Writer) {
+	if len(w.afterScript) == 0 {
 		return
 	}
 	bound := cfg.afterScriptTimeout
@@ -143,7 +167,7 @@ func afterScript(ctx context.Context, groups *processGroups, stopped bool, b *ru
 	actx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
 	fmt.Fprintln(trace, "Running after_script")
-	err := runScript(actx, groups, strings.Join(b.Options.AfterScript, "\n"), dir, dir+".after.sh", env, trace)
+	err := runScript(actx, groups, strings.Join(w.afterScript, "\n"), dir, dir+".after.sh", env, trace)
 	switch {
 	case errors.Is(actx.Err(), context.DeadlineExceeded):
 		fmt.Fprintf(trace, "WARNING: after_script timed out after %s; the build's result stands\n", bound)
@@ -156,45 +180,49 @@ func afterScript(ctx context.Context, groups *processGroups, stopped bool, b *ru
 	}
 }
 
-// prepare makes the build's directory afresh and unpacks into it the artifacts of the builds it depends on: all of
-// them, or only those its options.dependencies names when it has that list.
-func prepare(ctx context.Context, c *runnerapi.Client, b *runnerapi.Build, dir string, trace io.Writer) error {
+// prepare makes the build's directory afresh and unpacks into it the artifacts of the builds it depends on.
+func prepare(ctx context.Context, c *runnerapi.Client, w *work, dir string, trace io.Writer) error {
 	if err := os.RemoveAll(dir); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	wanted := b.Options.Dependencies
-	for _, dep := range b.DependsOnBuilds {
-		if dep.ArtifactsFile.Filename == "" || (wanted != nil && !slices.Contains(wanted, dep.Name)) {
-			continue
-		}
-		fmt.Fprintf(trace, "Downloading the artifacts of build %d (%s)\n", dep.ID, dep.Name)
+	for _, dep := range w.dependencies {
+		fmt.Fprintf(trace, "Downloading the artifacts of build %d (%s)\n", dep.id, dep.name)
 		// Each dependency's own token downloads its artifacts.
-		if _, _, err := c.Artifacts.Extract(ctx, dep.ID, dir, nil, runnerapi.WithToken(dep.Token)); err != nil {
-			return fmt.Errorf("downloading the artifacts of build %d: %w", dep.ID, err)
+		if _, _, err := c.Artifacts.Extract(ctx, dep.id, dir, nil, runnerapi.WithToken(dep.token)); err != nil {
+			return fmt.Errorf("downloading the artifacts of build %d: %w", dep.id, err)
 		}
 	}
 	return nil
 }
 
-// upload zips the build's artifacts paths and uploads them. Paths that match nothing are a warning, not a failure.
-func upload(ctx context.Context, c *runnerapi.Client, b *runnerapi.Build, dir string, trace io.Writer) error {
-	a := b.Options.Artifacts
-	fmt.Fprintf(trace, "Uploading artifacts: %s\n", strings.Join(a.Paths, " "))
-	opts := &runnerapi.UploadOptions{ExpireIn: a.ExpireIn}
+// upload zips the paths of one of the build's artifacts uploads and uploads them. Paths that match nothing are a
+// warning, not a failure. Only zip archives are made: a report of another format is a warning too.
+func upload(ctx context.Context, c *runnerapi.Client, w *work, a artifactUpload, dir string, trace io.Writer) error {
+	if a.artifactFormat != "" && a.artifactFormat != "zip" {
+		fmt.Fprintf(trace, "WARNING: artifacts of type %s need the %s format, which this runner does not make; skipped\n", a.artifactType, a.artifactFormat)
+		return nil
+	}
+	fmt.Fprintf(trace, "Uploading artifacts: %s\n", strings.Join(a.paths, " "))
+	opts := &runnerapi.UploadOptions{ExpireIn: a.expireIn, ArtifactType: a.artifactType, ArtifactFormat: a.artifactFormat}
 	// artifacts.name names the archive; only its last element, so that it cannot name a path.
-	if name := path.Base(strings.ReplaceAll(a.Name, "\\", "/")); a.Name != "" && name != "/" && name != "." && name != ".." {
+	if name := path.Base(strings.ReplaceAll(a.name, "\\", "/")); a.name != "" && name != "/" && name != "." && name != ".." {
 		opts.Filename = name + ".zip"
 	}
-	up, _, err := c.Artifacts.UploadPaths(ctx, b.ID, dir, a.Paths, opts, runnerapi.WithToken(b.Token))
+	up, _, err := c.Artifacts.UploadPaths(ctx, w.id, dir, a.paths, opts, runnerapi.WithToken(w.token))
 	switch {
 	case errors.Is(err, runnerapi.ErrNoArtifactFiles):
 		fmt.Fprintln(trace, "WARNING: no file matches the artifacts paths; nothing uploaded")
 		return nil
 	case err != nil:
 		return fmt.Errorf("uploading the artifacts: %w", err)
+	}
+	if up.ArtifactsFile.Filename == "" {
+		// The runner API v4 answers an upload with no description of the file.
+		fmt.Fprintln(trace, "Uploaded the artifacts")
+		return nil
 	}
 	fmt.Fprintf(trace, "Uploaded %s (%d bytes)\n", up.ArtifactsFile.Filename, up.ArtifactsFile.Size)
 	return nil
@@ -258,32 +286,22 @@ func runScript(ctx context.Context, groups *processGroups, commands, dir, script
 
 // buildEnv is the environment of a build's scripts: a few variables of the runner's own environment (never all of
 // it, which holds the runner token), the build's identity, and the build's variables, which win over the others.
-func buildEnv(b *runnerapi.Build, dir string, trace io.Writer) []string {
+func buildEnv(w *work, dir string, trace io.Writer) []string {
 	var env []string
 	for _, k := range []string{"PATH", "HOME", "USER", "LANG", "TMPDIR"} {
 		if v, ok := os.LookupEnv(k); ok {
 			env = append(env, k+"="+v)
 		}
 	}
-	env = append(env,
-		"CI=true",
-		"GITLAB_CI=true",
-		"CI_BUILD_ID="+strconv.FormatInt(b.ID, 10),
-		"CI_BUILD_NAME="+b.Name,
-		"CI_BUILD_STAGE="+b.Stage,
-		"CI_BUILD_REF="+b.SHA,
-		"CI_BUILD_BEFORE_SHA="+b.BeforeSHA,
-		"CI_BUILD_REF_NAME="+b.Ref,
-		"CI_BUILD_TOKEN="+b.Token, // the build's own token, as GitLab's runner gives it; the trace masks it
-		"CI_PROJECT_ID="+strconv.FormatInt(b.ProjectID, 10),
-		"CI_PROJECT_DIR="+dir,
-	)
-	for _, v := range b.Variables {
-		if v.Key == "" || strings.ContainsAny(v.Key, "=\x00") || strings.Contains(v.Value, "\x00") {
-			fmt.Fprintf(trace, "WARNING: variable %q cannot be put in the environment; skipped\n", v.Key)
+	env = append(env, "CI=true", "GITLAB_CI=true")
+	env = append(env, w.identity...)
+	env = append(env, "CI_PROJECT_DIR="+dir)
+	for _, v := range w.variables {
+		if v.key == "" || strings.ContainsAny(v.key, "=\x00") || strings.Contains(v.value, "\x00") {
+			fmt.Fprintf(trace, "WARNING: variable %q cannot be put in the environment; skipped\n", v.key)
 			continue
 		}
-		env = append(env, v.Key+"="+v.Value)
+		env = append(env, v.key+"="+v.value)
 	}
 	return env
 }

@@ -21,11 +21,12 @@ var runnerInfo = runnerapi.RunnerInfo{Name: "runnerapi example runner", Version:
 // newClient makes the one client the runner talks through. Its retries back off in proportion to the poll
 // interval (at the default interval this is the SDK's default policy), and each is logged. timeout bounds each
 // attempt of a small request.
-func newClient(url, token string, interval, timeout time.Duration, log *logger) (*runnerapi.Client, error) {
+// api is the API it speaks.
+func newClient(url, token string, api runnerapi.API, interval, timeout time.Duration, log *logger) (*runnerapi.Client, error) {
 	policy := runnerapi.DefaultRetryPolicy()
 	policy.BaseDelay, policy.MaxDelay = interval/12, 5*interval
 	opts := []runnerapi.Option{runnerapi.WithRetryPolicy(policy), runnerapi.WithTimeout(timeout),
-		runnerapi.WithLogger(slogFor(log))}
+		runnerapi.WithLogger(slogFor(log)), runnerapi.WithAPI(api)}
 	if token != "" {
 		opts = append(opts, runnerapi.WithRunnerToken(token))
 	}

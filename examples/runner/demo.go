@@ -14,8 +14,9 @@ import (
 	"github.com/runnerapi/runnerapi/runnerapitest"
 )
 
-// demo runs a two-build pipeline on an embedded runnerapitest coordinator: "compile" writes output and an artifact,
-// "check" depends on it and reads the artifact. Then it prints each trace as the coordinator received it, and a
+// demo runs a two-build pipeline on an embedded runnerapitest coordinator, which speaks both APIs (-api auto finds
+// the runner API v4): "compile" writes output and an artifact, "check" depends on it and reads the artifact. The
+// script reads the job's identity from the variables of either API. Then it prints each trace as the coordinator received it, and a
 // summary.
 func demo(ctx context.Context, cfg config, e env) error {
 	out := e.stdout
@@ -28,7 +29,7 @@ func demo(ctx context.Context, cfg config, e env) error {
 		Stage: "build",
 		Commands: `echo "Compiling on $(uname -s)..."
 mkdir -p out
-echo "hello from build $CI_BUILD_ID ($CI_BUILD_NAME)" > out/greeting.txt
+echo "hello from build ${CI_JOB_ID:-$CI_BUILD_ID} (${CI_JOB_NAME:-$CI_BUILD_NAME})" > out/greeting.txt
 echo "Wrote out/greeting.txt"`,
 		Options: runnerapi.Options{Artifacts: runnerapi.ArtifactsOptions{Paths: []string{"out/"}}},
 	})
@@ -86,13 +87,18 @@ grep -q hello out/greeting.txt`,
 	fmt.Fprintf(out, "\nSummary: %s", strings.Join(states, ", "))
 	if a, ok := srv.Artifact(compile); ok {
 		fmt.Fprintf(out, "; compile uploaded %s (%d bytes)", a.Filename, a.Size)
+		downloaded := func(r runnerapitest.Request) bool {
+			id := strconv.FormatInt(compile, 10)
+			return r.Status == 200 && (r.Endpoint == runnerapitest.EndpointDownload && strings.Contains(r.Path, "/builds/"+id+"/") ||
+				r.Endpoint == runnerapitest.EndpointJobArtifactsDownload && strings.Contains(r.Path, "/jobs/"+id+"/"))
+		}
 		for _, r := range srv.Requests() {
-			if r.Endpoint == runnerapitest.EndpointDownload && r.Status == 200 && strings.Contains(r.Path, "/builds/"+strconv.FormatInt(compile, 10)+"/") {
+			if downloaded(r) {
 				fmt.Fprint(out, ", which check downloaded")
 				break
 			}
 		}
 	}
-	fmt.Fprintf(out, ".\nTo take builds from a real coordinator: TOKEN=$(go run ./examples/runner register -url https://gitlab.example.com -registration-token ...), then RUNNER_TOKEN=$TOKEN go run ./examples/runner -url https://gitlab.example.com\n")
+	fmt.Fprintf(out, ".\nTo take builds from a real coordinator: TOKEN=$(go run ./examples/runner register -url https://gitlab.example.com -registration-token ...), then RUNNER_TOKEN=$TOKEN go run ./examples/runner -url https://gitlab.example.com (-api v1|v4|auto, auto by default)\n")
 	return nil
 }

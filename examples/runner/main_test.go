@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -59,8 +60,19 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
+// pinnedAPI makes the runner speak the CI API v1 to a coordinator (-url) when args do not say which API: the tests
+// that do not are about what both APIs share, and v1 is where they were written; runnerapitest serves both, so that
+// -api auto would pick v4. The tests of v4 and of auto say -api.
+func pinnedAPI(args []string) []string {
+	if !slices.Contains(args, "-url") || slices.Contains(args, "-api") {
+		return args
+	}
+	return append(slices.Clone(args), "-api", "v1")
+}
+
 // runRunner runs the runner to its end.
 func runRunner(ctx context.Context, args ...string) runnerResult {
+	args = pinnedAPI(args)
 	var stdout, stderr syncBuffer
 	code := run(ctx, args, env{stdout: &stdout, stderr: &stderr})
 	return runnerResult{code, stdout.String(), stderr.String()}
@@ -78,6 +90,7 @@ type runnerProcess struct {
 func startRunner(ctx context.Context, args ...string) *runnerProcess {
 	p := &runnerProcess{signals: make(chan os.Signal, 4), stdout: new(syncBuffer), stderr: new(syncBuffer),
 		done: make(chan runnerResult, 1)}
+	args = pinnedAPI(args)
 	go func() {
 		code := run(ctx, args, env{stdout: p.stdout, stderr: p.stderr, signals: p.signals, builds: &p.builds})
 		p.done <- runnerResult{code, p.stdout.String(), p.stderr.String()}

@@ -14,7 +14,7 @@ import (
 	"github.com/runnerapi/runnerapi"
 )
 
-const registerUsage = "runner register -url URL -registration-token TOKEN [-description D] [-tag-list a,b] [-run-untagged] [-locked]"
+const registerUsage = "runner register -url URL -registration-token TOKEN [-api v1|v4|auto] [-description D] [-tag-list a,b] [-run-untagged] [-locked]"
 
 // registerCommand registers a new runner and prints its token, alone, on stdout.
 func registerCommand(ctx context.Context, args []string, e env) error {
@@ -63,7 +63,7 @@ func registerCommand(ctx context.Context, args []string, e env) error {
 		})
 }
 
-const unregisterUsage = "runner unregister -url URL -token TOKEN"
+const unregisterUsage = "runner unregister -url URL -token TOKEN [-api v1|v4|auto]"
 
 // unregisterCommand removes a runner from the coordinator, which refuses its token from then on.
 func unregisterCommand(ctx context.Context, args []string, e env) error {
@@ -102,6 +102,7 @@ type coordinatorCall struct {
 	tokenKind     string // the token, as the operator calls it
 
 	url, token        string
+	api               apiChoice
 	interval, timeout time.Duration
 }
 
@@ -109,6 +110,7 @@ type coordinatorCall struct {
 func (cc *coordinatorCall) define(fs *flag.FlagSet, tokenUsage string) {
 	fs.StringVar(&cc.url, "url", "", "coordinator address, such as https://gitlab.example.com (required)")
 	fs.StringVar(&cc.token, cc.tokenFlag, "", tokenUsage)
+	defineAPI(fs, &cc.api)
 	fs.DurationVar(&cc.interval, "interval", runnerapi.DefaultPollInterval, "first wait before trying again after a failure that may pass")
 	fs.DurationVar(&cc.timeout, "request-timeout", runnerapi.DefaultTimeout, "the longest one request may take before it is given up and tried again")
 }
@@ -135,12 +137,15 @@ func (cc *coordinatorCall) check() error {
 func (cc *coordinatorCall) untilDone(ctx context.Context, e env, doing, done string,
 	call func(ctx context.Context, c *runnerapi.Client, log *logger, retried bool) (*runnerapi.Response, error)) error {
 	log := newLogger(e.stderr)
-	c, err := newClient(cc.url, "", cc.interval, cc.timeout, log)
+	ctx, stop := untilSignal(ctx, e.signals)
+	defer stop()
+	c, err := connect(ctx, cc.api, cc.url, "", cc.interval, cc.timeout, log, cc.tokenKind)
+	if errors.Is(err, errStoppedBeforeAPI) {
+		return log.fatal("stopped before %s", done)
+	}
 	if err != nil {
 		return err
 	}
-	ctx, stop := untilSignal(ctx, e.signals)
-	defer stop()
 	wait := waiter{interval: cc.interval}
 	for retried := false; ; retried = true {
 		resp, err := call(ctx, c, log, retried)

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -16,7 +17,7 @@ import (
 )
 
 // runUsage names the other commands too: run is the default, so "runner -h" is where an operator looks first.
-const runUsage = "runner [run] [-url URL] [-token TOKEN] [-once] [-concurrent N] [-workdir DIR] [-interval DURATION] [-request-timeout DURATION] [-after-script-timeout DURATION]\n" +
+const runUsage = "runner [run] [-url URL] [-token TOKEN] [-api v1|v4|auto] [-once] [-concurrent N] [-workdir DIR] [-interval DURATION] [-request-timeout DURATION] [-after-script-timeout DURATION]\n" +
 	"       " + registerUsage + "\n" +
 	"       " + unregisterUsage + "\n" +
 	"(runner COMMAND -h for the flags of register and unregister; the flags of run follow)"
@@ -25,6 +26,7 @@ const runUsage = "runner [run] [-url URL] [-token TOKEN] [-once] [-concurrent N]
 type config struct {
 	url                string
 	token              string
+	api                apiChoice
 	limit              int // builds to take before exiting; 0 for no limit
 	concurrent         int
 	workdir            string
@@ -41,6 +43,7 @@ func runCommand(ctx context.Context, args []string, e env) error {
 	fs.StringVar(&cfg.url, "url", "", "coordinator address, such as https://gitlab.example.com; without it, run a demo pipeline on an embedded coordinator")
 	// No default shown here: the usage must not print a token taken from the environment.
 	fs.StringVar(&cfg.token, "token", "", "runner token (default $RUNNER_TOKEN, which keeps it out of ps)")
+	defineAPI(fs, &cfg.api)
 	fs.BoolVar(&once, "once", false, "run one build, then exit")
 	fs.IntVar(&cfg.concurrent, "concurrent", 1, "how many builds to run at once, each in its own directory")
 	fs.StringVar(&cfg.workdir, "workdir", "", "directory builds run in (default: a temporary directory, removed on exit)")
@@ -196,19 +199,24 @@ func signalName(sig os.Signal) string {
 // taken cfg.limit of them, a signal stops it, or it meets a failure that waiting cannot mend.
 func serve(ctx context.Context, cfg config, e env) error {
 	log := newLogger(e.stderr)
-	c, err := newClient(cfg.url, cfg.token, cfg.interval, cfg.requestTimeout, log)
+	stop := newStopper(ctx, e.signals, log)
+	defer stop.release()
+	// Asking which API the coordinator speaks is a start-up call like the others: a signal stops it.
+	c, err := connect(stop.taking, cfg.api, cfg.url, cfg.token, cfg.interval, cfg.requestTimeout, log, "runner token")
+	if errors.Is(err, errStoppedBeforeAPI) {
+		log.printf("stopped")
+		return nil
+	}
 	if err != nil {
 		return err
 	}
-	stop := newStopper(ctx, e.signals, log)
-	defer stop.release()
 	log.printf("%s %s: taking builds from %s, up to %d at a time", runnerInfo.Name, runnerInfo.Version, where(c), cfg.concurrent)
 
 	var (
 		mu         sync.Mutex
 		unreported int
 	)
-	takeErr := take(c, cfg, stop, log, e.builds, func() {
+	takeErr := take(newCoordinator(c), cfg, stop, log, e.builds, func() {
 		mu.Lock()
 		unreported++
 		mu.Unlock()
@@ -241,7 +249,7 @@ func serve(ctx context.Context, cfg config, e env) error {
 
 // take asks for builds and starts each in its own goroutine, as long as a slot is free, until it should stop. It
 // returns an error only for a failure that waiting cannot mend, which it has logged.
-func take(c *runnerapi.Client, cfg config, stop *stopper, log *logger, builds *sync.WaitGroup, unreported func()) error {
+func take(co coordinator, cfg config, stop *stopper, log *logger, builds *sync.WaitGroup, unreported func()) error {
 	slots := make(chan struct{}, cfg.concurrent)
 	lastUpdate := ""
 	wait := waiter{interval: cfg.interval}
@@ -255,8 +263,8 @@ func take(c *runnerapi.Client, cfg config, stop *stopper, log *logger, builds *s
 			return nil
 		}
 		// A request in flight is not cut short by SIGQUIT: the coordinator may already have assigned a build.
-		b, resp, err := c.Builds.Register(stop.builds, &runnerapi.RegisterOptions{Info: runnerInfo, LastUpdate: lastUpdate})
-		if b != nil {
+		w, resp, err := co.take(stop.builds, lastUpdate)
+		if w != nil {
 			taken++
 			wait.reset()
 			lastUpdate = ""
@@ -266,7 +274,7 @@ func take(c *runnerapi.Client, cfg config, stop *stopper, log *logger, builds *s
 				defer func() { <-slots }()
 				// A build that comes with an error is assigned to this runner but could not be read in full:
 				// runBuild reports it failed rather than leave it running on the coordinator.
-				if !runBuild(stop, c, b, err, cfg, log) {
+				if !runBuild(stop, co, w, err, cfg, log) {
 					unreported()
 				}
 			}()
@@ -283,7 +291,7 @@ func take(c *runnerapi.Client, cfg config, stop *stopper, log *logger, builds *s
 			lastUpdate = resp.LastUpdate
 			d = pollWait(cfg.interval)
 		default:
-			if reason := lastingReason(c, err, "runner token"); reason != "" {
+			if reason := lastingReason(co.client(), err, "runner token"); reason != "" {
 				return log.fatal("%s", reason)
 			}
 			d = wait.next(resp)
