@@ -6,7 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-		"slices"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
