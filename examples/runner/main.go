@@ -6,17 +6,25 @@
 //
 // Usage:
 //
-//	runner register -url URL -registration-token TOKEN [-description D] [-tag-list a,b] [-run-untagged] [-locked]
-//	runner unregister -url URL -token TOKEN
-//	runner [run] [-url URL] [-token TOKEN] [-once] [-concurrent N] [-workdir DIR] [-interval 3s] [-request-timeout 1m]
+//	runner register -url URL -registration-token TOKEN [-api v1|v4|auto] [-description D] [-tag-list a,b] [-run-untagged] [-locked]
+//	runner unregister -url URL -token TOKEN [-api v1|v4|auto]
+//	runner [run] [-url URL] [-token TOKEN] [-api v1|v4|auto] [-once] [-concurrent N] [-workdir DIR] [-interval 3s] [-request-timeout 1m]
 //		[-after-script-timeout 5m]
+//
+// Every command speaks the runner API v4 (/api/v4, every GitLab since 9.0) or the CI Builds API v1 (/ci/api/v1,
+// GitLab 8.x and 9.x), as -api says. The default, auto, asks the coordinator first with one small request
+// (Client.DetectAPI) and logs the answer. Running a build is written once for both APIs; on v4 the final update
+// also carries the trace's checksum and size, the exit code and the failure reason, and a graceful cancel
+// (Job-Status: canceling) stops the script, runs the after_script and reports the job, which GitLab then records
+// as canceled.
 //
 // register prints the new runner token alone on stdout, so that TOKEN=$(runner register ...) works; everything
 // else the runner says goes to stderr, one line at a time with a timestamp. Tokens can come from the environment
 // instead of flags, which keeps them out of ps: REGISTRATION_TOKEN for register, RUNNER_TOKEN for the others.
 //
 // run is the default. Without -url it starts an embedded fake coordinator (runnerapitest) with a two-build demo
-// pipeline, runs both builds, prints their traces and a summary, and exits.
+// pipeline, runs both builds, prints their traces and a summary, and exits; -api v1 or v4 runs it over that API
+// (auto finds v4, which the embedded coordinator speaks beside v1).
 //
 // A failure that may pass (a 5xx or 429 answer, a refused or dropped connection, a timeout) is logged and waited
 // out, at start-up as later. What waiting cannot mend ends the runner at once with one line: a refused token, an
