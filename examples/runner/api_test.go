@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -239,4 +240,25 @@ func TestGracefulCancelRunsAfterScript(t *testing.T) {
 	assert.Equal(t, 1, info.Updates, "the job was reported")
 	assertV4Report(t, srv, id)
 	assert.Contains(t, res.stderr, "runner: build 1 (long) ended: failed, after ")
+}
+
+// A File variable of the runner API v4 reaches the script as the path of a file holding its value, outside the
+// build's directory, where artifacts paths cannot pick it up.
+func TestFileVariableIsAPath(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "build-1")
+	var trace strings.Builder
+	env := buildEnv(&work{variables: []variable{{key: "KUBECONFIG", value: "secret: yes\n", file: true},
+		{key: "PLAIN", value: "as is"}}}, dir, &trace)
+
+	assert.Empty(t, trace.String())
+	assert.Contains(t, env, "PLAIN=as is")
+	path := filepath.Join(dir+".files", "KUBECONFIG")
+	require.Contains(t, env, "KUBECONFIG="+path)
+	content, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assert.Equal(t, "secret: yes\n", string(content))
+	fi, err := os.Stat(path)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
 }

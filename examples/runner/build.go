@@ -107,6 +107,7 @@ func execute(stop *stopper, c *runnerapi.Client, w *work, cfg config, trace *run
 	err := prepare(bctx, c, w, dir, trace)
 	scriptRan := false
 	if err == nil {
+		defer os.RemoveAll(dir + ".files")
 		env := buildEnv(w, dir, trace)
 		// The scripts live beside the build's directory, not in it, where the artifacts paths could pick them up.
 		err = runScript(bctx, stop.groups, w.script, dir, dir+".sh", env, trace)
@@ -297,11 +298,26 @@ func buildEnv(w *work, dir string, trace io.Writer) []string {
 	env = append(env, w.identity...)
 	env = append(env, "CI_PROJECT_DIR="+dir)
 	for _, v := range w.variables {
-		if v.key == "" || strings.ContainsAny(v.key, "=\x00") || strings.Contains(v.value, "\x00") {
+		if v.key == "" || strings.ContainsAny(v.key, "=/\x00") || (!v.file && strings.Contains(v.value, "\x00")) {
 			fmt.Fprintf(trace, "WARNING: variable %q cannot be put in the environment; skipped\n", v.key)
 			continue
 		}
-		env = append(env, v.key+"="+v.value)
+		value := v.value
+		if v.file {
+			// A File variable (runner API v4) is the path of a file holding its value, beside the build's
+			// directory so that artifacts paths cannot pick it up; execute removes it when the build ends.
+			files := dir + ".files"
+			value = filepath.Join(files, v.key)
+			err := os.MkdirAll(files, 0o700)
+			if err == nil {
+				err = os.WriteFile(value, []byte(v.value), 0o600)
+			}
+			if err != nil {
+				fmt.Fprintf(trace, "WARNING: the file of variable %q cannot be written; skipped\n", v.key)
+				continue
+			}
+		}
+		env = append(env, v.key+"="+value)
 	}
 	return env
 }

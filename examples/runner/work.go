@@ -38,6 +38,8 @@ type work struct {
 // variable is one of the work's environment variables.
 type variable struct {
 	key, value string
+	// file says that the variable is to be the path of a file holding value (a File variable of the runner API v4).
+	file bool
 }
 
 // artifactUpload is one upload the work makes once its scripts have run.
@@ -129,7 +131,7 @@ func workOfBuild(b *runnerapi.Build) *work {
 		"CI_PROJECT_ID=" + strconv.FormatInt(b.ProjectID, 10),
 	}
 	for _, v := range b.Variables {
-		w.variables = append(w.variables, variable{v.Key, v.Value})
+		w.variables = append(w.variables, variable{key: v.Key, value: v.Value})
 	}
 	if a := b.Options.Artifacts; len(a.Paths) > 0 {
 		w.artifacts = []artifactUpload{{paths: a.Paths, when: a.When, name: a.Name, expireIn: a.ExpireIn}}
@@ -198,7 +200,7 @@ func workOfJob(j *runnerapi.Job) *work {
 		"CI_PROJECT_ID=" + strconv.FormatInt(j.JobInfo.ProjectID, 10),
 	}
 	for _, v := range j.Variables {
-		w.variables = append(w.variables, variable{v.Key, v.Value})
+		w.variables = append(w.variables, variable{key: v.Key, value: v.Value, file: v.File})
 	}
 	for _, a := range j.Artifacts {
 		w.artifacts = append(w.artifacts, artifactUpload{paths: a.Paths, when: a.When, name: a.Name,
