@@ -262,3 +262,13 @@ func TestFileVariableIsAPath(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
 }
+
+// -api takes v1, v4 or auto on every command; anything else is a usage error, said in one line.
+func TestAPIFlagRefusesOtherValues(t *testing.T) {
+	t.Parallel()
+	for _, command := range [][]string{{"run"}, {"register", "-registration-token", "t"}, {"unregister", "-token", "t"}} {
+		res := runRunner(t.Context(), append(command, "-url", "http://127.0.0.1:1", "-api", "v2")...)
+		assert.Equal(t, exitUsage, res.code, "%s: stderr: %s", command[0], res.stderr)
+		assert.Equal(t, `runner: invalid value "v2" for flag -api: want v1, v4 or auto, not "v2" (see -h)`+"\n", res.stderr, command[0])
+	}
+}
