@@ -410,7 +410,7 @@ func TestHarnessEndToEnd(t *testing.T) {
 	assert.Empty(t, rep.Failures)
 	for _, sr := range rep.Scenarios {
 		if sr.Name == "overhead" {
-			assert.Len(t, sr.Overhead, 4)
+			assert.Len(t, sr.Overhead, 8)
 			assert.ElementsMatch(t, []string{"Register", "Update"}, sr.SameRequest)
 			for _, o := range sr.Overhead {
 				assert.Positive(t, o.NsPerOp, "%s %s", o.Call, o.Client)
