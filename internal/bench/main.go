@@ -470,7 +470,7 @@ func (h *harness) traceScenario() processScenario {
 	want := traceCRC(h.cfg.TraceSize)
 	maxReq := (h.cfg.TraceSize+tracePartSize-1)/tracePartSize + 2
 	return processScenario{
-		Name: "trace", Kind: kindTrace, Title: fmt.Sprintf("Trace of %s as 100-byte lines (PATCH .../trace.txt)", formatBytes(h.cfg.TraceSize)),
+		Name: "trace", Kind: kindTrace, Title: fmt.Sprintf("Trace of %s as 100-byte lines (PATCH .../trace.txt; v4: .../trace, inclusive END)", formatBytes(h.cfg.TraceSize)),
 		Target: fmt.Sprintf("TraceWriter MB/s >= 95%% of the ceiling's and CPU per GiB (client and server) <= 1.3x its, "+
 			"<= %d requests; for 0 allocs per Write, the whole process's mallocs per line written (sender included) "+
 			"< 0.01. Time: the child's own, first Write to Close", maxReq),
