@@ -78,6 +78,40 @@ func FuzzTraceRange(f *testing.F) {
 	})
 }
 
+// FuzzTraceUpdateInterval: X-GitLab-Trace-Update-Interval is whole seconds in plain decimal digits, as
+// gitlab-runner reads it; anything else (a sign, a space, a unit, a fraction, zero) is no interval, and a value is
+// held between a second and 15 minutes, so that no header can make the writer spin or go silent.
+func FuzzTraceUpdateInterval(f *testing.F) {
+	for _, s := range []string{"", "0", "1", "3", "30", "007", "900", "901", "86400", "9223372036854775807",
+		"9223372036854775808", "-1", "+1", " 1", "1 ", "1s", "1.5", "0x10", "1e3", "\u0661",
+		"00000000000000000001"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		got := parseUpdateInterval(v)
+		digits := v != "" && strings.Trim(v, "0123456789") == ""
+		n, err := strconv.ParseInt(v, 10, 64)
+		switch {
+		case !digits || err != nil || n == 0 || len(v) > 19:
+			// More than 19 digits is refused before it is read, even as leading zeros: no int64 needs them.
+			if got != 0 {
+				t.Fatalf("%q: interval %v, want none", v, got)
+			}
+		case n > int64(maxTraceUpdateInterval/time.Second):
+			if got != maxTraceUpdateInterval {
+				t.Fatalf("%q: interval %v, want the bound %v", v, got, maxTraceUpdateInterval)
+			}
+		default:
+			if got != time.Duration(n)*time.Second {
+				t.Fatalf("%q: interval %v, want %ds", v, got, n)
+			}
+		}
+		if got != 0 && (got < minTraceUpdateInterval || got > maxTraceUpdateInterval) {
+			t.Fatalf("%q: interval %v outside [%v, %v]", v, got, minTraceUpdateInterval, maxTraceUpdateInterval)
+		}
+	})
+}
+
 // FuzzDispositionFilename: whatever the Content-Disposition, the name is a plain file name (no separator, no "."
 // or "..", no control character, valid UTF-8, at most 255 bytes); and a safe name sent quoted, or percent-encoded
 // in filename*, comes back as it was sent.

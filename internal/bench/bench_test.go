@@ -410,8 +410,8 @@ func TestHarnessEndToEnd(t *testing.T) {
 	assert.Empty(t, rep.Failures)
 	for _, sr := range rep.Scenarios {
 		if sr.Name == "overhead" {
-			assert.Len(t, sr.Overhead, 4)
-			assert.ElementsMatch(t, []string{"Register", "Update"}, sr.SameRequest)
+			assert.Len(t, sr.Overhead, 8)
+			assert.ElementsMatch(t, []string{"Register", "Update", "v4 Jobs.Request", "v4 Jobs.Update"}, sr.SameRequest)
 			for _, o := range sr.Overhead {
 				assert.Positive(t, o.NsPerOp, "%s %s", o.Call, o.Client)
 				assert.Positive(t, o.AllocsPerOp, "%s %s", o.Call, o.Client)
@@ -556,4 +556,36 @@ func TestSummarizeCPUAndConnections(t *testing.T) {
 	assert.InDelta(t, 2.0, ref.ConnsPer1000, 1e-9)
 	assert.Equal(t, 4.0, ref.Conns)
 	assert.InDelta(t, 0.5, ceiling.Ratio, 1e-9)
+}
+
+// TestServerTraceV4ContentRange: on v4 the server takes a part whose Content-Range END is its last byte
+// (START-(START+len-1)), and an empty part as START-START, as GitLab does; a part sent with v1's exclusive END is
+// refused, so that the v4 trace row cannot pass with v1's convention.
+func TestServerTraceV4ContentRange(t *testing.T) {
+	s := newBenchServer(benchBuildToken, benchRunnerToken, "")
+	srv := httptest.NewServer(s.handler())
+	defer srv.Close()
+	patch := func(id int64, cr, body string) (int, string) {
+		req, err := http.NewRequest(http.MethodPatch, fmt.Sprintf("%s/api/v4/jobs/%d/trace", srv.URL, id), strings.NewReader(body))
+		require.NoError(t, err)
+		req.Header.Set("JOB-TOKEN", benchBuildToken)
+		req.Header.Set("Content-Range", cr)
+		resp, err := srv.Client().Do(req)
+		require.NoError(t, err)
+		_ = resp.Body.Close()
+		return resp.StatusCode, resp.Header.Get("Range")
+	}
+	status, rng := patch(1, "0-4", "hello")
+	assert.Equal(t, http.StatusAccepted, status)
+	assert.Equal(t, "0-5", rng)
+	status, rng = patch(1, "5-5", "")
+	assert.Equal(t, http.StatusAccepted, status, "an empty part")
+	assert.Equal(t, "0-5", rng)
+	status, rng = patch(1, "5-6", "!")
+	assert.Equal(t, http.StatusBadRequest, status, "v1's exclusive END on v4")
+	assert.Equal(t, "0-5", rng)
+	length, crc, _, _ := s.traceOf(1)
+	assert.Equal(t, int64(5), length)
+	assert.Equal(t, crcOf([]byte("hello")), crc)
+	assert.Len(t, s.takeProblems(), 1)
 }

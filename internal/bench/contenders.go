@@ -46,17 +46,20 @@ var (
 		{Name: "net/http by hand", Child: "upload-nethttp"},
 		{Name: "SDK UploadFile", SDK: true, Child: "upload-sdk-file"},
 		{Name: "SDK Upload (stream)", SDK: true, Child: "upload-sdk-stream"},
+		{Name: "SDK v4 UploadFile", SDK: true, Child: "upload-sdk-file-v4"},
 		{Name: "ceiling: sendfile to a discarding socket", Ceiling: true, Child: "upload-ceiling"},
 	}
 	downloadContenders = []contender{
 		{Name: "curl -o", Ref: true, Argv: curlDownloadArgv},
 		{Name: "net/http by hand", Child: "download-nethttp"},
 		{Name: "SDK DownloadFile", SDK: true, Child: "download-sdk-file"},
+		{Name: "SDK v4 DownloadFile", SDK: true, Child: "download-sdk-file-v4"},
 		{Name: "ceiling: sendfile, spliced to the file", Ceiling: true, Child: "download-ceiling"},
 	}
 	traceContenders = []contender{
 		{Name: "net/http 1 MiB PATCH loop", Ref: true, Child: "trace-ceiling"},
 		{Name: "SDK TraceWriter", SDK: true, Child: "trace-sdk-writer"},
+		{Name: "SDK v4 TraceWriter", SDK: true, Child: "trace-sdk-writer-v4"},
 	}
 )
 
@@ -77,6 +80,8 @@ type childParams struct {
 	DefaultTransport bool
 	// ExpectStatus is the error status the call must end in (413 in the toolarge scenario).
 	ExpectStatus int
+	// V4 makes the SDK contender speak the runner API v4; set in the child by onV4, never on a command line.
+	V4 bool
 }
 
 // childOutput is the JSON line a Go contender prints on success.
@@ -101,10 +106,14 @@ var childFuncs = map[string]childFunc{
 	"upload-sdk-stream": childSDKUploadStream,
 	"download-sdk-file": childSDKDownloadFile,
 	"trace-sdk-writer":  childSDKTraceWriter,
-	"upload-ceiling":    childUploadCeiling,
-	"download-ceiling":  childDownloadCeiling,
-	"trace-sdk-mask":    childSDKTraceMask,
-	"trace-sdk-many":    childSDKTraceMany,
+	// The same SDK contenders on the runner API v4, against the server's v4 endpoints.
+	"upload-sdk-file-v4":   onV4(childSDKUploadFile),
+	"download-sdk-file-v4": onV4(childSDKDownloadFile),
+	"trace-sdk-writer-v4":  onV4(childSDKTraceWriter),
+	"upload-ceiling":       childUploadCeiling,
+	"download-ceiling":     childDownloadCeiling,
+	"trace-sdk-mask":       childSDKTraceMask,
+	"trace-sdk-many":       childSDKTraceMany,
 }
 
 // argv is the command line that runs the Go contender name with p in a child process.

@@ -470,7 +470,7 @@ func (h *harness) traceScenario() processScenario {
 	want := traceCRC(h.cfg.TraceSize)
 	maxReq := (h.cfg.TraceSize+tracePartSize-1)/tracePartSize + 2
 	return processScenario{
-		Name: "trace", Kind: kindTrace, Title: fmt.Sprintf("Trace of %s as 100-byte lines (PATCH .../trace.txt)", formatBytes(h.cfg.TraceSize)),
+		Name: "trace", Kind: kindTrace, Title: fmt.Sprintf("Trace of %s as 100-byte lines (PATCH .../trace.txt; v4: .../trace, inclusive END)", formatBytes(h.cfg.TraceSize)),
 		Target: fmt.Sprintf("TraceWriter MB/s >= 95%% of the ceiling's and CPU per GiB (client and server) <= 1.3x its, "+
 			"<= %d requests; for 0 allocs per Write, the whole process's mallocs per line written (sender included) "+
 			"< 0.01. Time: the child's own, first Write to Close", maxReq),
@@ -641,7 +641,7 @@ func firstLines(s string, n int) string {
 // runOverhead measures Register and Update through the SDK and by hand in one child, alternating within each
 // round, and checks at the server that both clients sent byte-identical requests.
 func (h *harness) runOverhead(ctx context.Context) *scenarioResult {
-	sr := &scenarioResult{Name: "overhead", Kind: kindOverhead, Title: "Per-call overhead of Register and Update (testing.Benchmark, -benchtime " + h.cfg.BenchTime + ")",
+	sr := &scenarioResult{Name: "overhead", Kind: kindOverhead, Title: "Per-call overhead of Register and Update, and of v4's Jobs.Request and Jobs.Update (testing.Benchmark, -benchtime " + h.cfg.BenchTime + ")",
 		Target: "SDK time/op <= 1.05x the hand-written client's"}
 	fail := func(format string, args ...any) *scenarioResult {
 		sr.Failures = append(sr.Failures, "overhead: "+fmt.Sprintf(format, args...))
@@ -671,12 +671,17 @@ func (h *harness) runOverhead(ctx context.Context) *scenarioResult {
 	byCall := map[string][]string{}
 	for s := range sigs {
 		call := "Update"
-		if strings.Contains(s, "/builds/register") {
+		switch {
+		case strings.Contains(s, "/builds/register"):
 			call = "Register"
+		case strings.HasPrefix(s, "POST /api/v4/jobs/request"):
+			call = "v4 Jobs.Request"
+		case strings.HasPrefix(s, "PUT /api/v4/jobs/"):
+			call = "v4 Jobs.Update"
 		}
 		byCall[call] = append(byCall[call], s)
 	}
-	for _, call := range []string{"Register", "Update"} {
+	for _, call := range []string{"Register", "Update", "v4 Jobs.Request", "v4 Jobs.Update"} {
 		shapes := byCall[call]
 		sort.Strings(shapes)
 		switch len(shapes) {

@@ -42,7 +42,7 @@ var overheadInfo = runnerapi.RunnerInfo{Name: "bench-runner", Version: "1.0.0", 
 // overheadBuildID is the build the Update calls address.
 const overheadBuildID = 4242
 
-// overheadCases are the four calls of the overhead scenario, in the order they alternate within a round.
+// overheadCases are the calls of the overhead scenario, v1's then v4's (overhead_v4.go), in the order they alternate within a round.
 func overheadCases(p childParams) ([]overheadCase, error) {
 	sdk, err := runnerapi.NewClient(p.URL, runnerapi.WithRunnerToken(p.RunnerToken),
 		runnerapi.WithHTTPClient(&http.Client{Transport: benchTransport()}))
@@ -52,7 +52,7 @@ func overheadCases(p childParams) ([]overheadCase, error) {
 	hand := newHandClient(p.URL, p.RunnerToken)
 	ropts := &runnerapi.RegisterOptions{Info: overheadInfo}
 	uopts := &runnerapi.UpdateOptions{State: runnerapi.StateRunning}
-	return []overheadCase{
+	cases := []overheadCase{
 		{Call: "Register", Client: overheadSDK, SDK: true, run: func(ctx context.Context) error {
 			b, _, err := sdk.Builds.Register(ctx, ropts)
 			if err == nil && (b == nil || b.ID == 0) {
@@ -74,7 +74,12 @@ func overheadCases(p childParams) ([]overheadCase, error) {
 		{Call: "Update", Client: overheadHand, Ref: true, run: func(ctx context.Context) error {
 			return hand.update(ctx, overheadBuildID, "running")
 		}},
-	}, nil
+	}
+	v4, err := overheadCasesV4(p)
+	if err != nil {
+		return nil, err
+	}
+	return append(cases, v4...), nil
 }
 
 // childOverhead measures every overhead case with testing.Benchmark, alternating the cases within each round.

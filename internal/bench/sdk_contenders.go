@@ -15,9 +15,22 @@ import (
 // The SDK's artifacts and trace contenders: each is one entry in its scenario's table (contenders.go) and one Go
 // function here, run in a child process like the hand-written ones.
 
-// sdkClient is the SDK client every SDK contender uses: defaults, the build token, no proxy.
+// sdkClient is the SDK client every SDK contender uses: defaults, the build token, no proxy; on the runner API
+// v4 when p.V4 says so.
 func sdkClient(p childParams) (*runnerapi.Client, error) {
-	return runnerapi.NewClient(p.URL, runnerapi.WithBuildToken(p.BuildToken))
+	opts := []runnerapi.Option{runnerapi.WithBuildToken(p.BuildToken)}
+	if p.V4 {
+		opts = append(opts, runnerapi.WithAPI(runnerapi.APIv4))
+	}
+	return runnerapi.NewClient(p.URL, opts...)
+}
+
+// onV4 is the contender f made on the runner API v4: the same calls, the same client otherwise.
+func onV4(f childFunc) childFunc {
+	return func(ctx context.Context, p childParams) (childOutput, error) {
+		p.V4 = true
+		return f(ctx, p)
+	}
 }
 
 // checkUploaded checks the build the coordinator answered with.

@@ -37,13 +37,15 @@ const tooLargeFirstID = 1 << 40
 // uploadBufSize is the server's read size for upload bodies: large reads keep its syscalls few.
 const uploadBufSize = 512 << 10
 
-// benchServer implements the parts of the CI Builds API v1 the contenders call, and counts what it sees.
+// benchServer implements the parts of the CI Builds API v1 and the runner API v4 the contenders call, and counts what it sees.
 type benchServer struct {
 	buildToken  string
 	runnerToken string
 	// artifactPath is the file served by GET .../artifacts.
 	artifactPath string
 	registerJSON []byte
+	// jobJSON is the v4 job POST /api/v4/jobs/request answers with.
+	jobJSON []byte
 
 	requests atomic.Int64 // every request since the last reset
 	conns    atomic.Int64 // connections opened since the last reset
@@ -85,6 +87,7 @@ func newBenchServer(buildToken, runnerToken, artifactPath string) *benchServer {
 		signatures:   make(map[string]int),
 	}
 	s.registerJSON = mustJSON(benchBuildJSON(1, buildToken))
+	s.jobJSON = mustJSON(benchJobJSON(1, buildToken))
 	return s
 }
 
@@ -125,6 +128,13 @@ func (s *benchServer) handler() http.Handler {
 	mux.HandleFunc("POST /ci/api/v1/builds/{id}/artifacts", s.upload)
 	mux.HandleFunc("GET /ci/api/v1/builds/{id}/artifacts", s.download)
 	mux.HandleFunc("PATCH /ci/api/v1/builds/{id}/trace.txt", s.trace)
+	// The runner API v4 (server_v4.go): the same handlers where the wire is the same, with the job token in
+	// JOB-TOKEN and an inclusive Content-Range END.
+	mux.HandleFunc("POST /api/v4/jobs/request", s.requestJob)
+	mux.HandleFunc("PUT /api/v4/jobs/{id}", s.updateJob)
+	mux.HandleFunc("POST /api/v4/jobs/{id}/artifacts", s.upload)
+	mux.HandleFunc("GET /api/v4/jobs/{id}/artifacts", s.download)
+	mux.HandleFunc("PATCH /api/v4/jobs/{id}/trace", s.trace)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.requests.Add(1)
 		mux.ServeHTTP(w, r)
@@ -226,10 +236,14 @@ func buildID(r *http.Request) (int64, bool) {
 	return id, err == nil && id > 0
 }
 
-// checkBuildToken answers 403 unless the request carries the build token in BUILD-TOKEN.
+// checkBuildToken answers 403 unless the request carries the build token in BUILD-TOKEN (v1) or JOB-TOKEN (v4).
 func (s *benchServer) checkBuildToken(w http.ResponseWriter, r *http.Request) bool {
-	if r.Header.Get("BUILD-TOKEN") != s.buildToken {
-		s.problem(r, "missing or wrong BUILD-TOKEN")
+	header := "BUILD-TOKEN"
+	if isV4(r) {
+		header = "JOB-TOKEN"
+	}
+	if r.Header.Get(header) != s.buildToken {
+		s.problem(r, "missing or wrong %s", header)
 		writeJSONStatus(w, http.StatusForbidden, `{"message":"403 Forbidden"}`)
 		return false
 	}
@@ -263,7 +277,7 @@ func (s *benchServer) readForm(w http.ResponseWriter, r *http.Request) (url.Valu
 	return form, true
 }
 
-// recordSignature counts the request's method, path, headers and body, with the runner token masked.
+// recordSignature counts the request's method, path, headers and body, with the runner and job tokens masked.
 func (s *benchServer) recordSignature(r *http.Request, body []byte) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s %s\n", r.Method, r.URL.RequestURI())
@@ -277,6 +291,7 @@ func (s *benchServer) recordSignature(r *http.Request, body []byte) {
 	}
 	fmt.Fprintf(&b, "(content-length %d, transfer-encoding %v)\n%s", r.ContentLength, r.TransferEncoding, body)
 	sig := strings.ReplaceAll(b.String(), url.QueryEscape(s.runnerToken), "[MASKED]")
+	sig = strings.ReplaceAll(sig, s.buildToken, "[MASKED]") // the v4 job token, in JSON bodies and JOB-TOKEN
 	s.mu.Lock()
 	s.signatures[sig]++
 	s.mu.Unlock()
@@ -425,6 +440,7 @@ func (s *benchServer) trace(w http.ResponseWriter, r *http.Request) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	w.Header().Set("Build-Status", "running")
+	w.Header().Set("Job-Status", "running")
 	if start != t.length {
 		t.rejected++
 		w.Header().Set("Range", "0-"+strconv.FormatInt(t.length, 10))
@@ -435,13 +451,20 @@ func (s *benchServer) trace(w http.ResponseWriter, r *http.Request) {
 	defer traceBufPool.Put(bp)
 	// Checksum on a copy of the running CRC: a refused part must leave the trace as it was.
 	cw := &crcWriter{crc: t.crc}
-	n, err := io.CopyBuffer(cw, io.LimitReader(r.Body, end-start+1), *bp)
+	want := end - start
+	if isV4(r) {
+		// v4's END is the part's last byte (gitlab-runner sends START-(START+len-1)), v1's one past it; an empty
+		// v4 part, which no inclusive END can span, says START-START.
+		want++
+	}
+	// One byte more than the part's length, to see a body longer than its Content-Range.
+	n, err := io.CopyBuffer(cw, io.LimitReader(r.Body, want+1), *bp)
 	if err != nil {
 		s.problem(r, "reading body: %v", err)
 		writeJSONStatus(w, http.StatusBadRequest, `{"error":"400 Bad request"}`)
 		return
 	}
-	if n != end-start {
+	if n != want && !(isV4(r) && n == 0 && start == end) {
 		// A part whose END does not match its length is a client bug: refuse it rather than guess.
 		s.problem(r, "Content-Range %q but a body of %d bytes", cr, n)
 		w.Header().Set("Range", "0-"+strconv.FormatInt(t.length, 10))
