@@ -211,21 +211,30 @@ func (h *handClient) register(ctx context.Context) (*handBuild, error) {
 	if err != nil {
 		return nil, err
 	}
-	resp, err := h.hc.Do(req)
-	if err != nil {
+	var b handBuild
+	if err := doCreated(h.hc, req, &b, "register"); err != nil {
 		return nil, err
+	}
+	return &b, nil
+}
+
+// doCreated sends req, as a hand-written client would, and decodes its 201 answer into v; what names the call in
+// errors. The body is read to its end so that the connection is reused.
+func doCreated(hc *http.Client, req *http.Request, v any, what string) error {
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusCreated {
 		_, _ = io.Copy(io.Discard, resp.Body)
-		return nil, fmt.Errorf("register: status %s", resp.Status)
+		return fmt.Errorf("%s: status %s", what, resp.Status)
 	}
-	var b handBuild
-	if err := json.NewDecoder(resp.Body).Decode(&b); err != nil {
-		return nil, fmt.Errorf("register: %w", err)
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
-	return &b, nil
+	return nil
 }
 
 func (h *handClient) update(ctx context.Context, id int64, state string) error {

@@ -169,20 +169,10 @@ func (h *handClientV4) request(ctx context.Context) (*handJob, error) {
 	}
 	// gitlab-runner also sends the runner token as a header, which proxies may route on.
 	req.Header.Set("Runner-Token", h.runnerToken)
-	resp, err := h.hc.Do(req)
-	if err != nil {
+	var j handJob
+	if err := doCreated(h.hc, req, &j, "request"); err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		_, _ = io.Copy(io.Discard, resp.Body)
-		return nil, fmt.Errorf("request: status %s", resp.Status)
-	}
-	var j handJob
-	if err := json.NewDecoder(resp.Body).Decode(&j); err != nil {
-		return nil, fmt.Errorf("request: %w", err)
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
 	return &j, nil
 }
 
