@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
 	"reflect"
 	"strconv"
 	"strings"
@@ -219,6 +220,84 @@ func TestTraceWritersOpenNoConnectionOnceEachHasOne(t *testing.T) {
 	}
 	assert.Equal(t, int64(n), conns.opened.Load(), "connections opened by %d builds", n)
 	assert.Zero(t, conns.closed.Load(), "connections closed while the builds ran")
+}
+
+// TestDialRaceOpensAConnectionMore pins down where the extra connections of builds starting together come from,
+// as the pool's doc says: net/http's own dial race, which the default transport keeps. Two requests are in flight
+// at most, yet three connections open: B dials while A holds the only connection, and is handed A's connection
+// when A's answer comes, before its dial ends; A's next request then finds none idle and dials too, and B's dial,
+// once it ends, adds a third connection to the pool, which nothing needed.
+func TestDialRaceOpensAConnectionMore(t *testing.T) {
+	var opened atomic.Int64
+	third := make(chan struct{})
+	arrived := make(chan string, 3)
+	answer := map[string]chan struct{}{"/a1": make(chan struct{}), "/b": make(chan struct{}), "/a2": make(chan struct{})}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- r.URL.Path
+		<-answer[r.URL.Path]
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew && opened.Add(1) == 3 {
+			close(third)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+
+	tr := newDefaultTransport()
+	defer tr.CloseIdleConnections()
+	var dials atomic.Int64
+	secondDial, endSecondDial := make(chan struct{}), make(chan struct{})
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if dials.Add(1) == 2 {
+			close(secondDial)
+			<-endSecondDial
+		}
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}
+	client := &http.Client{Transport: tr}
+	send := func(path string, conn *httptrace.GotConnInfo) error {
+		ctx := context.Background()
+		if conn != nil {
+			ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { *conn = i }})
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+path, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return resp.Body.Close()
+	}
+	a, b := make(chan error, 1), make(chan error, 1)
+	go func() { a <- send("/a1", nil) }()
+	require.Equal(t, "/a1", <-arrived)
+	var bConn httptrace.GotConnInfo
+	go func() { b <- send("/b", &bConn) }()
+	<-secondDial // B found no idle connection: the second dial is under way
+	close(answer["/a1"])
+	require.NoError(t, <-a)
+	require.Equal(t, "/b", <-arrived, "B is sent on A's connection, its own dial still under way")
+	assert.True(t, bConn.Reused, "B was handed A's connection")
+	go func() { a <- send("/a2", nil) }()
+	require.Equal(t, "/a2", <-arrived)
+	assert.Equal(t, int64(3), dials.Load(), "A's next request went out on a connection of a third dial")
+	assert.Equal(t, int64(2), opened.Load())
+	close(answer["/b"])
+	close(answer["/a2"])
+	require.NoError(t, <-a)
+	require.NoError(t, <-b)
+	// Two requests at most were in flight; the second dial, which lost its race, opens a third connection.
+	close(endSecondDial)
+	select {
+	case <-third:
+	case <-time.After(time.Minute): // a generous deadline, only so that a broken test ends
+		t.Fatalf("%d connections opened; want 3", opened.Load())
+	}
 }
 
 // TestDefaultTransport: the default client's transport is its own clone of http.DefaultTransport, with a pool sized
