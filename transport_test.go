@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
 	"reflect"
 	"strconv"
 	"strings"
@@ -56,12 +58,20 @@ func (b *roundBarrier) wait() error {
 	}
 }
 
-// connCountingServer answers Update and trace PATCHes, and counts the TCP connections clients open to it.
-func connCountingServer(t *testing.T, barrier *roundBarrier) (srv *httptest.Server, opened *atomic.Int64) {
+// connCounts are the TCP connections a server saw opened, and closed (by either side) while it ran.
+type connCounts struct {
+	opened, closed atomic.Int64
+}
+
+// connCountingServer answers Update and trace PATCHes, and counts the TCP connections clients open to it. With
+// refuseSecond, it answers the second part of every trace once with a 416 that carries a body and the trace's
+// true length, as a coordinator that lost a race does: the writer sends the part again.
+func connCountingServer(t *testing.T, barrier *roundBarrier, refuseSecond bool) (srv *httptest.Server, conns *connCounts) {
 	t.Helper()
-	opened = new(atomic.Int64)
+	conns = new(connCounts)
 	var mu sync.Mutex
 	traces := map[string]int64{}
+	parts := map[string]int{}
 	srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := barrier.wait(); err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
@@ -69,17 +79,22 @@ func connCountingServer(t *testing.T, barrier *roundBarrier) (srv *httptest.Serv
 		}
 		switch r.Method {
 		case http.MethodPut:
+			_, _ = io.Copy(io.Discard, r.Body)
 			w.Header().Set("Content-Type", "application/json")
 			_, _ = w.Write([]byte("true"))
 		case http.MethodPatch:
 			start, end, _ := strings.Cut(r.Header.Get("Content-Range"), "-")
 			from, _ := strconv.ParseInt(start, 10, 64)
 			to, _ := strconv.ParseInt(end, 10, 64)
+			_, _ = io.Copy(io.Discard, r.Body)
 			mu.Lock()
 			defer mu.Unlock()
-			if from != traces[r.URL.Path] {
+			parts[r.URL.Path]++
+			if from != traces[r.URL.Path] || refuseSecond && parts[r.URL.Path] == 2 {
 				w.Header().Set("Range", "0-"+strconv.FormatInt(traces[r.URL.Path], 10))
+				w.Header().Set("Content-Type", "application/json")
 				w.WriteHeader(http.StatusRequestedRangeNotSatisfiable)
+				_, _ = w.Write([]byte(`{"message":"416 Range Not Satisfiable"}`))
 				return
 			}
 			traces[r.URL.Path] = to
@@ -90,13 +105,16 @@ func connCountingServer(t *testing.T, barrier *roundBarrier) (srv *httptest.Serv
 		}
 	}))
 	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			opened.Add(1)
+		switch s {
+		case http.StateNew:
+			conns.opened.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			conns.closed.Add(1)
 		}
 	}
 	srv.Start()
 	t.Cleanup(srv.Close)
-	return srv, opened
+	return srv, conns
 }
 
 // TestDefaultClientReusesConnections: n callers at once, round after round, through the default client open about
@@ -134,7 +152,8 @@ func TestDefaultClientReusesConnections(t *testing.T) {
 			calls = 1
 		}
 		t.Run(name, func(t *testing.T) {
-			srv, opened := connCountingServer(t, newRoundBarrier(n, rounds))
+			srv, conns := connCountingServer(t, newRoundBarrier(n, rounds), false)
+			opened := &conns.opened
 			c, err := NewClient(srv.URL, WithRunnerToken("runner-token"), WithBuildToken("build-token"), WithoutRetries())
 			require.NoError(t, err)
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -151,6 +170,133 @@ func TestDefaultClientReusesConnections(t *testing.T) {
 			t.Logf("%d connections opened", opened.Load())
 			assert.LessOrEqual(t, opened.Load(), int64(bound), "connections opened for %d requests from %d callers", n*rounds, n)
 		})
+	}
+}
+
+// TestTraceWritersOpenNoConnectionOnceEachHasOne: n builds at once, each a TraceWriter sending parts as fast as
+// the coordinator answers them and then a final Update, open exactly n connections, however their requests
+// interleave, and none closes while they run. The first part of every writer is held until all n have arrived, so
+// that n connections exist and no request can be handed another's connection while its own dial is under way (net/http
+// gives a waiting request the first connection that falls idle, and the dial it started then adds one more to
+// the pool: the few extra connections that builds starting all at once may open, and no fault of the client's).
+// From then on each build has at most one request in flight, so one of the n connections is always idle when it
+// sends the next: a connection opened later is one the client dropped, by closing an answer before reading it to
+// its end, say. Every writer's second part is answered once with a 416 that has a body, so that answers with a
+// body and error answers are among them.
+func TestTraceWritersOpenNoConnectionOnceEachHasOne(t *testing.T) {
+	const n, parts = 24, 8
+	srv, conns := connCountingServer(t, newRoundBarrier(n, 1), true)
+	c, err := NewClient(srv.URL, WithRunnerToken("runner-token"), WithBuildToken("build-token"), WithoutRetries())
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			errs <- func() error {
+				id := int64(i + 1)
+				w, err := c.NewTraceWriter(ctx, id, &TraceOptions{ChunkSize: 1 << 10})
+				if err != nil {
+					return err
+				}
+				for range parts {
+					if _, err := w.Write([]byte(strings.Repeat("x", 1<<10))); err != nil {
+						return err
+					}
+				}
+				if err := w.Close(); err != nil {
+					return err
+				}
+				if got := w.Stats().Requests; got < parts+1 {
+					return fmt.Errorf("build %d: %d requests, want at least %d (every part, one twice)", id, got, parts+1)
+				}
+				_, err = c.Builds.Update(ctx, id, &UpdateOptions{State: StateSuccess})
+				return err
+			}()
+		}()
+	}
+	for range n {
+		require.NoError(t, <-errs)
+	}
+	assert.Equal(t, int64(n), conns.opened.Load(), "connections opened by %d builds", n)
+	assert.Zero(t, conns.closed.Load(), "connections closed while the builds ran")
+}
+
+// TestDialRaceOpensAConnectionMore pins down where the extra connections of builds starting together come from,
+// as the pool's doc says: net/http's own dial race, which the default transport keeps. Two requests are in flight
+// at most, yet three connections open: B dials while A holds the only connection, and is handed A's connection
+// when A's answer comes, before its dial ends; A's next request then finds none idle and dials too, and B's dial,
+// once it ends, adds a third connection to the pool, which nothing needed.
+func TestDialRaceOpensAConnectionMore(t *testing.T) {
+	var opened atomic.Int64
+	third := make(chan struct{})
+	arrived := make(chan string, 3)
+	answer := map[string]chan struct{}{"/a1": make(chan struct{}), "/b": make(chan struct{}), "/a2": make(chan struct{})}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- r.URL.Path
+		<-answer[r.URL.Path]
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew && opened.Add(1) == 3 {
+			close(third)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+
+	tr := newDefaultTransport()
+	defer tr.CloseIdleConnections()
+	var dials atomic.Int64
+	secondDial, endSecondDial := make(chan struct{}), make(chan struct{})
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if dials.Add(1) == 2 {
+			close(secondDial)
+			<-endSecondDial
+		}
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}
+	client := &http.Client{Transport: tr}
+	send := func(path string, conn *httptrace.GotConnInfo) error {
+		ctx := context.Background()
+		if conn != nil {
+			ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { *conn = i }})
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+path, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return resp.Body.Close()
+	}
+	a, b := make(chan error, 1), make(chan error, 1)
+	go func() { a <- send("/a1", nil) }()
+	require.Equal(t, "/a1", <-arrived)
+	var bConn httptrace.GotConnInfo
+	go func() { b <- send("/b", &bConn) }()
+	<-secondDial // B found no idle connection: the second dial is under way
+	close(answer["/a1"])
+	require.NoError(t, <-a)
+	require.Equal(t, "/b", <-arrived, "B is sent on A's connection, its own dial still under way")
+	assert.True(t, bConn.Reused, "B was handed A's connection")
+	go func() { a <- send("/a2", nil) }()
+	require.Equal(t, "/a2", <-arrived)
+	assert.Equal(t, int64(3), dials.Load(), "A's next request went out on a connection of a third dial")
+	assert.Equal(t, int64(2), opened.Load())
+	close(answer["/b"])
+	close(answer["/a2"])
+	require.NoError(t, <-a)
+	require.NoError(t, <-b)
+	// Two requests at most were in flight; the second dial, which lost its race, opens a third connection.
+	close(endSecondDial)
+	select {
+	case <-third:
+	case <-time.After(time.Minute): // a generous deadline, only so that a broken test ends
+		t.Fatalf("%d connections opened; want 3", opened.Load())
 	}
 }
 

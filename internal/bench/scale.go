@@ -7,9 +7,11 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/http/httptrace"
 	"os"
 	"runtime"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/runnerapi/runnerapi"
@@ -182,6 +184,7 @@ func (h *harness) manyScenario() processScenario {
 			return p
 		},
 		verify: func(c contender, p childParams, out childOutput, r *runResult) error {
+			r.Note = fmt.Sprintf("server: at most %d requests in flight at once", h.srv.peakInFlight.Load())
 			per := p.Size / int64(p.Writers)
 			want, ok := crcs[per]
 			if !ok {
@@ -213,6 +216,7 @@ func childSDKTraceMany(ctx context.Context, p childParams) (childOutput, error) 
 		return childOutput{}, errors.New("no writers")
 	}
 	per := p.Size / int64(p.Writers)
+	tally := &connTally{writers: int64(p.Writers)}
 	type result struct {
 		writes int64
 		err    error
@@ -222,6 +226,7 @@ func childSDKTraceMany(ctx context.Context, p childParams) (childOutput, error) 
 	for i := range p.Writers {
 		go func() {
 			id := manyWriterID(p.ID, i)
+			ctx := httptrace.WithClientTrace(ctx, tally.trace())
 			w, err := c.NewTraceWriter(ctx, id, &runnerapi.TraceOptions{Token: p.BuildToken, ChunkSize: manyChunkSize})
 			if err != nil {
 				results <- result{err: err}
@@ -250,7 +255,60 @@ func childSDKTraceMany(ctx context.Context, p childParams) (childOutput, error) 
 	if firstErr != nil {
 		return childOutput{}, firstErr
 	}
-	return childOutput{Bytes: per * int64(p.Writers), TransferNS: elapsed.Nanoseconds(), Writes: writes}, nil
+	return childOutput{Bytes: per * int64(p.Writers), TransferNS: elapsed.Nanoseconds(), Writes: writes, Note: tally.String()}, nil
+}
+
+// connTally counts, on the client's side (net/http/httptrace), how the concurrent writers came by their
+// connections, to tell what a connection opened beyond the writers' need was: a dial that lost its race (net/http
+// hands a request that is dialing the first connection to fall idle, and pools the one it dialed), a connection
+// the client did not keep, or one opened once every writer was under way.
+type connTally struct {
+	writers int64
+	// dialed counts the connections opened; ownDial the requests that got the connection their own dial opened.
+	dialed, ownDial atomic.Int64
+	// notKept counts connections the transport refused to pool after an answer (over MaxIdleConnsPerHost, say).
+	notKept atomic.Int64
+	// answered counts the writers that have had a first answer; lateDials the dials started after all had.
+	answered, lateDials atomic.Int64
+}
+
+// trace returns the hooks for one writer's requests.
+func (t *connTally) trace() *httptrace.ClientTrace {
+	var answered atomic.Bool
+	return &httptrace.ClientTrace{
+		ConnectStart: func(string, string) {
+			if t.answered.Load() == t.writers {
+				t.lateDials.Add(1)
+			}
+		},
+		ConnectDone: func(_, _ string, err error) {
+			if err == nil {
+				t.dialed.Add(1)
+			}
+		},
+		GotConn: func(info httptrace.GotConnInfo) {
+			if !info.Reused {
+				t.ownDial.Add(1)
+			}
+		},
+		PutIdleConn: func(err error) {
+			if err != nil {
+				t.notKept.Add(1)
+			}
+		},
+		GotFirstResponseByte: func() {
+			if answered.CompareAndSwap(false, true) {
+				t.answered.Add(1)
+			}
+		},
+	}
+}
+
+func (t *connTally) String() string {
+	dialed, own := t.dialed.Load(), t.ownDial.Load()
+	return fmt.Sprintf("client: %d connections dialed, %d used first by the request that dialed them, %d dials lost "+
+		"the race to a connection handed back, %d connections not kept after an answer, %d dials started once every "+
+		"writer had its first answer", dialed, own, dialed-own, t.notKept.Load(), t.lateDials.Load())
 }
 
 // tooLargeContenders upload to a build the server refuses with a 413 on the headers.

@@ -49,6 +49,9 @@ type benchServer struct {
 
 	requests atomic.Int64 // every request since the last reset
 	conns    atomic.Int64 // connections opened since the last reset
+	// inFlight is the requests being handled now, peakInFlight the most at once since the last reset: as many
+	// connections as that are needed, the least any client can open.
+	inFlight, peakInFlight atomic.Int64
 	// rawAddr is the physical ceiling's listener (ceiling.go); rawReceived what its last upload brought.
 	rawAddr     string
 	rawReceived atomic.Int64
@@ -137,6 +140,10 @@ func (s *benchServer) handler() http.Handler {
 	mux.HandleFunc("PATCH /api/v4/jobs/{id}/trace", s.trace)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.requests.Add(1)
+		n := s.inFlight.Add(1)
+		for peak := s.peakInFlight.Load(); n > peak && !s.peakInFlight.CompareAndSwap(peak, n); peak = s.peakInFlight.Load() {
+		}
+		defer s.inFlight.Add(-1)
 		mux.ServeHTTP(w, r)
 	})
 }
@@ -166,6 +173,7 @@ func (s *benchServer) start() (baseURL string, stop func(), err error) {
 func (s *benchServer) resetRun() {
 	s.requests.Store(0)
 	s.conns.Store(0)
+	s.peakInFlight.Store(s.inFlight.Load())
 	s.rawReceived.Store(-1)
 	s.mu.Lock()
 	s.uploads = nil
