@@ -44,8 +44,8 @@ type traceMasker struct {
 	// does not end with one reaching into pend: the bytes before it are masked already, and a secret starting
 	// before it joins the run.
 	runEnd int
-	// few says the secrets are few enough (traceMaskFew) to tell a window without any at once, one by one.
-	few bool
+	// anchors, for a few secrets, tells a window that holds none at once (see traceAnchors); nil for many.
+	anchors *traceAnchors
 }
 
 // traceMaskGram is the length of the grams the masker looks at: four bytes load in one go, and a log's 4-byte grams
@@ -83,7 +83,6 @@ func newTraceMasker(secrets []string) *traceMasker {
 		m.first[s[0]] = true
 	}
 	m.starts = append(m.starts, int32(len(m.text)))
-	m.few = len(list) <= traceMaskFew
 	m.gram = min(traceMaskGram, shortest)
 	m.stride = min(traceMaskReach, shortest) - m.gram + 1
 	m.entries = make([]uint32, 0, len(list)*m.stride)
@@ -108,6 +107,7 @@ func newTraceMasker(secrets []string) *traceMasker {
 	// What a search holds back is shorter than the longest secret, so a window twice as long always has room.
 	m.window = max(traceMaskWindow, 2*m.longest)
 	m.pend = make([]byte, 0, m.window)
+	m.anchors = newTraceAnchors(m)
 	return m
 }
 
@@ -179,7 +179,7 @@ func (m *traceMasker) search(b []byte, end bool, sink traceSink) {
 	if !end {
 		hold -= m.holdBack(b)
 	}
-	if m.few && m.runEnd == 0 && m.clean(b) {
+	if m.anchors != nil && m.runEnd == 0 && m.anchors.clean(m, b) {
 		// No secret occurs in b: the search below would pass on b up to hold, and find nothing.
 		sink.put(b[:hold])
 		m.keep(b, hold)
@@ -237,21 +237,6 @@ func (m *traceMasker) keep(b []byte, hold int) {
 	} else {
 		m.pend = append(m.pend[:0], b[hold:]...)
 	}
-}
-
-// traceMaskFew is how many secrets a masker looks for one by one before its one-pass search: bytes.Index of each, a
-// vector search, beats the gram search for the two or three secrets (the build and runner tokens) most builds have,
-// and tells the usual window, which holds none, at once.
-const traceMaskFew = 3
-
-// clean reports whether no secret occurs in b, looking for each with bytes.Index.
-func (m *traceMasker) clean(b []byte) bool {
-	for k := range len(m.starts) - 1 {
-		if bytes.Contains(b, m.secret(k)) {
-			return false
-		}
-	}
-	return true
 }
 
 var traceMaskedBytes = []byte(masked)

@@ -1,0 +1,195 @@
+package runnerapi
+
+import (
+	"bytes"
+	"math/bits"
+)
+
+// traceAnchors tells a window that holds none of a few secrets at once, by looking for each secret's rarest byte,
+// its anchor, with bytes.IndexByte: a vector search that passes over tens of GB a second where the byte is rare, as
+// upper case, '_' and most punctuation are in a log. Secrets that share an anchor share the search, and only where
+// the anchor occurs is a secret compared. Which bytes are rare is the log's own count, sampled every so many
+// windows, over a static one of build logs; with too many secrets, or only common bytes in them, the gram search
+// costs less, and the anchors stand aside.
+type traceAnchors struct {
+	has [256]uint64 // has[c]: the secrets that byte c occurs in, secret k as bit k
+	// The anchors: byte bytes[g] anchors members[ends[g]:ends[g+1]].
+	bytes   []byte
+	ends    []int
+	members []traceAnchor
+	use     bool // the anchors cost less than the gram search, by the last count
+	// counts holds the bytes of the last sample, sampled their number. expected is how many anchor bytes a
+	// window holds by it, per byte; a window with many more makes the next one counted again.
+	counts   [256]uint32
+	sampled  int
+	expected float64
+	windows  int  // windows searched since the last count
+	recount  bool // the last window held far more anchor bytes than expected
+	// forced keeps use true whatever the counts: the tests' way to search every window by the anchors first.
+	forced bool
+}
+
+// traceAnchor is a secret anchored at one of its bytes: k its index, at the offset of the byte.
+type traceAnchor struct {
+	k, at int
+}
+
+// traceMaskAnchorMost is how many secrets a masker may look for by their anchors: one bit each in has.
+const traceMaskAnchorMost = 64
+
+// What the anchors and the gram search cost, in picoseconds, for choosing between them: a pass of IndexByte per
+// byte of the window, each occurrence of an anchor (a call of IndexByte, and a comparison per secret there), and
+// the gram search per byte. Measured on an amd64 with AVX2; their ratios are what counts.
+const (
+	traceMaskPassCost   = 12
+	traceMaskHitCost    = 6000
+	traceMaskMemberCost = 1500
+	traceMaskGramCost   = 250
+)
+
+const (
+	// traceMaskSample is how many bytes of a window a count takes: enough to tell a byte that occurs once in a
+	// thousand from one that never does.
+	traceMaskSample = 4 << 10
+	// traceMaskRecount is how many windows go by before the bytes are counted again: a log changes from one
+	// stage of a build to the next.
+	traceMaskRecount = 64
+	// traceMaskPrior is the weight, in bytes, of the static count beside the sampled one.
+	traceMaskPrior = 1 << 10
+)
+
+// newTraceAnchors returns the anchors for m's secrets, or nil when there are too many to look for one by one.
+func newTraceAnchors(m *traceMasker) *traceAnchors {
+	n := len(m.starts) - 1
+	if n > traceMaskAnchorMost {
+		return nil
+	}
+	a := &traceAnchors{bytes: make([]byte, 0, n), ends: make([]int, 0, n+1), members: make([]traceAnchor, 0, n)}
+	for k := range n {
+		for _, c := range m.secret(k) {
+			a.has[c] |= 1 << k
+		}
+	}
+	a.choose(m)
+	a.recount = true // the first window tells more than the static count
+	return a
+}
+
+// frequency returns how often byte c occurs in the log, per byte, by the last sample and the static count.
+func (a *traceAnchors) frequency(c byte) float64 {
+	return (float64(a.counts[c]) + traceMaskPrior*float64(traceLogFrequency[c])/1e5) / float64(a.sampled+traceMaskPrior)
+}
+
+// choose picks the anchors by the counts: greedily, the byte that costs least per secret it anchors among those
+// not yet anchored, until every secret has one; and whether they cost less than the gram search.
+func (a *traceAnchors) choose(m *traceMasker) {
+	a.bytes, a.ends, a.members = a.bytes[:0], append(a.ends[:0], 0), a.members[:0]
+	n := len(m.starts) - 1
+	left := uint64(1)<<n - 1 // all n bits, 64 included
+	cost := 0.0
+	a.expected = 0
+	for left != 0 {
+		best, bestRatio, bestCost := 0, 0.0, 0.0
+		for c := range 256 {
+			covers := bits.OnesCount64(a.has[c] & left)
+			if covers == 0 {
+				continue
+			}
+			f := a.frequency(byte(c))
+			cc := traceMaskPassCost + f*(traceMaskHitCost+traceMaskMemberCost*float64(covers))
+			if r := cc / float64(covers); bestRatio == 0 || r < bestRatio {
+				best, bestRatio, bestCost = c, r, cc
+			}
+		}
+		a.bytes = append(a.bytes, byte(best))
+		for set := a.has[best] & left; set != 0; set &= set - 1 {
+			k := bits.TrailingZeros64(set)
+			a.members = append(a.members, traceAnchor{k: k, at: bytes.IndexByte(m.secret(k), byte(best))})
+		}
+		a.ends = append(a.ends, len(a.members))
+		left &^= a.has[best]
+		cost += bestCost
+		a.expected += a.frequency(byte(best))
+	}
+	a.use = a.forced || cost < traceMaskGramCost
+}
+
+// count takes the counts of the bytes from the middle of b, when b holds enough of them to tell.
+func (a *traceAnchors) count(m *traceMasker, b []byte) {
+	if len(b) < traceMaskSample/4 {
+		return
+	}
+	if len(b) > traceMaskSample {
+		b = b[(len(b)-traceMaskSample)/2:][:traceMaskSample]
+	}
+	a.counts = [256]uint32{}
+	for _, c := range b {
+		a.counts[c]++
+	}
+	a.sampled = len(b)
+	a.windows, a.recount = 0, false
+	a.choose(m)
+}
+
+// clean reports whether no secret occurs in b, as far as the anchors tell; false when they stand aside.
+func (a *traceAnchors) clean(m *traceMasker, b []byte) bool {
+	if a.windows++; a.recount || a.windows >= traceMaskRecount {
+		a.count(m, b)
+	}
+	if !a.use {
+		return false
+	}
+	hits := 0
+	for g, c := range a.bytes {
+		members := a.members[a.ends[g]:a.ends[g+1]]
+		for i := 0; ; {
+			j := bytes.IndexByte(b[i:], c)
+			if j < 0 {
+				break
+			}
+			p := i + j
+			hits++
+			for _, e := range members {
+				s := m.secret(e.k)
+				if start := p - e.at; start >= 0 && start+len(s) <= len(b) && bytes.Equal(b[start:start+len(s)], s) {
+					return false
+				}
+			}
+			i = p + 1
+		}
+	}
+	// Far more anchor bytes than the count told: the log changed, count again with the next window.
+	a.recount = float64(hits) > 4*a.expected*float64(len(b))+16
+	return true
+}
+
+// traceLogFrequency is how often each byte occurs in build logs, per 100,000 bytes, roughly: the prior of the
+// anchors' counts, so that a byte a small sample missed by chance, or the first window before any count, is not
+// taken for rare. Spaces and lower case dominate; digits and punctuation of paths and versions follow; upper case
+// is rare, and control bytes besides the line's end and the colours' escape rarer still.
+var traceLogFrequency = func() [256]uint16 {
+	var f [256]uint16
+	for c := range 256 {
+		f[c] = 1
+	}
+	for c := byte(' '); c < 0x7f; c++ {
+		f[c] = 30
+	}
+	// English letter frequencies, per 10,000 letters, from 'a' to 'z'.
+	letters := [26]uint16{817, 149, 278, 425, 1270, 223, 202, 609, 697, 15, 77, 403, 241, 675, 751, 193, 10, 599,
+		633, 906, 276, 98, 236, 15, 197, 7}
+	for i, l := range letters {
+		f['a'+i] = max(1, l*5)    // lower case, about half the text
+		f['A'+i] = max(1, l*4/10) // upper case, about 4%
+	}
+	for c := byte('0'); c <= '9'; c++ {
+		f[c] = 600
+	}
+	f['0'], f['1'], f['2'] = 900, 900, 800
+	for c, n := range map[byte]uint16{' ': 13000, '\n': 1500, '.': 1500, '/': 1200, '-': 700, ':': 700, '_': 250,
+		'=': 200, ',': 300, '"': 200, '\'': 100, '(': 150, ')': 150, '[': 150, ']': 150, '\t': 150, '@': 50,
+		'\x1b': 60, '\r': 20, ';': 80, '%': 60, '+': 60, '#': 40, '$': 40, '*': 40, '<': 40, '>': 60} {
+		f[c] = n
+	}
+	return f
+}()
