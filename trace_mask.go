@@ -139,6 +139,16 @@ type traceSink interface {
 // write takes p into the stream. It passes to sink, with secrets masked, what is safe to record once a window's
 // worth of bytes has gathered, and keeps the rest; settle and flush pass on the rest sooner.
 func (m *traceMasker) write(p []byte, sink traceSink) {
+	if len(p) < m.window-len(m.pend) {
+		// The common case, small enough to inline into the writer's Write: p only joins the window.
+		m.pend = append(m.pend, p...)
+		return
+	}
+	m.writeMore(p, sink)
+}
+
+// writeMore is write for a p that fills the window.
+func (m *traceMasker) writeMore(p []byte, sink traceSink) {
 	if len(m.pend) == 0 && len(p) >= m.window {
 		// A large write with nothing gathered: search it where it is, without copying it.
 		m.search(p, false, sink)

@@ -2,6 +2,7 @@ package runnerapi
 
 import (
 	"bytes"
+	"encoding/binary"
 	"math/bits"
 )
 
@@ -12,48 +13,56 @@ import (
 // windows, over a static one of build logs; with too many secrets, or only common bytes in them, the gram search
 // costs less, and the anchors stand aside.
 type traceAnchors struct {
-	has [256]uint64 // has[c]: the secrets that byte c occurs in, secret k as bit k
+	// has[c*words:][:words] is the set of the secrets that byte c occurs in, secret k as bit k%64 of word k/64.
+	has   []uint64
+	words int
+	left  []uint64 // the secrets choose has not anchored yet
 	// The anchors: byte bytes[g] anchors members[ends[g]:ends[g+1]].
 	bytes   []byte
 	ends    []int
 	members []traceAnchor
 	use     bool // the anchors cost less than the gram search, by the last count
-	// counts holds the bytes of the last sample, sampled their number. expected is how many anchor bytes a
-	// window holds by it, per byte; a window with many more makes the next one counted again.
-	counts   [256]uint32
-	sampled  int
+	// freq is how often each byte occurs in the log, per byte, by the last count and the static one. expected
+	// is how many anchor bytes a window holds by it, per byte; a window with many more makes a later one counted
+	// again, soon.
+	freq     [256]float64
 	expected float64
 	windows  int  // windows searched since the last count
-	recount  bool // the last window held far more anchor bytes than expected
+	recount  bool // a window held far more anchor bytes than expected
 	// forced keeps use true whatever the counts: the tests' way to search every window by the anchors first.
 	forced bool
 }
 
-// traceAnchor is a secret anchored at one of its bytes: k its index, at the offset of the byte.
+// traceAnchor is a secret anchored at one of its bytes, at that byte's offset in it. The secret is
+// m.text[from:][:size]; head holds its first four bytes (all of them when shorter), so that most places where the
+// anchor occurs are told apart from it by one load.
 type traceAnchor struct {
-	k, at int
+	from, size, at int32
+	head           uint32
 }
 
-// traceMaskAnchorMost is how many secrets a masker may look for by their anchors: one bit each in has.
-const traceMaskAnchorMost = 64
+// traceMaskAnchorMost is how many secrets a masker may look for by their anchors: more share each anchor byte, and
+// beside the gram search they cost more than they save.
+const traceMaskAnchorMost = 256
 
 // What the anchors and the gram search cost, in picoseconds, for choosing between them: a pass of IndexByte per
 // byte of the window, each occurrence of an anchor (a call of IndexByte, and a comparison per secret there), and
 // the gram search per byte. Measured on an amd64 with AVX2; their ratios are what counts.
 const (
 	traceMaskPassCost   = 12
-	traceMaskHitCost    = 6000
-	traceMaskMemberCost = 1500
-	traceMaskGramCost   = 250
+	traceMaskHitCost    = 15000
+	traceMaskMemberCost = 700
+	traceMaskGramCost   = 300
 )
 
 const (
-	// traceMaskSample is how many bytes of a window a count takes: enough to tell a byte that occurs once in a
-	// thousand from one that never does.
-	traceMaskSample = 4 << 10
+	// traceMaskSample is how many bytes of a window a count takes, in four pieces from all over it: enough to
+	// tell a byte that occurs once in a thousand from one that never does.
+	traceMaskSample = 8 << 10
 	// traceMaskRecount is how many windows go by before the bytes are counted again: a log changes from one
-	// stage of a build to the next.
-	traceMaskRecount = 64
+	// stage of a build to the next. After a window with far more anchor bytes than expected, traceMaskRecountSoon.
+	traceMaskRecount     = 64
+	traceMaskRecountSoon = 8
 	// traceMaskPrior is the weight, in bytes, of the static count beside the sampled one.
 	traceMaskPrior = 1 << 10
 )
@@ -64,20 +73,29 @@ func newTraceAnchors(m *traceMasker) *traceAnchors {
 	if n > traceMaskAnchorMost {
 		return nil
 	}
-	a := &traceAnchors{bytes: make([]byte, 0, n), ends: make([]int, 0, n+1), members: make([]traceAnchor, 0, n)}
+	words := (n + 63) / 64
+	a := &traceAnchors{has: make([]uint64, 256*words), words: words, left: make([]uint64, words),
+		bytes: make([]byte, 0, n), ends: make([]int, 0, n+1), members: make([]traceAnchor, 0, n)}
 	for k := range n {
 		for _, c := range m.secret(k) {
-			a.has[c] |= 1 << k
+			a.has[int(c)*words+k/64] |= 1 << (k % 64)
 		}
 	}
+	a.tally(nil)
 	a.choose(m)
 	a.recount = true // the first window tells more than the static count
 	return a
 }
 
-// frequency returns how often byte c occurs in the log, per byte, by the last sample and the static count.
-func (a *traceAnchors) frequency(c byte) float64 {
-	return (float64(a.counts[c]) + traceMaskPrior*float64(traceLogFrequency[c])/1e5) / float64(a.sampled+traceMaskPrior)
+// tally sets freq by the bytes of sample and the static count.
+func (a *traceAnchors) tally(sample []byte) {
+	var counts [256]int
+	for _, c := range sample {
+		counts[c]++
+	}
+	for c := range a.freq {
+		a.freq[c] = (float64(counts[c]) + traceMaskPrior*float64(traceLogFrequency[c])/1e5) / float64(len(sample)+traceMaskPrior)
+	}
 }
 
 // choose picks the anchors by the counts: greedily, the byte that costs least per secret it anchors among those
@@ -85,55 +103,72 @@ func (a *traceAnchors) frequency(c byte) float64 {
 func (a *traceAnchors) choose(m *traceMasker) {
 	a.bytes, a.ends, a.members = a.bytes[:0], append(a.ends[:0], 0), a.members[:0]
 	n := len(m.starts) - 1
-	left := uint64(1)<<n - 1 // all n bits, 64 included
+	for i := range a.left {
+		a.left[i] = ^uint64(0)
+	}
+	a.left[len(a.left)-1] = ^uint64(0) >> (a.words*64 - n)
 	cost := 0.0
 	a.expected = 0
-	for left != 0 {
+	for remaining := n; remaining > 0; {
 		best, bestRatio, bestCost := 0, 0.0, 0.0
 		for c := range 256 {
-			covers := bits.OnesCount64(a.has[c] & left)
+			covers := 0
+			for i, w := range a.has[c*a.words:][:a.words] {
+				covers += bits.OnesCount64(w & a.left[i])
+			}
 			if covers == 0 {
 				continue
 			}
-			f := a.frequency(byte(c))
+			f := a.freq[c]
 			cc := traceMaskPassCost + f*(traceMaskHitCost+traceMaskMemberCost*float64(covers))
 			if r := cc / float64(covers); bestRatio == 0 || r < bestRatio {
 				best, bestRatio, bestCost = c, r, cc
 			}
 		}
 		a.bytes = append(a.bytes, byte(best))
-		for set := a.has[best] & left; set != 0; set &= set - 1 {
-			k := bits.TrailingZeros64(set)
-			a.members = append(a.members, traceAnchor{k: k, at: bytes.IndexByte(m.secret(k), byte(best))})
+		for i, w := range a.has[best*a.words:][:a.words] {
+			for set := w & a.left[i]; set != 0; set &= set - 1 {
+				k := i*64 + bits.TrailingZeros64(set)
+				s := m.secret(k)
+				e := traceAnchor{from: m.starts[k], size: int32(len(s)), at: int32(bytes.IndexByte(s, byte(best)))}
+				for i, c := range s[:min(4, len(s))] {
+					e.head |= uint32(c) << (8 * i)
+				}
+				a.members = append(a.members, e)
+				remaining--
+			}
+			a.left[i] &^= w
 		}
 		a.ends = append(a.ends, len(a.members))
-		left &^= a.has[best]
 		cost += bestCost
-		a.expected += a.frequency(byte(best))
+		a.expected += a.freq[best]
 	}
 	a.use = a.forced || cost < traceMaskGramCost
 }
 
 // count takes the counts of the bytes from the middle of b, when b holds enough of them to tell.
 func (a *traceAnchors) count(m *traceMasker, b []byte) {
-	if len(b) < traceMaskSample/4 {
+	if len(b) < traceMaskSample/8 {
 		return
 	}
+	sample := b
 	if len(b) > traceMaskSample {
-		b = b[(len(b)-traceMaskSample)/2:][:traceMaskSample]
+		// The bytes of four pieces, as one: the counts only add.
+		var pieces [traceMaskSample]byte
+		const piece = traceMaskSample / 4
+		for i := range 4 {
+			copy(pieces[i*piece:], b[i*(len(b)-piece)/3:][:piece])
+		}
+		sample = pieces[:]
 	}
-	a.counts = [256]uint32{}
-	for _, c := range b {
-		a.counts[c]++
-	}
-	a.sampled = len(b)
+	a.tally(sample)
 	a.windows, a.recount = 0, false
 	a.choose(m)
 }
 
 // clean reports whether no secret occurs in b, as far as the anchors tell; false when they stand aside.
 func (a *traceAnchors) clean(m *traceMasker, b []byte) bool {
-	if a.windows++; a.recount || a.windows >= traceMaskRecount {
+	if a.windows++; a.windows >= traceMaskRecount || a.recount && a.windows >= traceMaskRecountSoon {
 		a.count(m, b)
 	}
 	if !a.use {
@@ -150,8 +185,14 @@ func (a *traceAnchors) clean(m *traceMasker, b []byte) bool {
 			p := i + j
 			hits++
 			for _, e := range members {
-				s := m.secret(e.k)
-				if start := p - e.at; start >= 0 && start+len(s) <= len(b) && bytes.Equal(b[start:start+len(s)], s) {
+				start, size := p-int(e.at), int(e.size)
+				if start < 0 || start > len(b)-size {
+					continue
+				}
+				if size >= 4 && binary.LittleEndian.Uint32(b[start:]) != e.head {
+					continue
+				}
+				if bytes.Equal(b[start:start+size], m.text[e.from:][:size]) {
 					return false
 				}
 			}
@@ -159,7 +200,7 @@ func (a *traceAnchors) clean(m *traceMasker, b []byte) bool {
 		}
 	}
 	// Far more anchor bytes than the count told: the log changed, count again with the next window.
-	a.recount = float64(hits) > 4*a.expected*float64(len(b))+16
+	a.recount = a.recount || float64(hits) > 4*a.expected*float64(len(b))+16
 	return true
 }
 

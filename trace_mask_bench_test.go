@@ -53,7 +53,7 @@ func benchTraceLog(r *rand.Rand, size int) []byte {
 // benchBuildLog returns about size bytes of build output as a runner's trace holds it, one line a slice: the
 // runner's own section markers and colours, git, docker, Go, npm, Maven and pip output, compiler warnings, stack
 // traces and timestamped application logs, with paths, versions, durations and hex digests, in lines of many
-// lengths.
+// lengths. The lines share one array, as a runner's read of the build's output does.
 func benchBuildLog(r *rand.Rand, size int) [][]byte {
 	hex := func(n int) string {
 		const digits = "0123456789abcdef"
@@ -142,11 +142,19 @@ func benchBuildLog(r *rand.Rand, size int) [][]byte {
 			return fmt.Sprintf("Uploading artifacts as \"archive\" to coordinator... 201 Created  id=%d responseStatus=201 Created token=%s", r.IntN(1e6), hex(8))
 		},
 	}
-	var log [][]byte
-	for n := 0; n < size; {
-		line := lines[r.IntN(len(lines))]() + "\n"
-		log = append(log, []byte(line))
-		n += len(line)
+	// The lines in one array, as a runner reads them from the build's output.
+	var text []byte
+	var ends []int
+	for len(text) < size {
+		text = append(append(text, lines[r.IntN(len(lines))]()...), '\n')
+		ends = append(ends, len(text))
+	}
+	log := make([][]byte, len(ends))
+	for i, end := range ends {
+		log[i] = text[:end:end]
+		if i > 0 {
+			log[i] = log[i][ends[i-1]:]
+		}
 	}
 	return log
 }
