@@ -81,20 +81,16 @@ func newTraceAnchors(m *traceMasker) *traceAnchors {
 			a.has[int(c)*words+k/64] |= 1 << (k % 64)
 		}
 	}
-	a.tally(nil)
+	a.tally(&[256]int{}, 0)
 	a.choose(m)
-	a.recount = true // the first window tells more than the static count
+	a.windows = traceMaskRecount // the first window is counted: it tells more than the static count
 	return a
 }
 
-// tally sets freq by the bytes of sample and the static count.
-func (a *traceAnchors) tally(sample []byte) {
-	var counts [256]int
-	for _, c := range sample {
-		counts[c]++
-	}
+// tally sets freq by the counts of the bytes of a sample of n bytes and the static count.
+func (a *traceAnchors) tally(counts *[256]int, n int) {
 	for c := range a.freq {
-		a.freq[c] = (float64(counts[c]) + traceMaskPrior*float64(traceLogFrequency[c])/1e5) / float64(len(sample)+traceMaskPrior)
+		a.freq[c] = (float64(counts[c]) + traceMaskPrior*float64(traceLogFrequency[c])/1e5) / float64(n+traceMaskPrior)
 	}
 }
 
@@ -125,6 +121,11 @@ func (a *traceAnchors) choose(m *traceMasker) {
 				best, bestRatio, bestCost = c, r, cc
 			}
 		}
+		if bestRatio == 0 {
+			// Cannot be, since every secret has a byte; were it so, the gram search alone finds them all.
+			a.use = false
+			return
+		}
 		a.bytes = append(a.bytes, byte(best))
 		for i, w := range a.has[best*a.words:][:a.words] {
 			for set := w & a.left[i]; set != 0; set &= set - 1 {
@@ -151,17 +152,17 @@ func (a *traceAnchors) count(m *traceMasker, b []byte) {
 	if len(b) < traceMaskSample/8 {
 		return
 	}
-	sample := b
-	if len(b) > traceMaskSample {
-		// The bytes of four pieces, as one: the counts only add.
-		var pieces [traceMaskSample]byte
-		const piece = traceMaskSample / 4
-		for i := range 4 {
-			copy(pieces[i*piece:], b[i*(len(b)-piece)/3:][:piece])
+	var counts [256]int
+	n := 0
+	piece := min(len(b), traceMaskSample/4)
+	for i := range 4 {
+		// Four pieces from the start of b to its end, which overlap when b is short.
+		for _, c := range b[i*(len(b)-piece)/3:][:piece] {
+			counts[c]++
 		}
-		sample = pieces[:]
+		n += piece
 	}
-	a.tally(sample)
+	a.tally(&counts, n)
 	a.windows, a.recount = 0, false
 	a.choose(m)
 }
