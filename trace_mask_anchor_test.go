@@ -96,3 +96,14 @@ func TestTraceMaskerAnchorsDoNotAllocate(t *testing.T) {
 		assert.Equal(t, 3*len(log), out.n, "no secret in the log")
 	}
 }
+
+// The anchors for the most secrets they take stay small beside the secrets: under 64 bytes a secret, besides
+// the counts of the 256 bytes.
+func TestTraceMaskerAnchorsSize(t *testing.T) {
+	r := rand.New(rand.NewPCG(4, 4))
+	m := newTraceMasker(benchTraceSecrets(r, traceMaskAnchorMost))
+	a := m.anchors
+	size := 8*cap(a.has) + 8*cap(a.left) + cap(a.bytes) + 8*cap(a.ends) + 16*cap(a.members)
+	t.Logf("anchors for %d secrets: %d bytes, and %d of counts", traceMaskAnchorMost, size, 8*len(a.freq))
+	assert.Less(t, size, 64*traceMaskAnchorMost)
+}
