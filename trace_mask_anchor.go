@@ -6,12 +6,12 @@ import (
 	"math/bits"
 )
 
-// traceAnchors tells a window that holds none of a few secrets at once, by looking for each secret's rarest byte,
-// its anchor, with bytes.IndexByte: a vector search that passes over tens of GB a second where the byte is rare, as
-// upper case, '_' and most punctuation are in a log. Secrets that share an anchor share the search, and only where
-// the anchor occurs is a secret compared. Which bytes are rare is the log's own count, sampled every so many
-// windows, over a static one of build logs; with too many secrets, or only common bytes in them, the gram search
-// costs less, and the anchors stand aside.
+// traceAnchors tells a window that holds none of up to traceMaskAnchorMost secrets at once, by looking for each
+// secret's rarest byte, its anchor, with bytes.IndexByte: a vector search that passes over tens of GB a second
+// where the byte is rare, as upper case, '_' and most punctuation are in a log. Secrets that share an anchor share
+// the search, and only where the anchor occurs is a secret compared. Which bytes are rare is the log's own count,
+// sampled every so many windows, over a static one of build logs; with too many secrets, or only common bytes in
+// them, the gram search costs less, and the anchors stand aside.
 type traceAnchors struct {
 	// has[c*words:][:words] is the set of the secrets that byte c occurs in, secret k as bit k%64 of word k/64.
 	has   []uint64
@@ -21,7 +21,7 @@ type traceAnchors struct {
 	bytes   []byte
 	ends    []int
 	members []traceAnchor
-	use     bool // the anchors cost less than the gram search, by the last count
+	use     bool // the anchors cost less than the gram search, by the last count (or are forced)
 	// freq is how often each byte occurs in the log, per byte, by the last count and the static one. expected
 	// is how many anchor bytes a window holds by it, per byte; a window with many more makes a later one counted
 	// again, soon.
@@ -47,7 +47,7 @@ const traceMaskAnchorMost = 256
 
 // What the anchors and the gram search cost, in picoseconds, for choosing between them: a pass of IndexByte per
 // byte of the window, each occurrence of an anchor (a call of IndexByte, and a comparison per secret there), and
-// the gram search per byte. Measured on an amd64 with AVX2; their ratios are what counts.
+// the gram search per byte. Measured by BenchmarkTraceMasker on amd64; their ratios are what counts.
 const (
 	traceMaskPassCost   = 12
 	traceMaskHitCost    = 15000

@@ -80,7 +80,8 @@ func benchBuildLog(r *rand.Rand, size int) [][]byte {
 		func() string {
 			return fmt.Sprintf("section_start:%d:%s\r\x1b[0K\x1b[0K\x1b[36;1m%s\x1b[0;m", 1764581400+r.IntN(3600),
 				pick("prepare_executor", "get_sources", "step_script", "upload_artifacts_on_success"),
-				pick("Preparing the \"docker\" executor", "Getting source from Git repository", "Executing \"step_script\" stage of the job script"))
+				pick("Preparing the \"docker\" executor", "Getting source from Git repository",
+					"Executing \"step_script\" stage of the job script"))
 		},
 		func() string {
 			return "\x1b[32;1m$ " + pick("go test -race ./...", "npm ci", "mvn -B verify", "make lint") + "\x1b[0;m"
@@ -89,7 +90,8 @@ func benchBuildLog(r *rand.Rand, size int) [][]byte {
 			return fmt.Sprintf("Checking out %s as detached HEAD (ref is %s)...", hex(8), pick("main", "feature/cache-keys"))
 		},
 		func() string {
-			return fmt.Sprintf("Step %d/14 : RUN apt-get update && apt-get install -y %s", 1+r.IntN(14), pick("curl git", "ca-certificates", "build-essential"))
+			return fmt.Sprintf("Step %d/14 : RUN apt-get update && apt-get install -y %s", 1+r.IntN(14),
+				pick("curl git", "ca-certificates", "build-essential"))
 		},
 		func() string { return " ---> Running in " + hex(12) },
 		func() string {
@@ -97,49 +99,55 @@ func benchBuildLog(r *rand.Rand, size int) [][]byte {
 		},
 		func() string { return "Digest: sha256:" + hex(64) },
 		func() string {
-			return fmt.Sprintf("=== RUN   Test%s/%s_%d", pick("Handler", "Store", "Codec"), pick("empty", "large_body", "retry"), r.IntN(40))
+			return fmt.Sprintf("=== RUN   Test%s/%s_%d", pick("Handler", "Store", "Codec"), pick("empty", "large_body", "retry"),
+				r.IntN(40))
 		},
 		func() string {
 			return fmt.Sprintf("--- PASS: Test%s (%d.%02ds)", pick("Handler", "Store", "Codec", "Queue"), r.IntN(3), r.IntN(100))
 		},
 		func() string {
-			return fmt.Sprintf("ok  \tgitlab.example.com/group/project/%s\t%d.%03ds\tcoverage: %d.%d%% of statements", pkg(),
-				r.IntN(10), r.IntN(1000), r.IntN(100), r.IntN(10))
+			return fmt.Sprintf("ok  \tgitlab.example.com/group/project/%s\t%d.%03ds\tcoverage: %d.%d%% of statements",
+				pkg(), r.IntN(10), r.IntN(1000), r.IntN(100), r.IntN(10))
 		},
 		func() string {
 			return fmt.Sprintf("%s/%s.go:%d:%d: %s", pkg(), pick("main", "server", "options"), 1+r.IntN(900), 1+r.IntN(80),
 				pick("declared and not used: err", "undefined: ctx", "should have comment or be unexported"))
 		},
 		func() string {
-			return fmt.Sprintf("src/%s.c:%d:%d: warning: unused variable '%s' [-Wunused-variable]", pick("main", "parse", "io"),
-				1+r.IntN(900), 1+r.IntN(40), pick("i", "len", "tmp"))
+			return fmt.Sprintf("src/%s.c:%d:%d: warning: unused variable '%s' [-Wunused-variable]",
+				pick("main", "parse", "io"), 1+r.IntN(900), 1+r.IntN(40), pick("i", "len", "tmp"))
 		},
 		func() string {
-			return fmt.Sprintf("npm WARN deprecated %s@%d.%d.%d: %s", pick("request", "uuid", "glob", "inflight"), r.IntN(10), r.IntN(90),
-				r.IntN(20), pick("this library is no longer supported", "Rimraf versions prior to v4 are no longer supported"))
+			return fmt.Sprintf("npm WARN deprecated %s@%d.%d.%d: %s", pick("request", "uuid", "glob", "inflight"),
+				r.IntN(10), r.IntN(90), r.IntN(20),
+				pick("this library is no longer supported", "Rimraf versions prior to v4 are no longer supported"))
 		},
 		func() string {
 			return fmt.Sprintf("added %d packages, and audited %d packages in %ds", r.IntN(2000), r.IntN(2000), r.IntN(90))
 		},
 		func() string {
-			return fmt.Sprintf("[INFO] Downloaded from central: https://repo.maven.apache.org/maven2/org/apache/%s/%d.%d.%d/%s (%d kB at %d kB/s)",
-				pick("commons", "maven/plugins", "logging"), r.IntN(5), r.IntN(20), r.IntN(10), pick("commons-lang3.pom", "maven-surefire-plugin.jar"),
-				r.IntN(900), r.IntN(9000))
+			return fmt.Sprintf("[INFO] Downloaded from central: "+
+				"https://repo.maven.apache.org/maven2/org/apache/%s/%d.%d.%d/%s (%d kB at %d kB/s)",
+				pick("commons", "maven/plugins", "logging"), r.IntN(5), r.IntN(20), r.IntN(10),
+				pick("commons-lang3.pom", "maven-surefire-plugin.jar"), r.IntN(900), r.IntN(9000))
 		},
 		func() string {
-			return fmt.Sprintf("\tat %s.%s(%s.java:%d)", java(), pick("run", "invoke", "doCreateBean", "execute"), pick("Main", "Runner"), r.IntN(2000))
+			return fmt.Sprintf("\tat %s.%s(%s.java:%d)", java(), pick("run", "invoke", "doCreateBean", "execute"),
+				pick("Main", "Runner"), r.IntN(2000))
 		},
 		func() string {
-			return fmt.Sprintf("%s %s [%s] c.e.%s - %s", clock(), pick("INFO ", "WARN ", "DEBUG", "ERROR"), pick("main", "pool-1-thread-3"),
-				pick("OrderService", "HttpClient", "CacheLoader"), pick("Started in 3.2 seconds", "GET /api/v4/jobs/1234 200 12ms", "cache miss for key 7f3a"))
+			return fmt.Sprintf("%s %s [%s] c.e.%s - %s", clock(), pick("INFO ", "WARN ", "DEBUG", "ERROR"),
+				pick("main", "pool-1-thread-3"), pick("OrderService", "HttpClient", "CacheLoader"),
+				pick("Started in 3.2 seconds", "GET /api/v4/jobs/1234 200 12ms", "cache miss for key 7f3a"))
 		},
 		func() string {
-			return fmt.Sprintf("Collecting %s==%d.%d.%d (from -r requirements.txt (line %d))", pick("requests", "numpy", "pytest"), r.IntN(3), r.IntN(30),
-				r.IntN(10), 1+r.IntN(40))
+			return fmt.Sprintf("Collecting %s==%d.%d.%d (from -r requirements.txt (line %d))",
+				pick("requests", "numpy", "pytest"), r.IntN(3), r.IntN(30), r.IntN(10), 1+r.IntN(40))
 		},
 		func() string { return "" },
 		func() string {
-			return fmt.Sprintf("Uploading artifacts as \"archive\" to coordinator... 201 Created  id=%d responseStatus=201 Created token=%s", r.IntN(1e6), hex(8))
+			return fmt.Sprintf("Uploading artifacts as \"archive\" to coordinator... 201 Created  id=%d "+
+				"responseStatus=201 Created token=%s", r.IntN(1e6), hex(8))
 		},
 	}
 	// The lines in one array, as a runner reads them from the build's output.
