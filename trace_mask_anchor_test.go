@@ -107,3 +107,33 @@ func TestTraceMaskerAnchorsSize(t *testing.T) {
 	t.Logf("anchors for %d secrets: %d bytes, and %d of counts", traceMaskAnchorMost, size, 8*len(a.freq))
 	assert.Less(t, size, 64*traceMaskAnchorMost)
 }
+
+// When the log turns to text in which every byte of the secrets is common (a dump of tokens like them), the
+// anchors soon stand aside for the gram search; when it turns back, a later count takes them up again.
+func TestTraceMaskerAnchorsFollowAChangingLog(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 5))
+	log := benchTraceLog(r, 1<<20)
+	alphabet := strings.Join(benchTraceTokens, "")
+	dump := make([]byte, 1<<20)
+	for i := range dump {
+		dump[i] = alphabet[r.IntN(len(alphabet))]
+		if i%77 == 76 {
+			dump[i] = '\n'
+		}
+	}
+	m := newTraceMasker(benchTraceTokens)
+	var out countSink
+	write := func(text []byte) {
+		for line := text; len(line) > 0; line = line[min(100, len(line)):] {
+			m.write(line[:min(100, len(line))], &out)
+		}
+	}
+	write(log[:4*traceMaskWindow])
+	require.True(t, m.anchors.use, "build output: anchors %q", m.anchors.bytes)
+	write(dump[:2*traceMaskRecountSoon*traceMaskWindow])
+	assert.False(t, m.anchors.use, "a dump of tokens: anchors %q", m.anchors.bytes)
+	for range 3 * traceMaskRecount * traceMaskWindow / len(log) {
+		write(log)
+	}
+	assert.True(t, m.anchors.use, "build output again: anchors %q", m.anchors.bytes)
+}
