@@ -224,12 +224,23 @@ func referenceMask(secrets []string, in []byte) []byte {
 // maskerRun drives a masker over in as ops say, and checks what it passes on against referenceMask for each
 // segment between flushes: masking does not span a flush. Each op takes the next 1 to 1+op>>2 bytes and writes
 // them, then also settles (op&3 == 1), or flushes (op&3 == 2). The window, which bounds the masker's buffer, can
-// be made small so that short inputs fill it.
+// be made small so that short inputs fill it. It runs twice: as the masker chooses its search, and with the
+// anchors of a few secrets forced to look at every window first.
 func maskerRun(t *testing.T, secrets []string, in []byte, ops []byte, window int) {
+	t.Helper()
+	maskerRunSearch(t, secrets, in, ops, window, false)
+	maskerRunSearch(t, secrets, in, ops, window, true)
+}
+
+// maskerRunSearch is maskerRun's one run, with the anchors forced to look first or not.
+func maskerRunSearch(t *testing.T, secrets []string, in []byte, ops []byte, window int, anchored bool) {
 	t.Helper()
 	m := newTraceMasker(secrets)
 	if m == nil {
 		return
+	}
+	if anchored && m.anchors != nil {
+		m.anchors.forced, m.anchors.use = true, true
 	}
 	if window > 0 {
 		// The masker needs a window of twice its longest secret.
@@ -246,8 +257,8 @@ func maskerRun(t *testing.T, secrets []string, in []byte, ops []byte, window int
 		m.flush(&out)
 		want := referenceMask(secrets, in[segment:end])
 		if got := out.b[flushed:]; !bytes.Equal(got, want) {
-			t.Fatalf("secrets %q, segment %q (bytes %d to %d of %q, ops %v, window %d):\n got %q\nwant %q",
-				secrets, in[segment:end], segment, end, in, ops, m.window, got, want)
+			t.Fatalf("secrets %q, segment %q (bytes %d to %d of %q, ops %v, window %d, anchored %v):\n got %q\nwant %q",
+				secrets, in[segment:end], segment, end, in, ops, m.window, anchored, got, want)
 		}
 		segment, flushed = end, len(out.b)
 	}
