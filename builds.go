@@ -129,31 +129,29 @@ func (s *BuildsService) register(ctx context.Context, form *registerForm, build 
 func (c *Client) takeJob(ctx context.Context, newRequest func(context.Context) (*http.Request, error), reset func(), v any, token string) (*Response, error) {
 	cl := call{retry: retryUnsent, small: true, secrets: []string{token}}
 	where := func() string { return "runnerapi: POST " + redactURL(c.baseURL) + c.wire.requestPath }
+	_, gated := c.httpClient.Transport.(*http.Transport)
+	gated = gated || c.httpClient.Transport == nil
 	var resp *Response
 	for attempt := 1; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return resp, fmt.Errorf("%s: %w", where(), err)
 		}
-		attemptCtx, graceOver, release := detachWithGrace(ctx, registerGrace)
-		attemptCtx, gate, unsent, stopUnsent := c.endUnsentWithContext(ctx, attemptCtx)
-		req, err := newRequest(attemptCtx)
+		a := newJobAttempt(ctx, registerGrace, gated)
+		req, err := newRequest(a.ctx)
 		if err != nil {
-			stopUnsent()
-			release()
+			a.end()
 			return resp, err
 		}
-		gate(req)
+		a.gate(req)
 		reset()
 		resp, err = c.attempt(req, v, cl, attempt)
-		over := graceOver()
+		over := a.graceOver()
 		if err == nil {
-			stopUnsent()
-			release()
+			a.end()
 			return resp, nil
 		}
-		notSent := ctx.Err() != nil && unsent()
-		stopUnsent()
-		release()
+		notSent := ctx.Err() != nil && a.unsent()
+		a.end()
 		if over {
 			return resp, fmt.Errorf("%s: %w, and the request in flight had no answer %v later", where(), ctx.Err(), registerGrace)
 		}
@@ -183,86 +181,123 @@ func (c *Client) takeJob(ctx context.Context, newRequest func(context.Context) (
 // errUnsent ends a register attempt whose request was not sent in full when the caller's context ended.
 var errUnsent = errors.New("runnerapi: register not sent")
 
-// endUnsentWithContext returns attemptCtx with one more end: when ctx ends before the transport has begun to read
-// the request's body, the coordinator cannot get the request in full, so the attempt ends at once rather than after
-// the grace (a coordinator that does not answer the dial or the TLS handshake would otherwise hold a Ctrl-C for the
-// whole grace). The body, which gate puts on the request, refuses to be read once ctx has ended, so a request the
-// attempt gave up on cannot go out after all: cancelling a request does not stop net/http's writer, which may
-// still write it. Only net/http's own Transport is known to read the body before anything reaches the
-// coordinator; through any other RoundTripper the request counts as sent. unsent reports, once the attempt is over
-// and ctx has ended, whether the body was never read (and refuses it from then on); stop releases the watch.
-func (c *Client) endUnsentWithContext(ctx, attemptCtx context.Context) (_ context.Context, gate func(*http.Request), unsent func() bool, stop func()) {
-	if t := c.httpClient.Transport; t != nil {
-		if _, ok := t.(*http.Transport); !ok {
-			return attemptCtx, func(*http.Request) {}, func() bool { return false }, func() {}
-		}
-	}
-	watched, cancel := context.WithCancelCause(attemptCtx)
-	w := &sendGate{ctx: ctx}
-	stopWatch := context.AfterFunc(ctx, func() {
-		if w.refuse() {
-			cancel(errUnsent)
-		}
-	})
-	stop = func() {
-		stopWatch()
-		cancel(context.Canceled)
-	}
-	return watched, w.gate, w.refuse, stop
-}
+// jobAttempt is one attempt of a request for a job, and what decides how it ends once the caller's context ends.
+// Its context keeps the caller's values but not its end: when the caller's context ends while the request is in
+// flight, the coordinator may already have assigned a job, so the attempt may finish, for up to grace more.
+//
+// When gated, a gate on the request's body (see gate) also ends the attempt at once when the caller's context
+// ends before the transport has begun to read the body: the coordinator cannot get the request in full (a
+// coordinator that does not answer the dial or the TLS handshake would otherwise hold a Ctrl-C for the whole
+// grace). The body refuses to be read once that context has ended, so a request the attempt gave up on cannot go
+// out after all: cancelling a request does not stop net/http's writer, which may still write it. Only net/http's
+// own Transport is known to read the body before anything reaches the coordinator; through any other RoundTripper
+// the request counts as sent, and the attempt is not gated.
+//
+// One value holds what a closure, a context and a watch each held before: an attempt is made on every poll.
+type jobAttempt struct {
+	ctx    context.Context // the attempt's: the caller's values, ended by end, the grace, or an unsent request
+	caller context.Context
+	cancel context.CancelCauseFunc
+	grace  time.Duration
+	gated  bool
+	stop   func() bool // stops the watch on the caller's context; nil when it never ends
 
-// sendGate decides, once and for all, whether a request's body may be read: the request may reach the
-// coordinator, or it surely does not, because the caller's context ended first.
-type sendGate struct {
-	ctx     context.Context
 	mu      sync.Mutex
 	sent    bool // the body has been handed out: the request may reach the coordinator
 	refused bool // the body will not be handed out
+	ended   bool // end was called: the caller's end no longer matters
+	timer   *time.Timer
+}
+
+func newJobAttempt(ctx context.Context, grace time.Duration, gated bool) *jobAttempt {
+	a := &jobAttempt{caller: ctx, grace: grace, gated: gated}
+	a.ctx, a.cancel = context.WithCancelCause(context.WithoutCancel(ctx))
+	if ctx.Done() != nil {
+		a.stop = context.AfterFunc(ctx, a.callerEnded)
+	}
+	return a
+}
+
+// callerEnded runs once the caller's context has ended: an unsent request ends the attempt at once, any other has
+// the grace.
+func (a *jobAttempt) callerEnded() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.ended {
+		return
+	}
+	if a.gated && !a.sent {
+		a.refused = true
+		a.cancel(errUnsent)
+		return
+	}
+	a.timer = time.AfterFunc(a.grace, func() { a.cancel(errGraceOver) })
+}
+
+// graceOver reports whether the attempt ended for the grace.
+func (a *jobAttempt) graceOver() bool { return context.Cause(a.ctx) == errGraceOver }
+
+// unsent reports, once the attempt is over and the caller's context has ended, whether the body was never read,
+// and refuses it from then on. An attempt that is not gated counts as sent.
+func (a *jobAttempt) unsent() bool {
+	if !a.gated {
+		return false
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.refused = !a.sent
+	return a.refused
 }
 
 // open reports whether the body may be read, and from then on the request counts as sent.
-func (g *sendGate) open() bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if !g.sent && !g.refused && g.ctx.Err() == nil {
-		g.sent = true
+func (a *jobAttempt) open() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.sent && !a.refused && a.caller.Err() == nil {
+		a.sent = true
 	}
-	return g.sent
+	return a.sent
 }
 
-// refuse reports whether the request is unsent, and keeps it so when it is.
-func (g *sendGate) refuse() bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.refused = !g.sent
-	return g.refused
+// end releases the attempt: its context ends, and the caller's end no longer starts a grace.
+func (a *jobAttempt) end() {
+	if a.stop != nil {
+		a.stop()
+	}
+	a.mu.Lock()
+	a.ended = true
+	if a.timer != nil {
+		a.timer.Stop()
+	}
+	a.mu.Unlock()
+	a.cancel(context.Canceled)
 }
 
-// gate puts the gate on req's body and on the copies a transport's own retry takes.
-func (g *sendGate) gate(req *http.Request) {
-	if req.Body == nil {
+// gate puts the gate on req's body and on the copies a transport's own retry takes, when the attempt is gated.
+func (a *jobAttempt) gate(req *http.Request) {
+	if !a.gated || req.Body == nil {
 		return
 	}
-	req.Body = &gatedBody{g: g, body: req.Body}
+	req.Body = &gatedBody{a: a, body: req.Body}
 	if getBody := req.GetBody; getBody != nil {
 		req.GetBody = func() (io.ReadCloser, error) {
 			b, err := getBody()
 			if err != nil {
 				return nil, err
 			}
-			return &gatedBody{g: g, body: b}, nil
+			return &gatedBody{a: a, body: b}, nil
 		}
 	}
 }
 
 // gatedBody is a request body that reads only through an open gate.
 type gatedBody struct {
-	g    *sendGate
+	a    *jobAttempt
 	body io.ReadCloser
 }
 
 func (b *gatedBody) Read(p []byte) (int, error) {
-	if !b.g.open() {
+	if !b.a.open() {
 		return 0, errUnsent
 	}
 	return b.body.Read(p)
@@ -271,33 +306,10 @@ func (b *gatedBody) Read(p []byte) (int, error) {
 func (b *gatedBody) Close() error { return b.body.Close() }
 
 // detachWithGrace returns a context with ctx's values that ends grace after ctx ends, or at release. graceOver
-// reports whether it ended for the grace.
+// reports whether it ended for the grace. It is a jobAttempt without the gate.
 func detachWithGrace(ctx context.Context, grace time.Duration) (_ context.Context, graceOver func() bool, release func()) {
-	detached, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
-	var (
-		mu       sync.Mutex
-		timer    *time.Timer
-		released bool
-	)
-	stop := context.AfterFunc(ctx, func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if !released {
-			timer = time.AfterFunc(grace, func() { cancel(errGraceOver) })
-		}
-	})
-	graceOver = func() bool { return context.Cause(detached) == errGraceOver }
-	release = func() {
-		stop()
-		mu.Lock()
-		released = true
-		if timer != nil {
-			timer.Stop()
-		}
-		mu.Unlock()
-		cancel(context.Canceled)
-	}
-	return detached, graceOver, release
+	a := newJobAttempt(ctx, grace, false)
+	return a.ctx, a.graceOver, a.end
 }
 
 // isNoBuild reports whether a 404 to register is a coordinator's "no build": one that carries X-GitLab-Last-Update,
