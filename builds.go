@@ -319,7 +319,7 @@ func detachWithGrace(ctx context.Context, grace time.Duration) (_ context.Contex
 // {"error":"404 Not Found"} is not: its /api catch-all answers so to a base URL under /api (such as .../api/v4),
 // which serves no CI API v1.
 func isNoBuild(er *ErrorResponse) bool {
-	if er.Response != nil && er.Response.Header.Get("X-GitLab-Last-Update") != "" {
+	if er.Response != nil && er.Response.Header.Get(lastUpdateHeader) != "" {
 		return true
 	}
 	return er.apiMessage && strings.EqualFold(strings.TrimSpace(er.Message), "404 Not Found")
