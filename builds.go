@@ -1,11 +1,11 @@
 package runnerapi
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"math/rand/v2"
@@ -84,11 +84,15 @@ func (s *BuildsService) Register(ctx context.Context, opts *RegisterOptions, req
 	}
 	build := new(Build)
 	resp, err := s.register(ctx, &registerForm{Token: token, RegisterOptions: opts}, build)
-	if er := (*ErrorResponse)(nil); errors.As(err, &er) && er.StatusCode == http.StatusNotFound {
-		if isNoBuild(er) {
-			return nil, resp, nil
+	if err != nil {
+		// Declared here, where only a failure pays for it: errors.As takes its address.
+		var er *ErrorResponse
+		if errors.As(err, &er) && er.StatusCode == http.StatusNotFound {
+			if isNoBuild(er) {
+				return nil, resp, nil
+			}
+			return nil, resp, &notCoordinatorError{er: er}
 		}
-		return nil, resp, &notCoordinatorError{er: er}
 	}
 	if err != nil && resp != nil && resp.StatusCode == http.StatusCreated && build.ID != 0 {
 		// The coordinator has already assigned this build to the runner: hand back what could be read, so that the
@@ -116,17 +120,18 @@ var errGraceOver = errors.New("runnerapi: register grace over")
 // detached from ctx: when ctx ends while one is in flight, the coordinator may already have assigned a build, so the
 // attempt may finish, for up to registerGrace more; no attempt starts once ctx has ended.
 func (s *BuildsService) register(ctx context.Context, form *registerForm, build *Build) (*Response, error) {
-	c := s.client
-	newRequest := func(ctx context.Context) (*http.Request, error) {
-		return c.NewRequest(ctx, http.MethodPost, c.wire.requestPath, form)
+	body, err := encodeForm(form)
+	if err != nil {
+		return nil, fmt.Errorf("runnerapi: encoding form: %w", err)
 	}
-	return c.takeJob(ctx, newRequest, func() { *build = Build{} }, build, form.Token)
+	return s.client.takeJob(ctx, body, formContentType, "", func() { *build = Build{} }, build, form.Token)
 }
 
-// takeJob sends the request newRequest makes, decoding the answer into v after reset, until an answer, as
+// takeJob posts body, of type contentType, to the API's request path, with token in the header tokenHeader (a
+// canonical key) unless that is empty, decoding the answer into v after reset, until an answer, as
 // BuildsService.register says: retried only when the coordinator surely did not act on it, each attempt detached
 // from ctx for up to registerGrace. It serves both APIs' requests for a job.
-func (c *Client) takeJob(ctx context.Context, newRequest func(context.Context) (*http.Request, error), reset func(), v any, token string) (*Response, error) {
+func (c *Client) takeJob(ctx context.Context, body []byte, contentType, tokenHeader string, reset func(), v any, token string) (*Response, error) {
 	cl := call{retry: retryUnsent, small: true, secrets: []string{token}}
 	where := func() string { return "runnerapi: POST " + redactURL(c.baseURL) + c.wire.requestPath }
 	_, gated := c.httpClient.Transport.(*http.Transport)
@@ -137,12 +142,14 @@ func (c *Client) takeJob(ctx context.Context, newRequest func(context.Context) (
 			return resp, fmt.Errorf("%s: %w", where(), err)
 		}
 		a := newJobAttempt(ctx, registerGrace, gated)
-		req, err := newRequest(a.ctx)
+		req, err := c.newBytesRequest(a.ctx, http.MethodPost, c.wire.requestPath, body, contentType, a)
 		if err != nil {
 			a.end()
 			return resp, err
 		}
-		a.gate(req)
+		if tokenHeader != "" {
+			req.Header[tokenHeader] = []string{token}
+		}
 		reset()
 		resp, err = c.attempt(req, v, cl, attempt)
 		over := a.graceOver()
@@ -185,7 +192,7 @@ var errUnsent = errors.New("runnerapi: register not sent")
 // Its context keeps the caller's values but not its end: when the caller's context ends while the request is in
 // flight, the coordinator may already have assigned a job, so the attempt may finish, for up to grace more.
 //
-// When gated, a gate on the request's body (see gate) also ends the attempt at once when the caller's context
+// When gated, a gate on the request's body (see gatedBody) also ends the attempt at once when the caller's context
 // ends before the transport has begun to read the body: the coordinator cannot get the request in full (a
 // coordinator that does not answer the dial or the TLS handshake would otherwise hold a Ctrl-C for the whole
 // grace). The body refuses to be read once that context has ended, so a request the attempt gave up on cannot go
@@ -273,37 +280,27 @@ func (a *jobAttempt) end() {
 	a.cancel(context.Canceled)
 }
 
-// gate puts the gate on req's body and on the copies a transport's own retry takes, when the attempt is gated.
-func (a *jobAttempt) gate(req *http.Request) {
-	if !a.gated || req.Body == nil {
-		return
-	}
-	req.Body = &gatedBody{a: a, body: req.Body}
-	if getBody := req.GetBody; getBody != nil {
-		req.GetBody = func() (io.ReadCloser, error) {
-			b, err := getBody()
-			if err != nil {
-				return nil, err
-			}
-			return &gatedBody{a: a, body: b}, nil
-		}
-	}
+// gatedBody is a request body that reads only through an open gate. The attempt, not the body, decides whether
+// the request counts as sent, so the bodies a transport's own retry takes (GetBody) share the gate.
+type gatedBody struct {
+	a *jobAttempt
+	r bytes.Reader
 }
 
-// gatedBody is a request body that reads only through an open gate.
-type gatedBody struct {
-	a    *jobAttempt
-	body io.ReadCloser
+func newGatedBody(a *jobAttempt, body []byte) *gatedBody {
+	b := &gatedBody{a: a}
+	b.r.Reset(body)
+	return b
 }
 
 func (b *gatedBody) Read(p []byte) (int, error) {
 	if !b.a.open() {
 		return 0, errUnsent
 	}
-	return b.body.Read(p)
+	return b.r.Read(p)
 }
 
-func (b *gatedBody) Close() error { return b.body.Close() }
+func (b *gatedBody) Close() error { return nil }
 
 // detachWithGrace returns a context with ctx's values that ends grace after ctx ends, or at release. graceOver
 // reports whether it ended for the grace. It is a jobAttempt without the gate.

@@ -35,6 +35,7 @@ type Client struct {
 	httpClient  *http.Client
 	baseURL     *url.URL // always ends in the wire's basePath and a slash
 	wire        *wire
+	jobTokenKey string // wire.jobTokenHeader as net/http keys it
 	userAgent   string
 	runnerToken string
 	buildToken  string
@@ -203,6 +204,7 @@ func NewClient(baseURL string, opts ...Option) (*Client, error) {
 		return nil, err
 	}
 	c.baseURL = u
+	c.jobTokenKey = http.CanonicalHeaderKey(c.wire.jobTokenHeader)
 	c.httpClient.CheckRedirect = checkRedirect(c.httpClient.CheckRedirect)
 	c.common.client = c
 	c.Builds = (*BuildsService)(&c.common)
@@ -429,22 +431,35 @@ func (c *Client) NewRequest(ctx context.Context, method, path string, body any) 
 	if err != nil {
 		return nil, fmt.Errorf("runnerapi: bad request path: %w", err)
 	}
-	var (
-		r           io.Reader
-		contentType string
-	)
 	switch b := body.(type) {
 	case nil:
+		return c.readerRequest(ctx, method, u, nil, "")
 	case io.Reader:
-		r = b
+		return c.readerRequest(ctx, method, u, b, "")
 	default:
 		form, err := encodeForm(body)
 		if err != nil {
 			return nil, fmt.Errorf("runnerapi: encoding form: %w", err)
 		}
-		r = bytes.NewReader(form)
-		contentType = "application/x-www-form-urlencoded"
+		return c.bytesRequest(ctx, method, u, form, formContentType, nil)
 	}
+}
+
+// formContentType is the type of a form body.
+const formContentType = "application/x-www-form-urlencoded"
+
+// newBytesRequest builds a request for path, one the SDK makes itself (relative to the API root), whose body is
+// body, of type contentType. A gate, when not nil, is put on the body (see jobAttempt).
+func (c *Client) newBytesRequest(ctx context.Context, method, path string, body []byte, contentType string, gate *jobAttempt) (*http.Request, error) {
+	u, err := requestURL(c.baseURL, path)
+	if err != nil {
+		return nil, fmt.Errorf("runnerapi: bad request path: %w", err)
+	}
+	return c.bytesRequest(ctx, method, u, body, contentType, gate)
+}
+
+// readerRequest builds a request for u, resolved already, whose body r (nil for none) is of type contentType.
+func (c *Client) readerRequest(ctx context.Context, method string, u *url.URL, r io.Reader, contentType string) (*http.Request, error) {
 	// The URL is resolved already: the request gets it as it is rather than parsing its string again.
 	req, err := http.NewRequestWithContext(ctx, method, "", r)
 	if err != nil {
@@ -452,12 +467,66 @@ func (c *Client) NewRequest(ctx context.Context, method, path string, body any) 
 	}
 	u.Host = strings.TrimSuffix(u.Host, ":") // an empty port, as NewRequest drops it
 	req.URL, req.Host = u, u.Host
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", c.userAgent)
+	c.setHeaders(req.Header, contentType)
 	return req, nil
+}
+
+// bytesRequest builds a request for u, resolved already, whose body is body, of type contentType, as
+// readerRequest builds it from a bytes.Reader: the same fields, body and rewind. It builds the request itself,
+// which spares parsing an empty URL and a copy of the reader; for an unusual method or a nil context it leaves
+// the checks and their errors to net/http. A gate, when not nil, is put on the body (see jobAttempt).
+func (c *Client) bytesRequest(ctx context.Context, method string, u *url.URL, body []byte, contentType string, gate *jobAttempt) (*http.Request, error) {
+	if ctx == nil || !plainMethod(method) {
+		req, err := c.readerRequest(ctx, method, u, bytes.NewReader(body), contentType)
+		if err == nil && len(body) > 0 && gate != nil && gate.gated {
+			req.Body = newGatedBody(gate, body)
+			req.GetBody = func() (io.ReadCloser, error) { return newGatedBody(gate, body), nil }
+		}
+		return req, err
+	}
+	u.Host = strings.TrimSuffix(u.Host, ":") // an empty port, as NewRequest drops it
+	r := http.Request{Method: method, URL: u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: make(http.Header, 4), Host: u.Host, ContentLength: int64(len(body))}
+	switch {
+	case len(body) == 0:
+		r.Body = http.NoBody
+		r.GetBody = func() (io.ReadCloser, error) { return http.NoBody, nil }
+	case gate != nil && gate.gated:
+		r.Body = newGatedBody(gate, body)
+		r.GetBody = func() (io.ReadCloser, error) { return newGatedBody(gate, body), nil }
+	default:
+		// net/http writes the headers and a body it knows is in memory (a *bytes.Reader, even behind
+		// io.NopCloser) in one write.
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	}
+	c.setHeaders(r.Header, contentType)
+	return r.WithContext(ctx), nil
+}
+
+// plainMethod reports whether method is one the SDK sends, which net/http takes as it is.
+func plainMethod(method string) bool {
+	switch method {
+	case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodGet:
+		return true
+	}
+	return false
+}
+
+// setHeaders sets the headers every request sends, and its Content-Type when not empty, on h, a new request's:
+// by net/http's own keys, their values in one array.
+func (c *Client) setHeaders(h http.Header, contentType string) {
+	values := [3]string{"application/json", c.userAgent, contentType}
+	all := values[:]
+	if contentType == "" {
+		all = values[:2]
+	}
+	all = slices.Clone(all)
+	h["Accept"] = all[0:1:1]
+	h["User-Agent"] = all[1:2:2]
+	if contentType != "" {
+		h["Content-Type"] = all[2:3:3]
+	}
 }
 
 // Response is the coordinator's answer to one call. Its body has been read and closed, except when the call
