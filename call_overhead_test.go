@@ -203,8 +203,9 @@ type overheadCall struct {
 	run  func(ctx context.Context) error
 }
 
-// overheadCalls are the SDK's calls and the same requests made by hand with net/http and encoding/json, each
-// client on a transport of its own (a clone of http.DefaultTransport, as the harness's), against s.
+// overheadCalls are the SDK's calls and the same requests made by hand with net/http and encoding/json as the
+// benchmark harness makes them (internal/bench/overhead.go and overhead_v4.go), each client on a transport of its
+// own (a clone of http.DefaultTransport, as the harness's), against s.
 func overheadCalls(t testing.TB, s *cannedServer) []overheadCall {
 	t.Helper()
 	const runnerToken, jobToken = "runner-token-0123456789", "build-token-0123456789"
@@ -221,78 +222,147 @@ func overheadCalls(t testing.TB, s *cannedServer) []overheadCall {
 		WithHTTPClient(&http.Client{Transport: transport()}))
 	require.NoError(t, err)
 	hand := &http.Client{Transport: transport()}
+	handV4 := &http.Client{Transport: transport()}
 	ropts := &RegisterOptions{Info: info}
 	uopts := &UpdateOptions{State: StateRunning}
 	jropts := &JobRequestOptions{SystemID: "s_0123456789ab", Info: info}
 	juopts := &JobUpdateOptions{State: StateRunning}
-	send := func(ctx context.Context, method, path, contentType string, body []byte, header http.Header, want int, v any) error {
-		req, err := http.NewRequestWithContext(ctx, method, s.url()+path, bytes.NewReader(body))
+
+	newForm := func(ctx context.Context, method, path string, form url.Values) (*http.Request, error) {
+		req, err := http.NewRequestWithContext(ctx, method, s.url()+"/ci/api/v1/"+path, strings.NewReader(form.Encode()))
 		if err != nil {
-			return err
+			return nil, err
 		}
-		req.Header.Set("Content-Type", contentType)
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		req.Header.Set("Accept", "application/json")
 		req.Header.Set("User-Agent", DefaultUserAgent)
-		for k, vs := range header {
-			req.Header[k] = vs
+		return req, nil
+	}
+	newJSON := func(ctx context.Context, method, path string, body any) (*http.Request, error) {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
 		}
-		resp, err := hand.Do(req)
+		req, err := http.NewRequestWithContext(ctx, method, s.url()+"/api/v4/"+path, bytes.NewReader(b))
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json")
+		req.Header.Set("User-Agent", DefaultUserAgent)
+		return req, nil
+	}
+	doCreated := func(hc *http.Client, req *http.Request, v any) error {
+		resp, err := hc.Do(req)
 		if err != nil {
 			return err
 		}
 		defer resp.Body.Close()
-		if resp.StatusCode != want {
-			return fmt.Errorf("%s %s: status %s", method, path, resp.Status)
+		if resp.StatusCode != http.StatusCreated {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			return fmt.Errorf("status %s", resp.Status)
 		}
-		if v != nil {
-			if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-				return err
-			}
+		if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+			return err
 		}
 		_, _ = io.Copy(io.Discard, resp.Body)
 		return nil
 	}
-	noBuild := func(id int64, err error) error {
-		if err == nil && id == 0 {
-			return fmt.Errorf("no build")
+	doOK := func(hc *http.Client, req *http.Request) error {
+		resp, err := hc.Do(req)
+		if err != nil {
+			return err
 		}
-		return err
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("status %s", resp.Status)
+		}
+		return nil
 	}
 	return []overheadCall{
 		{"Register/SDK", func(ctx context.Context) error {
 			b, _, err := v1.Builds.Register(ctx, ropts)
-			if err == nil && b == nil {
+			if err == nil && (b == nil || b.ID == 0) {
 				return fmt.Errorf("no build")
 			}
 			return err
 		}},
 		{"Register/hand", func(ctx context.Context) error {
-			form := url.Values{"token": {runnerToken}, "info[name]": {info.Name}, "info[version]": {info.Version},
-				"info[revision]": {info.Revision}, "info[platform]": {info.Platform}, "info[architecture]": {info.Architecture}}
+			req, err := newForm(ctx, http.MethodPost, "builds/register", url.Values{"token": {runnerToken},
+				"info[name]": {info.Name}, "info[version]": {info.Version}, "info[revision]": {info.Revision},
+				"info[platform]": {info.Platform}, "info[architecture]": {info.Architecture}})
+			if err != nil {
+				return err
+			}
 			var b handBuild
-			err := send(ctx, http.MethodPost, "/ci/api/v1/builds/register", "application/x-www-form-urlencoded",
-				[]byte(form.Encode()), nil, http.StatusCreated, &b)
-			return noBuild(b.ID, err)
+			if err := doCreated(hand, req, &b); err != nil {
+				return err
+			}
+			if b.ID == 0 {
+				return fmt.Errorf("no build")
+			}
+			return nil
 		}},
 		{"Update/SDK", func(ctx context.Context) error {
 			_, err := v1.Builds.Update(ctx, 4242, uopts)
 			return err
 		}},
 		{"Update/hand", func(ctx context.Context) error {
-			form := url.Values{"token": {runnerToken}, "state": {"running"}}
-			return send(ctx, http.MethodPut, "/ci/api/v1/builds/"+strconv.FormatInt(4242, 10), "application/x-www-form-urlencoded",
-				[]byte(form.Encode()), nil, http.StatusOK, nil)
+			req, err := newForm(ctx, http.MethodPut, "builds/"+strconv.FormatInt(4242, 10), url.Values{"token": {runnerToken}, "state": {"running"}})
+			if err != nil {
+				return err
+			}
+			return doOK(hand, req)
 		}},
 		{"JobsRequest/SDK", func(ctx context.Context) error {
 			j, _, err := v4.Jobs.Request(ctx, jropts)
-			if err == nil && j == nil {
+			if err == nil && (j == nil || j.ID == 0) {
 				return fmt.Errorf("no job")
 			}
 			return err
 		}},
+		{"JobsRequest/hand", func(ctx context.Context) error {
+			type handInfo struct {
+				Name         string `json:"name"`
+				Version      string `json:"version"`
+				Revision     string `json:"revision"`
+				Platform     string `json:"platform"`
+				Architecture string `json:"architecture"`
+			}
+			req, err := newJSON(ctx, http.MethodPost, "jobs/request", struct {
+				Token    string   `json:"token"`
+				SystemID string   `json:"system_id"`
+				Info     handInfo `json:"info"`
+			}{runnerToken, jropts.SystemID, handInfo{info.Name, info.Version, info.Revision, info.Platform, info.Architecture}})
+			if err != nil {
+				return err
+			}
+			req.Header.Set("Runner-Token", runnerToken)
+			var j handJob
+			if err := doCreated(handV4, req, &j); err != nil {
+				return err
+			}
+			if j.ID == 0 {
+				return fmt.Errorf("no job")
+			}
+			return nil
+		}},
 		{"JobsUpdate/SDK", func(ctx context.Context) error {
 			_, _, err := v4.Jobs.Update(ctx, 4242, juopts)
 			return err
+		}},
+		{"JobsUpdate/hand", func(ctx context.Context) error {
+			req, err := newJSON(ctx, http.MethodPut, "jobs/"+strconv.FormatInt(4242, 10), struct {
+				Token  string   `json:"token"`
+				State  string   `json:"state"`
+				Output struct{} `json:"output"`
+			}{Token: jobToken, State: "running"})
+			if err != nil {
+				return err
+			}
+			req.Header.Set("JOB-TOKEN", jobToken)
+			return doOK(handV4, req)
 		}},
 	}
 }
@@ -370,4 +440,76 @@ type handBuild struct {
 		Username string `json:"username"`
 		Password string `json:"password"`
 	} `json:"credentials"`
+}
+
+// handJob is the benchmark harness's hand-written client's view of a v4 job (internal/bench/overhead_v4.go): the
+// fields a runner reads, in plain types.
+type handJob struct {
+	ID            int64  `json:"id"`
+	Token         string `json:"token"`
+	AllowGitFetch bool   `json:"allow_git_fetch"`
+	JobInfo       struct {
+		ID          int64  `json:"id"`
+		Name        string `json:"name"`
+		Stage       string `json:"stage"`
+		ProjectID   int64  `json:"project_id"`
+		ProjectName string `json:"project_name"`
+	} `json:"job_info"`
+	GitInfo struct {
+		RepoURL   string   `json:"repo_url"`
+		Ref       string   `json:"ref"`
+		SHA       string   `json:"sha"`
+		BeforeSHA string   `json:"before_sha"`
+		RefType   string   `json:"ref_type"`
+		Refspecs  []string `json:"refspecs"`
+		Depth     int      `json:"depth"`
+	} `json:"git_info"`
+	RunnerInfo struct {
+		Timeout int64 `json:"timeout"`
+	} `json:"runner_info"`
+	Variables []struct {
+		Key    string `json:"key"`
+		Value  string `json:"value"`
+		Public bool   `json:"public"`
+		Masked bool   `json:"masked"`
+		File   bool   `json:"file"`
+		Raw    bool   `json:"raw"`
+	} `json:"variables"`
+	Steps []struct {
+		Name         string   `json:"name"`
+		Script       []string `json:"script"`
+		Timeout      int64    `json:"timeout"`
+		When         string   `json:"when"`
+		AllowFailure bool     `json:"allow_failure"`
+	} `json:"steps"`
+	Image struct {
+		Name string `json:"name"`
+	} `json:"image"`
+	Services []struct {
+		Name string `json:"name"`
+	} `json:"services"`
+	Artifacts []struct {
+		Name           string   `json:"name"`
+		Untracked      bool     `json:"untracked"`
+		Paths          []string `json:"paths"`
+		When           string   `json:"when"`
+		ExpireIn       string   `json:"expire_in"`
+		ArtifactType   string   `json:"artifact_type"`
+		ArtifactFormat string   `json:"artifact_format"`
+	} `json:"artifacts"`
+	Cache []struct {
+		Key       string   `json:"key"`
+		Untracked bool     `json:"untracked"`
+		Paths     []string `json:"paths"`
+		Policy    string   `json:"policy"`
+		When      string   `json:"when"`
+	} `json:"cache"`
+	Dependencies []json.RawMessage `json:"dependencies"`
+	Credentials  []struct {
+		Type     string `json:"type"`
+		URL      string `json:"url"`
+		Username string `json:"username"`
+		Password string `json:"password"`
+	} `json:"credentials"`
+	Features map[string]any `json:"features"`
 }
