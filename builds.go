@@ -113,9 +113,6 @@ func (s *BuildsService) Register(ctx context.Context, opts *RegisterOptions, req
 // ends it first.
 const registerGrace = 10 * time.Second
 
-// errGraceOver ends a register attempt that outlived registerGrace.
-var errGraceOver = errors.New("runnerapi: register grace over")
-
 // register sends form until an answer, retrying only when the coordinator surely did not act on it. Each attempt is
 // detached from ctx: when ctx ends while one is in flight, the coordinator may already have assigned a build, so the
 // attempt may finish, for up to registerGrace more; no attempt starts once ctx has ended.
@@ -141,7 +138,7 @@ func (c *Client) takeJob(ctx context.Context, body []byte, contentType, tokenHea
 		if err := ctx.Err(); err != nil {
 			return resp, fmt.Errorf("%s: %w", where(), err)
 		}
-		a := newJobAttempt(ctx, registerGrace, gated)
+		a := newJobAttempt(ctx, registerGrace, c.timeout, gated)
 		req, err := c.newBytesRequest(a.ctx, http.MethodPost, c.wire.requestPath, body, contentType, a)
 		if err != nil {
 			a.end()
@@ -151,7 +148,8 @@ func (c *Client) takeJob(ctx context.Context, body []byte, contentType, tokenHea
 			req.Header[tokenHeader] = []string{token}
 		}
 		reset()
-		resp, err = c.attempt(req, v, cl, attempt)
+		// The attempt's context has its timeout already.
+		resp, err = c.exchange(a, req, v, cl, attempt)
 		over := a.graceOver()
 		if err == nil {
 			a.end()
@@ -190,7 +188,8 @@ var errUnsent = errors.New("runnerapi: register not sent")
 
 // jobAttempt is one attempt of a request for a job, and what decides how it ends once the caller's context ends.
 // Its context keeps the caller's values but not its end: when the caller's context ends while the request is in
-// flight, the coordinator may already have assigned a job, so the attempt may finish, for up to grace more.
+// flight, the coordinator may already have assigned a job, so the attempt may finish, for up to grace more. The
+// client's per-attempt timeout, when there is one, bounds it all the same.
 //
 // When gated, a gate on the request's body (see gatedBody) also ends the attempt at once when the caller's context
 // ends before the transport has begun to read the body: the coordinator cannot get the request in full (a
@@ -200,29 +199,47 @@ var errUnsent = errors.New("runnerapi: register not sent")
 // own Transport is known to read the body before anything reaches the coordinator; through any other RoundTripper
 // the request counts as sent, and the attempt is not gated.
 //
-// One value holds what a closure, a context and a watch each held before: an attempt is made on every poll.
+// One value and one context hold what two contexts, a timeout's and two watches held: an attempt is made on
+// every poll.
 type jobAttempt struct {
-	ctx    context.Context // the attempt's: the caller's values, ended by end, the grace, or an unsent request
+	ctx    context.Context // the attempt's: the caller's values, the timeout; ended by end, the grace or an unsent request
 	caller context.Context
-	cancel context.CancelCauseFunc
+	cancel context.CancelFunc
 	grace  time.Duration
 	gated  bool
 	stop   func() bool // stops the watch on the caller's context; nil when it never ends
 
 	mu      sync.Mutex
-	sent    bool // the body has been handed out: the request may reach the coordinator
-	refused bool // the body will not be handed out
-	ended   bool // end was called: the caller's end no longer matters
+	why     error // why ctx was ended, when not for its timeout: errGraceOver, errUnsent or, after end, context.Canceled
+	sent    bool  // the body has been handed out: the request may reach the coordinator
+	refused bool  // the body will not be handed out
+	ended   bool  // end was called: the caller's end no longer matters
 	timer   *time.Timer
 }
 
-func newJobAttempt(ctx context.Context, grace time.Duration, gated bool) *jobAttempt {
+// errGraceOver ends a register attempt that outlived registerGrace.
+var errGraceOver = errors.New("runnerapi: register grace over")
+
+// newJobAttempt starts an attempt within ctx, bounded by timeout unless it is zero.
+func newJobAttempt(ctx context.Context, grace, timeout time.Duration, gated bool) *jobAttempt {
 	a := &jobAttempt{caller: ctx, grace: grace, gated: gated}
-	a.ctx, a.cancel = context.WithCancelCause(context.WithoutCancel(ctx))
+	if timeout > 0 {
+		a.ctx, a.cancel = context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	} else {
+		a.ctx, a.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	}
 	if ctx.Done() != nil {
 		a.stop = context.AfterFunc(ctx, a.callerEnded)
 	}
 	return a
+}
+
+// endFor ends the attempt's context for why, the first reason it has; a.mu is held.
+func (a *jobAttempt) endFor(why error) {
+	if a.why == nil {
+		a.why = why
+	}
+	a.cancel()
 }
 
 // callerEnded runs once the caller's context has ended: an unsent request ends the attempt at once, any other has
@@ -235,14 +252,34 @@ func (a *jobAttempt) callerEnded() {
 	}
 	if a.gated && !a.sent {
 		a.refused = true
-		a.cancel(errUnsent)
+		a.endFor(errUnsent)
 		return
 	}
-	a.timer = time.AfterFunc(a.grace, func() { a.cancel(errGraceOver) })
+	a.timer = time.AfterFunc(a.grace, func() {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		a.endFor(errGraceOver)
+	})
+}
+
+// Err is context.Canceled once the attempt's context has been ended by the grace, an unsent request or end, and
+// nil while it has not been, or when its timeout ended it: what the context's Err would be, were the timeout
+// its child's, as exchange wants it.
+func (a *jobAttempt) Err() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.why != nil {
+		return context.Canceled
+	}
+	return nil
 }
 
 // graceOver reports whether the attempt ended for the grace.
-func (a *jobAttempt) graceOver() bool { return context.Cause(a.ctx) == errGraceOver }
+func (a *jobAttempt) graceOver() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.why == errGraceOver
+}
 
 // unsent reports, once the attempt is over and the caller's context has ended, whether the body was never read,
 // and refuses it from then on. An attempt that is not gated counts as sent.
@@ -272,12 +309,12 @@ func (a *jobAttempt) end() {
 		a.stop()
 	}
 	a.mu.Lock()
+	defer a.mu.Unlock()
 	a.ended = true
 	if a.timer != nil {
 		a.timer.Stop()
 	}
-	a.mu.Unlock()
-	a.cancel(context.Canceled)
+	a.endFor(context.Canceled)
 }
 
 // gatedBody is a request body that reads only through an open gate. The attempt, not the body, decides whether
@@ -305,7 +342,7 @@ func (b *gatedBody) Close() error { return nil }
 // detachWithGrace returns a context with ctx's values that ends grace after ctx ends, or at release. graceOver
 // reports whether it ended for the grace. It is a jobAttempt without the gate.
 func detachWithGrace(ctx context.Context, grace time.Duration) (_ context.Context, graceOver func() bool, release func()) {
-	a := newJobAttempt(ctx, grace, false)
+	a := newJobAttempt(ctx, grace, 0, false)
 	return a.ctx, a.graceOver, a.end
 }
 

@@ -695,23 +695,27 @@ func (c *Client) send(req *http.Request, v any, cl call) (*Response, error) {
 	}
 }
 
-// attempt sends req once and interprets the answer. Every failure it returns is scrubbed of the call's secrets
-// and the client's tokens, whichever loop of attempts calls it.
+// attempt sends req once and interprets the answer, bounding a small call by the client's per-attempt timeout.
+// Every failure it returns is scrubbed of the call's secrets and the client's tokens, whichever loop of attempts
+// calls it.
 func (c *Client) attempt(req *http.Request, v any, cl call, n int) (*Response, error) {
-	ctx := req.Context()
-	r := req
 	if cl.small && c.timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		ctx, cancel := context.WithTimeout(req.Context(), c.timeout)
 		defer cancel()
-		r = req.WithContext(ctx)
+		return c.exchange(req.Context(), req.WithContext(ctx), v, cl, n)
 	}
+	return c.exchange(req.Context(), req, v, cl, n)
+}
+
+// exchange sends req once and interprets the answer, as attempt says. callerCtx's Err says whether the caller's
+// context has ended, rather than the attempt's own timeout, which req's context may have besides.
+func (c *Client) exchange(callerCtx interface{ Err() error }, req *http.Request, v any, cl call, n int) (*Response, error) {
 	start := time.Now()
-	hr, err := c.httpClient.Do(r)
+	hr, err := c.httpClient.Do(req)
 	if err != nil {
 		// A context that ended is the caller's doing: report that, not the transport's wording.
 		var re *redirectError
-		if ctxErr := req.Context().Err(); ctxErr != nil {
+		if ctxErr := callerCtx.Err(); ctxErr != nil {
 			err = fmt.Errorf("runnerapi: %s %s: %w", req.Method, redactURL(req.URL), ctxErr)
 		} else if errors.As(err, &re) {
 			err = fmt.Errorf("runnerapi: %s %s: %w", req.Method, redactURL(req.URL), scrub(re, c.secretsOf(cl, req)))
