@@ -83,7 +83,7 @@ func (s *BuildsService) Register(ctx context.Context, opts *RegisterOptions, req
 		opts = &RegisterOptions{}
 	}
 	build := new(Build)
-	resp, err := s.register(ctx, &registerForm{Token: token, RegisterOptions: opts}, build)
+	resp, err := s.register(ctx, registerForm{Token: token, RegisterOptions: opts}, build)
 	if err != nil {
 		// Declared here, where only a failure pays for it: errors.As takes its address.
 		var er *ErrorResponse
@@ -116,8 +116,8 @@ const registerGrace = 10 * time.Second
 // register sends form until an answer, retrying only when the coordinator surely did not act on it. Each attempt is
 // detached from ctx: when ctx ends while one is in flight, the coordinator may already have assigned a build, so the
 // attempt may finish, for up to registerGrace more; no attempt starts once ctx has ended.
-func (s *BuildsService) register(ctx context.Context, form *registerForm, build *Build) (*Response, error) {
-	body, err := encodeForm(form)
+func (s *BuildsService) register(ctx context.Context, form registerForm, build *Build) (*Response, error) {
+	body, err := form.encode()
 	if err != nil {
 		return nil, fmt.Errorf("runnerapi: encoding form: %w", err)
 	}
@@ -503,8 +503,8 @@ func (s *BuildsService) Update(ctx context.Context, id int64, opts *UpdateOption
 		// The coordinator answers 200 to any other state and does nothing: the build would stay running, unreported.
 		return nil, fmt.Errorf("runnerapi: Update: the API takes the state running, success or failed, not %q", opts.State)
 	}
-	form := &updateForm{Token: token, State: opts.State, Trace: opts.Trace}
-	req, err := c.NewRequest(ctx, http.MethodPut, c.wire.jobPath(id), form)
+	form := updateForm{Token: token, State: opts.State, Trace: opts.Trace}
+	req, err := c.newJobRequest(ctx, http.MethodPut, id, form.encode(), formContentType)
 	if err != nil {
 		return nil, err
 	}

@@ -458,6 +458,16 @@ func (c *Client) newBytesRequest(ctx context.Context, method, path string, body 
 	return c.bytesRequest(ctx, method, u, body, contentType, gate)
 }
 
+// newJobRequest builds a request to job id's endpoint (the wire's jobsPath and id) whose body is body, of type
+// contentType, as newBytesRequest(ctx, method, c.wire.jobPath(id), body, contentType, nil) does.
+func (c *Client) newJobRequest(ctx context.Context, method string, id int64, body []byte, contentType string) (*http.Request, error) {
+	u, err := jobURL(c.baseURL, c.wire.jobsPath, id)
+	if err != nil {
+		return nil, fmt.Errorf("runnerapi: bad request path: %w", err)
+	}
+	return c.bytesRequest(ctx, method, u, body, contentType, nil)
+}
+
 // readerRequest builds a request for u, resolved already, whose body r (nil for none) is of type contentType.
 func (c *Client) readerRequest(ctx context.Context, method string, u *url.URL, r io.Reader, contentType string) (*http.Request, error) {
 	// The URL is resolved already: the request gets it as it is rather than parsing its string again.
@@ -516,12 +526,7 @@ func plainMethod(method string) bool {
 // setHeaders sets the headers every request sends, and its Content-Type when not empty, on h, a new request's:
 // by net/http's own keys, their values in one array.
 func (c *Client) setHeaders(h http.Header, contentType string) {
-	values := [3]string{"application/json", c.userAgent, contentType}
-	all := values[:]
-	if contentType == "" {
-		all = values[:2]
-	}
-	all = slices.Clone(all)
+	all := []string{"application/json", c.userAgent, contentType}
 	h["Accept"] = all[0:1:1]
 	h["User-Agent"] = all[1:2:2]
 	if contentType != "" {

@@ -79,7 +79,7 @@ func (s *JobsService) Update(ctx context.Context, id int64, opts *JobUpdateOptio
 	}
 	cl := call{retry: retryTransient, small: true, secrets: []string{token}}
 	for holds := 0; ; holds++ {
-		req, err := c.newJSONRequest(ctx, http.MethodPut, c.wire.jobPath(id), body)
+		req, err := c.newJobRequest(ctx, http.MethodPut, id, body, jsonContentType)
 		if err != nil {
 			return "", nil, err
 		}
