@@ -15,6 +15,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -512,4 +513,31 @@ type handJob struct {
 		Password string `json:"password"`
 	} `json:"credentials"`
 	Features map[string]any `json:"features"`
+}
+
+// TestCallAllocations bounds the allocations of one call through the SDK by those of the same request made by hand
+// (the benchmark harness's hand-written client), both through a clone of http.DefaultTransport, in a context that
+// can end, against a server that allocates nothing per request. Measured with go1.26: Register 154 against 153 by
+// hand, Update 68 against 70, v4's Jobs.Update 72 against 69; before the register attempt's grace, gate and
+// timeout shared one context and the SDK built its requests from their bytes, Register made 194, Update 78 and
+// Jobs.Update 84.
+func TestCallAllocations(t *testing.T) {
+	s := newCannedServer(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	allocs := map[string]float64{}
+	for _, c := range overheadCalls(t, s) {
+		require.NoError(t, c.run(ctx), "%s: the first call, which opens the connection", c.name)
+		allocs[c.name] = testing.AllocsPerRun(200, func() {
+			if err := c.run(ctx); err != nil {
+				t.Errorf("%s: %v", c.name, err)
+			}
+		})
+	}
+	t.Logf("allocations per call: %v", allocs)
+	for call, extra := range map[string]float64{"Register": 6, "Update": 2, "JobsUpdate": 5} {
+		sdk, hand := allocs[call+"/SDK"], allocs[call+"/hand"]
+		require.NotZero(t, hand, call)
+		assert.LessOrEqual(t, sdk, hand+extra, "%s: %.0f allocations through the SDK, %.0f by hand", call, sdk, hand)
+	}
 }
