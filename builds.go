@@ -10,6 +10,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"net/http/httptrace"
 	"strings"
 	"sync"
 	"time"
@@ -191,7 +192,7 @@ var errUnsent = errors.New("runnerapi: register not sent")
 // flight, the coordinator may already have assigned a job, so the attempt may finish, for up to grace more. The
 // client's per-attempt timeout, when there is one, bounds it all the same.
 //
-// When gated, a gate on the request's body (see gatedBody) also ends the attempt at once when the caller's context
+// When gated, a gate on the request's body (see gateBody) also ends the attempt at once when the caller's context
 // ends before the transport has begun to read the body: the coordinator cannot get the request in full (a
 // coordinator that does not answer the dial or the TLS handshake would otherwise hold a Ctrl-C for the whole
 // grace). The body refuses to be read once that context has ended, so a request the attempt gave up on cannot go
@@ -208,12 +209,16 @@ type jobAttempt struct {
 	grace  time.Duration
 	gated  bool
 	stop   func() bool // stops the watch on the caller's context; nil when it never ends
+	// trace is what ctx traces, when gated: its WroteHeaders opens the gate.
+	trace httptrace.ClientTrace
 
 	mu      sync.Mutex
-	why     error // why ctx was ended, when not for its timeout: errGraceOver, errUnsent or, after end, context.Canceled
-	sent    bool  // the body has been handed out: the request may reach the coordinator
-	refused bool  // the body will not be handed out
-	ended   bool  // end was called: the caller's end no longer matters
+	why     error         // why ctx was ended, when not for its timeout: errGraceOver, errUnsent or, after end, context.Canceled
+	sent    bool          // the body has been handed out: the request may reach the coordinator
+	refused bool          // the body will not be handed out
+	ended   bool          // end was called: the caller's end no longer matters
+	body    *bytes.Reader // the gated body the transport reads next, empty until the gate opens for it
+	data    []byte        // what the gated body holds once open
 	timer   *time.Timer
 }
 
@@ -230,6 +235,10 @@ func newJobAttempt(ctx context.Context, grace, timeout time.Duration, gated bool
 	}
 	if ctx.Done() != nil {
 		a.stop = context.AfterFunc(ctx, a.callerEnded)
+	}
+	if gated {
+		a.trace.WroteHeaders = a.wroteHeaders
+		a.ctx = httptrace.WithClientTrace(a.ctx, &a.trace)
 	}
 	return a
 }
@@ -293,14 +302,34 @@ func (a *jobAttempt) unsent() bool {
 	return a.refused
 }
 
-// open reports whether the body may be read, and from then on the request counts as sent.
-func (a *jobAttempt) open() bool {
+// gateBody returns a body of data, for a request of the attempt (or for a copy the transport sends again), that
+// holds nothing until the gate opens for it: a write that reads it first fails, its length short.
+func (a *jobAttempt) gateBody(data []byte) *bytes.Reader {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.body, a.data = new(bytes.Reader), data
+	return a.body
+}
+
+// wroteHeaders is the gate, as net/http calls it once it has written a request's headers (still in its buffer)
+// and before it reads the body, in HTTP/1 and HTTP/2 alike: the body is filled, and from then on the request counts
+// as sent, unless the caller's context ended first; then it stays empty, which fails the write, and the attempt
+// ends. The body itself stays a *bytes.Reader, which net/http writes with the headers in one piece, where a body
+// that gated its own reads made it send the headers apart, first.
+func (a *jobAttempt) wroteHeaders() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if !a.sent && !a.refused && a.caller.Err() == nil {
 		a.sent = true
 	}
-	return a.sent
+	if a.sent {
+		if a.body != nil {
+			a.body.Reset(a.data)
+		}
+		return
+	}
+	a.refused = true
+	a.endFor(errUnsent)
 }
 
 // end releases the attempt: its context ends, and the caller's end no longer starts a grace.
@@ -316,28 +345,6 @@ func (a *jobAttempt) end() {
 	}
 	a.endFor(context.Canceled)
 }
-
-// gatedBody is a request body that reads only through an open gate. The attempt, not the body, decides whether
-// the request counts as sent, so the bodies a transport's own retry takes (GetBody) share the gate.
-type gatedBody struct {
-	a *jobAttempt
-	r bytes.Reader
-}
-
-func newGatedBody(a *jobAttempt, body []byte) *gatedBody {
-	b := &gatedBody{a: a}
-	b.r.Reset(body)
-	return b
-}
-
-func (b *gatedBody) Read(p []byte) (int, error) {
-	if !b.a.open() {
-		return 0, errUnsent
-	}
-	return b.r.Read(p)
-}
-
-func (b *gatedBody) Close() error { return nil }
 
 // detachWithGrace returns a context with ctx's values that ends grace after ctx ends, or at release. graceOver
 // reports whether it ended for the grace. It is a jobAttempt without the gate.

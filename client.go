@@ -489,8 +489,8 @@ func (c *Client) bytesRequest(ctx context.Context, method string, u *url.URL, bo
 	if ctx == nil || !plainMethod(method) {
 		req, err := c.readerRequest(ctx, method, u, bytes.NewReader(body), contentType)
 		if err == nil && len(body) > 0 && gate != nil && gate.gated {
-			req.Body = newGatedBody(gate, body)
-			req.GetBody = func() (io.ReadCloser, error) { return newGatedBody(gate, body), nil }
+			req.Body = io.NopCloser(gate.gateBody(body))
+			req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(gate.gateBody(body)), nil }
 		}
 		return req, err
 	}
@@ -502,8 +502,8 @@ func (c *Client) bytesRequest(ctx context.Context, method string, u *url.URL, bo
 		r.Body = http.NoBody
 		r.GetBody = func() (io.ReadCloser, error) { return http.NoBody, nil }
 	case gate != nil && gate.gated:
-		r.Body = newGatedBody(gate, body)
-		r.GetBody = func() (io.ReadCloser, error) { return newGatedBody(gate, body), nil }
+		r.Body = io.NopCloser(gate.gateBody(body))
+		r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(gate.gateBody(body)), nil }
 	default:
 		// net/http writes the headers and a body it knows is in memory (a *bytes.Reader, even behind
 		// io.NopCloser) in one write.
