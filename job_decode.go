@@ -250,7 +250,10 @@ func (fs *objectFields) hasOnlyItsKeys(data []byte) bool {
 				return false
 			}
 			s.pos++
-			if !s.skipSpace() || !s.skipValue() || !s.skipSpace() {
+			if !s.skipSpace() {
+				return false
+			}
+			if s.pos = skipJSONValue(s.data, s.pos); s.pos < 0 || !s.skipSpace() {
 				return false
 			}
 			if s.data[s.pos] == '}' {
@@ -267,4 +270,60 @@ func (fs *objectFields) hasOnlyItsKeys(data []byte) bool {
 	}
 	s.pos++
 	return !s.skipSpace()
+}
+
+// skipJSONValue returns where the JSON value that starts at data[pos] ends, or -1 when it does not end there or
+// nests deeper than maxScanDepth: strings, with their escapes, and nested objects and arrays are skipped whole, a
+// number or a literal runs to the next delimiter. It checks no more than that, and copies nothing.
+func skipJSONValue(data []byte, pos int) int {
+	depth := 0
+	for pos < len(data) {
+		switch c := data[pos]; c {
+		case '"':
+			pos++
+			for pos < len(data) && data[pos] != '"' {
+				if data[pos] == '\\' {
+					pos++
+				}
+				pos++
+			}
+			if pos >= len(data) {
+				return -1
+			}
+			pos++
+		case '{', '[':
+			if depth++; depth > maxScanDepth {
+				return -1
+			}
+			pos++
+			continue
+		case '}', ']':
+			if depth == 0 {
+				return -1
+			}
+			depth--
+			pos++
+		default:
+			if depth > 0 {
+				pos++
+				continue
+			}
+			start := pos
+			for pos < len(data) {
+				switch data[pos] {
+				case ' ', '\t', '\n', '\r', ',', '}', ']':
+					if pos == start {
+						return -1
+					}
+					return pos
+				}
+				pos++
+			}
+			return -1
+		}
+		if depth == 0 {
+			return pos
+		}
+	}
+	return -1
 }
