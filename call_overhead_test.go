@@ -335,7 +335,7 @@ func overheadCalls(t testing.TB, s *cannedServer) []overheadCall {
 				Token    string   `json:"token"`
 				SystemID string   `json:"system_id"`
 				Info     handInfo `json:"info"`
-			}{runnerToken, jropts.SystemID, handInfo{info.Name, info.Version, info.Revision, info.Platform, info.Architecture}})
+			}{runnerToken, jropts.SystemID, handInfo(info)})
 			if err != nil {
 				return err
 			}
