@@ -1,15 +1,16 @@
 package runnerapi
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"net/http/httptrace"
 	"strings"
 	"sync"
 	"time"
@@ -83,12 +84,16 @@ func (s *BuildsService) Register(ctx context.Context, opts *RegisterOptions, req
 		opts = &RegisterOptions{}
 	}
 	build := new(Build)
-	resp, err := s.register(ctx, &registerForm{Token: token, RegisterOptions: opts}, build)
-	if er := (*ErrorResponse)(nil); errors.As(err, &er) && er.StatusCode == http.StatusNotFound {
-		if isNoBuild(er) {
-			return nil, resp, nil
+	resp, err := s.register(ctx, registerForm{Token: token, RegisterOptions: opts}, build)
+	if err != nil {
+		// Declared here, where only a failure pays for it: errors.As takes its address.
+		var er *ErrorResponse
+		if errors.As(err, &er) && er.StatusCode == http.StatusNotFound {
+			if isNoBuild(er) {
+				return nil, resp, nil
+			}
+			return nil, resp, &notCoordinatorError{er: er}
 		}
-		return nil, resp, &notCoordinatorError{er: er}
 	}
 	if err != nil && resp != nil && resp.StatusCode == http.StatusCreated && build.ID != 0 {
 		// The coordinator has already assigned this build to the runner: hand back what could be read, so that the
@@ -109,51 +114,50 @@ func (s *BuildsService) Register(ctx context.Context, opts *RegisterOptions, req
 // ends it first.
 const registerGrace = 10 * time.Second
 
-// errGraceOver ends a register attempt that outlived registerGrace.
-var errGraceOver = errors.New("runnerapi: register grace over")
-
 // register sends form until an answer, retrying only when the coordinator surely did not act on it. Each attempt is
 // detached from ctx: when ctx ends while one is in flight, the coordinator may already have assigned a build, so the
 // attempt may finish, for up to registerGrace more; no attempt starts once ctx has ended.
-func (s *BuildsService) register(ctx context.Context, form *registerForm, build *Build) (*Response, error) {
-	c := s.client
-	newRequest := func(ctx context.Context) (*http.Request, error) {
-		return c.NewRequest(ctx, http.MethodPost, c.wire.requestPath, form)
+func (s *BuildsService) register(ctx context.Context, form registerForm, build *Build) (*Response, error) {
+	body, err := form.encode()
+	if err != nil {
+		return nil, fmt.Errorf("runnerapi: encoding form: %w", err)
 	}
-	return c.takeJob(ctx, newRequest, func() { *build = Build{} }, build, form.Token)
+	return s.client.takeJob(ctx, body, formContentType, "", func() { *build = Build{} }, build, form.Token)
 }
 
-// takeJob sends the request newRequest makes, decoding the answer into v after reset, until an answer, as
+// takeJob posts body, of type contentType, to the API's request path, with token in the header tokenHeader (a
+// canonical key) unless that is empty, decoding the answer into v after reset, until an answer, as
 // BuildsService.register says: retried only when the coordinator surely did not act on it, each attempt detached
 // from ctx for up to registerGrace. It serves both APIs' requests for a job.
-func (c *Client) takeJob(ctx context.Context, newRequest func(context.Context) (*http.Request, error), reset func(), v any, token string) (*Response, error) {
+func (c *Client) takeJob(ctx context.Context, body []byte, contentType, tokenHeader string, reset func(), v any, token string) (*Response, error) {
 	cl := call{retry: retryUnsent, small: true, secrets: []string{token}}
 	where := func() string { return "runnerapi: POST " + redactURL(c.baseURL) + c.wire.requestPath }
+	_, gated := c.httpClient.Transport.(*http.Transport)
+	gated = gated || c.httpClient.Transport == nil
 	var resp *Response
 	for attempt := 1; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return resp, fmt.Errorf("%s: %w", where(), err)
 		}
-		attemptCtx, graceOver, release := detachWithGrace(ctx, registerGrace)
-		attemptCtx, gate, unsent, stopUnsent := c.endUnsentWithContext(ctx, attemptCtx)
-		req, err := newRequest(attemptCtx)
+		a := newJobAttempt(ctx, registerGrace, c.timeout, gated)
+		req, err := c.newBytesRequest(a.ctx, http.MethodPost, c.wire.requestPath, body, contentType, a)
 		if err != nil {
-			stopUnsent()
-			release()
+			a.end()
 			return resp, err
 		}
-		gate(req)
+		if tokenHeader != "" {
+			req.Header[tokenHeader] = []string{token}
+		}
 		reset()
-		resp, err = c.attempt(req, v, cl, attempt)
-		over := graceOver()
+		// The attempt's context has its timeout already.
+		resp, err = c.exchange(a, req, v, cl, attempt)
+		over := a.graceOver()
 		if err == nil {
-			stopUnsent()
-			release()
+			a.end()
 			return resp, nil
 		}
-		notSent := ctx.Err() != nil && unsent()
-		stopUnsent()
-		release()
+		notSent := ctx.Err() != nil && a.unsent()
+		a.end()
 		if over {
 			return resp, fmt.Errorf("%s: %w, and the request in flight had no answer %v later", where(), ctx.Err(), registerGrace)
 		}
@@ -183,121 +187,170 @@ func (c *Client) takeJob(ctx context.Context, newRequest func(context.Context) (
 // errUnsent ends a register attempt whose request was not sent in full when the caller's context ended.
 var errUnsent = errors.New("runnerapi: register not sent")
 
-// endUnsentWithContext returns attemptCtx with one more end: when ctx ends before the transport has begun to read
-// the request's body, the coordinator cannot get the request in full, so the attempt ends at once rather than after
-// the grace (a coordinator that does not answer the dial or the TLS handshake would otherwise hold a Ctrl-C for the
-// whole grace). The body, which gate puts on the request, refuses to be read once ctx has ended, so a request the
-// attempt gave up on cannot go out after all: cancelling a request does not stop net/http's writer, which may
-// still write it. Only net/http's own Transport is known to read the body before anything reaches the
-// coordinator; through any other RoundTripper the request counts as sent. unsent reports, once the attempt is over
-// and ctx has ended, whether the body was never read (and refuses it from then on); stop releases the watch.
-func (c *Client) endUnsentWithContext(ctx, attemptCtx context.Context) (_ context.Context, gate func(*http.Request), unsent func() bool, stop func()) {
-	if t := c.httpClient.Transport; t != nil {
-		if _, ok := t.(*http.Transport); !ok {
-			return attemptCtx, func(*http.Request) {}, func() bool { return false }, func() {}
-		}
-	}
-	watched, cancel := context.WithCancelCause(attemptCtx)
-	w := &sendGate{ctx: ctx}
-	stopWatch := context.AfterFunc(ctx, func() {
-		if w.refuse() {
-			cancel(errUnsent)
-		}
-	})
-	stop = func() {
-		stopWatch()
-		cancel(context.Canceled)
-	}
-	return watched, w.gate, w.refuse, stop
-}
+// jobAttempt is one attempt of a request for a job, and what decides how it ends once the caller's context ends.
+// Its context keeps the caller's values but not its end: when the caller's context ends while the request is in
+// flight, the coordinator may already have assigned a job, so the attempt may finish, for up to grace more. The
+// client's per-attempt timeout, when there is one, bounds it all the same.
+//
+// When gated, a gate on the request's body (see gateBody) also ends the attempt at once when the caller's context
+// ends before the transport has begun to read the body: the coordinator cannot get the request in full (a
+// coordinator that does not answer the dial or the TLS handshake would otherwise hold a Ctrl-C for the whole
+// grace). The body refuses to be read once that context has ended, so a request the attempt gave up on cannot go
+// out after all: cancelling a request does not stop net/http's writer, which may still write it. Only net/http's
+// own Transport is known to read the body before anything reaches the coordinator; through any other RoundTripper
+// the request counts as sent, and the attempt is not gated.
+//
+// One value and one context hold what two contexts, a timeout's and two watches held: an attempt is made on
+// every poll.
+type jobAttempt struct {
+	ctx    context.Context // the attempt's: the caller's values, the timeout; ended by end, the grace or an unsent request
+	caller context.Context
+	cancel context.CancelFunc
+	grace  time.Duration
+	gated  bool
+	stop   func() bool // stops the watch on the caller's context; nil when it never ends
+	// trace is what ctx traces, when gated: its WroteHeaders opens the gate.
+	trace httptrace.ClientTrace
 
-// sendGate decides, once and for all, whether a request's body may be read: the request may reach the
-// coordinator, or it surely does not, because the caller's context ended first.
-type sendGate struct {
-	ctx     context.Context
 	mu      sync.Mutex
-	sent    bool // the body has been handed out: the request may reach the coordinator
-	refused bool // the body will not be handed out
+	why     error         // why ctx was ended, when not for its timeout: errGraceOver, errUnsent or, after end, context.Canceled
+	sent    bool          // the body has been handed out: the request may reach the coordinator
+	refused bool          // the body will not be handed out
+	ended   bool          // end was called: the caller's end no longer matters
+	body    *bytes.Reader // the gated body the transport reads next, empty until the gate opens for it
+	data    []byte        // what the gated body holds once open
+	timer   *time.Timer
 }
 
-// open reports whether the body may be read, and from then on the request counts as sent.
-func (g *sendGate) open() bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if !g.sent && !g.refused && g.ctx.Err() == nil {
-		g.sent = true
+// errGraceOver ends a register attempt that outlived registerGrace.
+var errGraceOver = errors.New("runnerapi: register grace over")
+
+// newJobAttempt starts an attempt within ctx, bounded by timeout unless it is zero.
+func newJobAttempt(ctx context.Context, grace, timeout time.Duration, gated bool) *jobAttempt {
+	a := &jobAttempt{caller: ctx, grace: grace, gated: gated}
+	if timeout > 0 {
+		a.ctx, a.cancel = context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	} else {
+		a.ctx, a.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	}
-	return g.sent
+	if ctx.Done() != nil {
+		a.stop = context.AfterFunc(ctx, a.callerEnded)
+	}
+	if gated {
+		a.trace.WroteHeaders = a.wroteHeaders
+		a.ctx = httptrace.WithClientTrace(a.ctx, &a.trace)
+	}
+	return a
 }
 
-// refuse reports whether the request is unsent, and keeps it so when it is.
-func (g *sendGate) refuse() bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.refused = !g.sent
-	return g.refused
+// endFor ends the attempt's context for why, the first reason it has; a.mu is held.
+func (a *jobAttempt) endFor(why error) {
+	if a.why == nil {
+		a.why = why
+	}
+	a.cancel()
 }
 
-// gate puts the gate on req's body and on the copies a transport's own retry takes.
-func (g *sendGate) gate(req *http.Request) {
-	if req.Body == nil {
+// callerEnded runs once the caller's context has ended: an unsent request ends the attempt at once, any other has
+// the grace.
+func (a *jobAttempt) callerEnded() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.ended {
 		return
 	}
-	req.Body = &gatedBody{g: g, body: req.Body}
-	if getBody := req.GetBody; getBody != nil {
-		req.GetBody = func() (io.ReadCloser, error) {
-			b, err := getBody()
-			if err != nil {
-				return nil, err
-			}
-			return &gatedBody{g: g, body: b}, nil
+	if a.gated && !a.sent {
+		a.refused = true
+		a.endFor(errUnsent)
+		return
+	}
+	a.timer = time.AfterFunc(a.grace, func() {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		a.endFor(errGraceOver)
+	})
+}
+
+// Err is context.Canceled once the attempt's context has been ended by the grace, an unsent request or end, and
+// nil while it has not been, or when its timeout ended it: what the context's Err would be, were the timeout
+// its child's, as exchange wants it.
+func (a *jobAttempt) Err() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.why != nil {
+		return context.Canceled
+	}
+	return nil
+}
+
+// graceOver reports whether the attempt ended for the grace.
+func (a *jobAttempt) graceOver() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.why == errGraceOver
+}
+
+// unsent reports, once the attempt is over and the caller's context has ended, whether the body was never read,
+// and refuses it from then on. An attempt that is not gated counts as sent.
+func (a *jobAttempt) unsent() bool {
+	if !a.gated {
+		return false
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.refused = !a.sent
+	return a.refused
+}
+
+// gateBody returns a body of data, for a request of the attempt (or for a copy the transport sends again), that
+// holds nothing until the gate opens for it: a write that reads it first fails, its length short.
+func (a *jobAttempt) gateBody(data []byte) *bytes.Reader {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.body, a.data = new(bytes.Reader), data
+	return a.body
+}
+
+// wroteHeaders is the gate, as net/http calls it once it has written a request's headers (still in its buffer)
+// and before it reads the body, in HTTP/1 and HTTP/2 alike: the body is filled, and from then on the request counts
+// as sent, unless the caller's context ended first; then it stays empty, which fails the write, and the attempt
+// ends. The body itself stays a *bytes.Reader, which net/http writes with the headers in one piece, where a body
+// that gated its own reads made it send the headers apart, first.
+func (a *jobAttempt) wroteHeaders() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.sent && !a.refused && a.caller.Err() == nil {
+		a.sent = true
+	}
+	if a.sent {
+		if a.body != nil {
+			a.body.Reset(a.data)
 		}
+		return
 	}
+	a.refused = true
+	a.endFor(errUnsent)
 }
 
-// gatedBody is a request body that reads only through an open gate.
-type gatedBody struct {
-	g    *sendGate
-	body io.ReadCloser
-}
-
-func (b *gatedBody) Read(p []byte) (int, error) {
-	if !b.g.open() {
-		return 0, errUnsent
+// end releases the attempt: its context ends, and the caller's end no longer starts a grace.
+func (a *jobAttempt) end() {
+	if a.stop != nil {
+		a.stop()
 	}
-	return b.body.Read(p)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.ended = true
+	if a.timer != nil {
+		a.timer.Stop()
+	}
+	a.endFor(context.Canceled)
 }
-
-func (b *gatedBody) Close() error { return b.body.Close() }
 
 // detachWithGrace returns a context with ctx's values that ends grace after ctx ends, or at release. graceOver
-// reports whether it ended for the grace.
+// reports whether it ended for the grace. It is a jobAttempt without the gate.
 func detachWithGrace(ctx context.Context, grace time.Duration) (_ context.Context, graceOver func() bool, release func()) {
-	detached, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
-	var (
-		mu       sync.Mutex
-		timer    *time.Timer
-		released bool
-	)
-	stop := context.AfterFunc(ctx, func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if !released {
-			timer = time.AfterFunc(grace, func() { cancel(errGraceOver) })
-		}
-	})
-	graceOver = func() bool { return context.Cause(detached) == errGraceOver }
-	release = func() {
-		stop()
-		mu.Lock()
-		released = true
-		if timer != nil {
-			timer.Stop()
-		}
-		mu.Unlock()
-		cancel(context.Canceled)
-	}
-	return detached, graceOver, release
+	a := newJobAttempt(ctx, grace, 0, false)
+	return a.ctx, a.graceOver, a.end
 }
 
 // isNoBuild reports whether a 404 to register is a coordinator's "no build": one that carries X-GitLab-Last-Update,
@@ -307,7 +360,7 @@ func detachWithGrace(ctx context.Context, grace time.Duration) (_ context.Contex
 // {"error":"404 Not Found"} is not: its /api catch-all answers so to a base URL under /api (such as .../api/v4),
 // which serves no CI API v1.
 func isNoBuild(er *ErrorResponse) bool {
-	if er.Response != nil && er.Response.Header.Get("X-GitLab-Last-Update") != "" {
+	if er.Response != nil && er.Response.Header.Get(lastUpdateHeader) != "" {
 		return true
 	}
 	return er.apiMessage && strings.EqualFold(strings.TrimSpace(er.Message), "404 Not Found")
@@ -457,8 +510,8 @@ func (s *BuildsService) Update(ctx context.Context, id int64, opts *UpdateOption
 		// The coordinator answers 200 to any other state and does nothing: the build would stay running, unreported.
 		return nil, fmt.Errorf("runnerapi: Update: the API takes the state running, success or failed, not %q", opts.State)
 	}
-	form := &updateForm{Token: token, State: opts.State, Trace: opts.Trace}
-	req, err := c.NewRequest(ctx, http.MethodPut, c.wire.jobPath(id), form)
+	form := updateForm{Token: token, State: opts.State, Trace: opts.Trace}
+	req, err := c.newJobRequest(ctx, http.MethodPut, id, form.encode(), formContentType)
 	if err != nil {
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -34,6 +35,7 @@ type Client struct {
 	httpClient  *http.Client
 	baseURL     *url.URL // always ends in the wire's basePath and a slash
 	wire        *wire
+	jobTokenKey string // wire.jobTokenHeader as net/http keys it
 	userAgent   string
 	runnerToken string
 	buildToken  string
@@ -202,6 +204,7 @@ func NewClient(baseURL string, opts ...Option) (*Client, error) {
 		return nil, err
 	}
 	c.baseURL = u
+	c.jobTokenKey = http.CanonicalHeaderKey(c.wire.jobTokenHeader)
 	c.httpClient.CheckRedirect = checkRedirect(c.httpClient.CheckRedirect)
 	c.common.client = c
 	c.Builds = (*BuildsService)(&c.common)
@@ -373,6 +376,9 @@ func WithProgress(fn ProgressFunc) RequestOption {
 }
 
 func newCallConfig(opts []RequestOption) callConfig {
+	if len(opts) == 0 {
+		return callConfig{} // the options would make cc escape: a call without any allocates nothing here
+	}
 	var cc callConfig
 	for _, o := range opts {
 		if o != nil {
@@ -425,22 +431,45 @@ func (c *Client) NewRequest(ctx context.Context, method, path string, body any) 
 	if err != nil {
 		return nil, fmt.Errorf("runnerapi: bad request path: %w", err)
 	}
-	var (
-		r           io.Reader
-		contentType string
-	)
 	switch b := body.(type) {
 	case nil:
+		return c.readerRequest(ctx, method, u, nil, "")
 	case io.Reader:
-		r = b
+		return c.readerRequest(ctx, method, u, b, "")
 	default:
 		form, err := encodeForm(body)
 		if err != nil {
 			return nil, fmt.Errorf("runnerapi: encoding form: %w", err)
 		}
-		r = bytes.NewReader(form)
-		contentType = "application/x-www-form-urlencoded"
+		return c.bytesRequest(ctx, method, u, form, formContentType, nil)
 	}
+}
+
+// formContentType is the type of a form body.
+const formContentType = "application/x-www-form-urlencoded"
+
+// newBytesRequest builds a request for path, one the SDK makes itself (relative to the API root), whose body is
+// body, of type contentType. A gate, when not nil, is put on the body (see jobAttempt).
+func (c *Client) newBytesRequest(ctx context.Context, method, path string, body []byte, contentType string, gate *jobAttempt) (*http.Request, error) {
+	u, err := requestURL(c.baseURL, path)
+	if err != nil {
+		return nil, fmt.Errorf("runnerapi: bad request path: %w", err)
+	}
+	return c.bytesRequest(ctx, method, u, body, contentType, gate)
+}
+
+// newJobRequest builds a request to job id's endpoint (the wire's jobsPath and id) whose body is body, of type
+// contentType, as newBytesRequest(ctx, method, c.wire.jobPath(id), body, contentType, nil) does.
+func (c *Client) newJobRequest(ctx context.Context, method string, id int64, body []byte, contentType string) (*http.Request, error) {
+	u, err := jobURL(c.baseURL, c.wire.jobsPath, id)
+	if err != nil {
+		return nil, fmt.Errorf("runnerapi: bad request path: %w", err)
+	}
+	return c.bytesRequest(ctx, method, u, body, contentType, nil)
+}
+
+// readerRequest builds a request for u, resolved already, whose body r (nil for none) is of type contentType.
+func (c *Client) readerRequest(ctx context.Context, method string, u *url.URL, r io.Reader, contentType string) (*http.Request, error) {
 	// The URL is resolved already: the request gets it as it is rather than parsing its string again.
 	req, err := http.NewRequestWithContext(ctx, method, "", r)
 	if err != nil {
@@ -448,12 +477,61 @@ func (c *Client) NewRequest(ctx context.Context, method, path string, body any) 
 	}
 	u.Host = strings.TrimSuffix(u.Host, ":") // an empty port, as NewRequest drops it
 	req.URL, req.Host = u, u.Host
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", c.userAgent)
+	c.setHeaders(req.Header, contentType)
 	return req, nil
+}
+
+// bytesRequest builds a request for u, resolved already, whose body is body, of type contentType, as
+// readerRequest builds it from a bytes.Reader: the same fields, body and rewind. It builds the request itself,
+// which spares parsing an empty URL and a copy of the reader; for an unusual method or a nil context it leaves
+// the checks and their errors to net/http. A gate, when not nil, is put on the body (see jobAttempt).
+func (c *Client) bytesRequest(ctx context.Context, method string, u *url.URL, body []byte, contentType string, gate *jobAttempt) (*http.Request, error) {
+	if ctx == nil || !plainMethod(method) {
+		req, err := c.readerRequest(ctx, method, u, bytes.NewReader(body), contentType)
+		if err == nil && len(body) > 0 && gate != nil && gate.gated {
+			req.Body = io.NopCloser(gate.gateBody(body))
+			req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(gate.gateBody(body)), nil }
+		}
+		return req, err
+	}
+	u.Host = strings.TrimSuffix(u.Host, ":") // an empty port, as NewRequest drops it
+	r := http.Request{Method: method, URL: u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: make(http.Header, 4), Host: u.Host, ContentLength: int64(len(body))}
+	switch {
+	case len(body) == 0:
+		r.Body = http.NoBody
+		r.GetBody = func() (io.ReadCloser, error) { return http.NoBody, nil }
+	case gate != nil && gate.gated:
+		r.Body = io.NopCloser(gate.gateBody(body))
+		r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(gate.gateBody(body)), nil }
+	default:
+		// net/http writes the headers and a body it knows is in memory (a *bytes.Reader, even behind
+		// io.NopCloser) in one write.
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	}
+	c.setHeaders(r.Header, contentType)
+	return r.WithContext(ctx), nil
+}
+
+// plainMethod reports whether method is one the SDK sends, which net/http takes as it is.
+func plainMethod(method string) bool {
+	switch method {
+	case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodGet:
+		return true
+	}
+	return false
+}
+
+// setHeaders sets the headers every request sends, and its Content-Type when not empty, on h, a new request's:
+// by net/http's own keys, their values in one array.
+func (c *Client) setHeaders(h http.Header, contentType string) {
+	all := []string{"application/json", c.userAgent, contentType}
+	h["Accept"] = all[0:1:1]
+	h["User-Agent"] = all[1:2:2]
+	if contentType != "" {
+		h["Content-Type"] = all[2:3:3]
+	}
 }
 
 // Response is the coordinator's answer to one call. Its body has been read and closed, except when the call
@@ -502,10 +580,14 @@ func (r Response) MarshalJSON() ([]byte, error) {
 func newResponse(r *http.Response, attempts int) *Response {
 	resp := &Response{Response: r, Attempts: attempts}
 	if r != nil {
-		resp.LastUpdate = r.Header.Get("X-GitLab-Last-Update")
+		resp.LastUpdate = r.Header.Get(lastUpdateHeader)
 	}
 	return resp
 }
+
+// lastUpdateHeader is X-GitLab-Last-Update as net/http keys it: Header.Get would make that key anew from GitLab's
+// spelling on every answer.
+const lastUpdateHeader = "X-Gitlab-Last-Update"
 
 // retryClass says when a request may be sent again.
 type retryClass int
@@ -543,11 +625,19 @@ func (c *Client) Do(req *http.Request, v any) (*Response, error) {
 }
 
 func (c *Client) do(req *http.Request, v any, cl call) (*Response, error) {
-	// The build token a request carries is masked in any answer that echoes it, whoever built the request.
-	cl.secrets = c.callSecrets(cl.secrets, requestTokens(req)...)
 	resp, err := c.send(req, v, cl)
+	if err == nil {
+		return resp, nil
+	}
 	// Every failure was scrubbed where it came in; this catches what a future path may forget.
-	return resp, scrub(err, cl.secrets)
+	return resp, scrub(err, c.secretsOf(cl, req))
+}
+
+// secretsOf returns what is scrubbed from the errors of call cl sending req: the call's secrets, the build token
+// the request carries (masked in any answer that echoes it, whoever built the request) and the client's tokens.
+// Only a failure needs them.
+func (c *Client) secretsOf(cl call, req *http.Request) []string {
+	return c.callSecrets(cl.secrets, requestTokens(req)...)
 }
 
 // requestTokens returns the values of req's token headers, of whichever API.
@@ -610,29 +700,32 @@ func (c *Client) send(req *http.Request, v any, cl call) (*Response, error) {
 	}
 }
 
-// attempt sends req once and interprets the answer. Every failure it returns is scrubbed of the call's secrets
-// and the client's tokens, whichever loop of attempts calls it.
+// attempt sends req once and interprets the answer, bounding a small call by the client's per-attempt timeout.
+// Every failure it returns is scrubbed of the call's secrets and the client's tokens, whichever loop of attempts
+// calls it.
 func (c *Client) attempt(req *http.Request, v any, cl call, n int) (*Response, error) {
-	cl.secrets = c.callSecrets(cl.secrets, requestTokens(req)...)
-	ctx := req.Context()
-	r := req
 	if cl.small && c.timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		ctx, cancel := context.WithTimeout(req.Context(), c.timeout)
 		defer cancel()
-		r = req.WithContext(ctx)
+		return c.exchange(req.Context(), req.WithContext(ctx), v, cl, n)
 	}
+	return c.exchange(req.Context(), req, v, cl, n)
+}
+
+// exchange sends req once and interprets the answer, as attempt says. callerCtx's Err says whether the caller's
+// context has ended, rather than the attempt's own timeout, which req's context may have besides.
+func (c *Client) exchange(callerCtx interface{ Err() error }, req *http.Request, v any, cl call, n int) (*Response, error) {
 	start := time.Now()
-	hr, err := c.httpClient.Do(r)
+	hr, err := c.httpClient.Do(req)
 	if err != nil {
 		// A context that ended is the caller's doing: report that, not the transport's wording.
 		var re *redirectError
-		if ctxErr := req.Context().Err(); ctxErr != nil {
+		if ctxErr := callerCtx.Err(); ctxErr != nil {
 			err = fmt.Errorf("runnerapi: %s %s: %w", req.Method, redactURL(req.URL), ctxErr)
 		} else if errors.As(err, &re) {
-			err = fmt.Errorf("runnerapi: %s %s: %w", req.Method, redactURL(req.URL), scrub(re, cl.secrets))
+			err = fmt.Errorf("runnerapi: %s %s: %w", req.Method, redactURL(req.URL), scrub(re, c.secretsOf(cl, req)))
 		} else {
-			err = newTransportError(req.Method, redactURL(req.URL), err, cl.secrets)
+			err = newTransportError(req.Method, redactURL(req.URL), err, c.secretsOf(cl, req))
 		}
 		c.logAttempt(req, n, 0, time.Since(start), err)
 		return nil, err
@@ -640,13 +733,13 @@ func (c *Client) attempt(req *http.Request, v any, cl call, n int) (*Response, e
 	resp := newResponse(hr, n)
 	c.logAttempt(req, n, hr.StatusCode, time.Since(start), nil)
 	if err := CheckResponse(hr); err != nil {
-		scrubError(err, cl.secrets)
+		scrubError(err, c.secretsOf(cl, req))
 		return resp, err
 	}
 	if w, ok := v.(io.Writer); ok {
 		defer hr.Body.Close()
 		if _, err := io.Copy(w, hr.Body); err != nil {
-			return resp, fmt.Errorf("runnerapi: %s %s: reading body: %w", req.Method, redactURL(req.URL), scrub(err, cl.secrets))
+			return resp, fmt.Errorf("runnerapi: %s %s: reading body: %w", req.Method, redactURL(req.URL), scrub(err, c.secretsOf(cl, req)))
 		}
 		return resp, nil
 	}
@@ -654,18 +747,21 @@ func (c *Client) attempt(req *http.Request, v any, cl call, n int) (*Response, e
 	if v == nil || hr.StatusCode == http.StatusNoContent {
 		return resp, nil
 	}
-	if err := decodeJSON(hr.Body, v); err != nil {
-		return resp, fmt.Errorf("runnerapi: %s %s: %w", req.Method, redactURL(req.URL), scrub(err, cl.secrets))
+	if err := decodeJSON(hr.Body, hr.ContentLength, v); err != nil {
+		return resp, fmt.Errorf("runnerapi: %s %s: %w", req.Method, redactURL(req.URL), scrub(err, c.secretsOf(cl, req)))
 	}
 	return resp, nil
 }
 
-// decodeJSON decodes one JSON value of at most maxJSONBody bytes. When a build (or a v4 job) cannot be decoded (json.Decoder
-// reads a whole value before it decodes any of it, so a body cut short leaves the build empty), its ID is taken
-// from the bytes that were read: a build the coordinator has assigned must not be lost for want of its tail.
-func decodeJSON(r io.Reader, v any) error {
-	lr := &io.LimitedReader{R: r, N: maxJSONBody + 1}
-	var src io.Reader = lr
+// decodeJSON decodes one JSON value of at most maxJSONBody bytes from an answer's body of length bytes (-1 when
+// unknown). When a build (or a v4 job) cannot be decoded (json.Decoder reads a whole value before it decodes any
+// of it, so a body cut short leaves the build empty), its ID is taken from the bytes that were read: a build the
+// coordinator has assigned must not be lost for want of its tail.
+//
+// A body that says it is small (a build, a job: a few KiB) is read whole into a buffer kept between calls and
+// decoded from there; what that cannot decode as json.Decoder would (trailing data, a body cut short) is decoded
+// again by one, over the same bytes, so that the outcome is the same. Any other body is decoded as it streams.
+func decodeJSON(r io.Reader, length int64, v any) error {
 	var id *int64 // the ID of a build or a v4 job, to recover from a body cut short
 	switch b := v.(type) {
 	case *Build:
@@ -673,6 +769,16 @@ func decodeJSON(r io.Reader, v any) error {
 	case *Job:
 		id = &b.ID
 	}
+	if length > 0 && length < maxBufferedAnswer {
+		return decodeBufferedJSON(r, length, v, id)
+	}
+	return decodeStreamedJSON(r, v, id)
+}
+
+// decodeStreamedJSON decodes one value from r as it streams, as decodeJSON says.
+func decodeStreamedJSON(r io.Reader, v any, id *int64) error {
+	lr := &io.LimitedReader{R: r, N: maxJSONBody + 1}
+	var src io.Reader = lr
 	if id != nil {
 		head := &prefixRecorder{r: lr}
 		src = head
@@ -691,6 +797,58 @@ func decodeJSON(r io.Reader, v any) error {
 	}
 	return nil
 }
+
+// maxBufferedAnswer bounds the answers decodeJSON reads whole before decoding them, and the buffers it keeps.
+const maxBufferedAnswer = 64 << 10
+
+// answerBuffers are the buffers of decodeBufferedJSON.
+var answerBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
+// decodeBufferedJSON reads a body that says it has length bytes (less than maxBufferedAnswer) to its end, and
+// decodes it. What json.Unmarshal cannot decode goes to decodeStreamedJSON over the same bytes, followed by the
+// rest of a body longer than it said, or by the read error that ended a body cut short, so that the outcome is
+// json.Decoder's on the body itself.
+func decodeBufferedJSON(r io.Reader, length int64, v any, id *int64) error {
+	bp := answerBuffers.Get().(*[]byte)
+	defer answerBuffers.Put(bp)
+	// One byte more than said: a read that fills it shows a body longer than it said.
+	if int64(cap(*bp)) < length+1 {
+		*bp = make([]byte, 0, length+1)
+	}
+	buf := (*bp)[:length+1]
+	n, readErr := 0, error(nil)
+	for n < len(buf) && readErr == nil {
+		var m int
+		m, readErr = r.Read(buf[n:])
+		n += m
+	}
+	buf = buf[:n]
+	switch {
+	case readErr == nil:
+		return decodeStreamedJSON(io.MultiReader(bytes.NewReader(buf), r), v, id)
+	case readErr != io.EOF:
+		return decodeStreamedJSON(io.MultiReader(bytes.NewReader(buf), failingReader{readErr}), v, id)
+	}
+	err := json.Unmarshal(buf, v)
+	if _, syntax := err.(*json.SyntaxError); syntax {
+		// Not one valid value as a whole: json.Unmarshal checks that before it decodes anything, so v is as it
+		// was, and json.Decoder may still read a value before trailing bytes, or fail its own way.
+		return decodeStreamedJSON(bytes.NewReader(buf), v, id)
+	}
+	if id != nil && *id == 0 {
+		*id, _ = scanTopLevelID(buf)
+	}
+	if err != nil {
+		// A value of the wrong shape: json.Decoder decodes the same bytes the same way.
+		return fmt.Errorf("decoding answer: %w", err)
+	}
+	return nil
+}
+
+// failingReader fails every read with err: a body's read error, met again where it came.
+type failingReader struct{ err error }
+
+func (f failingReader) Read([]byte) (int, error) { return 0, f.err }
 
 // maxRecordedPrefix bounds the start of a build's answer kept to find its ID in: a build is a few KiB, and GitLab
 // writes the ID first.

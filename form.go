@@ -73,6 +73,20 @@ func appendQueryEscape(b []byte, s string) []byte {
 	return b
 }
 
+// encode is encodeForm(f), without the interface that would put f on the heap.
+func (f *registerForm) encode() ([]byte, error) {
+	if b, ok := f.appendForm(make([]byte, 0, 256)); ok {
+		return b, nil
+	}
+	return encodeForm(f)
+}
+
+// encode is encodeForm(f), without the interface that would put f on the heap.
+func (f *updateForm) encode() []byte {
+	b, _ := f.appendForm(make([]byte, 0, 256))
+	return b
+}
+
 // encodeForm encodes a request body struct as a form: by its own appendForm when it has one, otherwise through its
 // `url` tags.
 func encodeForm(body any) ([]byte, error) {

@@ -1,7 +1,6 @@
 package runnerapi
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -80,11 +79,11 @@ func (s *JobsService) Update(ctx context.Context, id int64, opts *JobUpdateOptio
 	}
 	cl := call{retry: retryTransient, small: true, secrets: []string{token}}
 	for holds := 0; ; holds++ {
-		req, err := c.newJSONRequest(ctx, http.MethodPut, c.wire.jobPath(id), body)
+		req, err := c.newJobRequest(ctx, http.MethodPut, id, body, jsonContentType)
 		if err != nil {
 			return "", nil, err
 		}
-		req.Header.Set(c.wire.jobTokenHeader, token)
+		req.Header[c.jobTokenKey] = []string{token}
 		resp, err := c.do(req, nil, cl)
 		var status BuildState
 		if resp != nil && resp.Response != nil {
@@ -108,10 +107,12 @@ func (s *JobsService) Update(ctx context.Context, id int64, opts *JobUpdateOptio
 
 // newJSONRequest builds a request for path whose body is the JSON document body, as the runner API v4 takes.
 func (c *Client) newJSONRequest(ctx context.Context, method, path string, body []byte) (*http.Request, error) {
-	req, err := c.NewRequest(ctx, method, path, bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	return req, nil
+	return c.newBytesRequest(ctx, method, path, body, jsonContentType, nil)
 }
+
+// jsonContentType is the type of a JSON body.
+const jsonContentType = "application/json"
+
+// runnerTokenKey is runnerTokenHeaderV4 as net/http keys it, and sends it: Header.Set would make the key anew on
+// every request.
+var runnerTokenKey = http.CanonicalHeaderKey(runnerTokenHeaderV4)

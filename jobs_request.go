@@ -80,17 +80,14 @@ func (s *JobsService) Request(ctx context.Context, opts *JobRequestOptions, reqO
 	if err != nil {
 		return nil, nil, fmt.Errorf("runnerapi: Jobs.Request: %w", err)
 	}
-	newRequest := func(ctx context.Context) (*http.Request, error) {
-		req, err := c.newJSONRequest(ctx, http.MethodPost, c.wire.requestPath, body)
-		if err == nil {
-			req.Header.Set(runnerTokenHeaderV4, token)
-		}
-		return req, err
-	}
 	job := new(Job)
-	resp, err := c.takeJob(ctx, newRequest, func() { *job = Job{} }, job, token)
-	if er := (*ErrorResponse)(nil); errors.As(err, &er) && er.StatusCode == http.StatusNotFound {
-		return nil, resp, &notCoordinatorError{er: er, api: c.wire.name}
+	resp, err := c.takeJob(ctx, body, jsonContentType, runnerTokenKey, func() { *job = Job{} }, job, token)
+	if err != nil {
+		// Declared here, where only a failure pays for it: errors.As takes its address.
+		var er *ErrorResponse
+		if errors.As(err, &er) && er.StatusCode == http.StatusNotFound {
+			return nil, resp, &notCoordinatorError{er: er, api: c.wire.name}
+		}
 	}
 	if err != nil && resp != nil && resp.StatusCode == http.StatusCreated && job.ID != 0 {
 		return job, resp, fmt.Errorf("runnerapi: job %d was assigned to this runner but could not be read in full: %w", job.ID, err)

@@ -2,6 +2,7 @@ package runnerapi
 
 import (
 	"net/url"
+	"strconv"
 	"strings"
 )
 
@@ -13,6 +14,18 @@ func requestURL(base *url.URL, path string) (*url.URL, error) {
 		return base.Parse(path)
 	}
 	return &url.URL{Scheme: base.Scheme, User: base.User, Host: base.Host, Path: base.Path + path}, nil
+}
+
+// jobURL resolves the path of a job's endpoint, jobsPath and id, against the API root, as requestURL(base,
+// jobsPath+id) does, in one piece: the path is made on every update.
+func jobURL(base *url.URL, jobsPath string, id int64) (*url.URL, error) {
+	var digits [20]byte
+	n := strconv.AppendInt(digits[:0], id, 10)
+	if !plainRequestPath(jobsPath) || hasDotSegment(base.Path) || !strings.HasSuffix(jobsPath, "/") {
+		return requestURL(base, jobsPath+string(n))
+	}
+	// The digits (and a minus) need no escaping and make no dot segment: appending them keeps the path plain.
+	return &url.URL{Scheme: base.Scheme, User: base.User, Host: base.Host, Path: base.Path + jobsPath + string(n)}, nil
 }
 
 // plainRequestPath reports whether path is relative, made of letters, digits, "-", "_", ".", "~" and "/" (which
