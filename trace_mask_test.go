@@ -401,7 +401,7 @@ func TestTraceWriterWithManySecretsDoesNotAllocate(t *testing.T) {
 	assert.Zero(t, allocs, "allocations while masking %d bytes", len(log))
 	require.Equal(t, len(log), out.n, "no secret in the log")
 
-	c := newTrcCoord(t)
+	c := newTraceCoord(t)
 	// A small memory limit puts the spool in its file; a large chunk keeps the sender, whose requests allocate,
 	// quiet while allocations are counted.
 	w := c.writer(t, c.client(t), TraceOptions{Secrets: secrets, MemoryLimit: 64 << 10, ChunkSize: 64 << 20, TempDir: t.TempDir()})

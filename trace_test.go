@@ -121,7 +121,7 @@ type traceCoord struct {
 	lates        []*lateApply                                                    // for actLateApply
 }
 
-func newTrcCoord(t testing.TB) *traceCoord {
+func newTraceCoord(t testing.TB) *traceCoord {
 	c := &traceCoord{t: t, status: "running"}
 	c.srv = httptest.NewServer(http.HandlerFunc(c.serve))
 	t.Cleanup(c.srv.Close)
@@ -365,7 +365,7 @@ func traceText(n int, seed uint64) []byte {
 
 func TestTraceWriterCoalescesOneByteWrites(t *testing.T) {
 	leakCheck(t)
-	c := newTrcCoord(t)
+	c := newTraceCoord(t)
 	w := c.writer(t, c.client(t), TraceOptions{})
 	want := traceText(10000, 1)
 	for i := range want {
@@ -383,7 +383,7 @@ func TestTraceWriterCoalescesOneByteWrites(t *testing.T) {
 
 func TestTraceWriterLargeWriteBecomesContiguousParts(t *testing.T) {
 	leakCheck(t)
-	c := newTrcCoord(t)
+	c := newTraceCoord(t)
 	w := c.writer(t, c.client(t), TraceOptions{})
 	want := traceText(10<<20, 2)
 	n, err := w.Write(want)
@@ -401,7 +401,7 @@ func TestTraceWriterLargeWriteBecomesContiguousParts(t *testing.T) {
 
 func TestTraceWriterFlushesAfterInterval(t *testing.T) {
 	leakCheck(t)
-	c := newTrcCoord(t)
+	c := newTraceCoord(t)
 	w := c.writer(t, c.client(t), TraceOptions{FlushInterval: 10 * time.Millisecond})
 	_, err := w.Write([]byte("hello "))
 	require.NoError(t, err)
@@ -418,7 +418,7 @@ func TestTraceWriterFlushesAfterInterval(t *testing.T) {
 
 func TestTraceWriterKeepAlive(t *testing.T) {
 	leakCheck(t)
-	c := newTrcCoord(t)
+	c := newTraceCoord(t)
 	w := c.writer(t, c.client(t), TraceOptions{KeepAlive: 5 * time.Millisecond})
 	require.Eventually(t, func() bool {
 		_, parts := c.snapshot()
@@ -442,7 +442,7 @@ func TestTraceWriterKeepAlive(t *testing.T) {
 
 func TestTraceWriterSendsNoEmptyParts(t *testing.T) {
 	leakCheck(t)
-	c := newTrcCoord(t)
+	c := newTraceCoord(t)
 	w := c.writer(t, c.client(t), TraceOptions{FlushInterval: time.Millisecond, ChunkSize: 64})
 	ctx := context.Background()
 	require.NoError(t, w.Flush(ctx), "flushing nothing")
@@ -467,7 +467,7 @@ func TestTraceWriterSendsNoEmptyParts(t *testing.T) {
 
 func TestTraceWriterDoesNotKeepP(t *testing.T) {
 	leakCheck(t)
-	c := newTrcCoord(t)
+	c := newTraceCoord(t)
 	w := c.writer(t, c.client(t), TraceOptions{})
 	p := []byte("first line\n")
 	_, err := w.Write(p)
@@ -509,7 +509,7 @@ func TestTraceWriterRange416(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			leakCheck(t)
-			c := newTrcCoord(t)
+			c := newTraceCoord(t)
 			c.trace = []byte(tt.preset)
 			c.fault = tt.fault
 			w := c.writer(t, c.client(t), TraceOptions{})
@@ -532,7 +532,7 @@ func TestTraceWriterRange416(t *testing.T) {
 func TestTraceWriterCoordinatorAheadOfTrace(t *testing.T) {
 	t.Run("replaced with a full update", func(t *testing.T) {
 		leakCheck(t)
-		c := newTrcCoord(t)
+		c := newTraceCoord(t)
 		c.trace = []byte("a longer trace left by an earlier attempt of this build\n")
 		w := c.writer(t, c.client(t), TraceOptions{})
 		_, err := io.WriteString(w, "new run\n")
@@ -552,7 +552,7 @@ func TestTraceWriterCoordinatorAheadOfTrace(t *testing.T) {
 	})
 	t.Run("an error without the runner token", func(t *testing.T) {
 		leakCheck(t)
-		c := newTrcCoord(t)
+		c := newTraceCoord(t)
 		c.trace = []byte("a longer trace left by an earlier attempt of this build\n")
 		cl := c.client(t, WithRunnerToken(""))
 		w := c.writer(t, cl, TraceOptions{})
@@ -571,7 +571,7 @@ func TestTraceWriterMalformedRange(t *testing.T) {
 	for _, v := range []string{"", "0-", "1-5", "0-x", "0--1", "0-+5", "0-99999999999999999999", "0-9223372036854775808", "bytes 0-5"} {
 		t.Run(strconv.Quote(v), func(t *testing.T) {
 			leakCheck(t)
-			c := newTrcCoord(t)
+			c := newTraceCoord(t)
 			c.fault = faultAt(1, coordFault{act: actBadRange, rangeValue: v})
 			w := c.writer(t, c.client(t), TraceOptions{})
 			_, err := io.WriteString(w, "hello\n")
@@ -590,7 +590,7 @@ func TestTraceWriterMalformedRange(t *testing.T) {
 func TestTraceWriterBare202(t *testing.T) {
 	t.Run("every part", func(t *testing.T) {
 		leakCheck(t)
-		c := newTrcCoord(t)
+		c := newTraceCoord(t)
 		c.fault = func(*traceCoord, int, int64, []byte) coordFault { return coordFault{act: actBare202} }
 		w := c.writer(t, c.client(t), TraceOptions{ChunkSize: 8})
 		want := traceText(100, 11)
@@ -610,7 +610,7 @@ func TestTraceWriterBare202(t *testing.T) {
 	for _, status := range []string{"failed", "canceled"} {
 		t.Run("Build-Status "+status, func(t *testing.T) {
 			leakCheck(t)
-			c := newTrcCoord(t)
+			c := newTraceCoord(t)
 			c.fault = faultAt(1, coordFault{act: actBare202, buildStatus: status})
 			w := c.writer(t, c.client(t), TraceOptions{})
 			_, err := io.WriteString(w, "first\n")
@@ -631,7 +631,7 @@ func TestTraceWriterBare202(t *testing.T) {
 	}
 	t.Run("a later 416 corrects it", func(t *testing.T) {
 		leakCheck(t)
-		c := newTrcCoord(t)
+		c := newTraceCoord(t)
 		// The coordinator keeps 4 of the 10 bytes and answers a bare 202 all the same.
 		c.fault = faultAt(1, coordFault{act: actBare202, keep: 4})
 		w := c.writer(t, c.client(t), TraceOptions{})
@@ -672,7 +672,7 @@ func TestTraceWriter416WithoutRange(t *testing.T) {
 
 func TestTraceWriterAccepted202ShorterThanPart(t *testing.T) {
 	leakCheck(t)
-	c := newTrcCoord(t)
+	c := newTraceCoord(t)
 	c.fault = faultAt(1, coordFault{act: actApplyPartial, keep: 4})
 	w := c.writer(t, c.client(t), TraceOptions{})
 	_, err := io.WriteString(w, "0123456789")
@@ -695,7 +695,7 @@ func TestTraceWriterDroppedConnections(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			leakCheck(t)
-			c := newTrcCoord(t)
+			c := newTraceCoord(t)
 			c.fault = faultAt(1, coordFault{act: tt.act, status: http.StatusBadGateway})
 			w := c.writer(t, c.client(t), TraceOptions{})
 			_, err := io.WriteString(w, "abcdef")
@@ -714,7 +714,7 @@ func TestTraceWriterDroppedConnections(t *testing.T) {
 
 func TestTraceWriterAttemptTimeout(t *testing.T) {
 	leakCheck(t)
-	c := newTrcCoord(t)
+	c := newTraceCoord(t)
 	c.fault = faultAt(1, coordFault{act: actStall})
 	w := c.writer(t, c.client(t), TraceOptions{AttemptTimeout: 20 * time.Millisecond})
 	_, err := io.WriteString(w, "slow\n")
@@ -731,7 +731,7 @@ func TestTraceWriterAttemptTimeout(t *testing.T) {
 // it before it reports success.
 func TestTraceWriterLateAppliedPart(t *testing.T) {
 	leakCheck(t)
-	c := newTrcCoord(t)
+	c := newTraceCoord(t)
 	late := c.lateApply(t, 3) // the first part lands once the third request (the second part) is answered
 	c.fault = faultAt(1, coordFault{act: actLateApply, late: late})
 	w := c.writer(t, c.client(t), TraceOptions{AttemptTimeout: 50 * time.Millisecond, ConfirmDelay: time.Millisecond})
@@ -758,7 +758,7 @@ func TestTraceWriterLateAppliedPart(t *testing.T) {
 // trace once the delay has passed, and confirms the length after that.
 func TestTraceWriterLateAppliedPartsOutOfOrder(t *testing.T) {
 	leakCheck(t)
-	c := newTrcCoord(t)
+	c := newTraceCoord(t)
 	// Both land once the fifth request (B's resend) is answered, A first.
 	first := c.lateApply(t, 5)
 	second := c.lateApply(t, 5)
@@ -802,7 +802,7 @@ func TestTraceWriterLateAppliedPartsOutOfOrder(t *testing.T) {
 // Close says so rather than vouch for a trace that may hold zeros.
 func TestTraceWriterLateAppliedPartsWithoutRunnerToken(t *testing.T) {
 	leakCheck(t)
-	c := newTrcCoord(t)
+	c := newTraceCoord(t)
 	first := c.lateApply(t, 5)
 	second := c.lateApply(t, 5)
 	second.follows = first
@@ -836,7 +836,7 @@ func TestTraceWriterLateAppliedPartsWithoutRunnerToken(t *testing.T) {
 // the trace, and Close replaces nothing.
 func TestTraceWriterAbandonedTwiceAtOneOffset(t *testing.T) {
 	leakCheck(t)
-	c := newTrcCoord(t)
+	c := newTraceCoord(t)
 	c.fault = func(_ *traceCoord, n int, _ int64, _ []byte) coordFault {
 		if n <= 2 {
 			return coordFault{act: actStall}
@@ -859,7 +859,7 @@ func TestTraceWriterAbandonedTwiceAtOneOffset(t *testing.T) {
 // that may still be on its way.
 func TestTraceWriterConfirmationWaitsConfirmDelay(t *testing.T) {
 	leakCheck(t)
-	c := newTrcCoord(t)
+	c := newTraceCoord(t)
 	c.fault = faultAt(1, coordFault{act: actStall})
 	w := c.writer(t, c.client(t), TraceOptions{AttemptTimeout: 20 * time.Millisecond, ConfirmDelay: time.Hour})
 	_, err := io.WriteString(w, "slow\n")
@@ -879,7 +879,7 @@ func TestTraceWriterConfirmationWaitsConfirmDelay(t *testing.T) {
 // and the coordinator's next answer tells.
 func TestTraceWriter202BeyondThePart(t *testing.T) {
 	leakCheck(t)
-	c := newTrcCoord(t)
+	c := newTraceCoord(t)
 	c.fault = faultAt(1, coordFault{act: actBadRange, rangeValue: "0-20"})
 	w := c.writer(t, c.client(t), TraceOptions{ChunkSize: 10})
 	_, err := io.WriteString(w, "0123456789abcdefghij")
@@ -893,7 +893,7 @@ func TestTraceWriter202BeyondThePart(t *testing.T) {
 // A bare 202 to the last part is only assumed to have appended it: Close confirms the length, and repairs.
 func TestTraceWriterBare202OnTheLastPartIsConfirmed(t *testing.T) {
 	leakCheck(t)
-	c := newTrcCoord(t)
+	c := newTraceCoord(t)
 	c.fault = func(_ *traceCoord, n int, _ int64, _ []byte) coordFault {
 		if n == 1 {
 			return coordFault{act: actBare202, keep: 4} // the coordinator kept 4 bytes of 10
@@ -924,7 +924,7 @@ func (s *sleepRecorder) sleep(ctx context.Context, d time.Duration) error {
 
 func TestTraceWriterRetriesHonourRetryAfter(t *testing.T) {
 	leakCheck(t)
-	c := newTrcCoord(t)
+	c := newTraceCoord(t)
 	c.fault = func(_ *traceCoord, n int, _ int64, _ []byte) coordFault {
 		switch n {
 		case 1:
@@ -955,7 +955,7 @@ func TestTraceWriterRetriesHonourRetryAfter(t *testing.T) {
 
 func TestTraceWriterGivesUpAfterRetryPolicy(t *testing.T) {
 	leakCheck(t)
-	c := newTrcCoord(t)
+	c := newTraceCoord(t)
 	c.fault = func(*traceCoord, int, int64, []byte) coordFault {
 		return coordFault{act: actStatus, status: http.StatusServiceUnavailable}
 	}
@@ -982,7 +982,7 @@ func TestTraceWriterFatalStatuses(t *testing.T) {
 	} {
 		t.Run(strconv.Itoa(tt.status), func(t *testing.T) {
 			leakCheck(t)
-			c := newTrcCoord(t)
+			c := newTraceCoord(t)
 			// The first part succeeds, so a later 404 is not the pre-8.7 coordinator's.
 			c.fault = faultAt(2, coordFault{act: actStatus, status: tt.status})
 			w := c.writer(t, c.client(t), TraceOptions{})
@@ -1013,7 +1013,7 @@ func TestTraceWriterFatalStatuses(t *testing.T) {
 
 func TestTraceWriterBadTokenIsFatalAndSecret(t *testing.T) {
 	leakCheck(t)
-	c := newTrcCoord(t)
+	c := newTraceCoord(t)
 	w := c.writer(t, c.client(t), TraceOptions{Token: "wrong-token-Ab12Cd"})
 	_, err := io.WriteString(w, "x\n")
 	require.NoError(t, err)
@@ -1025,7 +1025,7 @@ func TestTraceWriterBadTokenIsFatalAndSecret(t *testing.T) {
 func TestTraceWriterWithoutPatchEndpoint(t *testing.T) {
 	t.Run("full updates at the flush interval", func(t *testing.T) {
 		leakCheck(t)
-		c := newTrcCoord(t)
+		c := newTraceCoord(t)
 		c.noPatch = true
 		w := c.writer(t, c.client(t), TraceOptions{ChunkSize: 4})
 		_, err := io.WriteString(w, "first part\n")
@@ -1046,7 +1046,7 @@ func TestTraceWriterWithoutPatchEndpoint(t *testing.T) {
 	})
 	t.Run("full updates of a trace spooled to its file", func(t *testing.T) {
 		leakCheck(t)
-		c := newTrcCoord(t)
+		c := newTraceCoord(t)
 		c.noPatch = true
 		w := c.writer(t, c.client(t), TraceOptions{MemoryLimit: 1})
 		text := traceText(3<<20+12345, 9)
@@ -1063,7 +1063,7 @@ func TestTraceWriterWithoutPatchEndpoint(t *testing.T) {
 	})
 	t.Run("without the runner token", func(t *testing.T) {
 		leakCheck(t)
-		c := newTrcCoord(t)
+		c := newTraceCoord(t)
 		c.noPatch = true
 		w := c.writer(t, c.client(t, WithRunnerToken("")), TraceOptions{})
 		_, err := io.WriteString(w, "x\n")
@@ -1074,7 +1074,7 @@ func TestTraceWriterWithoutPatchEndpoint(t *testing.T) {
 	})
 	t.Run("build not running", func(t *testing.T) {
 		leakCheck(t)
-		c := newTrcCoord(t)
+		c := newTraceCoord(t)
 		c.noPatch = true
 		c.updateStatus = http.StatusNotFound
 		w := c.writer(t, c.client(t), TraceOptions{})
@@ -1088,7 +1088,7 @@ func TestTraceWriterWithoutPatchEndpoint(t *testing.T) {
 // part): the writer goes on with parts, and never sends the whole trace.
 func TestTraceWriterOne404IsNoFallback(t *testing.T) {
 	leakCheck(t)
-	c := newTrcCoord(t)
+	c := newTraceCoord(t)
 	c.fault = faultAt(1, coordFault{act: actStatus, status: http.StatusNotFound})
 	w := c.writer(t, c.client(t), TraceOptions{})
 	_, err := io.WriteString(w, "first\n")
@@ -1110,7 +1110,7 @@ func TestTraceWriterOne404IsNoFallback(t *testing.T) {
 // once it answers: the 404s may have been a proxy's, or the coordinator was upgraded.
 func TestTraceWriterProbesPatchAgain(t *testing.T) {
 	leakCheck(t)
-	c := newTrcCoord(t)
+	c := newTraceCoord(t)
 	c.noPatch = true
 	w := c.writer(t, c.client(t), TraceOptions{})
 	var want strings.Builder
@@ -1280,7 +1280,7 @@ func TestTraceWriterBuildCanceled(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			leakCheck(t)
-			c := newTrcCoord(t)
+			c := newTraceCoord(t)
 			c.trace = []byte(preset)
 			c.status = "canceled"
 			w := c.writer(t, c.client(t), TraceOptions{})
@@ -1310,7 +1310,7 @@ func TestTraceWriterBuildCanceled(t *testing.T) {
 
 func TestTraceWriterFlushAndClose(t *testing.T) {
 	leakCheck(t)
-	c := newTrcCoord(t)
+	c := newTraceCoord(t)
 	w := c.writer(t, c.client(t), TraceOptions{})
 	for i := range 3 {
 		line := fmt.Sprintf("line %d\n", i)
@@ -1343,7 +1343,7 @@ func TestTraceWriterFlushAndClose(t *testing.T) {
 // coordinator has acknowledged every byte, and says so again on every call.
 func TestTraceWriterCloseContextEndedAfterEverythingAcknowledged(t *testing.T) {
 	leakCheck(t)
-	c := newTrcCoord(t)
+	c := newTraceCoord(t)
 	w := c.writer(t, c.client(t), TraceOptions{})
 	_, err := io.WriteString(w, "all of it\n")
 	require.NoError(t, err)
@@ -1360,7 +1360,7 @@ func TestTraceWriterCloseContextEndedAfterEverythingAcknowledged(t *testing.T) {
 // With something left to send, an ended context is a failure, and it is sticky.
 func TestTraceWriterCloseContextEndedWithBytesLeft(t *testing.T) {
 	leakCheck(t)
-	c := newTrcCoord(t)
+	c := newTraceCoord(t)
 	c.fault = func(*traceCoord, int, int64, []byte) coordFault { return coordFault{act: actStall} }
 	w := c.writer(t, c.client(t), TraceOptions{})
 	_, err := io.WriteString(w, "never acknowledged\n")
@@ -1375,7 +1375,7 @@ func TestTraceWriterCloseContextEndedWithBytesLeft(t *testing.T) {
 
 func TestTraceWriterCloseIdempotentAndErrClosed(t *testing.T) {
 	leakCheck(t)
-	c := newTrcCoord(t)
+	c := newTraceCoord(t)
 	w := c.writer(t, c.client(t), TraceOptions{})
 	_, err := io.WriteString(w, "done\n")
 	require.NoError(t, err)
@@ -1396,7 +1396,7 @@ func TestTraceWriterContextCancelStopsBackoff(t *testing.T) {
 	for _, grace := range []time.Duration{20 * time.Millisecond, -1} {
 		t.Run(grace.String(), func(t *testing.T) {
 			leakCheck(t)
-			c := newTrcCoord(t)
+			c := newTraceCoord(t)
 			c.fault = func(*traceCoord, int, int64, []byte) coordFault {
 				return coordFault{act: actStatus, status: http.StatusServiceUnavailable, retryAfter: "3600"}
 			}
@@ -1420,7 +1420,7 @@ func TestTraceWriterContextCancelStopsBackoff(t *testing.T) {
 // signal, which the default flush interval still held back, and the one written after it.
 func TestTraceWriterSignalContextKeepsTrace(t *testing.T) {
 	leakCheck(t)
-	c := newTrcCoord(t)
+	c := newTraceCoord(t)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	build := &Build{ID: coordBuildID, Token: coordBuildToken}
@@ -1456,7 +1456,7 @@ func TestTraceWriterSignalContextKeepsTrace(t *testing.T) {
 // never sent.
 func TestTraceWriterWriteAfterGrace(t *testing.T) {
 	leakCheck(t)
-	c := newTrcCoord(t)
+	c := newTraceCoord(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	w, err := c.client(t).NewTraceWriter(ctx, coordBuildID, &TraceOptions{KeepAlive: -1, StopGrace: time.Millisecond})
 	require.NoError(t, err)
@@ -1484,7 +1484,7 @@ func TestTraceWriterConcurrentWritesStayContiguous(t *testing.T) {
 	}{{"in memory", 0, 200}, {"through the file", 1, 8 << 10}} {
 		t.Run(tc.name, func(t *testing.T) {
 			leakCheck(t)
-			c := newTrcCoord(t)
+			c := newTraceCoord(t)
 			w := c.writer(t, c.client(t), TraceOptions{ChunkSize: 4 << 10, FlushInterval: time.Millisecond, MemoryLimit: tc.memLimit})
 			const writers, records = 8, 300
 			var wg sync.WaitGroup
@@ -1530,7 +1530,7 @@ func TestTraceWriterConcurrentWritesStayContiguous(t *testing.T) {
 // Write either got its bytes into the trace or was told the writer is closed.
 func TestTraceWriterCloseWhileWriting(t *testing.T) {
 	leakCheck(t)
-	c := newTrcCoord(t)
+	c := newTraceCoord(t)
 	cl := c.client(t)
 	for round := range 20 {
 		c.mu.Lock()
@@ -1567,7 +1567,7 @@ func TestTraceWriterMasksSecretsAcrossWrites(t *testing.T) {
 	const secret = "hunter2-s3cr3t"
 	input := "before " + secret + " middle " + secret + secret + " hun end hunter2-s3cr3"
 	want := "before [MASKED] middle [MASKED][MASKED] hun end hunter2-s3cr3"
-	c := newTrcCoord(t)
+	c := newTraceCoord(t)
 	cl := c.client(t)
 	for cut1 := 0; cut1 <= len(input); cut1 += 3 {
 		for cut2 := cut1; cut2 <= len(input); cut2 += 5 {
@@ -1588,7 +1588,7 @@ func TestTraceWriterMasksSecretsAcrossWrites(t *testing.T) {
 
 func TestTraceWriterMasksBuildSecrets(t *testing.T) {
 	leakCheck(t)
-	c := newTrcCoord(t)
+	c := newTraceCoord(t)
 	b := &Build{
 		ID:    coordBuildID,
 		Token: coordBuildToken,
@@ -1611,7 +1611,7 @@ func TestTraceWriterMasksBuildSecrets(t *testing.T) {
 // secrets stay in the trace; explicitly given ones are masked whatever their length.
 func TestTraceWriterShortBuildSecrets(t *testing.T) {
 	leakCheck(t)
-	c := newTrcCoord(t)
+	c := newTraceCoord(t)
 	c.buildToken = "ab"
 	b := &Build{
 		ID:    coordBuildID,
@@ -1635,7 +1635,7 @@ func TestTraceWriterShortBuildSecrets(t *testing.T) {
 
 func TestTraceWriterOutputLimit(t *testing.T) {
 	leakCheck(t)
-	c := newTrcCoord(t)
+	c := newTraceCoord(t)
 	w := c.writer(t, c.client(t), TraceOptions{OutputLimit: 10})
 	for range 5 {
 		n, err := io.WriteString(w, "0123456")
@@ -1662,7 +1662,7 @@ func TestTraceWriterNeedsBuildToken(t *testing.T) {
 
 func TestTraceWriterSpoolFileRemovedAndHeapBounded(t *testing.T) {
 	leakCheck(t)
-	c := newTrcCoord(t)
+	c := newTraceCoord(t)
 	// This coordinator only counts: the test is about the writer's memory, not the coordinator's.
 	var got atomic.Int64
 	c.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -1711,7 +1711,7 @@ func TestTraceWriterWriteDoesNotAllocate(t *testing.T) {
 	for _, secrets := range [][]string{nil, {"a-secret-value"}} {
 		t.Run(fmt.Sprint(len(secrets)), func(t *testing.T) {
 			leakCheck(t)
-			c := newTrcCoord(t)
+			c := newTraceCoord(t)
 			// A small memory limit puts the spool in its file; a large chunk keeps the sender, whose requests
 			// allocate, quiet while allocations are counted.
 			w := c.writer(t, c.client(t), TraceOptions{Secrets: secrets, MemoryLimit: 64 << 10, ChunkSize: 64 << 20, TempDir: t.TempDir()})
@@ -1735,7 +1735,7 @@ func TestTraceWriterRandomFaults(t *testing.T) {
 		seeds = 40
 	}
 	leakCheck(t)
-	c := newTrcCoord(t)
+	c := newTraceCoord(t)
 	cl := c.client(t, WithRetryPolicy(RetryPolicy{MaxRetries: 30, MaxRetryAfter: time.Millisecond}))
 	var retries, recoveries int64
 	for seed := range uint64(seeds) {
@@ -1789,7 +1789,7 @@ func TestTraceWriterRandomFaults(t *testing.T) {
 
 func TestAppendTrace(t *testing.T) {
 	leakCheck(t)
-	c := newTrcCoord(t)
+	c := newTraceCoord(t)
 	cl := c.client(t)
 	ctx := context.Background()
 	res, resp, err := cl.Builds.AppendTrace(ctx, coordBuildID, 0, []byte("Running git clone...\n"))
@@ -1865,7 +1865,7 @@ func TestAppendTraceMalformedRangeOn416(t *testing.T) {
 
 func TestAppendTraceRetriesOnlyWhatWasNotApplied(t *testing.T) {
 	leakCheck(t)
-	c := newTrcCoord(t)
+	c := newTraceCoord(t)
 	cl := c.client(t)
 	c.fault = faultAt(1, coordFault{act: actStatus, status: http.StatusServiceUnavailable})
 	res, resp, err := cl.Builds.AppendTrace(context.Background(), coordBuildID, 0, []byte("abc"))
