@@ -193,6 +193,9 @@ type TraceWriter struct {
 	stats              TraceStats
 
 	sendBuf []byte // the sender's
+	// fileBodyOpen, when not nil, is closed once the transport has closed the last part's body read from the
+	// spool's file; until then no other part is sent from the file, whose position that body uses.
+	fileBodyOpen <-chan struct{}
 }
 
 // NewTraceWriter starts a writer of the trace of build buildID. Its goroutine runs until Close, or until the grace
@@ -400,16 +403,7 @@ func (w *TraceWriter) writeLocked(p []byte) (int, error) {
 // meanwhile. It is called without the lock.
 func (w *TraceWriter) fileBlocks(job traceSpoolBlockToFile) {
 	for {
-		err := job.write()
-		w.mu.Lock()
-		switch {
-		case err == nil:
-			w.spool.filed(job.off)
-		case !w.spool.released:
-			// Once released (a Close that finished meanwhile), the spool is gone and the write was moot.
-			w.failLocked(err)
-		}
-		w.spool.doneFiling()
+		err := w.fileJob(job)
 		var more bool
 		if err == nil {
 			job, more = w.spool.fileLater()
@@ -419,6 +413,22 @@ func (w *TraceWriter) fileBlocks(job traceSpoolBlockToFile) {
 			return
 		}
 	}
+}
+
+// fileJob writes job, from the spool's fileLater, to the spool's file and records it done. It is called without
+// the lock and returns with it held.
+func (w *TraceWriter) fileJob(job traceSpoolBlockToFile) error {
+	err := job.write()
+	w.mu.Lock()
+	switch {
+	case err == nil:
+		w.spool.filed(job)
+	case !w.spool.released:
+		// Once released (a Close that finished meanwhile), the spool is gone and the write was moot.
+		w.failLocked(err)
+	}
+	w.spool.doneFiling()
+	return err
 }
 
 // put takes the masker's output.

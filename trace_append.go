@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -72,27 +71,28 @@ func (s *BuildsService) AppendTrace(ctx context.Context, id, offset int64, part 
 	}
 	// The transport may go on reading a request body after the answer arrived: send a copy, so part is the
 	// caller's again as soon as AppendTrace returns.
-	part = bytes.Clone(part)
-	return c.appendTrace(ctx, id, offset, part, nil, token, call{retry: retryUnsent, small: true, secrets: []string{token}})
+	p := tracePart{mem: bytes.Clone(part)}
+	return c.appendTrace(ctx, id, offset, p, nil, token, call{retry: retryUnsent, small: true, secrets: []string{token}})
 }
 
 // appendTrace sends part at offset; first, when not nil, is the body of the first attempt.
-func (c *Client) appendTrace(ctx context.Context, id, offset int64, part []byte, first *traceBodyReader, token string, cl call) (*TraceAppend, *Response, error) {
+func (c *Client) appendTrace(ctx context.Context, id, offset int64, part tracePart, first io.ReadCloser, token string, cl call) (*TraceAppend, *Response, error) {
 	req, err := c.NewRequest(ctx, http.MethodPatch, c.wire.tracePath(id), nil)
 	if err != nil {
 		return nil, nil, err
 	}
-	if len(part) > 0 {
+	n := part.len()
+	if n > 0 {
 		if first == nil {
-			first = newTraceBodyReader(part)
+			first = part.replay()
 		}
 		req.Body = first
-		req.GetBody = func() (io.ReadCloser, error) { return newTraceBodyReader(part), nil }
-		req.ContentLength = int64(len(part))
+		req.GetBody = func() (io.ReadCloser, error) { return part.replay(), nil }
+		req.ContentLength = int64(n)
 	}
 	req.Header.Set(c.wire.jobTokenHeader, token)
 	req.Header.Set("Content-Type", "text/plain")
-	req.Header.Set("Content-Range", c.wire.contentRange(offset, len(part)))
+	req.Header.Set("Content-Range", c.wire.contentRange(offset, n))
 	resp, err := c.do(req, nil, cl)
 	if err != nil {
 		var er *ErrorResponse
@@ -109,13 +109,13 @@ func (c *Client) appendTrace(ctx context.Context, id, offset int64, part []byte,
 	interval := parseUpdateInterval(resp.Header.Get("X-GitLab-Trace-Update-Interval"))
 	if resp.StatusCode == http.StatusAccepted && len(resp.Header.Values("Range")) == 0 {
 		// The part was appended: GitLab checks where it starts before it writes, and answers 416 otherwise.
-		return &TraceAppend{Length: offset + int64(len(part)), Status: status, UpdateInterval: interval, Assumed: true}, resp, nil
+		return &TraceAppend{Length: offset + int64(n), Status: status, UpdateInterval: interval, Assumed: true}, resp, nil
 	}
-	n, err := parseTraceRange(resp.Header, token)
+	length, err := parseTraceRange(resp.Header, token)
 	if err != nil {
 		return nil, resp, fmt.Errorf("runnerapi: PATCH %s: %d answer: %w", redactURL(req.URL), resp.StatusCode, err)
 	}
-	return &TraceAppend{Length: n, Status: status, UpdateInterval: interval}, resp, nil
+	return &TraceAppend{Length: length, Status: status, UpdateInterval: interval}, resp, nil
 }
 
 // parseUpdateInterval reads X-GitLab-Trace-Update-Interval, whole seconds; anything else, or a value of zero or
@@ -148,25 +148,4 @@ func parseTraceRange(h http.Header, secrets ...string) (int64, error) {
 		return 0, fmt.Errorf("%w: %q", ErrTraceRange, headerForError(v, secrets))
 	}
 	return n, nil
-}
-
-// traceBodyReader is a request body that says when the transport is done with it (it closes every body it was
-// given, possibly after the answer arrived), so that its bytes may be reused. Its WriteTo lets the transport send a
-// part in one write.
-type traceBodyReader struct {
-	bytes.Reader
-	once   sync.Once
-	closed chan struct{}
-}
-
-func newTraceBodyReader(part []byte) *traceBodyReader {
-	r := &traceBodyReader{closed: make(chan struct{})}
-	r.Reset(part)
-	return r
-}
-
-// Close tells that the transport is done with the body.
-func (r *traceBodyReader) Close() error {
-	r.once.Do(func() { close(r.closed) })
-	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"time"
 )
@@ -202,25 +203,14 @@ func (w *TraceWriter) abandoned(start int64) {
 func (w *TraceWriter) sendPart(probe bool) {
 	w.mu.Lock()
 	start := w.acked
-	end := min(w.spool.size, start+int64(w.chunk))
-	part := w.sendBuf[:end-start]
 	cut := time.Now()
-	view, err := w.spool.readLater(start, len(part))
-	if err != nil {
-		w.mu.Unlock()
-		w.fail(err)
-		return
-	}
-	// Copy the part without holding up Write.
-	w.mu.Unlock()
-	err = view.copyTo(part)
-	w.mu.Lock()
-	w.spool.doneReading()
+	part, err := w.partLocked(start, min(w.spool.size, start+int64(w.chunk)))
 	w.mu.Unlock()
 	if err != nil {
 		w.fail(err)
 		return
 	}
+	end := start + int64(part.len())
 	for failures, notFound := 0, 0; ; {
 		res, resp, err := w.attempt(start, part)
 		w.mu.Lock()
@@ -275,24 +265,68 @@ func (w *TraceWriter) isAnswered() bool {
 	return w.answered
 }
 
+// partLocked gathers the part [start, end) to send, or a first stretch of it. Where the spool's file holds the part,
+// it is sent from there: the transport hands the file to the kernel (sendfile), which sends its cached pages
+// without copying them through the process, and a part costs the sender a few system calls instead of copies of
+// its bytes. Else (the spool's memory phase, a part not filed yet, or the transport still reading the last part
+// from the file) the part is copied into the sender's buffer, so that Write may go on filling the spool. It is
+// called with the lock held and returns with it held, releasing it to copy.
+func (w *TraceWriter) partLocked(start, end int64) (tracePart, error) {
+	if f, at, n, ok := w.spool.fileRange(start, end); ok && w.fileBodyClosed() {
+		return tracePart{file: f, at: at, n: n}, nil
+	}
+	part := w.sendBuf[:end-start]
+	view, err := w.spool.readLater(start, len(part))
+	if err != nil {
+		return tracePart{}, err
+	}
+	w.mu.Unlock()
+	err = view.copyTo(part)
+	w.mu.Lock()
+	w.spool.doneReading()
+	return tracePart{mem: part}, err
+}
+
+// fileBodyClosed tells whether the transport has closed the last part's body read from the spool's file.
+func (w *TraceWriter) fileBodyClosed() bool {
+	if w.fileBodyOpen == nil {
+		return true
+	}
+	select {
+	case <-w.fileBodyOpen:
+		w.fileBodyOpen = nil
+		return true
+	default:
+		return false
+	}
+}
+
 // attempt sends one part once, within the attempt timeout; a timeout of the attempt alone is a transport failure.
-func (w *TraceWriter) attempt(start int64, part []byte) (*TraceAppend, *Response, error) {
+func (w *TraceWriter) attempt(start int64, part tracePart) (*TraceAppend, *Response, error) {
 	ctx, cancel := context.WithTimeout(w.ctx, w.attemptTimeout)
 	defer cancel()
-	var body *traceBodyReader
-	if len(part) > 0 {
-		body = newTraceBodyReader(part)
+	var body traceBody
+	if part.len() > 0 {
+		var err error
+		if body, err = part.body(); err != nil {
+			return nil, nil, fmt.Errorf("runnerapi: reading the trace spool: %w", err)
+		}
 	}
-	res, resp, err := w.c.appendTrace(ctx, w.id, start, part, body, w.token, call{retry: retryNever, secrets: w.secrets})
+	var first io.ReadCloser
 	if body != nil {
-		// part is the sender's buffer: reuse it only once the transport is done with it.
+		first = body
+	}
+	res, resp, err := w.c.appendTrace(ctx, w.id, start, part, first, w.token, call{retry: retryNever, secrets: w.secrets})
+	if body != nil {
+		// The transport may go on reading the body after the answer: the sender's buffer is reused, and the
+		// spool file's position moved, only once it is done.
 		t := time.NewTimer(time.Second)
 		select {
-		case <-body.closed:
+		case <-body.closed():
 		case <-t.C:
-			w.sendBuf = make([]byte, w.chunk)
+			w.bodyStillOpen(part, body)
 		case <-w.ctx.Done():
-			w.sendBuf = make([]byte, w.chunk)
+			w.bodyStillOpen(part, body)
 		}
 		t.Stop()
 	}
@@ -310,4 +344,16 @@ func (w *TraceWriter) attempt(start int64, part []byte) (*TraceAppend, *Response
 		w.abandoned(start)
 	}
 	return res, resp, err
+}
+
+// bodyStillOpen leaves a part's body to the transport that has not closed it yet: the sender takes a new buffer,
+// or sends no part from the spool's file until the body is closed.
+func (w *TraceWriter) bodyStillOpen(part tracePart, body traceBody) {
+	if part.file == nil {
+		w.sendBuf = make([]byte, w.chunk)
+		return
+	}
+	w.mu.Lock()
+	w.fileBodyOpen = body.closed()
+	w.mu.Unlock()
 }

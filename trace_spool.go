@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 )
 
 // traceSpoolBlock is how much a file-backed spool buffers in memory before writing to its file. The block before
@@ -18,18 +19,19 @@ type traceSpool struct {
 	// mem holds every byte while file is nil; afterwards, the bytes from memOff on.
 	mem    []byte
 	memOff int64
-	// prev holds the block before mem, the bytes from prevOff on; it is in the file once prevFiled, else it waits
-	// for the sender (fileLater) or the next full block, whichever comes first, to write it there.
-	prev      []byte
-	prevOff   int64
-	prevFiled bool
-	file      *traceSpoolFile
-	fileLen   int64 // the file holds every byte before fileLen
-	reserved  int64 // the file system was asked to allocate the file's space up to here
-	size      int64
-	memLimit  int
-	dir       string
-	released  bool
+	// prev holds the block before mem, the bytes from prevOff on; it is in the file once fileLen reaches its end,
+	// else it waits for a filer (fileLater) or the next full block, whichever comes first, to write it there.
+	prev    []byte
+	prevOff int64
+	file    *traceSpoolFile
+	// fileLen is where the file's bytes end: it holds every byte before it, and memory every byte from it on
+	// (prev and mem), so that filing is always writing the memory's first bytes after it.
+	fileLen  int64
+	reserved int64 // the file system was asked to allocate the file's space up to here
+	size     int64
+	memLimit int
+	dir      string
+	released bool
 
 	// toFileSoon is set when prev becomes a block waiting to be filed, for the TraceWriter to file it outside its
 	// guard.
@@ -101,7 +103,8 @@ func (s *traceSpool) append(p []byte) error {
 			return err
 		}
 		old := s.prev
-		s.prev, s.prevOff, s.prevFiled, s.toFileSoon = s.mem, s.memOff, false, true
+		s.prev, s.prevOff = s.mem, s.memOff
+		s.toFileSoon = !s.prevFiled()
 		s.memOff += int64(len(s.mem))
 		s.mem = s.refill(old)
 		if len(p) >= traceSpoolBlock {
@@ -164,20 +167,19 @@ func (s *traceSpool) toFile() error {
 	s.memOff = int64(len(s.mem))
 	s.mem = make([]byte, 0, traceSpoolBlock)
 	s.prev = make([]byte, 0, traceSpoolBlock)
-	s.prevOff, s.prevFiled = s.memOff, true
+	s.prevOff = s.memOff
 	return nil
 }
 
-// filePrev writes prev to the file unless it is there already.
+// prevFiled tells whether the file holds prev.
+func (s *traceSpool) prevFiled() bool { return s.fileLen >= s.prevOff+int64(len(s.prev)) }
+
+// filePrev writes to the file what it lacks of prev.
 func (s *traceSpool) filePrev() error {
-	if s.prevFiled {
+	if s.prevFiled() {
 		return nil
 	}
-	if err := s.writeFile(s.prev, s.prevOff); err != nil {
-		return err
-	}
-	s.prevFiled = true
-	return nil
+	return s.writeFile(s.prev[s.fileLen-s.prevOff:], s.fileLen)
 }
 
 // writeFile writes p at off, the end of what the file holds.
@@ -193,6 +195,16 @@ func (s *traceSpool) writeFile(p []byte, off int64) error {
 	}
 	s.fileLen = max(s.fileLen, off+int64(len(p)))
 	return nil
+}
+
+// fileRange finds [start, end) in the file: the file that holds start, start's offset in it, and how many of the
+// bytes that one file holds, all of them or those up to its end. ok is false unless the file holds them all.
+func (s *traceSpool) fileRange(start, end int64) (f *os.File, at int64, n int, ok bool) {
+	if s.released || s.file == nil || start >= end || end > s.fileLen {
+		return nil, 0, 0, false
+	}
+	f, at, n = s.file.stretch(start, end)
+	return f, at, n, f != nil
 }
 
 // traceSpoolView is where the bytes of one read are: slices of the spool's arrays and a range of its file, which
@@ -341,7 +353,8 @@ func (r traceSpoolReservation) do() {
 	}
 }
 
-// traceSpoolBlockToFile is a full block of the spool, at off, that waits to be written to the spool's file.
+// traceSpoolBlockToFile is a full block of the spool, or what the file lacks of it, at off, that waits to be
+// written to the spool's file.
 type traceSpoolBlockToFile struct {
 	block   []byte
 	off     int64
@@ -358,26 +371,25 @@ func (b traceSpoolBlockToFile) write() error {
 	return nil
 }
 
-// fileLater returns prev when it waits to be filed, pinning it: the caller may release the guard, write it, and
-// must then call filed and doneFiling under the guard. ok is false when there is nothing to file, or another
-// caller is filing.
+// fileLater returns what the file lacks of prev, pinning it: the caller may release the guard, write it, and must
+// then call filed and doneFiling under the guard. ok is false when there is nothing to file, or another caller is
+// filing.
 func (s *traceSpool) fileLater() (b traceSpoolBlockToFile, ok bool) {
-	if s.released || s.file == nil || s.prevFiled || s.pins[traceFilerPin] != nil ||
-		s.file.ensure(s.prevOff+int64(len(s.prev))) != nil {
+	end := s.prevOff + int64(len(s.prev))
+	if s.released || s.file == nil || s.fileLen >= end || s.pins[traceFilerPin] != nil || s.file.ensure(end) != nil {
 		// Nothing to file, someone filing, or no file to write to: the next full block files this one where
 		// it can say why.
 		return b, false
 	}
 	s.pins[traceFilerPin] = traceArrayID(s.prev)
-	return traceSpoolBlockToFile{block: s.prev, off: s.prevOff, file: s.file,
-		reserve: s.reserve(s.prevOff + int64(len(s.prev)))}, true
+	return traceSpoolBlockToFile{block: s.prev[s.fileLen-s.prevOff:], off: s.fileLen, file: s.file,
+		reserve: s.reserve(end)}, true
 }
 
-// filed records that the block fileLater returned at off is in the file.
-func (s *traceSpool) filed(off int64) {
-	if !s.prevFiled && s.prevOff == off {
-		s.prevFiled = true
-		s.fileLen = max(s.fileLen, off+int64(len(s.prev)))
+// filed records that b, from fileLater, is in the file.
+func (s *traceSpool) filed(b traceSpoolBlockToFile) {
+	if b.off <= s.fileLen {
+		s.fileLen = max(s.fileLen, b.off+int64(len(b.block)))
 	}
 }
 

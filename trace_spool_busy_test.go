@@ -51,7 +51,7 @@ func TestTraceSpoolBusyViewsAndLateFiling(t *testing.T) {
 		if ok {
 			require.Equal(t, saved, job.block, "a block being filed was changed")
 			require.NoError(t, job.write())
-			s.filed(job.off)
+			s.filed(job)
 		}
 		// The reader and the filer finish in either order.
 		if r.IntN(2) == 0 {

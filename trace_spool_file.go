@@ -95,6 +95,13 @@ func (f *traceSpoolFile) each(off int64, n int, fn func(seg *os.File, at int64, 
 	return nil
 }
 
+// stretch returns the file that holds off, off's offset in it, and how many bytes of [off, end) it holds; f is nil
+// when that file was not created.
+func (f *traceSpoolFile) stretch(off, end int64) (seg *os.File, at int64, n int) {
+	k, start, size := traceSpoolSegment(off)
+	return f.segs[k], off - start, int(min(end, start+size) - off)
+}
+
 // WriteAt writes p at off; the files for that range must have been created.
 func (f *traceSpoolFile) WriteAt(p []byte, off int64) (int, error) {
 	err := f.each(off, len(p), func(seg *os.File, at int64, lo, hi int) error {

@@ -110,7 +110,7 @@ func TestTraceSpoolReservesSpaceWithoutGrowingTheFile(t *testing.T) {
 	job, ok := s.fileLater()
 	require.True(t, ok)
 	require.NoError(t, job.write())
-	s.filed(job.off)
+	s.filed(job)
 	s.doneFiling()
 	require.Greater(t, s.reserved, s.fileLen, "space is asked for ahead of the writes")
 	var size int64

@@ -1,0 +1,120 @@
+package runnerapi
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"sync"
+	"syscall"
+)
+
+// tracePart is a part of the trace to append: its bytes in memory, or the stretch of the spool's file that holds
+// them, n bytes from at.
+type tracePart struct {
+	mem  []byte
+	file *os.File
+	at   int64
+	n    int
+}
+
+func (p tracePart) len() int {
+	if p.file != nil {
+		return p.n
+	}
+	return len(p.mem)
+}
+
+// body returns the body of one attempt at sending p, which tells when the transport is done with it: it closes
+// every body it was given, possibly after the answer arrived.
+func (p tracePart) body() (traceBody, error) {
+	if p.file == nil {
+		return newTraceBodyReader(p.mem), nil
+	}
+	return newTraceFileBody(p.file, p.at, p.n)
+}
+
+// replay returns a body of p that reads by offset, for the transport to send p again (GetBody) while the first
+// body may still be read.
+func (p tracePart) replay() io.ReadCloser {
+	if p.file == nil {
+		return newTraceBodyReader(p.mem)
+	}
+	return io.NopCloser(io.NewSectionReader(p.file, p.at, int64(p.n)))
+}
+
+// traceBody is a part's request body that says when the transport closed it.
+type traceBody interface {
+	io.ReadCloser
+	closed() <-chan struct{}
+}
+
+// traceBodyReader is a part's body in memory, whose bytes may be reused once the transport closed it.
+type traceBodyReader struct {
+	bytes.Reader
+	once sync.Once
+	done chan struct{}
+}
+
+func newTraceBodyReader(part []byte) *traceBodyReader {
+	r := &traceBodyReader{done: make(chan struct{})}
+	r.Reset(part)
+	return r
+}
+
+// Close tells that the transport is done with the body.
+func (r *traceBodyReader) Close() error {
+	r.once.Do(func() { close(r.done) })
+	return nil
+}
+
+func (r *traceBodyReader) closed() <-chan struct{} { return r.done }
+
+// traceFileBody is a part's body read from the spool's file at the file's own position, from the part's start to
+// end. Its SyscallConn lets the transport hand the file to the kernel (sendfile on Linux), which sends its cached
+// pages without copying them through the process: a part costs the sender a few system calls instead of two copies
+// of its bytes. Only one traceFileBody of a file may be open at a time, since they share its position.
+type traceFileBody struct {
+	f    *os.File
+	end  int64
+	once sync.Once
+	done chan struct{}
+}
+
+func newTraceFileBody(f *os.File, at int64, n int) (*traceFileBody, error) {
+	if _, err := f.Seek(at, io.SeekStart); err != nil {
+		return nil, err
+	}
+	return &traceFileBody{f: f, end: at + int64(n), done: make(chan struct{})}, nil
+}
+
+// Read reads from the file's position up to the part's end. The position says what is left, since the kernel
+// moves it when it sends the file's pages itself.
+func (b *traceFileBody) Read(p []byte) (int, error) {
+	pos, err := b.f.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return 0, err
+	}
+	if pos >= b.end {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > b.end-pos {
+		p = p[:b.end-pos]
+	}
+	n, err := b.f.Read(p)
+	if err == io.EOF && n == 0 {
+		// The file is shorter than the part: it never is, but a body must not end early in silence.
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
+}
+
+// SyscallConn gives the file's descriptor to the transport (net's sendfile looks for it).
+func (b *traceFileBody) SyscallConn() (syscall.RawConn, error) { return b.f.SyscallConn() }
+
+// Close tells that the transport is done with the body; the file stays the spool's.
+func (b *traceFileBody) Close() error {
+	b.once.Do(func() { close(b.done) })
+	return nil
+}
+
+func (b *traceFileBody) closed() <-chan struct{} { return b.done }

@@ -1,0 +1,183 @@
+package runnerapi
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// bodyRecorder is a transport that notes, for every trace part, whether its body offered the transport a file
+// descriptor (which net's sendfile looks for), and can hold the first part until released.
+type bodyRecorder struct {
+	next    http.RoundTripper
+	hold    chan struct{} // when not nil, the first PATCH waits for it to be closed
+	mu      sync.Mutex
+	file    int
+	memory  int
+	patches int
+}
+
+func (b *bodyRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method == http.MethodPatch && req.Body != nil {
+		b.mu.Lock()
+		b.patches++
+		first := b.patches == 1
+		if _, ok := req.Body.(syscall.Conn); ok {
+			b.file++
+		} else {
+			b.memory++
+		}
+		b.mu.Unlock()
+		if first && b.hold != nil {
+			<-b.hold
+		}
+	}
+	return b.next.RoundTrip(req)
+}
+
+// A part the spool's file holds goes to the transport as the file itself, so that the kernel sends its pages
+// (sendfile) instead of the process copying them twice; the coordinator gets the same bytes.
+func TestTraceWriterSendsFiledPartsFromTheFile(t *testing.T) {
+	c := newTraceCoord(t)
+	rec := &bodyRecorder{next: c.srv.Client().Transport, hold: make(chan struct{})}
+	cl := c.client(t, WithHTTPClient(&http.Client{Transport: rec}))
+	w := c.writer(t, cl, TraceOptions{MemoryLimit: 64 << 10, ChunkSize: 256 << 10, FlushInterval: time.Millisecond, TempDir: t.TempDir()})
+	r := rand.New(rand.NewPCG(3, 4))
+	var want []byte
+	for len(want) < 8<<20 {
+		line := strconv.AppendUint(nil, r.Uint64(), 36)
+		line = append(line, " a line of output\n"...)
+		want = append(want, line...)
+		_, err := w.Write(line)
+		require.NoError(t, err)
+	}
+	// The sender waited on its first part meanwhile: what it sends next is in the file.
+	close(rec.hold)
+	require.NoError(t, w.Close())
+	got, _ := c.snapshot()
+	require.True(t, bytes.Equal(want, got), "the coordinator's trace: %d bytes, want %d", len(got), len(want))
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	assert.Positive(t, rec.file, "parts sent from the spool's file (%d from memory)", rec.memory)
+}
+
+// lateReader is a transport that answers a part at once, as a coordinator that answers before it has read the
+// body, and reads the first file body only after the writer sent the next part: while a body reads the spool's
+// file at the file's position, the writer must not send another part from the file.
+type lateReader struct {
+	mu      sync.Mutex
+	trace   []byte
+	held    io.ReadCloser
+	heldAt  int64
+	heldLen int64
+	parts   int
+	late    []byte
+	lateErr error
+}
+
+func (l *lateReader) RoundTrip(req *http.Request) (*http.Response, error) {
+	start, end, _ := strings.Cut(req.Header.Get("Content-Range"), "-")
+	from, _ := strconv.ParseInt(start, 10, 64)
+	to, _ := strconv.ParseInt(end, 10, 64)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.parts++
+	_, isFile := req.Body.(syscall.Conn)
+	switch {
+	case req.Body == nil:
+	case isFile && l.held == nil && l.late == nil:
+		// Keep this body unread: the answer goes first.
+		l.held, l.heldAt, l.heldLen = req.Body, from, to-from
+		l.trace = append(l.trace, make([]byte, to-from)...)
+	default:
+		b, err := io.ReadAll(req.Body)
+		_ = req.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		l.trace = append(l.trace[:from], b...)
+		if l.held != nil {
+			// The next part went out: now read the one held, which must still be its own bytes.
+			l.late, l.lateErr = io.ReadAll(l.held)
+			_ = l.held.Close()
+			l.held = nil
+		}
+	}
+	h := http.Header{"Range": {"0-" + strconv.Itoa(len(l.trace))}, "Build-Status": {"running"}}
+	return &http.Response{StatusCode: http.StatusAccepted, Status: "202 Accepted", Header: h, Body: http.NoBody,
+		Request: req, ProtoMajor: 1, ProtoMinor: 1}, nil
+}
+
+func TestTraceWriterSendsNoFilePartWhileTheLastIsStillRead(t *testing.T) {
+	l := &lateReader{}
+	cl, err := NewClient("http://coordinator.example", WithHTTPClient(&http.Client{Transport: l}), WithBuildToken(coordBuildToken))
+	require.NoError(t, err)
+	w, err := cl.NewTraceWriter(context.Background(), coordBuildID, &TraceOptions{
+		MemoryLimit: 64 << 10, ChunkSize: 256 << 10, FlushInterval: time.Hour, KeepAlive: -1, TempDir: t.TempDir(),
+	})
+	require.NoError(t, err)
+	r := rand.New(rand.NewPCG(5, 6))
+	want := make([]byte, 3<<20)
+	for i := range want {
+		want[i] = 'a' + byte(r.IntN(26))
+	}
+	w.mu.Lock() // everything is spooled, and filed, before the sender sends anything
+	w.record(want)
+	w.mu.Unlock()
+	require.NoError(t, w.Close())
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	require.NotNil(t, l.late, "a file body was held and read after the next part")
+	require.NoError(t, l.lateErr)
+	assert.True(t, bytes.Equal(want[l.heldAt:l.heldAt+l.heldLen], l.late), "the held body read its own part")
+	copy(l.trace[l.heldAt:], l.late)
+	assert.True(t, bytes.Equal(want, l.trace), "the trace, once the held part is in")
+}
+
+// A file body reads from the file's position, which the kernel moves when it sends the file's pages itself; it
+// ends at the part's end whatever the transport read of it before.
+func TestTraceFileBodyEndsAtThePartsEnd(t *testing.T) {
+	f, err := os.CreateTemp(t.TempDir(), "spool")
+	require.NoError(t, err)
+	defer f.Close()
+	content := []byte(strings.Repeat("0123456789", 20))
+	_, err = f.Write(content)
+	require.NoError(t, err)
+
+	b, err := newTraceFileBody(f, 10, 100)
+	require.NoError(t, err)
+	head := make([]byte, 30)
+	n, err := b.Read(head)
+	require.NoError(t, err)
+	assert.Equal(t, content[10:40], head[:n])
+	// As sendfile would: 30 more bytes sent by the kernel.
+	_, err = f.Seek(70, io.SeekStart)
+	require.NoError(t, err)
+	rest, err := io.ReadAll(b)
+	require.NoError(t, err)
+	assert.Equal(t, content[70:110], rest, "the part's last bytes, and nothing after them")
+	require.NoError(t, b.Close())
+	select {
+	case <-b.closed():
+	default:
+		t.Fatal("Close is told")
+	}
+
+	// A file shorter than the part is an error, never a short body in silence.
+	short, err := newTraceFileBody(f, 190, 20)
+	require.NoError(t, err)
+	_, err = io.ReadAll(short)
+	assert.ErrorIs(t, err, io.ErrUnexpectedEOF)
+}
