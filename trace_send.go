@@ -265,21 +265,24 @@ func (w *TraceWriter) isAnswered() bool {
 	return w.answered
 }
 
-// partLocked gathers the part [start, end) to send, or a first stretch of it. Where the spool's file holds the part,
-// it is sent from there: the transport hands the file to the kernel (sendfile), which sends its cached pages
-// without copying them through the process, and a part costs the sender a few system calls instead of copies of
-// its bytes. Else (the spool's memory phase, a part not filed yet, or the transport still reading the last part
-// from the file) the part is copied into the sender's buffer, so that Write may go on filling the spool. It is
-// called with the lock held and returns with it held, releasing it to copy.
+// partLocked gathers the part [start, end) to send, or a first stretch of it. A part still in the spool's memory
+// is copied into the sender's buffer, so that Write may go on filling the spool meanwhile. A part only the spool's
+// file holds is sent from the file itself: the transport hands it to the kernel (sendfile), which sends its cached
+// pages without reading them into the process first, unless the transport still reads the last part from the
+// file. (Sending from the file what memory still holds costs more: sendfile's pages cost the kernel more than a
+// copy from memory does.) It is called with the lock held and returns with it held, releasing it to copy.
 func (w *TraceWriter) partLocked(start, end int64) (tracePart, error) {
-	if f, at, n, ok := w.spool.fileRange(start, end); ok && w.fileBodyClosed() {
-		return tracePart{file: f, at: at, n: n}, nil
-	}
 	part := w.sendBuf[:end-start]
-	view, err := w.spool.readLater(start, len(part))
+	view, err := w.spool.view(start, len(part))
 	if err != nil {
 		return tracePart{}, err
 	}
+	if !view.inMemory() {
+		if f, at, n, ok := w.spool.fileRange(start, end); ok && w.fileBodyClosed() {
+			return tracePart{file: f, at: at, n: n}, nil
+		}
+	}
+	w.spool.pinView(view)
 	w.mu.Unlock()
 	err = view.copyTo(part)
 	w.mu.Lock()

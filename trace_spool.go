@@ -312,12 +312,27 @@ func (s *traceSpool) readLater(off int64, n int) (traceSpoolView, error) {
 	if err != nil {
 		return v, err
 	}
+	s.pinView(v)
+	return v, nil
+}
+
+// pinView pins the arrays of v, from view, as readLater does.
+func (s *traceSpool) pinView(v traceSpoolView) {
 	for _, seg := range v.segs[:v.n] {
 		if seg.mem != nil {
 			s.pinRead(seg.held)
 		}
 	}
-	return v, nil
+}
+
+// inMemory tells whether every byte of the view is in memory.
+func (v *traceSpoolView) inMemory() bool {
+	for _, seg := range v.segs[:v.n] {
+		if seg.mem == nil {
+			return false
+		}
+	}
+	return true
 }
 
 // traceSpoolReserveStep is how far ahead of the writes the spool has the file system allocate the file's space.
