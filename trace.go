@@ -297,7 +297,11 @@ func (c *Client) newTraceWriter(ctx context.Context, id int64, o TraceOptions, b
 	}
 	w.secrets = append(secrets, token)
 	w.masker = newTraceMasker(secrets)
-	w.sendBuf = make([]byte, w.chunk)
+	if w.chunk == traceBlocks.size {
+		w.sendBuf = traceBlocks.get()[:w.chunk]
+	} else {
+		w.sendBuf = make([]byte, w.chunk)
+	}
 	// The sender's context is its own, so that every reason to stop it comes with a cause that says why.
 	w.ctx, w.cancel = context.WithCancelCause(context.WithoutCancel(ctx))
 	w.stopAfter = context.AfterFunc(ctx, func() { w.contextEnded(ctx) })

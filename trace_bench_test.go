@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -90,6 +92,29 @@ func BenchmarkTraceThroughput(b *testing.B) {
 			b.ReportMetric(float64(requests.Load())/float64(b.N), "requests/op")
 		})
 	}
+	// A runner's usual work: many builds, each a trace small enough for the spool's memory (4 MB; gitlab-runner
+	// cuts a build's log at 4 MiB by default), each with a writer of its own.
+	b.Run("TraceWriter/64-traces-of-4MB", func(b *testing.B) {
+		const traces, size = 64, 4_000_000
+		srv, length, _ := benchServer(b)
+		cl, err := NewClient(srv.URL, WithHTTPClient(srv.Client()), WithBuildToken(coordBuildToken))
+		require.NoError(b, err)
+		line := append(bytes.Repeat([]byte("w"), 99), '\n')
+		b.SetBytes(traces * size)
+		b.ReportAllocs()
+		for range b.N {
+			for range traces {
+				length.Store(0)
+				w, err := cl.NewTraceWriter(context.Background(), 1, nil)
+				require.NoError(b, err)
+				for i := 0; i < size; i += len(line) {
+					_, _ = w.Write(line[:min(len(line), size-i)])
+				}
+				require.NoError(b, w.Close())
+				require.Equal(b, int64(size), length.Load())
+			}
+		}
+	})
 	// The sending side alone: the trace is spooled before the clock starts, so this is Close draining 256 MiB.
 	b.Run("TraceWriter/spooled-before", func(b *testing.B) {
 		srv, length, requests := benchServer(b)
@@ -144,5 +169,73 @@ func BenchmarkTraceThroughput(b *testing.B) {
 		b.StopTimer()
 		require.Equal(b, int64(benchSize), length.Load())
 		b.ReportMetric(float64(requests.Load())/float64(b.N), "requests/op")
+	})
+}
+
+// BenchmarkTraceWriterStages is what each stage of a TraceWriter costs per 100-byte line, alone, beside what the
+// whole writer costs (BenchmarkTraceWriterWrite): the lock any io.Writer safe for concurrent use takes per Write
+// (with the copy of the line), the masking of the build and runner tokens, the spool's copy of the masked bytes and
+// their write to its file, and the CRC-32 of the output. The ceiling of BenchmarkTraceThroughput pays none of them.
+func BenchmarkTraceWriterStages(b *testing.B) {
+	line := append(bytes.Repeat([]byte("s"), 99), '\n')
+	const window = 64 << 10 // a masker's window: the unit the later stages take
+	chunk := bytes.Repeat(line, window/len(line))
+	perLine := func(b *testing.B) {
+		b.SetBytes(int64(len(line)))
+		b.ReportAllocs()
+	}
+	b.Run("lock-and-copy", func(b *testing.B) {
+		var mu sync.Mutex
+		buf := make([]byte, 0, window)
+		perLine(b)
+		for range b.N {
+			mu.Lock()
+			if len(buf)+len(line) > cap(buf) {
+				buf = buf[:0]
+			}
+			buf = append(buf, line...)
+			mu.Unlock()
+		}
+	})
+	b.Run("mask-tokens", func(b *testing.B) {
+		m := newTraceMasker([]string{coordBuildToken, coordRunnerToken})
+		var out countSink
+		perLine(b)
+		for range b.N {
+			m.write(line, &out)
+		}
+	})
+	b.Run("spool-to-file", func(b *testing.B) {
+		var s traceSpool
+		var written int64
+		perLine(b)
+		for i := 0; i < b.N; i += len(chunk) / len(line) {
+			if written >= 256<<20 {
+				// A new trace every 256 MiB, as BenchmarkTraceWriterWrite does every 64 MiB.
+				require.NoError(b, s.release())
+				written = 0
+			}
+			if written == 0 {
+				s = traceSpool{memLimit: DefaultTraceMemoryLimit, dir: b.TempDir()}
+			}
+			require.NoError(b, s.append(chunk))
+			if s.toFileSoon {
+				s.toFileSoon = false
+				if job, ok := s.fileLater(); ok {
+					require.NoError(b, job.write())
+					s.filed(job)
+					s.doneFiling()
+				}
+			}
+			written += int64(len(chunk))
+		}
+		require.NoError(b, s.release())
+	})
+	b.Run("crc32", func(b *testing.B) {
+		var sum uint32
+		perLine(b)
+		for i := 0; i < b.N; i += len(chunk) / len(line) {
+			sum = crc32.Update(sum, crc32.IEEETable, chunk)
+		}
 	})
 }

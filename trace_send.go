@@ -25,6 +25,9 @@ func (w *TraceWriter) run() {
 		if err := w.spool.release(); err != nil {
 			w.failLocked(err)
 		}
+		// Every part's body is closed, or was left to the transport with a buffer of its own.
+		traceBlocks.put(w.sendBuf)
+		w.sendBuf = nil
 		w.mu.Unlock()
 		close(w.done)
 	}()

@@ -140,8 +140,12 @@ func (s *traceSpool) refill(old []byte) []byte {
 		s.spares[s.nSpares] = nil
 		return sp[:0]
 	}
-	return make([]byte, 0, traceSpoolBlock)
+	return traceBlocks.get()
 }
+
+// traceSpoolSmall is how far the memory phase grows by doubling before it takes a whole array of its limit from
+// traceMemoryArrays: most traces stay small, and those that do not then cost no copies of what they hold.
+const traceSpoolSmall = 64 << 10
 
 // growAppend appends p to b, growing b by doubling but never beyond limit, so the memory phase holds at most
 // limit bytes of capacity.
@@ -150,7 +154,12 @@ func (s *traceSpool) growAppend(b, p []byte, limit int) []byte {
 	if need > cap(b) {
 		c := max(2*cap(b), need, 4<<10)
 		c = min(c, max(limit, need))
-		nb := make([]byte, len(b), c)
+		var nb []byte
+		if c > traceSpoolSmall && limit == traceMemoryArrays.size && need <= limit {
+			nb = traceMemoryArrays.get()[:len(b)]
+		} else {
+			nb = make([]byte, len(b), c)
+		}
 		copy(nb, b)
 		b = nb
 	}
@@ -164,9 +173,10 @@ func (s *traceSpool) toFile() error {
 		return err
 	}
 	// Drop the memory phase's large buffer: from now on memory holds two blocks.
+	s.pool(s.mem)
 	s.memOff = int64(len(s.mem))
-	s.mem = make([]byte, 0, traceSpoolBlock)
-	s.prev = make([]byte, 0, traceSpoolBlock)
+	s.mem = traceBlocks.get()
+	s.prev = traceBlocks.get()
 	s.prevOff = s.memOff
 	return nil
 }
@@ -437,12 +447,29 @@ func (s *traceSpool) recycle() {
 	s.nRetired = kept
 }
 
+// pool gives b to its pool unless somebody reads it outside the guard.
+func (s *traceSpool) pool(b []byte) {
+	if b != nil && !s.pinned(b) {
+		traceMemoryArrays.put(b)
+		traceBlocks.put(b)
+	}
+}
+
 // release frees the memory and removes the temporary files. The spool cannot be used afterwards.
 func (s *traceSpool) release() error {
 	if s.released {
 		return nil
 	}
 	s.released = true
+	// The arrays nobody reads any longer serve the next trace.
+	s.pool(s.mem)
+	s.pool(s.prev)
+	for _, b := range s.retired[:s.nRetired] {
+		s.pool(b)
+	}
+	for _, b := range s.spares[:s.nSpares] {
+		s.pool(b)
+	}
 	s.mem, s.prev, s.retired, s.spares, s.nRetired, s.nSpares = nil, nil, [3][]byte{}, [3][]byte{}, 0, 0
 	if s.file == nil {
 		return nil
