@@ -31,6 +31,8 @@ type contender struct {
 	Secrets          int
 	Writers          int
 	DefaultTransport bool
+	// Builds makes a trace contender write the trace as that many builds' traces, one after another.
+	Builds int
 	// judge, when set, replaces the scenario's judge for this contender.
 	judge func(c, ref summary) (bool, string)
 	// Argv builds an external command line; nil for a Go contender.
@@ -60,6 +62,9 @@ var (
 		{Name: "net/http 1 MiB PATCH loop", Ref: true, Child: "trace-ceiling"},
 		{Name: "SDK TraceWriter", SDK: true, Child: "trace-sdk-writer"},
 		{Name: "SDK v4 TraceWriter", SDK: true, Child: "trace-sdk-writer-v4"},
+		// A runner's usual work: many builds, each with a trace the spool keeps in memory (gitlab-runner cuts a
+		// build's log at 4 MiB by default), a writer each.
+		{Name: "SDK TraceWriter, 4 MiB builds", SDK: true, Child: "trace-sdk-builds", Builds: -1, judge: judgeTraceBuilds},
 	}
 )
 
@@ -76,6 +81,7 @@ type childParams struct {
 	RawAddr     string // the physical ceiling's server
 	Secrets     int    // secrets to mask besides the tokens
 	Writers     int    // trace writers at once
+	Builds      int    // traces written one after another
 	// DefaultTransport makes the SDK contender use the caller's client on http.DefaultTransport.
 	DefaultTransport bool
 	// ExpectStatus is the error status the call must end in (413 in the toolarge scenario).
@@ -106,6 +112,7 @@ var childFuncs = map[string]childFunc{
 	"upload-sdk-stream": childSDKUploadStream,
 	"download-sdk-file": childSDKDownloadFile,
 	"trace-sdk-writer":  childSDKTraceWriter,
+	"trace-sdk-builds":  childSDKTraceBuilds,
 	// The same SDK contenders on the runner API v4, against the server's v4 endpoints.
 	"upload-sdk-file-v4":   onV4(childSDKUploadFile),
 	"download-sdk-file-v4": onV4(childSDKDownloadFile),
@@ -135,6 +142,9 @@ func (p childParams) argv(exe, name string) []string {
 	if p.Writers > 0 {
 		argv = append(argv, "-writers", strconv.Itoa(p.Writers))
 	}
+	if p.Builds > 0 {
+		argv = append(argv, "-builds", strconv.Itoa(p.Builds))
+	}
 	if p.DefaultTransport {
 		argv = append(argv, "-default-transport")
 	}
@@ -160,6 +170,7 @@ func childMain(args []string) int {
 	fs.StringVar(&p.RawAddr, "raw", "", "")
 	fs.IntVar(&p.Secrets, "secrets", 0, "")
 	fs.IntVar(&p.Writers, "writers", 0, "")
+	fs.IntVar(&p.Builds, "builds", 0, "")
 	fs.BoolVar(&p.DefaultTransport, "default-transport", false, "")
 	fs.IntVar(&p.ExpectStatus, "expect-status", 0, "")
 	if err := fs.Parse(args); err != nil {

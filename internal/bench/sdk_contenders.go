@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"runtime"
 	"time"
 
 	"github.com/runnerapi/runnerapi"
@@ -117,6 +118,41 @@ func childSDKDownloadFile(ctx context.Context, p childParams) (childOutput, erro
 		return childOutput{}, err
 	}
 	return childOutput{Bytes: p.Size, TransferNS: time.Since(start).Nanoseconds(), Note: fmt.Sprintf("%+v", info)}, nil
+}
+
+// childSDKTraceBuilds writes the trace as p.Builds builds' traces one after another, each line by line through a
+// TraceWriter of its own, closed before the next build starts, as a runner's builds come.
+func childSDKTraceBuilds(ctx context.Context, p childParams) (childOutput, error) {
+	c, err := sdkClient(p)
+	if err != nil {
+		return childOutput{}, err
+	}
+	if p.Builds <= 0 {
+		return childOutput{}, errors.New("no builds")
+	}
+	per := p.Size / int64(p.Builds)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	start := time.Now()
+	var writes int64
+	for i := range p.Builds {
+		w, err := c.NewTraceWriter(ctx, manyWriterID(p.ID, i), &runnerapi.TraceOptions{Token: p.BuildToken})
+		if err != nil {
+			return childOutput{}, err
+		}
+		n, err := writeTrace(w, per)
+		if cerr := w.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return childOutput{}, fmt.Errorf("build %d of %d: %w", i+1, p.Builds, err)
+		}
+		writes += n
+	}
+	elapsed := time.Since(start)
+	runtime.ReadMemStats(&after)
+	return childOutput{Bytes: per * int64(p.Builds), TransferNS: elapsed.Nanoseconds(), Writes: writes,
+		Mallocs: int64(after.Mallocs - before.Mallocs)}, nil
 }
 
 // childSDKTraceWriter writes the trace line by line through a TraceWriter and closes it, which waits for the
