@@ -25,10 +25,15 @@ func (p tracePart) len() int {
 }
 
 // body returns the body of one attempt at sending p, which tells when the transport is done with it: it closes
-// every body it was given, possibly after the answer arrived.
-func (p tracePart) body() (traceBody, error) {
-	if p.file == nil {
+// every body it was given, possibly after the answer arrived. A part of the file is read at the file's position
+// only when atPosition says no other body uses it (a retry while the transport still holds the first attempt's
+// body); otherwise by offset.
+func (p tracePart) body(atPosition bool) (traceBody, error) {
+	switch {
+	case p.file == nil:
 		return newTraceBodyReader(p.mem), nil
+	case !atPosition:
+		return &traceSectionBody{SectionReader: io.NewSectionReader(p.file, p.at, int64(p.n)), done: make(chan struct{})}, nil
 	}
 	return newTraceFileBody(p.file, p.at, p.n)
 }
@@ -68,6 +73,21 @@ func (r *traceBodyReader) Close() error {
 }
 
 func (r *traceBodyReader) closed() <-chan struct{} { return r.done }
+
+// traceSectionBody is a part's body read from the spool's file by offset, leaving the file's position alone.
+type traceSectionBody struct {
+	*io.SectionReader
+	once sync.Once
+	done chan struct{}
+}
+
+// Close tells that the transport is done with the body.
+func (b *traceSectionBody) Close() error {
+	b.once.Do(func() { close(b.done) })
+	return nil
+}
+
+func (b *traceSectionBody) closed() <-chan struct{} { return b.done }
 
 // traceFileBody is a part's body read from the spool's file at the file's own position, from the part's start to
 // end. Its SyscallConn lets the transport hand the file to the kernel (sendfile on Linux), which sends its cached

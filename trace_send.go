@@ -313,8 +313,11 @@ func (w *TraceWriter) attempt(start int64, part tracePart) (*TraceAppend, *Respo
 	defer cancel()
 	var body traceBody
 	if part.len() > 0 {
+		w.mu.Lock()
+		atPosition := part.file != nil && w.fileBodyClosed()
+		w.mu.Unlock()
 		var err error
-		if body, err = part.body(); err != nil {
+		if body, err = part.body(atPosition); err != nil {
 			return nil, nil, fmt.Errorf("runnerapi: reading the trace spool: %w", err)
 		}
 	}
@@ -358,6 +361,9 @@ func (w *TraceWriter) bodyStillOpen(part tracePart, body traceBody) {
 	if part.file == nil {
 		w.sendBuf = make([]byte, w.chunk)
 		return
+	}
+	if _, ok := body.(*traceFileBody); !ok {
+		return // read by offset: the file's position is the other body's
 	}
 	w.mu.Lock()
 	w.fileBodyOpen = body.closed()
