@@ -15,6 +15,27 @@ type tracePart struct {
 	file *os.File
 	at   int64
 	n    int
+	// replays, when not nil, keeps the replays made of the part, for the sender to wait until the transport has
+	// closed them as it waits for the first body.
+	replays *traceReplays
+}
+
+// traceReplays are the bodies a part's GetBody made; net/http may call it from its own goroutines.
+type traceReplays struct {
+	mu     sync.Mutex
+	bodies []traceBody
+}
+
+func (r *traceReplays) add(b traceBody) {
+	r.mu.Lock()
+	r.bodies = append(r.bodies, b)
+	r.mu.Unlock()
+}
+
+func (r *traceReplays) all() []traceBody {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]traceBody(nil), r.bodies...)
 }
 
 func (p tracePart) len() int {
@@ -41,10 +62,11 @@ func (p tracePart) body(atPosition bool) (traceBody, error) {
 // replay returns a body of p that reads by offset, for the transport to send p again (GetBody) while the first
 // body may still be read.
 func (p tracePart) replay() io.ReadCloser {
-	if p.file == nil {
-		return newTraceBodyReader(p.mem)
+	b, _ := p.body(false) // by offset: it fails only at the file's position
+	if p.replays != nil {
+		p.replays.add(b)
 	}
-	return io.NopCloser(io.NewSectionReader(p.file, p.at, int64(p.n)))
+	return b
 }
 
 // traceBody is a part's request body that says when the transport closed it.

@@ -91,3 +91,82 @@ func TestTraceWriterRetriesAFilePartWithoutTheFilesPosition(t *testing.T) {
 		"the held body read %d bytes, its part is %d", len(h.late), h.heldLen)
 	assert.True(t, bytes.Equal(want, h.trace), "the coordinator's trace")
 }
+
+// replayHolder is a transport that, like net/http's when a reused connection fails before the request went out,
+// closes the first body of the first part and sends a replay from GetBody instead; the coordinator refuses that
+// attempt with a 503 before reading it, and the transport goes on holding the replay, reading it only once two
+// more parts went out.
+type replayHolder struct {
+	mu      sync.Mutex
+	trace   []byte
+	held    io.ReadCloser
+	heldAt  int64
+	heldLen int64
+	parts   int
+	late    []byte
+	lateErr error
+	lateSet bool
+}
+
+func (h *replayHolder) RoundTrip(req *http.Request) (*http.Response, error) {
+	start, end, _ := strings.Cut(req.Header.Get("Content-Range"), "-")
+	from, _ := strconv.ParseInt(start, 10, 64)
+	to, _ := strconv.ParseInt(end, 10, 64)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if req.Body != nil && h.held == nil && !h.lateSet {
+		_ = req.Body.Close()
+		replay, err := req.GetBody()
+		if err != nil {
+			return nil, err
+		}
+		h.held, h.heldAt, h.heldLen = replay, from, to-from
+		return &http.Response{StatusCode: http.StatusServiceUnavailable, Status: "503 Service Unavailable",
+			Header: http.Header{}, Body: http.NoBody, Request: req, ProtoMajor: 1, ProtoMinor: 1}, nil
+	}
+	if req.Body != nil {
+		b, err := io.ReadAll(req.Body)
+		_ = req.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		h.trace = append(h.trace[:from], b...)
+		if h.parts++; h.held != nil && h.parts == 3 {
+			h.late, h.lateErr = io.ReadAll(h.held)
+			_ = h.held.Close()
+			h.held, h.lateSet = nil, true
+		}
+	}
+	hdr := http.Header{"Range": {"0-" + strconv.Itoa(len(h.trace))}, "Build-Status": {"running"}}
+	return &http.Response{StatusCode: http.StatusAccepted, Status: "202 Accepted", Header: hdr, Body: http.NoBody,
+		Request: req, ProtoMajor: 1, ProtoMinor: 1}, nil
+}
+
+// A replay of a part (GetBody) is a body over the sender's buffer as the first attempt's is: while the transport
+// still holds it, the sender must not copy the next parts into that buffer, nor give it to the pool for another
+// build's trace.
+func TestTraceWriterLeavesTheBufferToAReplayStillRead(t *testing.T) {
+	h := &replayHolder{}
+	cl, err := NewClient("http://coordinator.example", WithHTTPClient(&http.Client{Transport: h}), WithBuildToken(coordBuildToken),
+		WithRetryPolicy(RetryPolicy{MaxRetries: 4, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}))
+	require.NoError(t, err)
+	w, err := cl.NewTraceWriter(context.Background(), coordBuildID, &TraceOptions{
+		ChunkSize: 256 << 10, FlushInterval: time.Hour, KeepAlive: -1, TempDir: t.TempDir(),
+	})
+	require.NoError(t, err)
+	r := rand.New(rand.NewPCG(9, 10))
+	want := make([]byte, 700<<10) // three parts, all in the spool's memory
+	for i := range want {
+		want[i] = 'a' + byte(r.IntN(26))
+	}
+	w.mu.Lock()
+	w.record(want)
+	w.mu.Unlock()
+	require.NoError(t, w.Close())
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	require.True(t, h.lateSet, "a replay was held and read after the next parts")
+	require.NoError(t, h.lateErr)
+	assert.True(t, bytes.Equal(want[h.heldAt:h.heldAt+h.heldLen], h.late), "the held replay read its own part")
+	assert.True(t, bytes.Equal(want, h.trace), "the coordinator's trace")
+}

@@ -312,6 +312,7 @@ func (w *TraceWriter) attempt(start int64, part tracePart) (*TraceAppend, *Respo
 	ctx, cancel := context.WithTimeout(w.ctx, w.attemptTimeout)
 	defer cancel()
 	var body traceBody
+	part.replays = &traceReplays{}
 	if part.len() > 0 {
 		w.mu.Lock()
 		atPosition := part.file != nil && w.fileBodyClosed()
@@ -327,17 +328,9 @@ func (w *TraceWriter) attempt(start int64, part tracePart) (*TraceAppend, *Respo
 	}
 	res, resp, err := w.c.appendTrace(ctx, w.id, start, part, first, w.token, call{retry: retryNever, secrets: w.secrets})
 	if body != nil {
-		// The transport may go on reading the body after the answer: the sender's buffer is reused, and the
-		// spool file's position moved, only once it is done.
-		t := time.NewTimer(time.Second)
-		select {
-		case <-body.closed():
-		case <-t.C:
-			w.bodyStillOpen(part, body)
-		case <-w.ctx.Done():
-			w.bodyStillOpen(part, body)
-		}
-		t.Stop()
+		// The transport may go on reading the body, or a replay of it, after the answer: the sender's buffer is
+		// reused, and the spool file's position moved, only once it is done.
+		w.waitBodies(part, append([]traceBody{body}, part.replays.all()...))
 	}
 	var er *ErrorResponse
 	switch {
@@ -353,6 +346,30 @@ func (w *TraceWriter) attempt(start int64, part tracePart) (*TraceAppend, *Respo
 		w.abandoned(start)
 	}
 	return res, resp, err
+}
+
+// waitBodies waits, a second at most, until the transport has closed the bodies of an attempt, and leaves those
+// it still holds to it.
+func (w *TraceWriter) waitBodies(part tracePart, bodies []traceBody) {
+	t := time.NewTimer(time.Second)
+	defer t.Stop()
+	late := false
+	for _, b := range bodies {
+		if !late {
+			select {
+			case <-b.closed():
+				continue
+			case <-t.C:
+			case <-w.ctx.Done():
+			}
+			late = true
+		}
+		select {
+		case <-b.closed():
+		default:
+			w.bodyStillOpen(part, b)
+		}
+	}
 }
 
 // bodyStillOpen leaves a part's body to the transport that has not closed it yet: the sender takes a new buffer,
