@@ -170,3 +170,29 @@ func TestTraceWriterLeavesTheBufferToAReplayStillRead(t *testing.T) {
 	assert.True(t, bytes.Equal(want[h.heldAt:h.heldAt+h.heldLen], h.late), "the held replay read its own part")
 	assert.True(t, bytes.Equal(want, h.trace), "the coordinator's trace")
 }
+
+// A part sent from the spool's file that would straddle two of its files is cut where the first ends, and the next
+// starts there from the second: the coordinator gets every byte once, in order.
+func TestTraceWriterCutsFilePartsAtTheSpoolsFiles(t *testing.T) {
+	c := newTraceCoord(t)
+	rec := &bodyRecorder{next: c.srv.Client().Transport}
+	cl := c.client(t, WithHTTPClient(&http.Client{Transport: rec}))
+	const chunk = 1<<20 + 4099 // parts that do not divide the files' sizes
+	w := c.writer(t, cl, TraceOptions{MemoryLimit: 64 << 10, ChunkSize: chunk, TempDir: t.TempDir()})
+	want := stressTraceBytes(make([]byte, traceSpoolSeg0+3*chunk), 21, 0)
+	w.mu.Lock() // all of it in the file before the first part
+	w.record(want)
+	w.mu.Unlock()
+	require.NoError(t, w.Close())
+	got, parts := c.snapshot()
+	require.True(t, bytes.Equal(want, got), "the coordinator's trace: %d bytes, want %d", len(got), len(want))
+	cut := false
+	for _, p := range parts {
+		assert.False(t, p.start < traceSpoolSeg0 && p.end > traceSpoolSeg0, "part %d-%d straddles the first file's end", p.start, p.end)
+		cut = cut || p.end == traceSpoolSeg0
+	}
+	assert.True(t, cut, "a part ends where the first file does")
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	assert.Positive(t, rec.file, "parts sent from the spool's file")
+}
