@@ -1,6 +1,7 @@
 package runnerapi
 
 import (
+	"bytes"
 	"context"
 	"hash/crc32"
 	"io"
@@ -21,9 +22,10 @@ import (
 // where the trace ends and answering 416 with the length otherwise, as GitLab does. Some parts it refuses with a
 // 503, after reading them or before (then the transport may still be sending the body after the answer).
 type crcCoord struct {
-	mu     sync.Mutex
-	traces map[int64]*crcTrace
-	rand   *rand.Rand
+	mu        sync.Mutex
+	traces    map[int64]*crcTrace
+	rand      *rand.Rand
+	badBodies int // parts whose bytes are not those of their build's trace where they start
 }
 
 type crcTrace struct {
@@ -49,8 +51,12 @@ func (c *crcCoord) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	fault := c.rand.IntN(16)
 	c.mu.Unlock()
 	if fault == 0 {
-		w.WriteHeader(http.StatusServiceUnavailable) // the body unread
-		return
+		// The answer first, the body read after it: the transport goes on sending it from the writer's
+		// buffer or file, which must still hold the part.
+		rc := http.NewResponseController(w)
+		_ = rc.EnableFullDuplex()
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_ = rc.Flush()
 	}
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
@@ -58,6 +64,12 @@ func (c *crcCoord) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if !bytes.Equal(body, stressTraceBytes(make([]byte, len(body)), id, start)) {
+		c.badBodies++
+	}
+	if fault == 0 {
+		return
+	}
 	t := c.traces[id]
 	if t == nil {
 		t = &crcTrace{}
@@ -110,7 +122,7 @@ func TestTraceWritersSharingPoolsKeepEachTraceIntact(t *testing.T) {
 	type result struct {
 		id       int64
 		want     crcTrace
-		canceled bool
+		canceled bool // by its context, or by a Close while it wrote
 		err      error
 	}
 	results := make(chan result, writers*builds)
@@ -132,10 +144,14 @@ func TestTraceWritersSharingPoolsKeepEachTraceIntact(t *testing.T) {
 					size = DefaultTraceMemoryLimit + r.IntN(2<<20)
 				}
 				ctx, cancel := context.WithCancel(context.Background())
-				cancelAt := -1
-				if r.IntN(4) == 0 {
+				cancelAt, closeAt := -1, -1
+				switch r.IntN(4) {
+				case 0:
 					cancelAt = r.IntN(size)
+				case 1:
+					closeAt = r.IntN(size) // Close from elsewhere while Write goes on, filing blocks
 				}
+				var closed chan error
 				w, err := cl.NewTraceWriter(ctx, id, o)
 				if err != nil {
 					cancel()
@@ -155,6 +171,11 @@ func TestTraceWritersSharingPoolsKeepEachTraceIntact(t *testing.T) {
 						cancel()
 						res.canceled = true
 					}
+					if closeAt >= 0 && written >= closeAt && closed == nil {
+						closed = make(chan error, 1)
+						go func() { closed <- w.Close() }()
+						res.canceled = true
+					}
 					if _, err := w.Write(chunk); err != nil {
 						if res.canceled {
 							break
@@ -166,7 +187,11 @@ func TestTraceWritersSharingPoolsKeepEachTraceIntact(t *testing.T) {
 					res.want.length += int64(n)
 					written += n
 				}
-				if err := w.Close(); err != nil && !res.canceled && res.err == nil {
+				if closed != nil {
+					if err := <-closed; err != nil {
+						res.err = err
+					}
+				} else if err := w.Close(); err != nil && !res.canceled && res.err == nil {
 					res.err = err
 				}
 				cancel()
@@ -182,16 +207,19 @@ func TestTraceWritersSharingPoolsKeepEachTraceIntact(t *testing.T) {
 		// Whatever landed, of a build ended early too, is the beginning of its own trace.
 		assert.Equal(t, stressTraceCRC(res.id, got.length), got.crc, "build %d: the CRC of the %d bytes the coordinator has", res.id, got.length)
 		switch {
-		case res.canceled:
-			assert.LessOrEqual(t, got.length, res.want.length, "build %d ended early", res.id)
 		case res.err != nil:
 			t.Errorf("build %d: %v", res.id, res.err)
+		case res.canceled:
+			assert.LessOrEqual(t, got.length, res.want.length, "build %d ended early", res.id)
 		default:
 			checked++
 			assert.Equal(t, res.want, got, "build %d: the coordinator's trace (length, CRC)", res.id)
 		}
 	}
 	assert.Positive(t, checked, "builds whose traces were checked whole")
+	coord.mu.Lock()
+	defer coord.mu.Unlock()
+	assert.Zero(t, coord.badBodies, "parts that carried bytes other than their own")
 }
 
 // stressPattern is the text the builds' traces are cut from, each at an offset of its own: its length is prime,
