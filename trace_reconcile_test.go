@@ -243,16 +243,13 @@ func TestTraceWriterLateAppliedPart(t *testing.T) {
 		"the part, its resend, the second part, a confirmation answered 416, the repair, a confirmation")
 }
 
-// Two parts held past the client's patience at different offsets can land in either order. A first, then B: A
-// cuts the trace back to its end, and B, whose start lies beyond it, has File.truncate pad the gap with zeros and
-// leaves the trace exactly as long as what was written. The length proves nothing then: Close replaces the whole
-// trace once the delay has passed, and confirms the length after that.
-func TestTraceWriterLateAppliedPartsOutOfOrder(t *testing.T) {
-	leakCheck(t)
-	c := newTraceCoord(t)
-	// Both land once the fifth request (B's resend) is answered, A first.
-	first := c.lateApply(t, 5)
-	second := c.lateApply(t, 5)
+// writeWithPartsLandingOutOfOrder writes three parts through a writer of cl. The coordinator holds the first request
+// (A, the part at 0) and the fourth (B, the part at 23, sent at Close) past the attempt timeout, and applies them
+// once it has answered the fifth, A first. The writer is returned before Close, with the two held parts.
+func writeWithPartsLandingOutOfOrder(t *testing.T, c *traceCoord, cl *Client) (w *TraceWriter, first, second *lateApply) {
+	t.Helper()
+	first = c.lateApply(t, 5)
+	second = c.lateApply(t, 5)
 	second.follows = first
 	c.fault = func(_ *traceCoord, n int, _ int64, _ []byte) coordFault {
 		switch n {
@@ -263,7 +260,7 @@ func TestTraceWriterLateAppliedPartsOutOfOrder(t *testing.T) {
 		}
 		return coordFault{}
 	}
-	w := c.writer(t, c.client(t), TraceOptions{AttemptTimeout: 50 * time.Millisecond, ConfirmDelay: time.Millisecond})
+	w = c.writer(t, cl, TraceOptions{AttemptTimeout: 50 * time.Millisecond, ConfirmDelay: time.Millisecond})
 	for _, part := range []string{"first part\n", "second part\n"} {
 		_, err := io.WriteString(w, part)
 		require.NoError(t, err)
@@ -271,6 +268,17 @@ func TestTraceWriterLateAppliedPartsOutOfOrder(t *testing.T) {
 	}
 	_, err := io.WriteString(w, "third part\n")
 	require.NoError(t, err)
+	return w, first, second
+}
+
+// Two parts held past the client's patience at different offsets can land in either order. A first, then B: A
+// cuts the trace back to its end, and B, whose start lies beyond it, has File.truncate pad the gap with zeros and
+// leaves the trace exactly as long as what was written. The length proves nothing then: Close replaces the whole
+// trace once the delay has passed, and confirms the length after that.
+func TestTraceWriterLateAppliedPartsOutOfOrder(t *testing.T) {
+	leakCheck(t)
+	c := newTraceCoord(t)
+	w, first, second := writeWithPartsLandingOutOfOrder(t, c, c.client(t))
 	require.NoError(t, w.Close())
 	for _, l := range []*lateApply{first, second} {
 		select {
@@ -294,27 +302,8 @@ func TestTraceWriterLateAppliedPartsOutOfOrder(t *testing.T) {
 func TestTraceWriterLateAppliedPartsWithoutRunnerToken(t *testing.T) {
 	leakCheck(t)
 	c := newTraceCoord(t)
-	first := c.lateApply(t, 5)
-	second := c.lateApply(t, 5)
-	second.follows = first
-	c.fault = func(_ *traceCoord, n int, _ int64, _ []byte) coordFault {
-		switch n {
-		case 1:
-			return coordFault{act: actLateApply, late: first}
-		case 4:
-			return coordFault{act: actLateApply, late: second}
-		}
-		return coordFault{}
-	}
-	w := c.writer(t, c.client(t, WithRunnerToken("")), TraceOptions{AttemptTimeout: 50 * time.Millisecond, ConfirmDelay: time.Millisecond})
-	for _, part := range []string{"first part\n", "second part\n"} {
-		_, err := io.WriteString(w, part)
-		require.NoError(t, err)
-		require.NoError(t, w.Flush(context.Background()))
-	}
-	_, err := io.WriteString(w, "third part\n")
-	require.NoError(t, err)
-	err = w.Close()
+	w, _, _ := writeWithPartsLandingOutOfOrder(t, c, c.client(t, WithRunnerToken("")))
+	err := w.Close()
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "zeros")
 	assert.Contains(t, err.Error(), "runner token")
