@@ -196,6 +196,10 @@ type TraceWriter struct {
 	// fileBodyOpen, when not nil, is closed once the transport has closed the last part's body read from the
 	// spool's file; until then no other part is sent from the file, whose position that body uses.
 	fileBodyOpen <-chan struct{}
+	// sendfile says the coordinator is spoken to in plain HTTP, over a TCP connection to which net/http hands a
+	// file body's descriptor (sendfile). Over TLS a body is read like any other, and a part of the spool's file is
+	// read by offset, which shares nothing between bodies.
+	sendfile bool
 }
 
 // NewTraceWriter starts a writer of the trace of build buildID. Its goroutine runs until Close, or until the grace
@@ -263,6 +267,7 @@ func (c *Client) newTraceWriter(ctx context.Context, id int64, o TraceOptions, b
 	}
 	w := &TraceWriter{
 		c:               c,
+		sendfile:        c.baseURL.Scheme == "http",
 		id:              id,
 		token:           token,
 		chunk:           cmp.Or(o.ChunkSize, DefaultTraceChunkSize),

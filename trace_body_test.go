@@ -6,6 +6,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strconv"
 	"strings"
@@ -24,7 +25,8 @@ type bodyRecorder struct {
 	next    http.RoundTripper
 	hold    chan struct{} // when not nil, the first PATCH waits for it to be closed
 	mu      sync.Mutex
-	file    int
+	file    int // bodies offering a descriptor (read at the file's position)
+	offset  int // bodies read from the spool's file by offset
 	memory  int
 	patches int
 }
@@ -34,9 +36,12 @@ func (b *bodyRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
 		b.mu.Lock()
 		b.patches++
 		first := b.patches == 1
-		if _, ok := req.Body.(syscall.Conn); ok {
+		switch req.Body.(type) {
+		case syscall.Conn:
 			b.file++
-		} else {
+		case *traceSectionBody:
+			b.offset++
+		default:
 			b.memory++
 		}
 		b.mu.Unlock()
@@ -51,7 +56,26 @@ func (b *bodyRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
 // (sendfile) instead of the process copying them twice; the coordinator gets the same bytes.
 func TestTraceWriterSendsFiledPartsFromTheFile(t *testing.T) {
 	c := newTraceCoord(t)
-	rec := &bodyRecorder{next: c.srv.Client().Transport, hold: make(chan struct{})}
+	rec := writeHeldBackTrace(t, c, c.srv.Client().Transport)
+	assert.Positive(t, rec.file, "parts sent from the spool's file (%d by offset, %d from memory)", rec.offset, rec.memory)
+	assert.Zero(t, rec.offset, "over plain HTTP a file part is the file")
+}
+
+// Over TLS net/http reads a body like any other: a part of the spool's file is read by offset, so that no two
+// bodies share the file's position, and still without a copy into the sender's buffer.
+func TestTraceWriterOverTLSReadsFilePartsByOffset(t *testing.T) {
+	c := &traceCoord{t: t, status: "running"}
+	c.srv = httptest.NewTLSServer(http.HandlerFunc(c.serve))
+	t.Cleanup(c.srv.Close)
+	rec := writeHeldBackTrace(t, c, c.srv.Client().Transport)
+	assert.Positive(t, rec.offset, "parts read from the spool's file by offset (%d from memory)", rec.memory)
+	assert.Zero(t, rec.file, "no body shares the file's position over TLS")
+}
+
+// writeHeldBackTrace writes 8 MiB through a writer whose first part the transport holds until everything is
+// written, so that the parts after it come from the spool's file, and checks the coordinator's trace.
+func writeHeldBackTrace(t *testing.T, c *traceCoord, next http.RoundTripper) *bodyRecorder {
+	rec := &bodyRecorder{next: next, hold: make(chan struct{})}
 	cl := c.client(t, WithHTTPClient(&http.Client{Transport: rec}))
 	w := c.writer(t, cl, TraceOptions{MemoryLimit: 64 << 10, ChunkSize: 256 << 10, FlushInterval: time.Millisecond, TempDir: t.TempDir()})
 	r := rand.New(rand.NewPCG(3, 4))
@@ -63,14 +87,13 @@ func TestTraceWriterSendsFiledPartsFromTheFile(t *testing.T) {
 		_, err := w.Write(line)
 		require.NoError(t, err)
 	}
-	// The sender waited on its first part meanwhile: what it sends next is in the file.
 	close(rec.hold)
 	require.NoError(t, w.Close())
 	got, _ := c.snapshot()
 	require.True(t, bytes.Equal(want, got), "the coordinator's trace: %d bytes, want %d", len(got), len(want))
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
-	assert.Positive(t, rec.file, "parts sent from the spool's file (%d from memory)", rec.memory)
+	return rec
 }
 
 // lateReader is a transport that answers a part at once, as a coordinator that answers before it has read the

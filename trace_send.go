@@ -281,7 +281,7 @@ func (w *TraceWriter) partLocked(start, end int64) (tracePart, error) {
 		return tracePart{}, err
 	}
 	if !view.inMemory() {
-		if f, at, n, ok := w.spool.fileRange(start, end); ok && w.fileBodyClosed() {
+		if f, at, n, ok := w.spool.fileRange(start, end); ok && (!w.sendfile || w.fileBodyClosed()) {
 			return tracePart{file: f, at: at, n: n}, nil
 		}
 	}
@@ -315,7 +315,7 @@ func (w *TraceWriter) attempt(start int64, part tracePart) (*TraceAppend, *Respo
 	part.replays = &traceReplays{}
 	if part.len() > 0 {
 		w.mu.Lock()
-		atPosition := part.file != nil && w.fileBodyClosed()
+		atPosition := part.file != nil && w.sendfile && w.fileBodyClosed()
 		w.mu.Unlock()
 		var err error
 		if body, err = part.body(atPosition); err != nil {
