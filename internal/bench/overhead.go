@@ -2,19 +2,15 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net/http"
-	"net/url"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 
 	"github.com/runnerapi/runnerapi"
+	"github.com/runnerapi/runnerapi/internal/handwritten"
 )
 
 // overheadRun is one testing.Benchmark result of one call through one client.
@@ -49,7 +45,8 @@ func overheadCases(p childParams) ([]overheadCase, error) {
 	if err != nil {
 		return nil, err
 	}
-	hand := newHandClient(p.URL, p.RunnerToken)
+	hand := &handwritten.Client{HTTP: &http.Client{Transport: benchTransport()}, Base: p.URL, RunnerToken: p.RunnerToken,
+		UserAgent: runnerapi.DefaultUserAgent, Info: handwritten.Info(overheadInfo)}
 	ropts := &runnerapi.RegisterOptions{Info: overheadInfo}
 	uopts := &runnerapi.UpdateOptions{State: runnerapi.StateRunning}
 	cases := []overheadCase{
@@ -61,7 +58,7 @@ func overheadCases(p childParams) ([]overheadCase, error) {
 			return err
 		}},
 		{Call: "Register", Client: overheadHand, Ref: true, run: func(ctx context.Context) error {
-			b, err := hand.register(ctx)
+			b, err := hand.Register(ctx)
 			if err == nil && b.ID == 0 {
 				err = errors.New("register: no build")
 			}
@@ -72,7 +69,7 @@ func overheadCases(p childParams) ([]overheadCase, error) {
 			return err
 		}},
 		{Call: "Update", Client: overheadHand, Ref: true, run: func(ctx context.Context) error {
-			return hand.update(ctx, overheadBuildID, "running")
+			return hand.Update(ctx, overheadBuildID, "running")
 		}},
 	}
 	v4, err := overheadCasesV4(p)
@@ -119,138 +116,4 @@ func childOverhead(ctx context.Context, p childParams) (childOutput, error) {
 		}
 	}
 	return out, nil
-}
-
-// handClient is what a runner author writes without the SDK: net/http and encoding/json, the same form fields
-// and headers as the SDK, and no retries.
-type handClient struct {
-	hc          *http.Client
-	base        string
-	runnerToken string
-}
-
-// handBuild is the hand-written client's view of a build: the protocol's fields in plain types.
-type handBuild struct {
-	ID          int64  `json:"id"`
-	Ref         string `json:"ref"`
-	Tag         bool   `json:"tag"`
-	SHA         string `json:"sha"`
-	BeforeSHA   string `json:"before_sha"`
-	Status      string `json:"status"`
-	Name        string `json:"name"`
-	Stage       string `json:"stage"`
-	Token       string `json:"token"`
-	ProjectID   int64  `json:"project_id"`
-	ProjectName string `json:"project_name"`
-	RepoURL     string `json:"repo_url"`
-	Commands    string `json:"commands"`
-	AllowFetch  bool   `json:"allow_git_fetch"`
-	Timeout     int64  `json:"timeout"`
-	Variables   []struct {
-		Key    string `json:"key"`
-		Value  string `json:"value"`
-		Public bool   `json:"public"`
-	} `json:"variables"`
-	Options struct {
-		Image     string   `json:"image"`
-		Services  []string `json:"services"`
-		Artifacts struct {
-			Name      string   `json:"name"`
-			Untracked bool     `json:"untracked"`
-			Paths     []string `json:"paths"`
-			When      string   `json:"when"`
-			ExpireIn  string   `json:"expire_in"`
-		} `json:"artifacts"`
-		Cache struct {
-			Key       string   `json:"key"`
-			Untracked bool     `json:"untracked"`
-			Paths     []string `json:"paths"`
-		} `json:"cache"`
-		Dependencies []string        `json:"dependencies"`
-		AfterScript  []string        `json:"after_script"`
-		Environment  json.RawMessage `json:"environment"`
-	} `json:"options"`
-	DependsOnBuilds []json.RawMessage `json:"depends_on_builds"`
-	ArtifactsFile   struct {
-		Filename string `json:"filename"`
-		Size     int64  `json:"size"`
-	} `json:"artifacts_file"`
-	Credentials []struct {
-		Type     string `json:"type"`
-		URL      string `json:"url"`
-		Username string `json:"username"`
-		Password string `json:"password"`
-	} `json:"credentials"`
-}
-
-func newHandClient(base, runnerToken string) *handClient {
-	return &handClient{hc: &http.Client{Transport: benchTransport()}, base: strings.TrimRight(base, "/") + "/ci/api/v1/", runnerToken: runnerToken}
-}
-
-func (h *handClient) newForm(ctx context.Context, method, path string, form url.Values) (*http.Request, error) {
-	req, err := http.NewRequestWithContext(ctx, method, h.base+path, strings.NewReader(form.Encode()))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", runnerapi.DefaultUserAgent)
-	return req, nil
-}
-
-func (h *handClient) register(ctx context.Context) (*handBuild, error) {
-	form := url.Values{
-		"token":              {h.runnerToken},
-		"info[name]":         {overheadInfo.Name},
-		"info[version]":      {overheadInfo.Version},
-		"info[revision]":     {overheadInfo.Revision},
-		"info[platform]":     {overheadInfo.Platform},
-		"info[architecture]": {overheadInfo.Architecture},
-	}
-	req, err := h.newForm(ctx, http.MethodPost, "builds/register", form)
-	if err != nil {
-		return nil, err
-	}
-	var b handBuild
-	if err := doCreated(h.hc, req, &b, "register"); err != nil {
-		return nil, err
-	}
-	return &b, nil
-}
-
-// doCreated sends req, as a hand-written client would, and decodes its 201 answer into v; what names the call in
-// errors. The body is read to its end so that the connection is reused.
-func doCreated(hc *http.Client, req *http.Request, v any, what string) error {
-	resp, err := hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		_, _ = io.Copy(io.Discard, resp.Body)
-		return fmt.Errorf("%s: status %s", what, resp.Status)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-		return fmt.Errorf("%s: %w", what, err)
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	return nil
-}
-
-func (h *handClient) update(ctx context.Context, id int64, state string) error {
-	form := url.Values{"token": {h.runnerToken}, "state": {state}}
-	req, err := h.newForm(ctx, http.MethodPut, "builds/"+strconv.FormatInt(id, 10), form)
-	if err != nil {
-		return err
-	}
-	resp, err := h.hc.Do(req)
-	if err != nil {
-		return err
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	_ = resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("update: status %s", resp.Status)
-	}
-	return nil
 }
