@@ -657,8 +657,20 @@ func (c *Client) callSecrets(secrets []string, more ...string) []string {
 	all := make([]string, 0, len(secrets)+len(more)+2)
 	all = append(append(append(all, secrets...), more...), c.runnerToken, c.buildToken)
 	var out []string
+	// A build may have a thousand secret variables: past a few, a set tells the repeated ones.
+	var seen map[string]bool
+	if len(all) > 16 {
+		seen = make(map[string]bool, len(all))
+	}
 	for _, s := range all {
-		if s != "" && !slices.Contains(out, s) {
+		switch {
+		case s == "":
+		case seen != nil:
+			if !seen[s] {
+				seen[s] = true
+				out = append(out, s)
+			}
+		case !slices.Contains(out, s):
 			out = append(out, s)
 		}
 	}

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // TestScrubMasksEveryForm: a secret is masked as it is, URL-encoded and escaped as %q and JSON quote it, and an
@@ -45,4 +47,25 @@ func TestScrubKeepsIdentity(t *testing.T) {
 	assert.True(t, IsTransient(te), "a transport failure stays transient")
 	assert.True(t, isUnsent(te), "a dial failure is still seen as unsent through the scrubbed cause")
 	assert.ErrorIs(t, fmt.Errorf("wrapped: %w", te), context.Canceled)
+}
+
+// The secrets scrubbed from a call's errors are its own and the client's tokens, each once, in the order first
+// given, for a few secrets as for a build's thousand variables.
+func TestCallSecretsEachOnceInOrder(t *testing.T) {
+	c, err := NewClient("https://gitlab.example", WithRunnerToken("runner-tok"), WithBuildToken("build-tok"))
+	require.NoError(t, err)
+	for _, n := range []int{3, 2000} {
+		var secrets []string
+		for i := range n {
+			secrets = append(secrets, fmt.Sprintf("secret-%d", i%(n/2+1)), "")
+		}
+		secrets = append(secrets, "build-tok")
+		want := []string{}
+		for _, s := range append(append(secrets, "more-tok", "runner-tok"), "build-tok") {
+			if s != "" && !slices.Contains(want, s) {
+				want = append(want, s)
+			}
+		}
+		assert.Equal(t, want, c.callSecrets(secrets, "more-tok"), "%d secrets", n)
+	}
 }
