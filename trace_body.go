@@ -54,7 +54,7 @@ func (p tracePart) body(atPosition bool) (traceBody, error) {
 	case p.file == nil:
 		return newTraceBodyReader(p.mem), nil
 	case !atPosition:
-		return &traceSectionBody{SectionReader: io.NewSectionReader(p.file, p.at, int64(p.n)), done: make(chan struct{})}, nil
+		return &traceSectionBody{SectionReader: io.NewSectionReader(p.file, p.at, int64(p.n)), closeSignal: newCloseSignal()}, nil
 	}
 	return newTraceFileBody(p.file, p.at, p.n)
 }
@@ -75,58 +75,56 @@ type traceBody interface {
 	closed() <-chan struct{}
 }
 
-// traceBodyReader is a part's body in memory, whose bytes may be reused once the transport closed it.
-type traceBodyReader struct {
-	bytes.Reader
+// closeSignal is the Close of a part's body: the transport closes every body it was given, possibly after the
+// answer arrived, and closed tells the sender when its bytes may be reused.
+type closeSignal struct {
 	once sync.Once
 	done chan struct{}
 }
 
+func newCloseSignal() closeSignal { return closeSignal{done: make(chan struct{})} }
+
+// Close tells that the transport is done with the body.
+func (c *closeSignal) Close() error {
+	c.once.Do(func() { close(c.done) })
+	return nil
+}
+
+func (c *closeSignal) closed() <-chan struct{} { return c.done }
+
+// traceBodyReader is a part's body in memory, whose bytes may be reused once the transport closed it.
+type traceBodyReader struct {
+	bytes.Reader
+	closeSignal
+}
+
 func newTraceBodyReader(part []byte) *traceBodyReader {
-	r := &traceBodyReader{done: make(chan struct{})}
+	r := &traceBodyReader{closeSignal: newCloseSignal()}
 	r.Reset(part)
 	return r
 }
 
-// Close tells that the transport is done with the body.
-func (r *traceBodyReader) Close() error {
-	r.once.Do(func() { close(r.done) })
-	return nil
-}
-
-func (r *traceBodyReader) closed() <-chan struct{} { return r.done }
-
 // traceSectionBody is a part's body read from the spool's file by offset, leaving the file's position alone.
 type traceSectionBody struct {
 	*io.SectionReader
-	once sync.Once
-	done chan struct{}
+	closeSignal
 }
-
-// Close tells that the transport is done with the body.
-func (b *traceSectionBody) Close() error {
-	b.once.Do(func() { close(b.done) })
-	return nil
-}
-
-func (b *traceSectionBody) closed() <-chan struct{} { return b.done }
 
 // traceFileBody is a part's body read from the spool's file at the file's own position, from the part's start to
 // end. Its SyscallConn lets the transport hand the file to the kernel (sendfile on Linux), which sends its cached
 // pages without copying them through the process: a part costs the sender a few system calls instead of two copies
 // of its bytes. Only one traceFileBody of a file may be open at a time, since they share its position.
 type traceFileBody struct {
-	f    *os.File
-	end  int64
-	once sync.Once
-	done chan struct{}
+	f           *os.File
+	end         int64
+	closeSignal // Close leaves the file to the spool
 }
 
 func newTraceFileBody(f *os.File, at int64, n int) (*traceFileBody, error) {
 	if _, err := f.Seek(at, io.SeekStart); err != nil {
 		return nil, err
 	}
-	return &traceFileBody{f: f, end: at + int64(n), done: make(chan struct{})}, nil
+	return &traceFileBody{f: f, end: at + int64(n), closeSignal: newCloseSignal()}, nil
 }
 
 // Read reads from the file's position up to the part's end. The position says what is left, since the kernel
@@ -152,11 +150,3 @@ func (b *traceFileBody) Read(p []byte) (int, error) {
 
 // SyscallConn gives the file's descriptor to the transport (net's sendfile looks for it).
 func (b *traceFileBody) SyscallConn() (syscall.RawConn, error) { return b.f.SyscallConn() }
-
-// Close tells that the transport is done with the body; the file stays the spool's.
-func (b *traceFileBody) Close() error {
-	b.once.Do(func() { close(b.done) })
-	return nil
-}
-
-func (b *traceFileBody) closed() <-chan struct{} { return b.done }

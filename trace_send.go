@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"time"
 )
@@ -322,11 +321,8 @@ func (w *TraceWriter) attempt(start int64, part tracePart) (*TraceAppend, *Respo
 			return nil, nil, fmt.Errorf("runnerapi: reading the trace spool: %w", err)
 		}
 	}
-	var first io.ReadCloser
-	if body != nil {
-		first = body
-	}
-	res, resp, err := w.c.appendTrace(ctx, w.id, start, part, first, w.token, call{retry: retryNever, secrets: w.secrets})
+	// A nil traceBody is a nil io.ReadCloser: an empty part has no body.
+	res, resp, err := w.c.appendTrace(ctx, w.id, start, part, body, w.token, call{retry: retryNever, secrets: w.secrets})
 	if body != nil {
 		// The transport may go on reading the body, or a replay of it, after the answer: the sender's buffer is
 		// reused, and the spool file's position moved, only once it is done.
