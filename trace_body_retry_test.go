@@ -2,16 +2,11 @@ package runnerapi
 
 import (
 	"bytes"
-	"context"
 	"io"
-	"math/rand/v2"
 	"net/http"
-	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -21,27 +16,19 @@ import (
 // before reading its body, and whose transport keeps that body, unread and unclosed, past the writer's patience;
 // it reads the held body only once the retry of the same part went out and was read whole.
 type retryHolder struct {
-	mu      sync.Mutex
-	trace   []byte
-	held    io.ReadCloser
-	heldAt  int64
-	heldLen int64
-	late    []byte
-	lateErr error
-	lateSet bool
+	mu    sync.Mutex
+	trace []byte
+	heldBody
 }
 
 func (h *retryHolder) RoundTrip(req *http.Request) (*http.Response, error) {
-	start, end, _ := strings.Cut(req.Header.Get("Content-Range"), "-")
-	from, _ := strconv.ParseInt(start, 10, 64)
-	to, _ := strconv.ParseInt(end, 10, 64)
+	from, to := partRange(req)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	_, isFile := req.Body.(syscall.Conn)
 	if req.Body != nil && isFile && h.held == nil && !h.lateSet {
-		h.held, h.heldAt, h.heldLen = req.Body, from, to-from
-		return &http.Response{StatusCode: http.StatusServiceUnavailable, Status: "503 Service Unavailable",
-			Header: http.Header{}, Body: http.NoBody, Request: req, ProtoMajor: 1, ProtoMinor: 1}, nil
+		h.hold(req.Body, from, to)
+		return traceAnswer(req, http.StatusServiceUnavailable, 0), nil
 	}
 	if req.Body != nil {
 		b, err := io.ReadAll(req.Body)
@@ -52,14 +39,10 @@ func (h *retryHolder) RoundTrip(req *http.Request) (*http.Response, error) {
 		h.trace = append(h.trace[:from], b...)
 		if h.held != nil {
 			// The retry went out and was read: now the transport reads the first attempt's body.
-			h.late, h.lateErr = io.ReadAll(h.held)
-			_ = h.held.Close()
-			h.held, h.lateSet = nil, true
+			h.readHeld()
 		}
 	}
-	hdr := http.Header{"Range": {"0-" + strconv.Itoa(len(h.trace))}, "Build-Status": {"running"}}
-	return &http.Response{StatusCode: http.StatusAccepted, Status: "202 Accepted", Header: hdr, Body: http.NoBody,
-		Request: req, ProtoMajor: 1, ProtoMinor: 1}, nil
+	return traceAnswer(req, http.StatusAccepted, len(h.trace)), nil
 }
 
 // The retry of a part sent from the spool's file, while the transport still holds the first attempt's body, must
@@ -67,28 +50,10 @@ func (h *retryHolder) RoundTrip(req *http.Request) (*http.Response, error) {
 // early or send the wrong bytes.
 func TestTraceWriterRetriesAFilePartWithoutTheFilesPosition(t *testing.T) {
 	h := &retryHolder{}
-	cl, err := NewClient("http://coordinator.example", WithHTTPClient(&http.Client{Transport: h}), WithBuildToken(coordBuildToken),
-		WithRetryPolicy(RetryPolicy{MaxRetries: 4, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}))
-	require.NoError(t, err)
-	w, err := cl.NewTraceWriter(context.Background(), coordBuildID, &TraceOptions{
-		MemoryLimit: 64 << 10, ChunkSize: 256 << 10, FlushInterval: time.Hour, KeepAlive: -1, TempDir: t.TempDir(),
-	})
-	require.NoError(t, err)
-	r := rand.New(rand.NewPCG(7, 8))
-	want := make([]byte, 3<<20)
-	for i := range want {
-		want[i] = 'a' + byte(r.IntN(26))
-	}
-	w.mu.Lock() // everything is in the file before the sender sends anything
-	w.record(want)
-	w.mu.Unlock()
-	require.NoError(t, w.Close())
+	want := writeSpooled(t, h, TraceOptions{MemoryLimit: 64 << 10, ChunkSize: 256 << 10}, 3<<20, 7)
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	require.True(t, h.lateSet, "the first attempt's body was held and read after the retry")
-	require.NoError(t, h.lateErr)
-	assert.True(t, bytes.Equal(want[h.heldAt:h.heldAt+h.heldLen], h.late),
-		"the held body read %d bytes, its part is %d", len(h.late), h.heldLen)
+	h.check(t, want, "the first attempt's body")
 	assert.True(t, bytes.Equal(want, h.trace), "the coordinator's trace")
 }
 
@@ -97,21 +62,14 @@ func TestTraceWriterRetriesAFilePartWithoutTheFilesPosition(t *testing.T) {
 // attempt with a 503 before reading it, and the transport goes on holding the replay, reading it only once two
 // more parts went out.
 type replayHolder struct {
-	mu      sync.Mutex
-	trace   []byte
-	held    io.ReadCloser
-	heldAt  int64
-	heldLen int64
-	parts   int
-	late    []byte
-	lateErr error
-	lateSet bool
+	mu    sync.Mutex
+	trace []byte
+	parts int
+	heldBody
 }
 
 func (h *replayHolder) RoundTrip(req *http.Request) (*http.Response, error) {
-	start, end, _ := strings.Cut(req.Header.Get("Content-Range"), "-")
-	from, _ := strconv.ParseInt(start, 10, 64)
-	to, _ := strconv.ParseInt(end, 10, 64)
+	from, to := partRange(req)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if req.Body != nil && h.held == nil && !h.lateSet {
@@ -120,9 +78,8 @@ func (h *replayHolder) RoundTrip(req *http.Request) (*http.Response, error) {
 		if err != nil {
 			return nil, err
 		}
-		h.held, h.heldAt, h.heldLen = replay, from, to-from
-		return &http.Response{StatusCode: http.StatusServiceUnavailable, Status: "503 Service Unavailable",
-			Header: http.Header{}, Body: http.NoBody, Request: req, ProtoMajor: 1, ProtoMinor: 1}, nil
+		h.hold(replay, from, to)
+		return traceAnswer(req, http.StatusServiceUnavailable, 0), nil
 	}
 	if req.Body != nil {
 		b, err := io.ReadAll(req.Body)
@@ -132,14 +89,10 @@ func (h *replayHolder) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		h.trace = append(h.trace[:from], b...)
 		if h.parts++; h.held != nil && h.parts == 3 {
-			h.late, h.lateErr = io.ReadAll(h.held)
-			_ = h.held.Close()
-			h.held, h.lateSet = nil, true
+			h.readHeld()
 		}
 	}
-	hdr := http.Header{"Range": {"0-" + strconv.Itoa(len(h.trace))}, "Build-Status": {"running"}}
-	return &http.Response{StatusCode: http.StatusAccepted, Status: "202 Accepted", Header: hdr, Body: http.NoBody,
-		Request: req, ProtoMajor: 1, ProtoMinor: 1}, nil
+	return traceAnswer(req, http.StatusAccepted, len(h.trace)), nil
 }
 
 // A replay of a part (GetBody) is a body over the sender's buffer as the first attempt's is: while the transport
@@ -147,27 +100,11 @@ func (h *replayHolder) RoundTrip(req *http.Request) (*http.Response, error) {
 // build's trace.
 func TestTraceWriterLeavesTheBufferToAReplayStillRead(t *testing.T) {
 	h := &replayHolder{}
-	cl, err := NewClient("http://coordinator.example", WithHTTPClient(&http.Client{Transport: h}), WithBuildToken(coordBuildToken),
-		WithRetryPolicy(RetryPolicy{MaxRetries: 4, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}))
-	require.NoError(t, err)
-	w, err := cl.NewTraceWriter(context.Background(), coordBuildID, &TraceOptions{
-		ChunkSize: 256 << 10, FlushInterval: time.Hour, KeepAlive: -1, TempDir: t.TempDir(),
-	})
-	require.NoError(t, err)
-	r := rand.New(rand.NewPCG(9, 10))
-	want := make([]byte, 700<<10) // three parts, all in the spool's memory
-	for i := range want {
-		want[i] = 'a' + byte(r.IntN(26))
-	}
-	w.mu.Lock()
-	w.record(want)
-	w.mu.Unlock()
-	require.NoError(t, w.Close())
+	// Three parts, all in the spool's memory.
+	want := writeSpooled(t, h, TraceOptions{ChunkSize: 256 << 10}, 700<<10, 9)
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	require.True(t, h.lateSet, "a replay was held and read after the next parts")
-	require.NoError(t, h.lateErr)
-	assert.True(t, bytes.Equal(want[h.heldAt:h.heldAt+h.heldLen], h.late), "the held replay read its own part")
+	h.check(t, want, "a replay")
 	assert.True(t, bytes.Equal(want, h.trace), "the coordinator's trace")
 }
 

@@ -96,33 +96,96 @@ func writeHeldBackTrace(t *testing.T, c *traceCoord, next http.RoundTripper) *bo
 	return rec
 }
 
+// heldBody is a body a test transport keeps, unread, to read it later, as a transport that goes on sending a body
+// after the answer arrived; and what it read of it then.
+type heldBody struct {
+	held    io.ReadCloser
+	heldAt  int64
+	heldLen int64
+	late    []byte
+	lateErr error
+	lateSet bool
+}
+
+func (h *heldBody) hold(body io.ReadCloser, from, to int64) {
+	h.held, h.heldAt, h.heldLen = body, from, to-from
+}
+
+// readHeld reads the held body to its end, and closes it.
+func (h *heldBody) readHeld() {
+	h.late, h.lateErr = io.ReadAll(h.held)
+	_ = h.held.Close()
+	h.held, h.lateSet = nil, true
+}
+
+// check asserts that the held body, read late, gave its own part of want.
+func (h *heldBody) check(t *testing.T, want []byte, what string) {
+	t.Helper()
+	require.True(t, h.lateSet, "%s was held and read later", what)
+	require.NoError(t, h.lateErr)
+	assert.True(t, bytes.Equal(want[h.heldAt:h.heldAt+h.heldLen], h.late),
+		"%s read %d bytes, its part is %d, or not its own bytes", what, len(h.late), h.heldLen)
+}
+
+// partRange reads a part's Content-Range, START-END.
+func partRange(req *http.Request) (from, to int64) {
+	start, end, _ := strings.Cut(req.Header.Get("Content-Range"), "-")
+	from, _ = strconv.ParseInt(start, 10, 64)
+	to, _ = strconv.ParseInt(end, 10, 64)
+	return from, to
+}
+
+// traceAnswer is a coordinator's answer to a part: a 202 with the trace's length, or another status.
+func traceAnswer(req *http.Request, status, length int) *http.Response {
+	h := http.Header{}
+	if status == http.StatusAccepted {
+		h = http.Header{"Range": {"0-" + strconv.Itoa(length)}, "Build-Status": {"running"}}
+	}
+	return &http.Response{StatusCode: status, Status: strconv.Itoa(status) + " " + http.StatusText(status), Header: h,
+		Body: http.NoBody, Request: req, ProtoMajor: 1, ProtoMinor: 1}
+}
+
+// writeSpooled writes n random letters through a writer of a client on rt, all of them spooled (and, past the
+// memory limit o gives, filed) before the sender sends anything, closes the writer and returns what it wrote.
+func writeSpooled(t *testing.T, rt http.RoundTripper, o TraceOptions, n int, seed uint64) []byte {
+	t.Helper()
+	cl, err := NewClient("http://coordinator.example", WithHTTPClient(&http.Client{Transport: rt}), WithBuildToken(coordBuildToken),
+		WithRetryPolicy(RetryPolicy{MaxRetries: 4, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}))
+	require.NoError(t, err)
+	o.FlushInterval, o.KeepAlive, o.TempDir = time.Hour, -1, t.TempDir()
+	w, err := cl.NewTraceWriter(context.Background(), coordBuildID, &o)
+	require.NoError(t, err)
+	r := rand.New(rand.NewPCG(seed, seed+1))
+	want := make([]byte, n)
+	for i := range want {
+		want[i] = 'a' + byte(r.IntN(26))
+	}
+	w.mu.Lock() // record, unlike Write, does not wake the sender
+	w.record(want)
+	w.mu.Unlock()
+	require.NoError(t, w.Close())
+	return want
+}
+
 // lateReader is a transport that answers a part at once, as a coordinator that answers before it has read the
 // body, and reads the first file body only after the writer sent the next part: while a body reads the spool's
 // file at the file's position, the writer must not send another part from the file.
 type lateReader struct {
-	mu      sync.Mutex
-	trace   []byte
-	held    io.ReadCloser
-	heldAt  int64
-	heldLen int64
-	parts   int
-	late    []byte
-	lateErr error
+	mu    sync.Mutex
+	trace []byte
+	heldBody
 }
 
 func (l *lateReader) RoundTrip(req *http.Request) (*http.Response, error) {
-	start, end, _ := strings.Cut(req.Header.Get("Content-Range"), "-")
-	from, _ := strconv.ParseInt(start, 10, 64)
-	to, _ := strconv.ParseInt(end, 10, 64)
+	from, to := partRange(req)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.parts++
 	_, isFile := req.Body.(syscall.Conn)
 	switch {
 	case req.Body == nil:
-	case isFile && l.held == nil && l.late == nil:
+	case isFile && l.held == nil && !l.lateSet:
 		// Keep this body unread: the answer goes first.
-		l.held, l.heldAt, l.heldLen = req.Body, from, to-from
+		l.hold(req.Body, from, to)
 		l.trace = append(l.trace, make([]byte, to-from)...)
 	default:
 		b, err := io.ReadAll(req.Body)
@@ -133,38 +196,18 @@ func (l *lateReader) RoundTrip(req *http.Request) (*http.Response, error) {
 		l.trace = append(l.trace[:from], b...)
 		if l.held != nil {
 			// The next part went out: now read the one held, which must still be its own bytes.
-			l.late, l.lateErr = io.ReadAll(l.held)
-			_ = l.held.Close()
-			l.held = nil
+			l.readHeld()
 		}
 	}
-	h := http.Header{"Range": {"0-" + strconv.Itoa(len(l.trace))}, "Build-Status": {"running"}}
-	return &http.Response{StatusCode: http.StatusAccepted, Status: "202 Accepted", Header: h, Body: http.NoBody,
-		Request: req, ProtoMajor: 1, ProtoMinor: 1}, nil
+	return traceAnswer(req, http.StatusAccepted, len(l.trace)), nil
 }
 
 func TestTraceWriterSendsNoFilePartWhileTheLastIsStillRead(t *testing.T) {
 	l := &lateReader{}
-	cl, err := NewClient("http://coordinator.example", WithHTTPClient(&http.Client{Transport: l}), WithBuildToken(coordBuildToken))
-	require.NoError(t, err)
-	w, err := cl.NewTraceWriter(context.Background(), coordBuildID, &TraceOptions{
-		MemoryLimit: 64 << 10, ChunkSize: 256 << 10, FlushInterval: time.Hour, KeepAlive: -1, TempDir: t.TempDir(),
-	})
-	require.NoError(t, err)
-	r := rand.New(rand.NewPCG(5, 6))
-	want := make([]byte, 3<<20)
-	for i := range want {
-		want[i] = 'a' + byte(r.IntN(26))
-	}
-	w.mu.Lock() // everything is spooled, and filed, before the sender sends anything
-	w.record(want)
-	w.mu.Unlock()
-	require.NoError(t, w.Close())
+	want := writeSpooled(t, l, TraceOptions{MemoryLimit: 64 << 10, ChunkSize: 256 << 10}, 3<<20, 5)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	require.NotNil(t, l.late, "a file body was held and read after the next part")
-	require.NoError(t, l.lateErr)
-	assert.True(t, bytes.Equal(want[l.heldAt:l.heldAt+l.heldLen], l.late), "the held body read its own part")
+	l.check(t, want, "a file body")
 	copy(l.trace[l.heldAt:], l.late)
 	assert.True(t, bytes.Equal(want, l.trace), "the trace, once the held part is in")
 }
