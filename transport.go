@@ -7,11 +7,8 @@ import (
 
 // defaultMaxIdleConnsPerHost is how many idle connections to one coordinator the default client keeps for reuse.
 // A runner sends at most about two requests per build at once (a trace part, and an update or an artifact
-// transfer), so 256 covers 128 concurrent builds; a connection is only ever opened when a request finds none idle,
-// and idle ones close after IdleConnTimeout. The pool can outgrow the peak of requests in flight by the dials that
-// lost their race: net/http hands a request that is dialing the first connection to fall idle, and keeps the one
-// it dialed, so builds starting all at once can open up to two thirds as many connections again as they use (the
-// benchmark's 200 writers opened 118 to 332), once: later requests reuse them.
+// transfer), so 256 covers 128 concurrent builds; a connection is only ever opened when a request finds none idle
+// (and, for a sender's request, still finds none after dialGate's hold), and idle ones close after IdleConnTimeout.
 // http.DefaultTransport keeps 2, which under concurrency closes and reopens a connection (a TLS handshake behind
 // HTTPS) for most requests.
 const defaultMaxIdleConnsPerHost = 256
@@ -28,5 +25,8 @@ func newDefaultTransport() *http.Transport {
 	t.MaxIdleConnsPerHost = defaultMaxIdleConnsPerHost
 	// The per-host bound is the one that matters; a total below it (http.DefaultTransport has 100) would undo it.
 	t.MaxIdleConns = 0
+	if t.DialContext != nil {
+		t.DialContext = newDialGate(t.DialContext, dialHold).dial
+	}
 	return t
 }

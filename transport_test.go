@@ -222,8 +222,9 @@ func TestTraceWritersOpenNoConnectionOnceEachHasOne(t *testing.T) {
 	assert.Zero(t, conns.closed.Load(), "connections closed while the builds ran")
 }
 
-// TestDialRaceOpensAConnectionMore pins down where the extra connections of builds starting together come from,
-// as the pool's doc says: net/http's own dial race, which the default transport keeps. Two requests are in flight
+// TestDialRaceOpensAConnectionMore pins down where the extra connections of builds starting together come from:
+// net/http's own dial race, here with a plain dialer (the default transport's dialGate narrows it for senders,
+// TestSenderServedByAConnectionFallingIdleOpensNone). Two requests are in flight
 // at most, yet three connections open: B dials while A holds the only connection, and is handed A's connection
 // when A's answer comes, before its dial ends; A's next request then finds none idle and dials too, and B's dial,
 // once it ends, adds a third connection to the pool, which nothing needed.

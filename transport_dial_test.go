@@ -1,0 +1,232 @@
+package runnerapi
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httptrace"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// senderContext returns a sender's context whose request has just asked for a connection, as net/http's GetConn
+// hook says before it dials, and the hooks to tell it that the request got one.
+func senderContext(t *testing.T) (context.Context, *httptrace.ClientTrace) {
+	t.Helper()
+	ctx := newConnWait(context.Background())
+	trace := httptrace.ContextClientTrace(ctx)
+	require.NotNil(t, trace)
+	trace.GetConn("coordinator:443")
+	return ctx, trace
+}
+
+type dialResult struct {
+	conn net.Conn
+	err  error
+}
+
+// TestDialGateDropsTheDialOfARequestServedMeanwhile: a sender's dial held while others are opening ends, without
+// dialing, once its request got a connection that fell idle; net/http drops that error, since nobody waits for it.
+func TestDialGateDropsTheDialOfARequestServedMeanwhile(t *testing.T) {
+	var dials atomic.Int64
+	g := newDialGate(func(context.Context, string, string) (net.Conn, error) {
+		dials.Add(1)
+		return nil, errors.New("dialed")
+	}, time.Hour)
+	g.opening = maxOpeningDials // as many dials as the gate lets run are under way, and do not end
+	ctx, trace := senderContext(t)
+	done := make(chan dialResult, 1)
+	go func() {
+		conn, err := g.dial(ctx, "tcp", "coordinator:443")
+		done <- dialResult{conn, err}
+	}()
+	trace.GotConn(httptrace.GotConnInfo{Reused: true})
+	r := <-done
+	assert.ErrorIs(t, r.err, errDialNotNeeded)
+	assert.Nil(t, r.conn)
+	assert.Zero(t, dials.Load(), "no connection dialed for a request that had one")
+
+	// A request served before its dial even started dials nothing either.
+	r2, err := g.dial(ctx, "tcp", "coordinator:443")
+	assert.ErrorIs(t, err, errDialNotNeeded)
+	assert.Nil(t, r2)
+	assert.Zero(t, dials.Load())
+}
+
+// TestDialGateLetsAHeldDialGoWhenAnotherEnds: past maxOpeningDials dials under way, a sender's dial waits for one
+// of them to end, and then dials.
+func TestDialGateLetsAHeldDialGoWhenAnotherEnds(t *testing.T) {
+	entered, release := make(chan struct{}, maxOpeningDials), make(chan struct{})
+	var released, senderDialedAfterRelease atomic.Bool
+	senderDialed := make(chan struct{})
+	g := newDialGate(func(ctx context.Context, _, _ string) (net.Conn, error) {
+		if _, sender := ctx.Value(connWaitKey{}).(*connWait); sender {
+			senderDialedAfterRelease.Store(released.Load())
+			close(senderDialed)
+			return nil, errors.New("sender dialed")
+		}
+		entered <- struct{}{}
+		<-release
+		return nil, errors.New("other dialed")
+	}, time.Hour)
+	others := make(chan error, maxOpeningDials)
+	for range maxOpeningDials {
+		go func() {
+			_, err := g.dial(context.Background(), "tcp", "coordinator:443")
+			others <- err
+		}()
+	}
+	for range maxOpeningDials {
+		<-entered
+	}
+	ctx, _ := senderContext(t)
+	done := make(chan dialResult, 1)
+	go func() {
+		conn, err := g.dial(ctx, "tcp", "coordinator:443")
+		done <- dialResult{conn, err}
+	}()
+	released.Store(true)
+	release <- struct{}{} // one of the others ends
+	<-senderDialed
+	assert.True(t, senderDialedAfterRelease.Load(), "the sender's dial waited for another to end")
+	r := <-done
+	assert.EqualError(t, r.err, "sender dialed", "the dial's own result")
+	close(release)
+	for range maxOpeningDials {
+		assert.EqualError(t, <-others, "other dialed")
+	}
+	assert.Zero(t, g.opening, "every dial counted out")
+}
+
+// TestDialGateHoldsADialNoLongerThanItsHold: when no dial ends and no connection comes, a sender's dial goes
+// ahead after the hold, so that a burst against a slow coordinator still gets its connections.
+func TestDialGateHoldsADialNoLongerThanItsHold(t *testing.T) {
+	g := newDialGate(func(context.Context, string, string) (net.Conn, error) {
+		return nil, errors.New("dialed")
+	}, time.Millisecond)
+	g.opening = maxOpeningDials
+	ctx, _ := senderContext(t)
+	_, err := g.dial(ctx, "tcp", "coordinator:443")
+	assert.EqualError(t, err, "dialed")
+	assert.Equal(t, maxOpeningDials, g.opening, "the held dial counted out as it ended")
+}
+
+// TestDialGateNeverHoldsOtherDials: requests that are not a sender's (register, update, artifacts) dial at once,
+// however many dials are under way.
+func TestDialGateNeverHoldsOtherDials(t *testing.T) {
+	g := newDialGate(func(context.Context, string, string) (net.Conn, error) {
+		return nil, errors.New("dialed")
+	}, time.Hour)
+	g.opening = 100 * maxOpeningDials
+	_, err := g.dial(context.Background(), "tcp", "coordinator:443")
+	assert.EqualError(t, err, "dialed")
+}
+
+// TestSenderServedByAConnectionFallingIdleOpensNone is the race of TestDialRaceOpensAConnectionMore through the
+// gate: B's request finds A's only connection busy and dials, held while other dials are under way; A's answer
+// hands B that connection, and B's dial ends without opening a second.
+func TestSenderServedByAConnectionFallingIdleOpensNone(t *testing.T) {
+	var opened atomic.Int64
+	arrived := make(chan string, 2)
+	answerA := make(chan struct{})
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- r.URL.Path
+		if r.URL.Path == "/a" {
+			<-answerA
+		}
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			opened.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+
+	tr := newDefaultTransport()
+	defer tr.CloseIdleConnections()
+	g := newDialGate((&net.Dialer{}).DialContext, time.Hour)
+	g.opening = maxOpeningDials // other dials under way, which do not end
+	bDialing, bDialDone := make(chan struct{}), make(chan error, 1)
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		_, sender := ctx.Value(connWaitKey{}).(*connWait)
+		if !sender {
+			return g.dial(ctx, network, addr)
+		}
+		close(bDialing)
+		conn, err := g.dial(ctx, network, addr)
+		bDialDone <- err
+		return conn, err
+	}
+	client := &http.Client{Transport: tr}
+	send := func(ctx context.Context, path string) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+path, strings.NewReader("part"))
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return resp.Body.Close()
+	}
+	a, b := make(chan error, 1), make(chan error, 1)
+	go func() { a <- send(context.Background(), "/a") }()
+	require.Equal(t, "/a", <-arrived)
+	var bConn httptrace.GotConnInfo
+	bCtx := httptrace.WithClientTrace(newConnWait(context.Background()),
+		&httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { bConn = i }})
+	go func() { b <- send(bCtx, "/b") }()
+	<-bDialing // B found no idle connection
+	close(answerA)
+	require.NoError(t, <-a)
+	require.NoError(t, <-b)
+	assert.True(t, bConn.Reused, "B was sent on A's connection")
+	assert.ErrorIs(t, <-bDialDone, errDialNotNeeded)
+	assert.Equal(t, int64(1), opened.Load(), "connections opened for two requests, one at a time in flight")
+}
+
+// TestTraceWriterRequestsTellTheGateTheyWait: every request of a TraceWriter's sender carries its connWait, which
+// the default transport's gate reads, whatever transport sends it.
+func TestTraceWriterRequestsTellTheGateTheyWait(t *testing.T) {
+	var without, with atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Range", "0-"+r.Header.Get("Content-Range")[strings.LastIndex(r.Header.Get("Content-Range"), "-")+1:])
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer srv.Close()
+	rt := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		if _, ok := r.Context().Value(connWaitKey{}).(*connWait); ok {
+			with.Add(1)
+		} else {
+			without.Add(1)
+		}
+		return http.DefaultTransport.RoundTrip(r)
+	})
+	c, err := NewClient(srv.URL, WithRunnerToken("runner-token"), WithBuildToken("build-token"), WithoutRetries(),
+		WithHTTPClient(&http.Client{Transport: rt}))
+	require.NoError(t, err)
+	w, err := c.NewTraceWriter(context.Background(), 1, &TraceOptions{ChunkSize: 8})
+	require.NoError(t, err)
+	_, err = io.WriteString(w, "a trace of a few parts\n")
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	assert.Positive(t, with.Load())
+	assert.Zero(t, without.Load(), "requests of the sender without its connWait")
+}
+
+// roundTripFunc is an http.RoundTripper made of a function.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+// RoundTrip calls f.
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
