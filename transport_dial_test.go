@@ -168,18 +168,7 @@ func TestSenderServedByAConnectionFallingIdleOpensNone(t *testing.T) {
 		return conn, err
 	}
 	client := &http.Client{Transport: tr}
-	send := func(ctx context.Context, path string) error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+path, strings.NewReader("part"))
-		if err != nil {
-			return err
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			return err
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		return resp.Body.Close()
-	}
+	send := func(ctx context.Context, path string) error { return getToTheEnd(ctx, client, srv.URL+path) }
 	a, b := make(chan error, 1), make(chan error, 1)
 	go func() { a <- send(context.Background(), "/a") }()
 	require.Equal(t, "/a", <-arrived)

@@ -263,16 +263,7 @@ func TestDialRaceOpensAConnectionMore(t *testing.T) {
 		if conn != nil {
 			ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { *conn = i }})
 		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+path, nil)
-		if err != nil {
-			return err
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			return err
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		return resp.Body.Close()
+		return getToTheEnd(ctx, client, srv.URL+path)
 	}
 	a, b := make(chan error, 1), make(chan error, 1)
 	go func() { a <- send("/a1", nil) }()
@@ -355,4 +346,18 @@ func TestWithHTTPClientKeepsCallersTransport(t *testing.T) {
 	c, err = NewClient("https://gitlab.example.com", WithHTTPClient(&http.Client{}))
 	require.NoError(t, err)
 	assert.Nil(t, c.httpClient.Transport, "a client without a transport keeps using http.DefaultTransport")
+}
+
+// getToTheEnd GETs url and reads the answer to its end, so that its connection falls idle.
+func getToTheEnd(ctx context.Context, client *http.Client, url string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.Body.Close()
 }
