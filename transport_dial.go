@@ -3,6 +3,7 @@ package runnerapi
 import (
 	"context"
 	"errors"
+	"math"
 	"net"
 	"net/http/httptrace"
 	"sync"
@@ -10,22 +11,25 @@ import (
 	"time"
 )
 
-// maxOpeningDials is how many dials for senders' requests may be under way at once without being held: enough
-// that a burst of builds starting together opens its first connections at once, few enough that the requests
-// answered meanwhile free connections for the rest.
+// maxOpeningDials is how many connections for senders' requests may be opening at once without their dials being
+// held: enough that a burst of builds starting together gets its first connections at once, few enough that the
+// requests answered meanwhile free connections for the rest. Over HTTP/2 the first connection serves them all.
 const maxOpeningDials = 4
 
-// dialHold bounds how long a dial is held: a new connection waits at most this long more, and only while others
-// are being opened, so that a burst against a distant coordinator still opens all it needs promptly.
-const dialHold = 10 * time.Millisecond
+// dialHold bounds how long a dial is held, and how long a sender's connection counts as opening: a new connection
+// waits at most this long more, and only while others are opening, so that a burst against a distant coordinator
+// still opens all it needs promptly.
+const dialHold = 50 * time.Millisecond
 
 // dialGate is the default transport's dialer. net/http starts a dial as soon as a request finds no idle
 // connection, and hands the request the first connection to fall idle, dial or not; the dial goes on and its
 // connection joins the pool. Builds starting together thus opened up to half as many connections again as there
-// were builds, more than the pool keeps (the benchmark's 200 trace writers: 130 to 350). The gate lets
-// maxOpeningDials dials of senders' requests (those whose context has a connWait) run at once; the others wait for
-// one of them to end, for hold at most, and are dropped when their request has a connection by then. Other dials
-// are counted, never held.
+// were builds on plain HTTP (the benchmark's 200 trace writers: 130 to 350), and two to three times as many over
+// TLS, where a dial and its handshake take longest (64 writers in a test: 100 to 220). The gate lets
+// maxOpeningDials connections of senders' requests (those whose context has a connWait) open at once, each
+// counting as opening until its sender's request has a connection (after a TLS handshake, if any); the others wait
+// for one of them, for hold at most, and are dropped when their request has a connection by then. Other dials are
+// counted while they dial, never held.
 type dialGate struct {
 	next func(ctx context.Context, network, addr string) (net.Conn, error)
 	hold time.Duration
@@ -42,7 +46,8 @@ func newDialGate(next func(ctx context.Context, network, addr string) (net.Conn,
 
 // dial is the transport's DialContext.
 func (g *dialGate) dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	if c, ok := ctx.Value(connWaitKey{}).(*connWait); ok {
+	c, sender := ctx.Value(connWaitKey{}).(*connWait)
+	if sender {
 		if !g.admit(ctx, c) {
 			return nil, errDialNotNeeded
 		}
@@ -52,12 +57,23 @@ func (g *dialGate) dial(ctx context.Context, network, addr string) (net.Conn, er
 		g.mu.Unlock()
 	}
 	conn, err := g.next(ctx, network, addr)
+	if !sender || err != nil {
+		g.ended()
+		return conn, err
+	}
+	// Over TLS the connection is not ready before its handshake, which takes longer than the dial: it counts as
+	// opening until the sender's request has a connection, and hold at most.
+	c.opened(g)
+	return conn, nil
+}
+
+// ended counts one opening dial out, and wakes the dials held.
+func (g *dialGate) ended() {
 	g.mu.Lock()
 	g.opening--
 	close(g.changed)
 	g.changed = make(chan struct{})
 	g.mu.Unlock()
-	return conn, err
 }
 
 // admit reports whether c's dial may go ahead, counting it as opening, or is not needed any more.
@@ -107,6 +123,9 @@ type connWait struct {
 	waiting atomic.Bool
 	got     chan struct{} // a connection came: holds one signal at most
 	trace   httptrace.ClientTrace
+	// opening counts the connections dialed for the sender that its gate still counts as opening.
+	opening atomic.Int32
+	gate    atomic.Pointer[dialGate]
 }
 
 // newConnWait returns ctx with a connWait whose hooks follow the requests made with it, and any trace ctx has kept.
@@ -117,6 +136,7 @@ func newConnWait(ctx context.Context) context.Context {
 		GetConn: func(string) { c.waiting.Store(true) },
 		GotConn: func(httptrace.GotConnInfo) {
 			c.waiting.Store(false)
+			c.countOut(math.MaxInt32)
 			select {
 			case c.got <- struct{}{}:
 			default:
@@ -124,4 +144,29 @@ func newConnWait(ctx context.Context) context.Context {
 		},
 	}
 	return context.WithValue(httptrace.WithClientTrace(ctx, &c.trace), connWaitKey{}, c)
+}
+
+// opened counts a connection dialed for the sender as opening at g, until countOut, hold later at most.
+func (c *connWait) opened(g *dialGate) {
+	c.gate.Store(g)
+	c.opening.Add(1)
+	time.AfterFunc(g.hold, func() { c.countOut(1) })
+}
+
+// countOut ends up to n of the sender's opening connections at its gate.
+func (c *connWait) countOut(n int32) {
+	for {
+		opening := c.opening.Load()
+		if opening <= 0 {
+			return
+		}
+		k := min(opening, n)
+		if c.opening.CompareAndSwap(opening, opening-k) {
+			g := c.gate.Load()
+			for range k {
+				g.ended()
+			}
+			return
+		}
+	}
 }

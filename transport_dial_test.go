@@ -119,6 +119,48 @@ func TestDialGateHoldsADialNoLongerThanItsHold(t *testing.T) {
 	assert.Equal(t, maxOpeningDials, g.opening, "the held dial counted out as it ended")
 }
 
+// TestDialGateCountsASendersConnectionAsOpeningUntilItIsServed: over TLS a connection is not ready when its dial
+// ends, but after its handshake, so a sender's connection counts as opening until the sender's request has a
+// connection, or for the hold at most; a dial that fails counts out at once.
+func TestDialGateCountsASendersConnectionAsOpeningUntilItIsServed(t *testing.T) {
+	fail := false
+	g := newDialGate(func(context.Context, string, string) (net.Conn, error) {
+		if fail {
+			return nil, errors.New("refused")
+		}
+		client, server := net.Pipe()
+		_ = server.Close()
+		return client, nil
+	}, time.Hour)
+	ctx, trace := senderContext(t)
+	conn, err := g.dial(ctx, "tcp", "coordinator:443")
+	require.NoError(t, err)
+	defer conn.Close()
+	assert.Equal(t, 1, g.opening, "opening while its handshake may still run")
+	trace.GotConn(httptrace.GotConnInfo{})
+	assert.Zero(t, g.opening, "counted out once the request has a connection")
+	trace.GotConn(httptrace.GotConnInfo{})
+	assert.Zero(t, g.opening, "counted out once")
+
+	fail = true
+	trace.GetConn("coordinator:443")
+	_, err = g.dial(ctx, "tcp", "coordinator:443")
+	assert.EqualError(t, err, "refused")
+	assert.Zero(t, g.opening, "a failed dial counts out at once")
+
+	// Within the hold at most, should no request of the sender's get a connection.
+	fail = false
+	g.hold = time.Millisecond
+	changed := g.changed
+	conn2, err := g.dial(ctx, "tcp", "coordinator:443")
+	require.NoError(t, err)
+	defer conn2.Close()
+	<-changed
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	assert.Zero(t, g.opening, "counted out after the hold")
+}
+
 // TestDialGateNeverHoldsOtherDials: requests that are not a sender's (register, update, artifacts) dial at once,
 // however many dials are under way.
 func TestDialGateNeverHoldsOtherDials(t *testing.T) {
