@@ -308,7 +308,7 @@ func (c *Client) newTraceWriter(ctx context.Context, id int64, o TraceOptions, b
 		w.sendBuf = make([]byte, w.chunk)
 	}
 	// The sender's context is its own, so that every reason to stop it comes with a cause that says why.
-	w.ctx, w.cancel = context.WithCancelCause(newConnWait(context.WithoutCancel(ctx)))
+	w.ctx, w.cancel = context.WithCancelCause(newConnWait(context.WithoutCancel(ctx), c.baseURL.Scheme == "https"))
 	w.stopAfter = context.AfterFunc(ctx, func() { w.contextEnded(ctx) })
 	go w.run()
 	return w, nil

@@ -2,6 +2,7 @@ package runnerapi
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"math"
 	"net"
@@ -19,7 +20,7 @@ const maxOpeningDials = 4
 // dialHold bounds how long a dial is held, and how long a sender's connection counts as opening: a new connection
 // waits at most this long more, and only while others are opening, so that a burst against a distant coordinator
 // still opens all it needs promptly.
-const dialHold = 50 * time.Millisecond
+const dialHold = 250 * time.Millisecond
 
 // dialGate is the default transport's dialer. net/http starts a dial as soon as a request finds no idle
 // connection, and hands the request the first connection to fall idle, dial or not; the dial goes on and its
@@ -57,12 +58,12 @@ func (g *dialGate) dial(ctx context.Context, network, addr string) (net.Conn, er
 		g.mu.Unlock()
 	}
 	conn, err := g.next(ctx, network, addr)
-	if !sender || err != nil {
+	if !sender || err != nil || !c.handshakes {
 		g.ended()
 		return conn, err
 	}
 	// Over TLS the connection is not ready before its handshake, which takes longer than the dial: it counts as
-	// opening until the sender's request has a connection, and hold at most.
+	// opening until the handshake ends, or the sender's request has a connection, and hold at most.
 	c.opened(g)
 	return conn, nil
 }
@@ -123,17 +124,21 @@ type connWait struct {
 	waiting atomic.Bool
 	got     chan struct{} // a connection came: holds one signal at most
 	trace   httptrace.ClientTrace
+	// handshakes is set when the sender's connections are TLS ones, which are ready only after a handshake.
+	handshakes bool
 	// opening counts the connections dialed for the sender that its gate still counts as opening.
 	opening atomic.Int32
 	gate    atomic.Pointer[dialGate]
 }
 
 // newConnWait returns ctx with a connWait whose hooks follow the requests made with it, and any trace ctx has kept.
-// The requests must be sent one at a time: a request's connection says that no other needs one.
-func newConnWait(ctx context.Context) context.Context {
-	c := &connWait{got: make(chan struct{}, 1)}
+// The requests must be sent one at a time: a request's connection says that no other needs one. overTLS says that
+// they go to an https address.
+func newConnWait(ctx context.Context, overTLS bool) context.Context {
+	c := &connWait{got: make(chan struct{}, 1), handshakes: overTLS}
 	c.trace = httptrace.ClientTrace{
-		GetConn: func(string) { c.waiting.Store(true) },
+		TLSHandshakeDone: func(tls.ConnectionState, error) { c.countOut(1) },
+		GetConn:          func(string) { c.waiting.Store(true) },
 		GotConn: func(httptrace.GotConnInfo) {
 			c.waiting.Store(false)
 			c.countOut(math.MaxInt32)

@@ -2,6 +2,7 @@ package runnerapi
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -19,9 +20,9 @@ import (
 
 // senderContext returns a sender's context whose request has just asked for a connection, as net/http's GetConn
 // hook says before it dials, and the hooks to tell it that the request got one.
-func senderContext(t *testing.T) (context.Context, *httptrace.ClientTrace) {
+func senderContext(t *testing.T, overTLS bool) (context.Context, *httptrace.ClientTrace) {
 	t.Helper()
-	ctx := newConnWait(context.Background())
+	ctx := newConnWait(context.Background(), overTLS)
 	trace := httptrace.ContextClientTrace(ctx)
 	require.NotNil(t, trace)
 	trace.GetConn("coordinator:443")
@@ -42,7 +43,7 @@ func TestDialGateDropsTheDialOfARequestServedMeanwhile(t *testing.T) {
 		return nil, errors.New("dialed")
 	}, time.Hour)
 	g.opening = maxOpeningDials // as many dials as the gate lets run are under way, and do not end
-	ctx, trace := senderContext(t)
+	ctx, trace := senderContext(t, false)
 	done := make(chan dialResult, 1)
 	go func() {
 		conn, err := g.dial(ctx, "tcp", "coordinator:443")
@@ -87,7 +88,7 @@ func TestDialGateLetsAHeldDialGoWhenAnotherEnds(t *testing.T) {
 	for range maxOpeningDials {
 		<-entered
 	}
-	ctx, _ := senderContext(t)
+	ctx, _ := senderContext(t, false)
 	done := make(chan dialResult, 1)
 	go func() {
 		conn, err := g.dial(ctx, "tcp", "coordinator:443")
@@ -113,16 +114,17 @@ func TestDialGateHoldsADialNoLongerThanItsHold(t *testing.T) {
 		return nil, errors.New("dialed")
 	}, time.Millisecond)
 	g.opening = maxOpeningDials
-	ctx, _ := senderContext(t)
+	ctx, _ := senderContext(t, false)
 	_, err := g.dial(ctx, "tcp", "coordinator:443")
 	assert.EqualError(t, err, "dialed")
 	assert.Equal(t, maxOpeningDials, g.opening, "the held dial counted out as it ended")
 }
 
-// TestDialGateCountsASendersConnectionAsOpeningUntilItIsServed: over TLS a connection is not ready when its dial
-// ends, but after its handshake, so a sender's connection counts as opening until the sender's request has a
-// connection, or for the hold at most; a dial that fails counts out at once.
-func TestDialGateCountsASendersConnectionAsOpeningUntilItIsServed(t *testing.T) {
+// TestDialGateCountsASendersTLSConnectionAsOpeningUntilItsHandshake: over TLS a connection is not ready when its
+// dial ends but after its handshake, so a sender's connection counts as opening until the handshake ends, or the
+// sender's request has a connection, or for the hold at most; a dial that fails, or one to a plain HTTP address,
+// counts out as it ends.
+func TestDialGateCountsASendersTLSConnectionAsOpeningUntilItsHandshake(t *testing.T) {
 	fail := false
 	g := newDialGate(func(context.Context, string, string) (net.Conn, error) {
 		if fail {
@@ -132,29 +134,43 @@ func TestDialGateCountsASendersConnectionAsOpeningUntilItIsServed(t *testing.T) 
 		_ = server.Close()
 		return client, nil
 	}, time.Hour)
-	ctx, trace := senderContext(t)
-	conn, err := g.dial(ctx, "tcp", "coordinator:443")
-	require.NoError(t, err)
-	defer conn.Close()
-	assert.Equal(t, 1, g.opening, "opening while its handshake may still run")
-	trace.GotConn(httptrace.GotConnInfo{})
-	assert.Zero(t, g.opening, "counted out once the request has a connection")
+	dial := func(ctx context.Context) {
+		t.Helper()
+		conn, err := g.dial(ctx, "tcp", "coordinator:443")
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = conn.Close() })
+	}
+	ctx, trace := senderContext(t, true)
+	dial(ctx)
+	assert.Equal(t, 1, g.opening, "opening while its handshake runs")
+	trace.TLSHandshakeDone(tls.ConnectionState{}, nil)
+	assert.Zero(t, g.opening, "counted out once the handshake ended")
+	trace.TLSHandshakeDone(tls.ConnectionState{}, nil)
 	trace.GotConn(httptrace.GotConnInfo{})
 	assert.Zero(t, g.opening, "counted out once")
 
+	trace.GetConn("coordinator:443")
+	dial(ctx)
+	assert.Equal(t, 1, g.opening)
+	trace.GotConn(httptrace.GotConnInfo{})
+	assert.Zero(t, g.opening, "counted out once the request has a connection")
+
 	fail = true
 	trace.GetConn("coordinator:443")
-	_, err = g.dial(ctx, "tcp", "coordinator:443")
+	_, err := g.dial(ctx, "tcp", "coordinator:443")
 	assert.EqualError(t, err, "refused")
 	assert.Zero(t, g.opening, "a failed dial counts out at once")
-
-	// Within the hold at most, should no request of the sender's get a connection.
 	fail = false
+
+	plain, _ := senderContext(t, false)
+	dial(plain)
+	assert.Zero(t, g.opening, "a plain HTTP connection is ready as its dial ends")
+
+	// Within the hold at most, should nothing else say so.
 	g.hold = time.Millisecond
 	changed := g.changed
-	conn2, err := g.dial(ctx, "tcp", "coordinator:443")
-	require.NoError(t, err)
-	defer conn2.Close()
+	trace.GetConn("coordinator:443")
+	dial(ctx)
 	<-changed
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -215,7 +231,7 @@ func TestSenderServedByAConnectionFallingIdleOpensNone(t *testing.T) {
 	go func() { a <- send(context.Background(), "/a") }()
 	require.Equal(t, "/a", <-arrived)
 	var bConn httptrace.GotConnInfo
-	bCtx := httptrace.WithClientTrace(newConnWait(context.Background()),
+	bCtx := httptrace.WithClientTrace(newConnWait(context.Background(), false),
 		&httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { bConn = i }})
 	go func() { b <- send(bCtx, "/b") }()
 	<-bDialing // B found no idle connection
