@@ -31,6 +31,8 @@ type contender struct {
 	Secrets          int
 	Writers          int
 	DefaultTransport bool
+	// TLS makes a concurrent contender talk to the server behind TLS that speaks this protocol (tls.go).
+	TLS string
 	// Builds makes a trace contender write the trace as that many builds' traces, one after another.
 	Builds int
 	// judge, when set, replaces the scenario's judge for this contender.

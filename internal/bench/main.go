@@ -177,6 +177,7 @@ type harness struct {
 	srv      *benchServer
 	baseURL  string
 	launcher *launcher
+	tls      *tlsServers // the concurrent scenario's servers behind TLS
 	out      io.Writer
 	errOut   io.Writer
 
@@ -272,7 +273,17 @@ func runHarness(ctx context.Context, cfg config, stdout, stderr io.Writer) (*rep
 	h.baseURL = base
 
 	// The launcher gets an environment without proxies, so curl talks to the loopback server directly.
-	l, err := startLauncherEnv(exe, proxyFreeEnv())
+	env := proxyFreeEnv()
+	if cfg.wants("concurrent") {
+		ts, err := h.srv.startTLS(dir)
+		if err != nil {
+			return nil, fmt.Errorf("starting the TLS servers: %w", err)
+		}
+		defer ts.close()
+		h.tls = ts
+		env = append(env, "SSL_CERT_FILE="+ts.CAFile)
+	}
+	l, err := startLauncherEnv(exe, env)
 	if err != nil {
 		return nil, err
 	}

@@ -159,8 +159,25 @@ func manyContenders() []contender {
 	last := manyWriterCounts[len(manyWriterCounts)-1]
 	cs = append(cs, contender{Name: fmt.Sprintf("%d writers, caller's client on http.DefaultTransport", last),
 		Child: "trace-sdk-many", Writers: last, DefaultTransport: true})
+	for _, proto := range []string{tlsHTTP1, tlsHTTP2} {
+		judge := func(c, _ summary) (bool, string) {
+			bound := float64(last) + max(2, float64(last)/10)
+			return c.Conns <= bound, fmt.Sprintf("%.0f connections, want <= %.0f", c.Conns, bound)
+		}
+		if proto == tlsHTTP2 {
+			// One connection serves every request; a burst may open a few before the first is ready.
+			judge = func(c, _ summary) (bool, string) {
+				return c.Conns <= manyHTTP2Conns, fmt.Sprintf("%.0f connections, want <= %d", c.Conns, manyHTTP2Conns)
+			}
+		}
+		cs = append(cs, contender{Name: fmt.Sprintf("%d writers, SDK default client, TLS, %s", last, proto), SDK: true,
+			Child: "trace-sdk-many", Writers: last, TLS: proto, judge: judge})
+	}
 	return cs
 }
+
+// manyHTTP2Conns bounds the connections the writers may open over HTTP/2, where one serves them all.
+const manyHTTP2Conns = 8
 
 // manySize is the whole trace the concurrent writers share: half the trace scenario's.
 func (h *harness) manySize() int64 { return max(h.cfg.TraceSize/2, 256<<10) }
@@ -181,6 +198,9 @@ func (h *harness) manyScenario() processScenario {
 		params: func(c contender, id int64) childParams {
 			p := h.baseParams(id)
 			p.Size, p.Writers, p.DefaultTransport = size, c.Writers, c.DefaultTransport
+			if c.TLS != "" {
+				p.URL = h.tls.URLs[c.TLS]
+			}
 			return p
 		},
 		verify: func(c contender, p childParams, out childOutput, r *runResult) error {

@@ -154,12 +154,7 @@ func (s *benchServer) start() (baseURL string, stop func(), err error) {
 	if err != nil {
 		return "", nil, err
 	}
-	srv := &http.Server{Handler: s.handler(), ReadHeaderTimeout: 10 * time.Second,
-		ConnState: func(_ net.Conn, st http.ConnState) {
-			if st == http.StateNew {
-				s.conns.Add(1)
-			}
-		}}
+	srv := &http.Server{Handler: s.handler(), ReadHeaderTimeout: 10 * time.Second, ConnState: s.countConn}
 	go func() { _ = srv.Serve(ln) }()
 	stopRaw, err := s.startRaw()
 	if err != nil {
@@ -167,6 +162,13 @@ func (s *benchServer) start() (baseURL string, stop func(), err error) {
 		return "", nil, err
 	}
 	return "http://" + ln.Addr().String(), func() { _ = srv.Close(); stopRaw() }, nil
+}
+
+// countConn counts the connections opened, as http.Server.ConnState.
+func (s *benchServer) countConn(_ net.Conn, st http.ConnState) {
+	if st == http.StateNew {
+		s.conns.Add(1)
+	}
 }
 
 // resetRun clears what the server counts for one run.
