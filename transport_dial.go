@@ -63,7 +63,8 @@ func (g *dialGate) dial(ctx context.Context, network, addr string) (net.Conn, er
 		return conn, err
 	}
 	// Over TLS the connection is not ready before its handshake, which takes longer than the dial: it counts as
-	// opening until the handshake ends, or the sender's request has a connection, and hold at most.
+	// opening until the handshake ends (for HTTP/2, until a request has it), or the sender's request has a
+	// connection, and hold at most.
 	c.opened(g)
 	return conn, nil
 }
@@ -137,8 +138,14 @@ type connWait struct {
 func newConnWait(ctx context.Context, overTLS bool) context.Context {
 	c := &connWait{got: make(chan struct{}, 1), handshakes: overTLS}
 	c.trace = httptrace.ClientTrace{
-		TLSHandshakeDone: func(tls.ConnectionState, error) { c.countOut(1) },
-		GetConn:          func(string) { c.waiting.Store(true) },
+		TLSHandshakeDone: func(cs tls.ConnectionState, err error) {
+			// An HTTP/2 connection serves every waiting request once net/http has set it up, after the
+			// handshake: until a request has it, it still counts as opening.
+			if err != nil || cs.NegotiatedProtocol != "h2" {
+				c.countOut(1)
+			}
+		},
+		GetConn: func(string) { c.waiting.Store(true) },
 		GotConn: func(httptrace.GotConnInfo) {
 			c.waiting.Store(false)
 			c.countOut(math.MaxInt32)

