@@ -106,7 +106,9 @@ func WithBuildToken(token string) Option {
 //
 // Leave hc.Timeout at zero: it would cut artifact transfers short; the SDK bounds small calls itself (WithTimeout).
 // A custom *http.Transport should set ExpectContinueTimeout (http.DefaultTransport uses one second), so that an
-// artifact upload refused on its headers (a 413 or 403 from a proxy) is answered before its body is sent.
+// artifact upload refused on its headers (a 413 or 403 from a proxy) is answered before its body is sent, and
+// keep more than http.DefaultTransport's 2 idle connections per host when builds run at once: NewTransport returns
+// one set up as the default client's, to adjust.
 func WithHTTPClient(hc *http.Client) Option {
 	return func(c *Client) error {
 		if hc == nil {

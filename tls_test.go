@@ -90,7 +90,7 @@ func ExampleWithHTTPClient_privateCA() {
 	if !pool.AppendCertsFromPEM(caPEM) {
 		panic("no certificate in ca.pem")
 	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr := runnerapi.NewTransport() // the default client's settings, its pool and dialer
 	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	defer tr.CloseIdleConnections()
 

@@ -17,9 +17,16 @@ const defaultMaxIdleConnsPerHost = 256
 // clients for the same coordinator (one per runner token, say) share their connections.
 var sharedTransport = sync.OnceValue(newDefaultTransport)
 
-// newDefaultTransport is http.DefaultTransport with room for a runner's concurrency. The clone keeps the rest of
-// its settings: proxies from the environment, HTTP/2 over TLS, and ExpectContinueTimeout, which lets a refused
-// upload be answered before its body is sent.
+// NewTransport returns a new transport set up as the one NewClient's clients share by default, for a client that
+// needs settings of its own, such as a private CA's certificate in TLSClientConfig: change what you need and pass
+// it in an http.Client with WithHTTPClient. It is a clone of http.DefaultTransport (proxies from the environment,
+// HTTP/2 over TLS, and an ExpectContinueTimeout, which lets a refused upload be answered before its body is sent)
+// that keeps up to 256 idle connections per coordinator, where http.DefaultTransport keeps 2, and whose dialer
+// spares its pool the connections that builds starting together would open beyond their need. Replacing its
+// DialContext gives up the latter.
+func NewTransport() *http.Transport { return newDefaultTransport() }
+
+// newDefaultTransport is http.DefaultTransport with room for a runner's concurrency (NewTransport).
 func newDefaultTransport() *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.MaxIdleConnsPerHost = defaultMaxIdleConnsPerHost

@@ -299,6 +299,25 @@ func TestDefaultTransport(t *testing.T) {
 	require.NoError(t, err)
 	tr, ok := c.httpClient.Transport.(*http.Transport)
 	require.True(t, ok, "%T", c.httpClient.Transport)
+	assertDefaultTransport(t, tr)
+
+	c2, err := NewClient("https://other.example.com")
+	require.NoError(t, err)
+	assert.Same(t, tr, c2.httpClient.Transport, "default clients share one pool")
+}
+
+// TestNewTransport: a caller who needs a transport of its own (a private CA's certificate, say) gets the default
+// client's settings, pool and dialer in a new one.
+func TestNewTransport(t *testing.T) {
+	tr := NewTransport()
+	assertDefaultTransport(t, tr)
+	assert.NotSame(t, sharedTransport(), tr, "a transport of the caller's own")
+	assert.NotSame(t, NewTransport(), tr)
+}
+
+// assertDefaultTransport checks tr is set up as the default client's transport.
+func assertDefaultTransport(t *testing.T, tr *http.Transport) {
+	t.Helper()
 	def := http.DefaultTransport.(*http.Transport)
 	assert.NotSame(t, def, tr, "http.DefaultTransport is not modified in place")
 	assert.Equal(t, 0, def.MaxIdleConnsPerHost, "http.DefaultTransport is left as it was")
@@ -311,10 +330,12 @@ func TestDefaultTransport(t *testing.T) {
 	require.NotNil(t, tr.Proxy)
 	assert.Equal(t, reflect.ValueOf(http.ProxyFromEnvironment).Pointer(), reflect.ValueOf(tr.Proxy).Pointer(),
 		"proxies come from the environment")
-
-	c2, err := NewClient("https://other.example.com")
-	require.NoError(t, err)
-	assert.Same(t, tr, c2.httpClient.Transport, "default clients share one pool")
+	// Its dialer is the gate: it drops the dial of a sender's request that already has a connection.
+	require.NotNil(t, tr.DialContext)
+	ctx, trace := senderContext(t, false)
+	trace.GotConn(httptrace.GotConnInfo{Reused: true})
+	_, err := tr.DialContext(ctx, "tcp", "127.0.0.1:1")
+	assert.ErrorIs(t, err, errDialNotNeeded)
 }
 
 // TestDefaultTransportSpeaksHTTP2: the clone still negotiates HTTP/2 over TLS, as http.DefaultTransport does.
