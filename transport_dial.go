@@ -58,15 +58,13 @@ func (g *dialGate) dial(ctx context.Context, network, addr string) (net.Conn, er
 		g.mu.Unlock()
 	}
 	conn, err := g.next(ctx, network, addr)
-	if !sender || err != nil || !c.handshakes {
-		g.ended()
-		return conn, err
-	}
 	// Over TLS the connection is not ready before its handshake, which takes longer than the dial: it counts as
 	// opening until the handshake ends (for HTTP/2, until a request has it), or the sender's request has a
 	// connection, and hold at most.
-	c.opened(g)
-	return conn, nil
+	if !sender || err != nil || !c.handshakes || !c.opened(g) {
+		g.ended()
+	}
+	return conn, err
 }
 
 // ended counts one opening dial out, and wakes the dials held.
@@ -127,9 +125,11 @@ type connWait struct {
 	trace   httptrace.ClientTrace
 	// handshakes is set when the sender's connections are TLS ones, which are ready only after a handshake.
 	handshakes bool
-	// opening counts the connections dialed for the sender that its gate still counts as opening.
-	opening atomic.Int32
-	gate    atomic.Pointer[dialGate]
+	// mu guards opening, the connections dialed for the sender that gate still counts as opening: they change
+	// together, so that each is counted out where it was counted.
+	mu      sync.Mutex
+	opening int32
+	gate    *dialGate
 }
 
 // newConnWait returns ctx with a connWait whose hooks follow the requests made with it, and any trace ctx has kept.
@@ -158,27 +158,30 @@ func newConnWait(ctx context.Context, overTLS bool) context.Context {
 	return context.WithValue(httptrace.WithClientTrace(ctx, &c.trace), connWaitKey{}, c)
 }
 
-// opened counts a connection dialed for the sender as opening at g, until countOut, hold later at most.
-func (c *connWait) opened(g *dialGate) {
-	c.gate.Store(g)
-	c.opening.Add(1)
+// opened counts a connection dialed for the sender as opening at g, until countOut, hold later at most, and
+// reports whether it did: while others of the sender's are opening at another gate (its requests sent through
+// two transports), the caller counts it out at once instead.
+func (c *connWait) opened(g *dialGate) bool {
+	c.mu.Lock()
+	if c.opening > 0 && c.gate != g {
+		c.mu.Unlock()
+		return false
+	}
+	c.gate = g
+	c.opening++
+	c.mu.Unlock()
 	time.AfterFunc(g.hold, func() { c.countOut(1) })
+	return true
 }
 
-// countOut ends up to n of the sender's opening connections at its gate.
+// countOut ends up to n of the sender's opening connections at their gate.
 func (c *connWait) countOut(n int32) {
-	for {
-		opening := c.opening.Load()
-		if opening <= 0 {
-			return
-		}
-		k := min(opening, n)
-		if c.opening.CompareAndSwap(opening, opening-k) {
-			g := c.gate.Load()
-			for range k {
-				g.ended()
-			}
-			return
-		}
+	c.mu.Lock()
+	k := min(c.opening, n)
+	c.opening -= k
+	g := c.gate
+	c.mu.Unlock()
+	for range k {
+		g.ended()
 	}
 }

@@ -279,3 +279,29 @@ type roundTripFunc func(*http.Request) (*http.Response, error)
 
 // RoundTrip calls f.
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// TestDialGateCountsASenderOutAtTheGateThatCountedIt: a sender's connections counted at two gates (a
+// RoundTripper sending through two default transports, say) are counted out each at its own, so that neither is
+// left holding dials forever nor counts below zero and lets more through than it should.
+func TestDialGateCountsASenderOutAtTheGateThatCountedIt(t *testing.T) {
+	dial := func(context.Context, string, string) (net.Conn, error) {
+		client, server := net.Pipe()
+		_ = server.Close()
+		return client, nil
+	}
+	first, second := newDialGate(dial, time.Hour), newDialGate(dial, time.Hour)
+	ctx, trace := senderContext(t, true)
+	for _, g := range []*dialGate{first, second} {
+		trace.GetConn("coordinator:443")
+		conn, err := g.dial(ctx, "tcp", "coordinator:443")
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = conn.Close() })
+	}
+	trace.GotConn(httptrace.GotConnInfo{})
+	first.mu.Lock()
+	defer first.mu.Unlock()
+	second.mu.Lock()
+	defer second.mu.Unlock()
+	assert.Zero(t, first.opening, "the first gate's count")
+	assert.Zero(t, second.opening, "the second gate's count")
+}
