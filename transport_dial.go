@@ -27,73 +27,101 @@ const dialHold = 250 * time.Millisecond
 // connection joins the pool. Builds starting together thus opened up to half as many connections again as there
 // were builds on plain HTTP (the benchmark's 200 trace writers: 130 to 350), and two to three times as many over
 // TLS, where a dial and its handshake take longest (64 writers in a test: 100 to 220). The gate lets
-// maxOpeningDials connections of senders' requests (those whose context has a connWait) open at once, each
-// counting as opening until its sender's request has a connection (after a TLS handshake, if any); the others wait
-// for one of them, for hold at most, and are dropped when their request has a connection by then. Other dials are
-// counted while they dial, never held.
+// maxOpeningDials connections of senders' requests (those whose context has a connWait) to one address open at
+// once, each counting as opening until its sender's request has a connection (after a TLS handshake, if any); the
+// others wait for one of them, for hold at most, and are dropped when their request has a connection by then.
+// Other dials are counted while they dial, never held. Dials to one address do not hold those to another, whose
+// requests their connections cannot serve (a second coordinator, an object store).
 type dialGate struct {
 	next func(ctx context.Context, network, addr string) (net.Conn, error)
 	hold time.Duration
 
-	mu      sync.Mutex
-	opening int
-	changed chan struct{} // closed, and replaced, when a dial ends
+	mu sync.Mutex
+	to map[string]*dialsTo // by address, those with connections opening
+}
+
+// dialsTo counts the connections to one address that are opening.
+type dialsTo struct {
+	gate    *dialGate
+	addr    string
+	opening int           // guarded by gate.mu
+	changed chan struct{} // closed, and replaced, when one ends
 }
 
 // newDialGate returns a gate in front of next that holds a dial for hold at most.
 func newDialGate(next func(ctx context.Context, network, addr string) (net.Conn, error), hold time.Duration) *dialGate {
-	return &dialGate{next: next, hold: hold, changed: make(chan struct{})}
+	return &dialGate{next: next, hold: hold, to: make(map[string]*dialsTo)}
 }
 
 // dial is the transport's DialContext.
 func (g *dialGate) dial(ctx context.Context, network, addr string) (net.Conn, error) {
 	c, sender := ctx.Value(connWaitKey{}).(*connWait)
+	var d *dialsTo
 	if sender {
-		if !g.admit(ctx, c) {
+		if d = g.admit(ctx, c, addr); d == nil {
 			return nil, errDialNotNeeded
 		}
 	} else {
 		g.mu.Lock()
-		g.opening++
+		d = g.dialsTo(addr)
+		d.opening++
 		g.mu.Unlock()
 	}
 	conn, err := g.next(ctx, network, addr)
 	// Over TLS the connection is not ready before its handshake, which takes longer than the dial: it counts as
 	// opening until the handshake ends (for HTTP/2, until a request has it), or the sender's request has a
 	// connection, and hold at most.
-	if !sender || err != nil || !c.handshakes || !c.opened(g) {
-		g.ended()
+	if !sender || err != nil || !c.handshakes || !c.opened(d) {
+		d.ended()
 	}
 	return conn, err
 }
 
-// ended counts one opening dial out, and wakes the dials held.
-func (g *dialGate) ended() {
+// dialsTo returns the count of addr's opening connections; g.mu is held.
+func (g *dialGate) dialsTo(addr string) *dialsTo {
+	d := g.to[addr]
+	if d == nil {
+		d = &dialsTo{gate: g, addr: addr, changed: make(chan struct{})}
+		g.to[addr] = d
+	}
+	return d
+}
+
+// ended counts one opening connection out, and wakes the dials held; the last one out forgets the address.
+func (d *dialsTo) ended() {
+	g := d.gate
 	g.mu.Lock()
-	g.opening--
-	close(g.changed)
-	g.changed = make(chan struct{})
+	d.opening--
+	close(d.changed)
+	d.changed = make(chan struct{})
+	if d.opening == 0 && g.to[d.addr] == d {
+		delete(g.to, d.addr)
+	}
 	g.mu.Unlock()
 }
 
-// admit reports whether c's dial may go ahead, counting it as opening, or is not needed any more.
-func (g *dialGate) admit(ctx context.Context, c *connWait) bool {
+// admit returns the count at which c's dial to addr may go ahead, having counted it as opening there, or nil when
+// the dial is not needed any more.
+func (g *dialGate) admit(ctx context.Context, c *connWait, addr string) *dialsTo {
 	var hold *time.Timer
+	defer func() {
+		if hold != nil {
+			hold.Stop()
+		}
+	}()
 	expired := false
 	for {
 		if !c.waiting.Load() {
-			return false
+			return nil
 		}
 		g.mu.Lock()
-		if g.opening < maxOpeningDials || expired {
-			g.opening++
+		d := g.dialsTo(addr)
+		if d.opening < maxOpeningDials || expired {
+			d.opening++
 			g.mu.Unlock()
-			if hold != nil {
-				hold.Stop()
-			}
-			return true
+			return d
 		}
-		changed := g.changed
+		changed := d.changed
 		g.mu.Unlock()
 		if hold == nil {
 			hold = time.NewTimer(g.hold)
@@ -125,11 +153,11 @@ type connWait struct {
 	trace   httptrace.ClientTrace
 	// handshakes is set when the sender's connections are TLS ones, which are ready only after a handshake.
 	handshakes bool
-	// mu guards opening, the connections dialed for the sender that gate still counts as opening: they change
-	// together, so that each is counted out where it was counted.
+	// mu guards opening, the connections dialed for the sender that are still counted as opening at: they
+	// change together, so that each is counted out where it was counted.
 	mu      sync.Mutex
 	opening int32
-	gate    *dialGate
+	at      *dialsTo
 }
 
 // newConnWait returns ctx with a connWait whose hooks follow the requests made with it, and any trace ctx has kept.
@@ -158,30 +186,30 @@ func newConnWait(ctx context.Context, overTLS bool) context.Context {
 	return context.WithValue(httptrace.WithClientTrace(ctx, &c.trace), connWaitKey{}, c)
 }
 
-// opened counts a connection dialed for the sender as opening at g, until countOut, hold later at most, and
-// reports whether it did: while others of the sender's are opening at another gate (its requests sent through
-// two transports), the caller counts it out at once instead.
-func (c *connWait) opened(g *dialGate) bool {
+// opened keeps a connection dialed for the sender, counted at d, as opening until countOut, the hold later at
+// most, and reports whether it does: while others of the sender's are opening at another count (another address,
+// or another gate when its requests go through two transports), the caller counts it out at once instead.
+func (c *connWait) opened(d *dialsTo) bool {
 	c.mu.Lock()
-	if c.opening > 0 && c.gate != g {
+	if c.opening > 0 && c.at != d {
 		c.mu.Unlock()
 		return false
 	}
-	c.gate = g
+	c.at = d
 	c.opening++
 	c.mu.Unlock()
-	time.AfterFunc(g.hold, func() { c.countOut(1) })
+	time.AfterFunc(d.gate.hold, func() { c.countOut(1) })
 	return true
 }
 
-// countOut ends up to n of the sender's opening connections at their gate.
+// countOut ends up to n of the sender's opening connections where they are counted.
 func (c *connWait) countOut(n int32) {
 	c.mu.Lock()
 	k := min(c.opening, n)
 	c.opening -= k
-	g := c.gate
+	d := c.at
 	c.mu.Unlock()
 	for range k {
-		g.ended()
+		d.ended()
 	}
 }

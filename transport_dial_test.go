@@ -29,6 +29,26 @@ func senderContext(t *testing.T, overTLS bool) (context.Context, *httptrace.Clie
 	return ctx, trace
 }
 
+// openingTo returns how many connections to addr g counts as opening.
+func (g *dialGate) openingTo(addr string) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if d := g.to[addr]; d != nil {
+		return d.opening
+	}
+	return 0
+}
+
+// fill counts n more connections to addr as opening at g, which never end, and returns the channel closed when
+// another there ends.
+func (g *dialGate) fill(addr string, n int) <-chan struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	d := g.dialsTo(addr)
+	d.opening += n
+	return d.changed
+}
+
 type dialResult struct {
 	conn net.Conn
 	err  error
@@ -42,7 +62,7 @@ func TestDialGateDropsTheDialOfARequestServedMeanwhile(t *testing.T) {
 		dials.Add(1)
 		return nil, errors.New("dialed")
 	}, time.Hour)
-	g.opening = maxOpeningDials // as many dials as the gate lets run are under way, and do not end
+	g.fill("coordinator:443", maxOpeningDials) // as many dials as the gate lets run are under way, and do not end
 	ctx, trace := senderContext(t, false)
 	done := make(chan dialResult, 1)
 	go func() {
@@ -104,7 +124,7 @@ func TestDialGateLetsAHeldDialGoWhenAnotherEnds(t *testing.T) {
 	for range maxOpeningDials {
 		assert.EqualError(t, <-others, "other dialed")
 	}
-	assert.Zero(t, g.opening, "every dial counted out")
+	assert.Zero(t, g.openingTo("coordinator:443"), "every dial counted out")
 }
 
 // TestDialGateHoldsADialNoLongerThanItsHold: when no dial ends and no connection comes, a sender's dial goes
@@ -113,11 +133,11 @@ func TestDialGateHoldsADialNoLongerThanItsHold(t *testing.T) {
 	g := newDialGate(func(context.Context, string, string) (net.Conn, error) {
 		return nil, errors.New("dialed")
 	}, time.Millisecond)
-	g.opening = maxOpeningDials
+	g.fill("coordinator:443", maxOpeningDials)
 	ctx, _ := senderContext(t, false)
 	_, err := g.dial(ctx, "tcp", "coordinator:443")
 	assert.EqualError(t, err, "dialed")
-	assert.Equal(t, maxOpeningDials, g.opening, "the held dial counted out as it ended")
+	assert.Equal(t, maxOpeningDials, g.openingTo("coordinator:443"), "the held dial counted out as it ended")
 }
 
 // TestDialGateCountsASendersTLSConnectionAsOpeningUntilItsHandshake: over TLS a connection is not ready when its
@@ -142,41 +162,39 @@ func TestDialGateCountsASendersTLSConnectionAsOpeningUntilItsHandshake(t *testin
 	}
 	ctx, trace := senderContext(t, true)
 	dial(ctx)
-	assert.Equal(t, 1, g.opening, "opening while its handshake runs")
+	assert.Equal(t, 1, g.openingTo("coordinator:443"), "opening while its handshake runs")
 	trace.TLSHandshakeDone(tls.ConnectionState{}, nil)
-	assert.Zero(t, g.opening, "counted out once the handshake ended")
+	assert.Zero(t, g.openingTo("coordinator:443"), "counted out once the handshake ended")
 	trace.TLSHandshakeDone(tls.ConnectionState{}, nil)
 	trace.GotConn(httptrace.GotConnInfo{})
-	assert.Zero(t, g.opening, "counted out once")
+	assert.Zero(t, g.openingTo("coordinator:443"), "counted out once")
 
 	trace.GetConn("coordinator:443")
 	dial(ctx)
-	assert.Equal(t, 1, g.opening)
+	assert.Equal(t, 1, g.openingTo("coordinator:443"))
 	trace.TLSHandshakeDone(tls.ConnectionState{NegotiatedProtocol: "h2"}, nil)
-	assert.Equal(t, 1, g.opening, "an HTTP/2 connection is set up after its handshake")
+	assert.Equal(t, 1, g.openingTo("coordinator:443"), "an HTTP/2 connection is set up after its handshake")
 	trace.GotConn(httptrace.GotConnInfo{})
-	assert.Zero(t, g.opening, "counted out once the request has a connection")
+	assert.Zero(t, g.openingTo("coordinator:443"), "counted out once the request has a connection")
 
 	fail = true
 	trace.GetConn("coordinator:443")
 	_, err := g.dial(ctx, "tcp", "coordinator:443")
 	assert.EqualError(t, err, "refused")
-	assert.Zero(t, g.opening, "a failed dial counts out at once")
+	assert.Zero(t, g.openingTo("coordinator:443"), "a failed dial counts out at once")
 	fail = false
 
 	plain, _ := senderContext(t, false)
 	dial(plain)
-	assert.Zero(t, g.opening, "a plain HTTP connection is ready as its dial ends")
+	assert.Zero(t, g.openingTo("coordinator:443"), "a plain HTTP connection is ready as its dial ends")
 
 	// Within the hold at most, should nothing else say so.
 	g.hold = time.Millisecond
-	changed := g.changed
+	changed := g.fill("coordinator:443", 1) // kept, so that changed is the one the hold's end closes
 	trace.GetConn("coordinator:443")
 	dial(ctx)
 	<-changed
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	assert.Zero(t, g.opening, "counted out after the hold")
+	assert.Equal(t, 1, g.openingTo("coordinator:443"), "counted out after the hold")
 }
 
 // TestDialGateNeverHoldsOtherDials: requests that are not a sender's (register, update, artifacts) dial at once,
@@ -185,7 +203,7 @@ func TestDialGateNeverHoldsOtherDials(t *testing.T) {
 	g := newDialGate(func(context.Context, string, string) (net.Conn, error) {
 		return nil, errors.New("dialed")
 	}, time.Hour)
-	g.opening = 100 * maxOpeningDials
+	g.fill("coordinator:443", 100*maxOpeningDials)
 	_, err := g.dial(context.Background(), "tcp", "coordinator:443")
 	assert.EqualError(t, err, "dialed")
 }
@@ -215,7 +233,7 @@ func TestSenderServedByAConnectionFallingIdleOpensNone(t *testing.T) {
 	tr := newDefaultTransport()
 	defer tr.CloseIdleConnections()
 	g := newDialGate((&net.Dialer{}).DialContext, time.Hour)
-	g.opening = maxOpeningDials // other dials under way, which do not end
+	g.fill(srv.Listener.Addr().String(), maxOpeningDials) // other dials under way, which do not end
 	bDialing, bDialDone := make(chan struct{}), make(chan error, 1)
 	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		_, sender := ctx.Value(connWaitKey{}).(*connWait)
@@ -298,10 +316,50 @@ func TestDialGateCountsASenderOutAtTheGateThatCountedIt(t *testing.T) {
 		t.Cleanup(func() { _ = conn.Close() })
 	}
 	trace.GotConn(httptrace.GotConnInfo{})
-	first.mu.Lock()
-	defer first.mu.Unlock()
-	second.mu.Lock()
-	defer second.mu.Unlock()
-	assert.Zero(t, first.opening, "the first gate's count")
-	assert.Zero(t, second.opening, "the second gate's count")
+	assert.Zero(t, first.openingTo("coordinator:443"), "the first gate's count")
+	assert.Zero(t, second.openingTo("coordinator:443"), "the second gate's count")
+}
+
+// TestDialGateHoldsNoDialForDialsToAnotherAddress: dials under way to one address (another coordinator, an object
+// store an artifact is redirected to) open no connection that could serve a request to another, so they hold no
+// dial to it.
+func TestDialGateHoldsNoDialForDialsToAnotherAddress(t *testing.T) {
+	entered, release := make(chan struct{}, maxOpeningDials), make(chan struct{})
+	g := newDialGate(func(_ context.Context, _, addr string) (net.Conn, error) {
+		if addr == "busy:443" {
+			entered <- struct{}{}
+			<-release
+		}
+		return nil, errors.New("dialed " + addr)
+	}, time.Hour)
+	others := make(chan error, maxOpeningDials)
+	for range maxOpeningDials {
+		ctx, _ := senderContext(t, false)
+		go func() {
+			_, err := g.dial(ctx, "tcp", "busy:443")
+			others <- err
+		}()
+	}
+	for range maxOpeningDials {
+		<-entered
+	}
+	ctx, _ := senderContext(t, false)
+	done := make(chan error, 1)
+	go func() {
+		_, err := g.dial(ctx, "tcp", "coordinator:443")
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		assert.EqualError(t, err, "dialed coordinator:443")
+	case <-time.After(30 * time.Second):
+		t.Error("a dial to coordinator:443 held by dials to busy:443")
+	}
+	close(release)
+	for range maxOpeningDials {
+		assert.EqualError(t, <-others, "dialed busy:443")
+	}
+	if t.Failed() {
+		<-done
+	}
 }
