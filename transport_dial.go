@@ -12,8 +12,8 @@ import (
 	"time"
 )
 
-// maxOpeningDials is how many connections for senders' requests may be opening at once without their dials being
-// held: enough that a burst of builds starting together gets its first connections at once, few enough that the
+// maxOpeningDials is how many connections for senders' requests may be opening to one address at once without
+// their dials being held: enough that a burst of builds starting together gets its first connections at once, few enough that the
 // requests answered meanwhile free connections for the rest. Over HTTP/2 the first connection serves them all.
 const maxOpeningDials = 4
 
