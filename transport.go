@@ -1,8 +1,10 @@
 package runnerapi
 
 import (
+	"net"
 	"net/http"
 	"sync"
+	"time"
 )
 
 // defaultMaxIdleConnsPerHost is how many idle connections to one coordinator the default client keeps for reuse.
@@ -28,7 +30,7 @@ func NewTransport() *http.Transport { return newDefaultTransport() }
 
 // newDefaultTransport is http.DefaultTransport with room for a runner's concurrency (NewTransport).
 func newDefaultTransport() *http.Transport {
-	t := http.DefaultTransport.(*http.Transport).Clone()
+	t := defaultTransportClone()
 	t.MaxIdleConnsPerHost = defaultMaxIdleConnsPerHost
 	// The per-host bound is the one that matters; a total below it (http.DefaultTransport has 100) would undo it.
 	t.MaxIdleConns = 0
@@ -36,4 +38,22 @@ func newDefaultTransport() *http.Transport {
 		t.DialContext = newDialGate(t.DialContext, dialHold).dial
 	}
 	return t
+}
+
+// defaultTransportClone returns a clone of http.DefaultTransport or, when a program has replaced it with a
+// RoundTripper of another type (httpmock.Activate does), a transport set up as it is documented to be.
+func defaultTransportClone() *http.Transport {
+	if t, ok := http.DefaultTransport.(*http.Transport); ok {
+		return t.Clone()
+	}
+	dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+	return &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           dialer.DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          100,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+	}
 }

@@ -315,6 +315,30 @@ func TestNewTransport(t *testing.T) {
 	assert.NotSame(t, NewTransport(), tr)
 }
 
+// TestNewTransportWithDefaultTransportReplaced: a program whose tests replace http.DefaultTransport with a
+// RoundTripper of another type (httpmock.Activate does) still gets a transport, set up as http.DefaultTransport
+// is documented to be, instead of a panic.
+func TestNewTransportWithDefaultTransportReplaced(t *testing.T) {
+	def := http.DefaultTransport
+	http.DefaultTransport = roundTripFunc(func(*http.Request) (*http.Response, error) { return nil, io.EOF })
+	t.Cleanup(func() { http.DefaultTransport = def })
+	var tr *http.Transport
+	require.NotPanics(t, func() { tr = NewTransport() })
+	assert.Equal(t, defaultMaxIdleConnsPerHost, tr.MaxIdleConnsPerHost)
+	assert.Zero(t, tr.MaxIdleConns)
+	assert.Equal(t, time.Second, tr.ExpectContinueTimeout, "uploads refused on their headers rely on it")
+	assert.Equal(t, 90*time.Second, tr.IdleConnTimeout)
+	assert.Equal(t, 10*time.Second, tr.TLSHandshakeTimeout)
+	assert.True(t, tr.ForceAttemptHTTP2)
+	require.NotNil(t, tr.Proxy)
+	assert.Equal(t, reflect.ValueOf(http.ProxyFromEnvironment).Pointer(), reflect.ValueOf(tr.Proxy).Pointer())
+	require.NotNil(t, tr.DialContext)
+	ctx, trace := senderContext(t, false)
+	trace.GotConn(httptrace.GotConnInfo{Reused: true})
+	_, err := tr.DialContext(ctx, "tcp", "127.0.0.1:1")
+	assert.ErrorIs(t, err, errDialNotNeeded, "its dialer is the gate")
+}
+
 // assertDefaultTransport checks tr is set up as the default client's transport.
 func assertDefaultTransport(t *testing.T, tr *http.Transport) {
 	t.Helper()
