@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/http/httptrace"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -362,4 +363,55 @@ func TestDialGateHoldsNoDialForDialsToAnotherAddress(t *testing.T) {
 	if t.Failed() {
 		<-done
 	}
+}
+
+// TestTraceWritersOfOneContextWaitEachOnItsOwn: two TraceWriters made with one context have a connWait each, since
+// one's connection says nothing of whether the other's request still waits for one.
+func TestTraceWritersOfOneContextWaitEachOnItsOwn(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Range", "0-"+r.Header.Get("Content-Range")[strings.LastIndex(r.Header.Get("Content-Range"), "-")+1:])
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer srv.Close()
+	var (
+		mu    sync.Mutex
+		waits = map[string]map[*connWait]bool{}
+	)
+	rt := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		c, _ := r.Context().Value(connWaitKey{}).(*connWait)
+		mu.Lock()
+		if waits[r.URL.Path] == nil {
+			waits[r.URL.Path] = map[*connWait]bool{}
+		}
+		waits[r.URL.Path][c] = true
+		mu.Unlock()
+		return http.DefaultTransport.RoundTrip(r)
+	})
+	c, err := NewClient(srv.URL, WithRunnerToken("runner-token"), WithBuildToken("build-token"), WithoutRetries(),
+		WithHTTPClient(&http.Client{Transport: rt}))
+	require.NoError(t, err)
+	ctx := context.Background()
+	var writers []*TraceWriter
+	for id := int64(1); id <= 2; id++ {
+		w, err := c.NewTraceWriter(ctx, id, &TraceOptions{ChunkSize: 8})
+		require.NoError(t, err)
+		writers = append(writers, w)
+	}
+	for _, w := range writers {
+		_, err := io.WriteString(w, "a trace of a few parts\n")
+		require.NoError(t, err)
+	}
+	for _, w := range writers {
+		require.NoError(t, w.Close())
+	}
+	require.Len(t, waits, 2, "requests of both writers")
+	var all []*connWait
+	for path, cs := range waits {
+		require.Len(t, cs, 1, "the requests of %s carry one connWait", path)
+		for c := range cs {
+			require.NotNil(t, c, path)
+			all = append(all, c)
+		}
+	}
+	assert.NotSame(t, all[0], all[1], "each writer has its own")
 }
