@@ -153,8 +153,8 @@ type connWait struct {
 	trace   httptrace.ClientTrace
 	// handshakes is set when the sender's connections are TLS ones, which are ready only after a handshake.
 	handshakes bool
-	// mu guards opening, the connections dialed for the sender that are still counted as opening at: they
-	// change together, so that each is counted out where it was counted.
+	// mu guards opening, the connections dialed for the sender still counted as opening, and at, where they
+	// are counted: the two change together, so that each connection is counted out where it was counted.
 	mu      sync.Mutex
 	opening int32
 	at      *dialsTo
