@@ -13,8 +13,9 @@ import (
 )
 
 // maxOpeningDials is how many connections for senders' requests may be opening to one address at once without
-// their dials being held: enough that a burst of builds starting together gets its first connections at once, few enough that the
-// requests answered meanwhile free connections for the rest. Over HTTP/2 the first connection serves them all.
+// their dials being held: enough that a burst of builds starting together gets its first connections at once, few
+// enough that the requests answered meanwhile free connections for the rest. Over HTTP/2 the first connection
+// serves them all.
 const maxOpeningDials = 4
 
 // dialHold bounds how long a dial is held, and how long a sender's connection counts as opening: a new connection
