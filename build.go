@@ -523,10 +523,12 @@ type Environment struct {
 // UnmarshalJSON decodes options leniently: a value of an unexpected shape is kept in Extra, not an error, since the
 // build has already been assigned to the runner by the time it is decoded.
 func (o *Options) UnmarshalJSON(data []byte) error {
-	// Most builds carry only known options of the expected shapes: one strict pass decodes those.
+	// Most builds carry only known options of the expected shapes: the plain decoding, or else one strict pass,
+	// decodes those. A key in another case than the field's (which encoding/json takes for the field) or given
+	// twice is the strict pass's to decode.
 	type plain Options
 	*o = Options{}
-	if decodeStrict(data, (*plain)(o)) == nil {
+	if decodePlain(data, (*plain)(o)) || decodeStrict(data, (*plain)(o)) == nil {
 		return nil
 	}
 	*o = Options{}
@@ -556,7 +558,7 @@ func (e *Environment) UnmarshalJSON(data []byte) error {
 		return json.Unmarshal(data, &e.Name)
 	}
 	type plain Environment
-	if decodeStrict(data, (*plain)(e)) == nil {
+	if decodePlain(data, (*plain)(e)) || decodeStrict(data, (*plain)(e)) == nil {
 		return nil
 	}
 	*e = Environment{}

@@ -5,7 +5,6 @@ import (
 	"reflect"
 	"strings"
 	"sync"
-	"sync/atomic"
 )
 
 // The printing types below have no methods, so fmt and encoding/json treat them as plain structs.
@@ -162,30 +161,34 @@ func objectFieldsOf(t reflect.Type) *objectFields {
 	return f.(*objectFields)
 }
 
+// lenientObjectTypes are the types whose UnmarshalJSON is decodeObject's, on a struct of the same fields without
+// methods: decodePlain may decode one inside another as that struct, when it holds only its keys.
+var lenientObjectTypes = map[reflect.Type]bool{
+	reflect.TypeFor[Job](): true, reflect.TypeFor[JobInfo](): true, reflect.TypeFor[JobGitInfo](): true,
+	reflect.TypeFor[JobRunnerInfo](): true, reflect.TypeFor[JobVariable](): true, reflect.TypeFor[JobStep](): true,
+	reflect.TypeFor[JobHook](): true, reflect.TypeFor[JobImage](): true, reflect.TypeFor[JobPort](): true,
+	reflect.TypeFor[JobServiceImage](): true, reflect.TypeFor[JobArtifact](): true, reflect.TypeFor[JobCache](): true,
+	reflect.TypeFor[JobCredential](): true, reflect.TypeFor[JobDependency](): true,
+	reflect.TypeFor[JobArtifactsFile](): true, reflect.TypeFor[JobFeatures](): true,
+	reflect.TypeFor[JobPolicyOptions](): true, reflect.TypeFor[JobInput](): true, reflect.TypeFor[JobInputValue](): true,
+}
+
 // decodeObject decodes a JSON object into v, a pointer to a struct without methods, by exact key. A key v has no
 // field for, or whose value does not fit its field, is kept in *extra as it came, and its field left zero. null
 // decodes to the zero value; anything but an object or null is an error.
 func decodeObject(data []byte, v any, extra *map[string]json.RawMessage) error {
 	rv := reflect.ValueOf(v).Elem()
-	fields := objectFieldsOf(rv.Type())
-	// Most objects hold only known keys, each once, with values of the expected shapes: for those, decoding v as a
-	// plain struct gives what the lenient decoding below does, without a map of every value copied out and decoded
-	// again. encoding/json matches keys without regard to case, so each key must be a field's name exactly; a
-	// key given twice would merge into an object's field where the lenient decoding keeps the last.
-	if !lenientObjectsOnly.Load() && rv.IsZero() && fields.hasOnlyItsKeys(data) {
-		err := json.Unmarshal(data, v)
-		if err == nil {
-			return nil
-		}
-		if _, syntax := err.(*json.SyntaxError); syntax {
-			return err // json.Unmarshal checks the text before it decodes any of it: v is as it was
-		}
-		rv.SetZero() // a value of an unexpected shape: the lenient decoding keeps it in extra
+	// Most objects hold only known keys, each once, with values of the expected shapes: for those, the plain
+	// decoding gives what the lenient one below does, without a map of every value copied out and decoded again.
+	// A key given twice would merge into an object's field where the lenient decoding keeps the last.
+	if rv.IsZero() && decodePlain(data, v) {
+		return nil
 	}
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(data, &raw); err != nil {
 		return err
 	}
+	fields := objectFieldsOf(rv.Type())
 	rv.SetZero()
 	for k, val := range raw {
 		if i, ok := fields.index[k]; ok {
@@ -202,128 +205,4 @@ func decodeObject(data []byte, v any, extra *map[string]json.RawMessage) error {
 		(*extra)[k] = val
 	}
 	return nil
-}
-
-// lenientObjectsOnly turns the plain decoding of decodeObject off: tests check it against the lenient one.
-var lenientObjectsOnly atomic.Bool
-
-// hasOnlyItsKeys reports whether data is a JSON object whose keys are all names of these fields, each given once
-// and written without escapes. It reads no further than it must; a false answer only costs the lenient decoding.
-func (fs *objectFields) hasOnlyItsKeys(data []byte) bool {
-	if len(fs.list) > 64 {
-		return false
-	}
-	var seen uint64
-	s := jsonPrefixScanner{data: data}
-	if !s.skipSpace() || s.data[s.pos] != '{' {
-		return false
-	}
-	s.pos++
-	if !s.skipSpace() {
-		return false
-	}
-	if s.data[s.pos] != '}' {
-		for {
-			// A key: a string without escapes, which must name a field not seen yet.
-			if s.data[s.pos] != '"' {
-				return false
-			}
-			start, end := s.pos+1, -1
-			for i := start; i < len(s.data); i++ {
-				if c := s.data[i]; c == '"' {
-					end = i
-					break
-				} else if c == '\\' {
-					return false
-				}
-			}
-			if end < 0 {
-				return false
-			}
-			i, ok := fs.index[string(s.data[start:end])]
-			if !ok || seen&(1<<i) != 0 {
-				return false
-			}
-			seen |= 1 << i
-			s.pos = end + 1
-			if !s.skipSpace() || s.data[s.pos] != ':' {
-				return false
-			}
-			s.pos++
-			if !s.skipSpace() {
-				return false
-			}
-			if s.pos = skipJSONValue(s.data, s.pos); s.pos < 0 || !s.skipSpace() {
-				return false
-			}
-			if s.data[s.pos] == '}' {
-				break
-			}
-			if s.data[s.pos] != ',' {
-				return false
-			}
-			s.pos++
-			if !s.skipSpace() {
-				return false
-			}
-		}
-	}
-	s.pos++
-	return !s.skipSpace()
-}
-
-// skipJSONValue returns where the JSON value that starts at data[pos] ends, or -1 when it does not end there or
-// nests deeper than maxScanDepth: strings, with their escapes, and nested objects and arrays are skipped whole, a
-// number or a literal runs to the next delimiter. It checks no more than that, and copies nothing.
-func skipJSONValue(data []byte, pos int) int {
-	depth := 0
-	for pos < len(data) {
-		switch c := data[pos]; c {
-		case '"':
-			pos++
-			for pos < len(data) && data[pos] != '"' {
-				if data[pos] == '\\' {
-					pos++
-				}
-				pos++
-			}
-			if pos >= len(data) {
-				return -1
-			}
-			pos++
-		case '{', '[':
-			if depth++; depth > maxScanDepth {
-				return -1
-			}
-			pos++
-			continue
-		case '}', ']':
-			if depth == 0 {
-				return -1
-			}
-			depth--
-			pos++
-		default:
-			if depth > 0 {
-				pos++
-				continue
-			}
-			start := pos
-			for pos < len(data) {
-				switch data[pos] {
-				case ' ', '\t', '\n', '\r', ',', '}', ']':
-					if pos == start {
-						return -1
-					}
-					return pos
-				}
-				pos++
-			}
-			return -1
-		}
-		if depth == 0 {
-			return pos
-		}
-	}
-	return -1
 }

@@ -15,13 +15,19 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// decodeJobBothWays decodes data as a Job with and without the plain decoding of objects that hold only known keys.
+// decodeJobBothWays decodes data as a Job with the plain decoding of objects that hold only known keys, and
+// without it.
 func decodeJobBothWays(data []byte) (plain, lenient Job, plainErr, lenientErr error) {
 	plainErr = json.Unmarshal(data, &plain)
-	lenientObjectsOnly.Store(true)
-	defer lenientObjectsOnly.Store(false)
-	lenientErr = json.Unmarshal(data, &lenient)
+	withPlainDecoding(plainNever, func() { lenientErr = json.Unmarshal(data, &lenient) })
 	return plain, lenient, plainErr, lenientErr
+}
+
+// withPlainDecoding runs fn with decodePlain set to mode.
+func withPlainDecoding(mode int32, fn func()) {
+	was := plainDecoding.Swap(mode)
+	defer plainDecoding.Store(was)
+	fn()
 }
 
 // mutateJSON changes one thing at random in a decoded JSON tree: a key's case, a value's shape, an unknown key, a
@@ -118,10 +124,9 @@ func TestJobDecodeCalledWithBadJSON(t *testing.T) {
 		for _, was := range []Job{{}, {ID: 9, Token: "kept"}} {
 			j := was
 			err := j.UnmarshalJSON([]byte(p))
-			lenientObjectsOnly.Store(true)
 			l := was
-			lerr := l.UnmarshalJSON([]byte(p))
-			lenientObjectsOnly.Store(false)
+			var lerr error
+			withPlainDecoding(plainNever, func() { lerr = l.UnmarshalJSON([]byte(p)) })
 			assert.Error(t, err, p)
 			assert.Equal(t, fmt.Sprint(lerr), fmt.Sprint(err), p)
 			assert.Equal(t, UnredactedJob(l), UnredactedJob(j), p)
