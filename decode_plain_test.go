@@ -1,0 +1,292 @@
+package runnerapi
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// The plain decoding (decode_plain.go) is a shortcut: on every input it must give what the SDK's own decodings
+// give without it, which plainNever leaves on their own (a build's options and environment: a strict
+// json.Decoder, then key by key; a job's objects: key by key) and plainShallow takes one object at a time, as the
+// SDK did before it decoded a whole job in one pass.
+
+// plainDecodingOutcome is what decoding one input gave: the value, printed with its secrets, and the error with
+// its type.
+type plainDecodingOutcome struct{ value, err string }
+
+func (o plainDecodingOutcome) String() string { return o.value + " / " + o.err }
+
+// decodeOutcome decodes data as a value of the type new returns (a pointer), by json.Unmarshal or, when direct,
+// by calling its UnmarshalJSON as a caller may, with any text.
+func decodeOutcome(data []byte, newValue func() any, direct bool) plainDecodingOutcome {
+	v := newValue()
+	var err error
+	if direct {
+		err = v.(json.Unmarshaler).UnmarshalJSON(data)
+	} else {
+		err = json.Unmarshal(data, v)
+	}
+	out := plainDecodingOutcome{value: fmt.Sprintf("%#v", unredactedForComparison(v))}
+	if err != nil {
+		out.err = fmt.Sprintf("%T: %v", err, err)
+	}
+	return out
+}
+
+// unredactedForComparison returns what of v a comparison must see: the whole value as nested maps, slices and
+// scalars, secrets in clear (a Build or a Job prints them masked, which would hide a difference in them), and a
+// field left zero told from a value kept in Extra.
+func unredactedForComparison(v any) any { return reflectPlain(reflect.ValueOf(v).Elem()) }
+
+// reflectPlain turns a value into maps, slices and scalars, which %#v prints without the methods that mask. It
+// reads unexported fields too (a time.Time's), and tells nil from empty.
+func reflectPlain(v reflect.Value) any {
+	switch v.Kind() {
+	case reflect.Slice, reflect.Map, reflect.Pointer:
+		if v.IsNil() {
+			return "nil " + v.Type().String()
+		}
+	}
+	switch v.Kind() {
+	case reflect.Struct:
+		out := map[string]any{}
+		for i := range v.NumField() {
+			out[v.Type().Field(i).Name] = reflectPlain(v.Field(i))
+		}
+		return out
+	case reflect.Slice:
+		if v.Type().Elem().Kind() == reflect.Uint8 {
+			return "bytes " + string(v.Bytes())
+		}
+		out := make([]any, v.Len())
+		for i := range out {
+			out[i] = reflectPlain(v.Index(i))
+		}
+		return out
+	case reflect.Map:
+		out := map[string]any{}
+		for _, k := range v.MapKeys() {
+			out[k.String()] = reflectPlain(v.MapIndex(k))
+		}
+		return out
+	case reflect.Pointer:
+		return []any{"ptr", reflectPlain(v.Elem())}
+	case reflect.Bool:
+		return v.Bool()
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return v.Int()
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		return v.Uint()
+	case reflect.Float32, reflect.Float64:
+		return v.Float()
+	case reflect.String:
+		return v.String()
+	}
+	panic(fmt.Sprintf("no comparison for a %v", v.Type()))
+}
+
+// plainDecodingTargets are the types whose decoding goes through decodePlain: a v4 job and a v1 build, and a
+// build's options and environment on their own, as a caller may decode them.
+var plainDecodingTargets = []struct {
+	name     string
+	newValue func() any
+}{
+	{"Job", func() any { return new(Job) }},
+	{"Build", func() any { return new(Build) }},
+	{"Options", func() any { return new(Options) }},
+	{"Environment", func() any { return new(Environment) }},
+}
+
+// checkPlainDecodingSame fails t when decoding data into any target, by json.Unmarshal and by a direct
+// UnmarshalJSON call, gives another value or error with the plain decoding than without it.
+func checkPlainDecodingSame(t testing.TB, data []byte) {
+	t.Helper()
+	for _, target := range plainDecodingTargets {
+		for _, direct := range []bool{false, true} {
+			if _, ok := target.newValue().(json.Unmarshaler); direct && !ok {
+				continue
+			}
+			whole := decodeOutcome(data, target.newValue, direct)
+			var shallow, never plainDecodingOutcome
+			withPlainDecoding(plainShallow, func() { shallow = decodeOutcome(data, target.newValue, direct) })
+			withPlainDecoding(plainNever, func() { never = decodeOutcome(data, target.newValue, direct) })
+			if whole != never || shallow != never {
+				t.Errorf("%s (direct %v) of %q:\nwithout the plain decoding: %v\none object at a time:        %v\nin one pass:                 %v",
+					target.name, direct, data, never, shallow, whole)
+			}
+		}
+	}
+}
+
+// plainDecodingOddInputs are texts written to catch what encoding/json does its own way: keys matched without
+// regard to case (also by Unicode folding: "\u212a" is the Kelvin sign, which folds to "k"), keys given twice at
+// each depth, escaped keys, null where an object or a list is expected, values of other shapes, unknown keys
+// deep inside, text that is not JSON or has more after the value.
+var plainDecodingOddInputs = []string{
+	// v1 options and environment.
+	`{"image":"ruby"}`, `{"IMAGE":"ruby"}`, `{"Image":"ruby"}`, `{"IMAGE":"ruby","future":1}`, `{"image":"a","image":"b"}`,
+	`{"image":"a","IMAGE":"b"}`, `{"\u0069mage":"ruby"}`, `{"image":{"name":"ruby"}}`, `{"image":null}`, `{"image":7}`,
+	`{"services":["a",1]}`, `{"services":null}`, `{"services":"postgres"}`, `{"future":{"a":[1]}}`,
+	`{"artifacts":{"name":"a"},"artifacts":{"paths":["p"]}}`, `{"artifacts":{"name":"a","future":1}}`,
+	`{"artifacts":{"NAME":"a"}}`, `{"artifacts":{"paths":"p"}}`, `{"artifacts":null}`, `{"artifacts":[]}`,
+	`{"cache":{"key":"k","Key":"K"}}`, `{"cache":{"untracked":"yes"}}`, `{"environment":"production"}`,
+	`{"environment":{"name":"p","url":"u","action":"stop"}}`, `{"environment":{"NAME":"p"}}`,
+	`{"environment":{"name":"p","tier":"production"}}`, `{"environment":{"name":1}}`, `{"environment":null}`,
+	`{"environment":["p"]}`, `{"environment":{"name":"a","name":"b"}}`, `{"environment":{"name":"a"},"environment":"b"}`,
+	`"production"`, `"prod\u0075ction"`, `{"name":"p"}`, `{"NAME":"p","url":"u"}`, `{"name":"p","future":true}`,
+	`{"options":{"image":"ruby"},"OPTIONS":{"services":["s"]}}`, `{"id":1,"options":{"IMAGE":"ruby"}}`,
+	`{"options":{"image":"ruby","environment":{"name":"p","name":"q"}}}`, `{"options":"odd"}`, `{"options":null}`,
+	`{"image":"ruby"} `, ` {"image":"ruby"}`, "\t{\"image\":\"ruby\"}\n", `{"image":"ruby"} {}`, `{"image":"ruby"}x`,
+	`{"image":"ruby"}}`, `{"image":"ruby",}`, `{"image":"ru`, `{"image":tru}`, `{"image":"ruby"`, `{image:"ruby"}`,
+	``, ` `, `null`, `{}`, `[]`, `[{}]`, `1`, `true`, `"\ud800"`, `{"image":"\ud800x"}`, `{"image":"\xff"}`,
+	`{"\u212amage":"a"}`, `{"artifacts":{"name":"a"},"cache":{"key":"k"},"after_script":["x"],"dependencies":[]}`,
+	// v4 jobs.
+	`{"id":1,"ID":2}`, `{"ID":2}`, `{"Id":3,"token":"t"}`, `{"id":1,"id":"x"}`, `{"id":"x","id":1}`,
+	`{"job_info":{"name":"a"},"job_info":{"stage":"b"}}`, `{"job_info":{"NAME":"a"}}`, `{"job_info":{"name":"a","name":"b"}}`,
+	`{"job_info":{"name":"a","future":1}}`, `{"job_info":{"id":"x"}}`, `{"job_info":"x"}`, `{"job_info":[]}`,
+	`{"job_info":null}`, `{"job_info":{"\u0069d":7}}`, `{"job_info":{"i\"d":7}}`, `{"job_info":{}}`,
+	`{"variables":[{"key":"A"}],"variables":[{"key":"B"}]}`, `{"variables":[{"KEY":"a","value":"b"}]}`,
+	`{"variables":[{"key":"a","key":"b"}]}`, `{"variables":[null,{"key":"A"}]}`, `{"variables":[{"key":"A"},"odd"]}`,
+	`{"variables":[{"key":"A"},[]]}`, `{"variables":[{"key":"A","public":"yes"}]}`, `{"variables":[{"\u212aey":"a"}]}`,
+	`{"variables":{"key":"A"}}`, `{"variables":null}`, `{"variables":[]}`, `{"variables":[ ]}`, `{"variables":[{} , null ]}`,
+	`{"services":[{"name":"s","variables":[{"key":"K","KEY":"L"}]}]}`, `{"services":[{"name":"s","variables":[{"key":"K","x":1}]}]}`,
+	`{"services":[{"name":"s","ports":[{"number":80,"Number":81}]}]}`, `{"services":[{"name":"s","ports":[{"number":"80"}]}]}`,
+	`{"image":{"name":"ruby","ports":[{"number":80},{"number":81,"name":"b","name":"c"}]}}`, `{"image":null}`,
+	`{"image":"ruby"}`, `{"image":{"name":"ruby","executor_opts":{"a":1,"a":2,"A":3}}}`, `{"steps":{}}`,
+	`{"dependencies":[{"id":1,"artifacts_file":{"filename":"a","FILENAME":"b"}}]}`, `{"dependencies":[{"artifacts_file":null}]}`,
+	`{"dependencies":[{"id":1,"artifacts_file":{"filename":"a","size":"1"}}]}`, `{"features":{"trace_sections":true,"trace_sections":false}}`,
+	`{"inputs":[{"key":"k","value":{"content":{"a":[1,2]},"sensitive":true}}]}`, `{"inputs":[{"key":"k","value":{"Content":1}}]}`,
+	`{"inputs":[{"key":"k","value":{"content":{"a":1,"a":2}}}]}`, `{"inputs":[{"key":"k","value":null}]}`,
+	`{"git_info":{"depth":"20"}}`, `{"git_info":{"protected":true}}`, `{"git_info":{"protected":null}}`,
+	`{"git_info":{"depth":1e400}}`, `{"git_info":{"depth":20.5}}`, `{"runner_info":{"timeout":-1}}`,
+	`{"policy_options":{"policy_variables_override_allowed":false}}`, `{"secrets":{"a":{}},"secrets":{"b":{}}}`,
+	`{"run":"[{\"name\":\"s\"}]","steps":[]}`, `{"token":"\u0074"}`, `{"id":1} `, ` {"id":1}`, `{"id":1}x`,
+	`{"job_info":{"name":"a"}`, `{"job_info":{"name":"a"}}}`, `{"variables":[{"key":"A"}}`, `{"variables":[{"key":"A"]}`,
+	`{"id":1,"job_info":{"name":"` + "\x00" + `"}}`, `{"variables":[nul]}`, `{"variables":[nullx]}`,
+	`{"job_info":nul}`, `{"job_info":null ,"id":1}`, `{"variables":[null,]}`,
+	`{"id":1,"job_info":{"id":1,"name":"n"},"git_info":{"ref":"main"},"variables":[{"key":"K","value":"V","public":true}]}`,
+}
+
+// TestPlainDecodingIsTheSDKsOwn: on the odd inputs above, the fixtures of testdata and thousands of variants of
+// the job fixtures, decoding with the plain decoding, whole or one object at a time, gives the value and the error
+// the SDK's own decodings give.
+func TestPlainDecodingIsTheSDKsOwn(t *testing.T) {
+	inputs := append([]string(nil), plainDecodingOddInputs...)
+	files, err := filepath.Glob(filepath.Join("testdata", "*.json"))
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	for _, name := range files {
+		data, err := os.ReadFile(name)
+		require.NoError(t, err)
+		inputs = append(inputs, string(data))
+		var build struct {
+			Options json.RawMessage `json:"options"`
+		}
+		if json.Unmarshal(data, &build) == nil && build.Options != nil {
+			inputs = append(inputs, string(build.Options))
+		}
+	}
+	for _, data := range inputs {
+		checkPlainDecodingSame(t, []byte(data))
+	}
+}
+
+// TestPlainDecodingPinned pins what the decodings give where encoding/json and the SDK's own rules part, so that
+// keeping the plain decoding the same as them cannot drift with them: a build's options take a key in another case
+// when the strict pass accepts the whole object (encoding/json, strict or not, matches keys without regard to case,
+// and DisallowUnknownFields refuses only keys that match no field), and keep it in Extra when something else sends
+// the options to be decoded key by key; a job's objects keep such keys in Extra always.
+func TestPlainDecodingPinned(t *testing.T) {
+	options := func(s string) Options {
+		var o Options
+		require.NoError(t, json.Unmarshal([]byte(s), &o), s)
+		return o
+	}
+	assert.Equal(t, Options{Image: "ruby"}, options(`{"IMAGE":"ruby"}`))
+	assert.Equal(t, Options{Extra: map[string]json.RawMessage{"IMAGE": json.RawMessage(`"ruby"`),
+		"future": json.RawMessage(`1`)}}, options(`{"IMAGE":"ruby","future":1}`))
+	assert.Equal(t, Options{Image: "b"}, options(`{"image":"a","image":"b"}`))
+	// The strict pass decodes the second object into the first.
+	assert.Equal(t, Options{Artifacts: ArtifactsOptions{Name: "a", Paths: []string{"p"}}},
+		options(`{"artifacts":{"name":"a"},"artifacts":{"paths":["p"]}}`))
+	// An unknown key inside artifacts fails the strict pass; decoded key by key, artifacts ignores it.
+	assert.Equal(t, Options{Artifacts: ArtifactsOptions{Name: "a"}}, options(`{"artifacts":{"name":"a","future":1}}`))
+	assert.Equal(t, Options{Extra: map[string]json.RawMessage{"image": json.RawMessage(`{"name":"ruby"}`)}},
+		options(`{"image":{"name":"ruby"}}`))
+	assert.Equal(t, Options{Environment: Environment{Name: "p"}}, options(`{"environment":{"NAME":"p"}}`))
+
+	job := func(s string) Job {
+		var j Job
+		require.NoError(t, json.Unmarshal([]byte(s), &j), s)
+		return j
+	}
+	assert.Equal(t, JobInfo{Extra: map[string]json.RawMessage{"NAME": json.RawMessage(`"a"`)}},
+		job(`{"job_info":{"NAME":"a"}}`).JobInfo)
+	assert.Equal(t, map[string]json.RawMessage{"ID": json.RawMessage(`2`)}, job(`{"ID":2}`).Extra)
+	// Given twice, an object's key keeps the last value, whole.
+	assert.Equal(t, JobInfo{Stage: "b"}, job(`{"job_info":{"name":"a"},"job_info":{"stage":"b"}}`).JobInfo)
+	assert.Equal(t, JobVariables{{Key: "b"}}, job(`{"variables":[{"key":"a","key":"b"}]}`).Variables)
+	assert.Equal(t, JobVariables{{}, {Key: "A"}}, job(`{"variables":[null,{"key":"A"}]}`).Variables)
+	assert.Equal(t, JobVariables{{Key: "K", Extra: map[string]json.RawMessage{"KEY": json.RawMessage(`"L"`)}}},
+		job(`{"services":[{"name":"s","variables":[{"key":"K","KEY":"L"}]}]}`).Services[0].Variables)
+	assert.Equal(t, map[string]json.RawMessage{"image": json.RawMessage(`"ruby"`)}, job(`{"image":"ruby"}`).Extra)
+}
+
+// TestPlainDecodingTakesOnePass: the shortcut is there to be taken. Every lenient object's type has a struct
+// without methods of its layout, and the job of the benchmark harness and the full fixture are decoded in one
+// pass, with no job object's UnmarshalJSON called: the allocations of TestCallAllocations count on it.
+func TestPlainDecodingTakesOnePass(t *testing.T) {
+	for typ := range lenientObjectTypes {
+		assert.NotNil(t, plainShapeOf(typ).whole, "%v has no struct of its layout", typ)
+	}
+	shape := plainShapeOf(reflect.TypeFor[plainJob]())
+	require.NotNil(t, shape.whole)
+	full, err := os.ReadFile(filepath.Join("testdata", "job_full.json"))
+	require.NoError(t, err)
+	for name, data := range map[string][]byte{"harness": overheadJobJSON(t), "job_full.json": full} {
+		assert.True(t, shape.holdsOnlyItsKeys(data, true), name)
+		var j Job
+		allocs := testing.AllocsPerRun(20, func() {
+			j = Job{}
+			require.NoError(t, json.Unmarshal(data, &j))
+		})
+		var shallow float64
+		withPlainDecoding(plainShallow, func() {
+			shallow = testing.AllocsPerRun(20, func() {
+				j = Job{}
+				require.NoError(t, json.Unmarshal(data, &j))
+			})
+		})
+		// Each object decoded on its own costs a decoder and a scanner's stack at least.
+		assert.Less(t, allocs, shallow-20, "%s: %.0f allocations in one pass, %.0f an object at a time", name, allocs, shallow)
+	}
+}
+
+// FuzzPlainDecoding: on any text, decoding a job, a build, options or an environment gives the same value and
+// error with the plain decoding, whole or one object at a time, as without it.
+func FuzzPlainDecoding(f *testing.F) {
+	for _, s := range plainDecodingOddInputs {
+		f.Add([]byte(s))
+	}
+	files, err := filepath.Glob(filepath.Join("testdata", "*.json"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, name := range files {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		checkPlainDecodingSame(t, data)
+	})
+}
