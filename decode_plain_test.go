@@ -1,11 +1,13 @@
 package runnerapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -146,7 +148,9 @@ var plainDecodingOddInputs = []string{
 	`{"image":"ruby"} `, ` {"image":"ruby"}`, "\t{\"image\":\"ruby\"}\n", `{"image":"ruby"} {}`, `{"image":"ruby"}x`,
 	`{"image":"ruby"}}`, `{"image":"ruby",}`, `{"image":"ru`, `{"image":tru}`, `{"image":"ruby"`, `{image:"ruby"}`,
 	``, ` `, `null`, `{}`, `[]`, `[{}]`, `1`, `true`, `"\ud800"`, `{"image":"\ud800x"}`, `{"image":"\xff"}`,
-	`{"\u212amage":"a"}`, `{"artifacts":{"name":"a"},"cache":{"key":"k"},"after_script":["x"],"dependencies":[]}`,
+	`{"\u212amage":"a"}`, `{"artifacts":{"name":"a"},"artifacts":{"paths":["p"],"future":1}}`,
+	`{"IMAGE":"x","artifacts":{"future":1}}`, `{"image":"x","image":"y","cache":{"future":1}}`,
+	`{"environment":{"name":"a"},"environment":{"url":"u"},"cache":{"Key":"k","future":1}}`, `{"artifacts":{"name":"a"},"cache":{"key":"k"},"after_script":["x"],"dependencies":[]}`,
 	// v4 jobs.
 	`{"id":1,"ID":2}`, `{"ID":2}`, `{"Id":3,"token":"t"}`, `{"id":1,"id":"x"}`, `{"id":"x","id":1}`,
 	`{"job_info":{"name":"a"},"job_info":{"stage":"b"}}`, `{"job_info":{"NAME":"a"}}`, `{"job_info":{"name":"a","name":"b"}}`,
@@ -178,6 +182,13 @@ var plainDecodingOddInputs = []string{
 // the job fixtures, decoding with the plain decoding, whole or one object at a time, gives the value and the error
 // the SDK's own decodings give.
 func TestPlainDecodingIsTheSDKsOwn(t *testing.T) {
+	for _, data := range plainDecodingInputs(t) {
+		checkPlainDecodingSame(t, []byte(data))
+	}
+}
+
+// plainDecodingInputs are the odd inputs, the fixtures of testdata, and the options of those that are builds.
+func plainDecodingInputs(t *testing.T) []string {
 	inputs := append([]string(nil), plainDecodingOddInputs...)
 	files, err := filepath.Glob(filepath.Join("testdata", "*.json"))
 	require.NoError(t, err)
@@ -193,9 +204,7 @@ func TestPlainDecodingIsTheSDKsOwn(t *testing.T) {
 			inputs = append(inputs, string(build.Options))
 		}
 	}
-	for _, data := range inputs {
-		checkPlainDecodingSame(t, []byte(data))
-	}
+	return inputs
 }
 
 // TestPlainDecodingPinned pins what the decodings give where encoding/json and the SDK's own rules part, so that
@@ -288,5 +297,129 @@ func FuzzPlainDecoding(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		checkPlainDecodingSame(t, data)
+		checkBuildDecodingAsBefore(t, data)
 	})
+}
+
+// The decoding of a build's options and environment as the SDK wrote it before the plain decoding, kept here as
+// the reference the SDK's must match: a strict json.Decoder per object, then, when that fails, key by key.
+
+// environmentBefore is an Environment decoded the way it was.
+type environmentBefore Environment
+
+func (e *environmentBefore) UnmarshalJSON(data []byte) error {
+	*e = environmentBefore{}
+	if t := bytes.TrimLeft(data, " \t\r\n"); len(t) > 0 && t[0] == '"' {
+		return json.Unmarshal(data, &e.Name)
+	}
+	type plain environmentBefore
+	if strictBefore(data, (*plain)(e)) == nil {
+		return nil
+	}
+	*e = environmentBefore{}
+	extra, err := knownBefore(data, map[string]any{"name": &e.Name, "url": &e.URL, "action": &e.Action})
+	e.Extra = extra
+	return err
+}
+
+// optionsBefore is Options decoded the way they were, their environment too.
+type optionsBefore struct {
+	Image        string                     `json:"image,omitempty"`
+	Services     []string                   `json:"services,omitempty"`
+	Artifacts    ArtifactsOptions           `json:"artifacts,omitzero"`
+	Cache        CacheOptions               `json:"cache,omitzero"`
+	Dependencies []string                   `json:"dependencies,omitempty"`
+	AfterScript  []string                   `json:"after_script,omitempty"`
+	Environment  environmentBefore          `json:"environment,omitzero"`
+	Extra        map[string]json.RawMessage `json:"-"`
+}
+
+func (o *optionsBefore) UnmarshalJSON(data []byte) error {
+	type plain optionsBefore
+	*o = optionsBefore{}
+	if strictBefore(data, (*plain)(o)) == nil {
+		return nil
+	}
+	*o = optionsBefore{}
+	extra, err := knownBefore(data, map[string]any{
+		"image": &o.Image, "services": &o.Services, "artifacts": &o.Artifacts, "cache": &o.Cache,
+		"dependencies": &o.Dependencies, "after_script": &o.AfterScript, "environment": &o.Environment,
+	})
+	o.Extra = extra
+	return err
+}
+
+func strictBefore(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
+}
+
+func knownBefore(data []byte, known map[string]any) (map[string]json.RawMessage, error) {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return nil, err
+	}
+	var extra map[string]json.RawMessage
+	for k, v := range raw {
+		if dst, ok := known[k]; ok && json.Unmarshal(v, dst) == nil {
+			continue
+		} else if ok {
+			reflect.ValueOf(dst).Elem().SetZero()
+		}
+		if extra == nil {
+			extra = make(map[string]json.RawMessage)
+		}
+		extra[k] = v
+	}
+	return extra, nil
+}
+
+// buildBefore is the type of a Build whose options are decoded the way they were: Build's fields, its Options
+// an optionsBefore.
+var buildBefore = func() reflect.Type {
+	t := reflect.TypeFor[Build]()
+	fields := make([]reflect.StructField, t.NumField())
+	for i := range fields {
+		f := t.Field(i)
+		if f.Name == "Options" {
+			f.Type = reflect.TypeFor[optionsBefore]()
+		}
+		fields[i] = reflect.StructField{Name: f.Name, Type: f.Type, Tag: f.Tag}
+	}
+	return reflect.StructOf(fields)
+}()
+
+// TestBuildDecodingIsAsBefore: on the odd inputs, the fixtures and their options, a build, its options and its
+// environment decode, by json.Unmarshal and by a direct UnmarshalJSON call, to the values and errors the decoding
+// before the plain one gave.
+func TestBuildDecodingIsAsBefore(t *testing.T) {
+	for _, data := range plainDecodingInputs(t) {
+		checkBuildDecodingAsBefore(t, []byte(data))
+	}
+}
+
+// checkBuildDecodingAsBefore fails t when a build, options or an environment decode from data otherwise than
+// they did before the plain decoding.
+func checkBuildDecodingAsBefore(t testing.TB, data []byte) {
+	t.Helper()
+	for _, pair := range []struct {
+		name        string
+		now, before func() any
+		direct      bool
+	}{
+		{"Build", func() any { return new(Build) }, func() any { return reflect.New(buildBefore).Interface() }, false},
+		{"Options", func() any { return new(Options) }, func() any { return new(optionsBefore) }, false},
+		{"Options", func() any { return new(Options) }, func() any { return new(optionsBefore) }, true},
+		{"Environment", func() any { return new(Environment) }, func() any { return new(environmentBefore) }, false},
+		{"Environment", func() any { return new(Environment) }, func() any { return new(environmentBefore) }, true},
+	} {
+		now, before := decodeOutcome(data, pair.now, pair.direct), decodeOutcome(data, pair.before, pair.direct)
+		// encoding/json names the type it decodes in its errors, and the reference's has no name.
+		before.err = strings.ReplaceAll(before.err, buildBefore.String(), "runnerapi.Build")
+		before.err = strings.ReplaceAll(before.err, "Go struct field .", "Go struct field Build.")
+		if now != before {
+			t.Errorf("%s (direct %v) of %q:\nbefore: %v\nnow:    %v", pair.name, pair.direct, data, before, now)
+		}
+	}
 }
