@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -187,21 +188,37 @@ func TestPlainDecodingIsTheSDKsOwn(t *testing.T) {
 	}
 }
 
-// plainDecodingInputs are the odd inputs, the fixtures of testdata, and the options of those that are builds.
+// plainDecodingInputs are the odd inputs, the fixtures of testdata, the options of those that are builds, and
+// variants of the fixtures.
 func plainDecodingInputs(t *testing.T) []string {
 	inputs := append([]string(nil), plainDecodingOddInputs...)
 	files, err := filepath.Glob(filepath.Join("testdata", "*.json"))
 	require.NoError(t, err)
 	require.NotEmpty(t, files)
+	rng := rand.New(rand.NewPCG(14, 1))
 	for _, name := range files {
 		data, err := os.ReadFile(name)
 		require.NoError(t, err)
-		inputs = append(inputs, string(data))
+		bases := [][]byte{data}
 		var build struct {
 			Options json.RawMessage `json:"options"`
 		}
 		if json.Unmarshal(data, &build) == nil && build.Options != nil {
-			inputs = append(inputs, string(build.Options))
+			bases = append(bases, build.Options)
+		}
+		for _, base := range bases {
+			inputs = append(inputs, string(base))
+			// Variants: a key in other case, a value of another shape, an unknown key, null, a key left out.
+			for range 100 {
+				var tree any
+				require.NoError(t, json.Unmarshal(base, &tree))
+				for range 1 + rng.IntN(3) {
+					tree = mutateJSON(rng, tree)
+				}
+				b, err := json.Marshal(tree)
+				require.NoError(t, err)
+				inputs = append(inputs, string(b))
+			}
 		}
 	}
 	return inputs
