@@ -325,3 +325,34 @@ func TestCallAllocations(t *testing.T) {
 		assert.LessOrEqual(t, sdk, hand+extra, "%s: %.0f allocations through the SDK, %.0f by hand", call, sdk, hand)
 	}
 }
+
+// BenchmarkDecodeOverhead measures the decoding alone of the answers BenchmarkCallOverhead's calls get, by the SDK
+// (as its client decodes them, from the whole body) and into the hand-written clients' plain structs, and by the
+// SDK one object at a time, as it did before it decoded a job whole:
+// go test -run '^$' -bench DecodeOverhead -count 8 | benchstat -col /decoder -
+func BenchmarkDecodeOverhead(b *testing.B) {
+	build, job := overheadBuildJSON(b), overheadJobJSON(b)
+	for _, c := range []struct {
+		name string
+		data []byte
+		v    func() any
+		mode int32
+	}{
+		{"Register/SDK", build, func() any { return new(Build) }, plainWhole},
+		{"Register/hand", build, func() any { return new(handwritten.Build) }, plainWhole},
+		{"JobsRequest/SDK", job, func() any { return new(Job) }, plainWhole},
+		{"JobsRequest/objects", job, func() any { return new(Job) }, plainShallow},
+		{"JobsRequest/hand", job, func() any { return new(handwritten.Job) }, plainWhole},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			withPlainDecoding(c.mode, func() {
+				for b.Loop() {
+					if err := decodeJSON(bytes.NewReader(c.data), int64(len(c.data)), c.v()); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		})
+	}
+}
