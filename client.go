@@ -843,7 +843,7 @@ func decodeBufferedJSON(r io.Reader, length int64, v any, id *int64) error {
 	case readErr != io.EOF:
 		return decodeStreamedJSON(io.MultiReader(bytes.NewReader(buf), failingReader{readErr}), v, id)
 	}
-	err := json.Unmarshal(buf, v)
+	err := unmarshalAnswer(buf, v)
 	if _, syntax := err.(*json.SyntaxError); syntax {
 		// Not one valid value as a whole: json.Unmarshal checks that before it decodes anything, so v is as it
 		// was, and json.Decoder may still read a value before trailing bytes, or fail its own way.

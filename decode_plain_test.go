@@ -296,7 +296,8 @@ func TestPlainDecodingTakesOnePass(t *testing.T) {
 }
 
 // FuzzPlainDecoding: on any text, decoding a job, a build, options or an environment gives the same value and
-// error with the plain decoding, whole or one object at a time, as without it.
+// error with the plain decoding, whole or one object at a time, as without it, and as before; the client's
+// decoding of a job gives what json.Unmarshal gives.
 func FuzzPlainDecoding(f *testing.F) {
 	for _, s := range plainDecodingOddInputs {
 		f.Add([]byte(s))
@@ -315,6 +316,7 @@ func FuzzPlainDecoding(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		checkPlainDecodingSame(t, data)
 		checkBuildDecodingAsBefore(t, data)
+		checkUnmarshalAnswer(t, data)
 	})
 }
 
@@ -437,6 +439,31 @@ func checkBuildDecodingAsBefore(t testing.TB, data []byte) {
 		before.err = strings.ReplaceAll(before.err, "Go struct field .", "Go struct field Build.")
 		if now != before {
 			t.Errorf("%s (direct %v) of %q:\nbefore: %v\nnow:    %v", pair.name, pair.direct, data, before, now)
+		}
+	}
+}
+
+// TestUnmarshalAnswerIsJSONUnmarshal: the client's decoding of a whole answer into a job, which calls its
+// UnmarshalJSON itself when it can, gives the value and the very error (its offset too) json.Unmarshal gives, into
+// a zero job and into one already filled, on the inputs above, with and without white space around them.
+func TestUnmarshalAnswerIsJSONUnmarshal(t *testing.T) {
+	for _, data := range plainDecodingInputs(t) {
+		for _, text := range []string{data, " " + data, data + "\n", "\t" + data + " "} {
+			checkUnmarshalAnswer(t, []byte(text))
+		}
+	}
+}
+
+// checkUnmarshalAnswer fails t when unmarshalAnswer and json.Unmarshal decode data into a job differently.
+func checkUnmarshalAnswer(t testing.TB, data []byte) {
+	t.Helper()
+	for _, was := range []Job{{}, {ID: 9, Token: "kept", Variables: JobVariables{{Key: "K"}}}} {
+		viaAnswer, viaUnmarshal := was, was
+		errAnswer, errUnmarshal := unmarshalAnswer(data, &viaAnswer), json.Unmarshal(data, &viaUnmarshal)
+		a := plainDecodingOutcome{value: fmt.Sprintf("%#v", unredactedForComparison(&viaAnswer)), err: fmt.Sprintf("%#v", errAnswer)}
+		u := plainDecodingOutcome{value: fmt.Sprintf("%#v", unredactedForComparison(&viaUnmarshal)), err: fmt.Sprintf("%#v", errUnmarshal)}
+		if a != u {
+			t.Errorf("%q into %v:\njson.Unmarshal:  %v\nunmarshalAnswer: %v", data, UnredactedJob(was), u, a)
 		}
 	}
 }

@@ -206,3 +206,15 @@ func decodeObject(data []byte, v any, extra *map[string]json.RawMessage) error {
 	}
 	return nil
 }
+
+// unmarshalAnswer decodes a whole answer into v as json.Unmarshal(data, v) does. A job written as an object with
+// nothing around it, as coordinators write it, is given to Job.UnmarshalJSON itself: json.Unmarshal would scan the
+// text, skip over the object to find its end, and then call it with the same bytes; the decoding it does checks the
+// text as json.Unmarshal does, and fails with the same error. Anything else goes to json.Unmarshal, which hands
+// UnmarshalJSON the value without the white space around it.
+func unmarshalAnswer(data []byte, v any) error {
+	if j, ok := v.(*Job); ok && len(data) > 1 && data[0] == '{' && data[len(data)-1] == '}' {
+		return j.UnmarshalJSON(data)
+	}
+	return json.Unmarshal(data, v)
+}
