@@ -337,11 +337,11 @@ func BenchmarkDecodeOverhead(b *testing.B) {
 		v    func() any
 		mode int32
 	}{
-		{"Register/SDK", build, func() any { return new(Build) }, plainWhole},
-		{"Register/hand", build, func() any { return new(handwritten.Build) }, plainWhole},
-		{"JobsRequest/SDK", job, func() any { return new(Job) }, plainWhole},
-		{"JobsRequest/objects", job, func() any { return new(Job) }, plainShallow},
-		{"JobsRequest/hand", job, func() any { return new(handwritten.Job) }, plainWhole},
+		{"Register/decoder=SDK", build, func() any { return new(Build) }, plainWhole},
+		{"Register/decoder=hand", build, func() any { return new(handwritten.Build) }, plainWhole},
+		{"JobsRequest/decoder=SDK", job, func() any { return new(Job) }, plainWhole},
+		{"JobsRequest/decoder=objects", job, func() any { return new(Job) }, plainShallow},
+		{"JobsRequest/decoder=hand", job, func() any { return new(handwritten.Job) }, plainWhole},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
