@@ -1,6 +1,7 @@
 package runnerapi
 
 import (
+	"encoding"
 	"encoding/json"
 	"reflect"
 	"sync"
@@ -49,7 +50,7 @@ func buildPlainShape(t reflect.Type, building map[reflect.Type]bool) *plainShape
 	for i, f := range fs.list {
 		ft := t.Field(f.index).Type
 		inner, isList := ft, false
-		if ft.Kind() == reflect.Slice {
+		if ft.Kind() == reflect.Slice && !decodesItself(ft) {
 			inner, isList = ft.Elem(), true
 		}
 		if !lenientObjectTypes[inner] || building[inner] {
@@ -72,6 +73,17 @@ func buildPlainShape(t reflect.Type, building map[reflect.Type]bool) *plainShape
 		s.whole = plainStructOf(t, replaced)
 	}
 	return s
+}
+
+var (
+	unmarshalerType     = reflect.TypeFor[json.Unmarshaler]()
+	textUnmarshalerType = reflect.TypeFor[encoding.TextUnmarshaler]()
+)
+
+// decodesItself reports whether encoding/json hands a value of type t to a method of its own.
+func decodesItself(t reflect.Type) bool {
+	p := reflect.PointerTo(t)
+	return p.Implements(unmarshalerType) || p.Implements(textUnmarshalerType)
 }
 
 // plainStructOf returns a struct type with the fields of t, the types of those in replaced replaced, and no
@@ -126,6 +138,8 @@ func decodePlain(data []byte, v any) bool {
 	rv := reflect.ValueOf(v).Elem()
 	s := plainShapeOf(rv.Type())
 	if s.whole != nil && mode == plainWhole && s.holdsOnlyItsKeys(data, true) {
+		// The memory is v's: a struct of the same fields at the same offsets, each of the same type or of one
+		// built the same way, holds its pointers where v's type does, which is what the garbage collector reads.
 		if json.Unmarshal(data, reflect.NewAt(s.whole, rv.Addr().UnsafePointer()).Interface()) == nil {
 			return true
 		}
