@@ -326,8 +326,9 @@ func TestCallAllocations(t *testing.T) {
 }
 
 // BenchmarkDecodeOverhead measures the decoding alone of the answers BenchmarkCallOverhead's calls get, by the SDK
-// (as its client decodes them, from the whole body) and into the hand-written clients' plain structs, and by the
-// SDK one object at a time, as it did before it decoded a job whole:
+// (as its client decodes them: from the whole body when it says its length, as it streams when it does not, as a
+// chunked body) and into the hand-written clients' plain structs, and by the SDK one object at a time, as it did
+// before it decoded a job whole:
 // go test -run '^$' -bench DecodeOverhead -count 8 | benchstat -col /decoder -
 func BenchmarkDecodeOverhead(b *testing.B) {
 	build, job := overheadBuildJSON(b), overheadJobJSON(b)
@@ -337,21 +338,36 @@ func BenchmarkDecodeOverhead(b *testing.B) {
 		v    func() any
 		mode int32
 	}{
-		{"Register/decoder=SDK", build, func() any { return new(Build) }, plainWhole},
-		{"Register/decoder=hand", build, func() any { return new(handwritten.Build) }, plainWhole},
-		{"JobsRequest/decoder=SDK", job, func() any { return new(Job) }, plainWhole},
-		{"JobsRequest/decoder=objects", job, func() any { return new(Job) }, plainShallow},
-		{"JobsRequest/decoder=hand", job, func() any { return new(handwritten.Job) }, plainWhole},
+		{"Register", build, func() any { return new(Build) }, plainWhole},
+		{"Register", build, func() any { return new(handwritten.Build) }, plainWhole},
+		{"JobsRequest", job, func() any { return new(Job) }, plainWhole},
+		{"JobsRequest", job, func() any { return new(Job) }, plainShallow},
+		{"JobsRequest", job, func() any { return new(handwritten.Job) }, plainWhole},
 	} {
-		b.Run(c.name, func(b *testing.B) {
-			b.ReportAllocs()
-			withPlainDecoding(c.mode, func() {
-				for b.Loop() {
-					if err := decodeJSON(bytes.NewReader(c.data), int64(len(c.data)), c.v()); err != nil {
-						b.Fatal(err)
+		decoder := "SDK"
+		if _, hand := c.v().(*Job); !hand {
+			if _, hand = c.v().(*Build); !hand {
+				decoder = "hand"
+			}
+		}
+		if c.mode == plainShallow {
+			decoder = "objects"
+		}
+		for _, body := range []string{"length", "chunked"} {
+			length := int64(len(c.data))
+			if body == "chunked" {
+				length = -1
+			}
+			b.Run(c.name+"/body="+body+"/decoder="+decoder, func(b *testing.B) {
+				b.ReportAllocs()
+				withPlainDecoding(c.mode, func() {
+					for b.Loop() {
+						if err := decodeJSON(bytes.NewReader(c.data), length, c.v()); err != nil {
+							b.Fatal(err)
+						}
 					}
-				}
+				})
 			})
-		})
+		}
 	}
 }
