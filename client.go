@@ -772,9 +772,10 @@ func (c *Client) exchange(callerCtx interface{ Err() error }, req *http.Request,
 // of it, so a body cut short leaves the build empty), its ID is taken from the bytes that were read: a build the
 // coordinator has assigned must not be lost for want of its tail.
 //
-// A body that says it is small (a build, a job: a few KiB) is read whole into a buffer kept between calls and
-// decoded from there; what that cannot decode as json.Decoder would (trailing data, a body cut short) is decoded
-// again by one, over the same bytes, so that the outcome is the same. Any other body is decoded as it streams.
+// A body that says it is small (a build, a job: a few KiB), or a build or a job in one that does not say its
+// length, is read whole into a buffer kept between calls and decoded from there; what that cannot decode as
+// json.Decoder would (trailing data, a body cut short) is decoded again by one, over the same bytes, so that the
+// outcome is the same. Any other body is decoded as it streams.
 func decodeJSON(r io.Reader, length int64, v any) error {
 	var id *int64 // the ID of a build or a v4 job, to recover from a body cut short
 	switch b := v.(type) {
@@ -785,6 +786,11 @@ func decodeJSON(r io.Reader, length int64, v any) error {
 	}
 	if length > 0 && length < maxBufferedAnswer {
 		return decodeBufferedJSON(r, length, v, id)
+	}
+	if length < 0 && id != nil {
+		// A build or a job in a body that does not say its length (chunked, as a coordinator's answer of more
+		// than a few KiB may be): read as one that says the most a buffer holds, what does not fit is streamed.
+		return decodeBufferedJSON(r, maxBufferedAnswer-1, v, id)
 	}
 	return decodeStreamedJSON(r, v, id)
 }

@@ -59,8 +59,9 @@ func TestBufferedDecodeIsTheStreamedOne(t *testing.T) {
 	}
 	for name, body := range bodies {
 		for how, end := range failures {
-			// The length the answer says: right, shorter than the body (it goes on) and longer (it stops early).
-			for _, said := range []int{len(body), max(1, len(body)/2), len(body) + 10} {
+			// The length the answer says: right, shorter than the body (it goes on), longer (it stops early) and
+			// none (-1, a chunked body).
+			for _, said := range []int{len(body), max(1, len(body)/2), len(body) + 10, -1} {
 				for _, chunk := range []int{1, 7, 1 << 20} {
 					label := fmt.Sprintf("%s, %s, says %d of %d, reads of %d", name, how, said, len(body), chunk)
 					var streamed, buffered Build
