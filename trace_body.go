@@ -1,20 +1,23 @@
 package runnerapi
 
 import (
-	"bytes"
 	"io"
 	"os"
 	"sync"
 	"syscall"
 )
 
-// tracePart is a part of the trace to append: its bytes in memory, or the stretch of the spool's file that holds
-// them, n bytes from at.
+// tracePart is a part of the trace to append: its bytes in memory, mem followed by more, or the stretch of the
+// spool's file that holds them, n bytes from at.
 type tracePart struct {
 	mem  []byte
-	file *os.File
-	at   int64
-	n    int
+	more []byte
+	// spooled says that mem and more are the spool's own arrays, pinned until the sender is done with the part
+	// (see TraceWriter.partLocked), rather than a buffer of the part's own.
+	spooled bool
+	file    *os.File
+	at      int64
+	n       int
 	// replays, when not nil, keeps the replays made of the part, for the sender to wait until the transport has
 	// closed them as it waits for the first body.
 	replays *traceReplays
@@ -42,7 +45,7 @@ func (p tracePart) len() int {
 	if p.file != nil {
 		return p.n
 	}
-	return len(p.mem)
+	return len(p.mem) + len(p.more)
 }
 
 // body returns the body of one attempt at sending p, which tells when the transport is done with it: it closes
@@ -52,7 +55,7 @@ func (p tracePart) len() int {
 func (p tracePart) body(atPosition bool) (traceBody, error) {
 	switch {
 	case p.file == nil:
-		return newTraceBodyReader(p.mem), nil
+		return newTraceBodyReader(p.mem, p.more), nil
 	case !atPosition:
 		return &traceSectionBody{SectionReader: io.NewSectionReader(p.file, p.at, int64(p.n)), closeSignal: newCloseSignal()}, nil
 	}
@@ -92,16 +95,28 @@ func (c *closeSignal) Close() error {
 
 func (c *closeSignal) closed() <-chan struct{} { return c.done }
 
-// traceBodyReader is a part's body in memory, whose bytes may be reused once the transport closed it.
+// traceBodyReader is a part's body in memory, rest and then next, whose bytes may be reused once the transport
+// closed it.
 type traceBodyReader struct {
-	bytes.Reader
+	rest, next []byte
 	closeSignal
 }
 
-func newTraceBodyReader(part []byte) *traceBodyReader {
-	r := &traceBodyReader{closeSignal: newCloseSignal()}
-	r.Reset(part)
-	return r
+func newTraceBodyReader(part, next []byte) *traceBodyReader {
+	return &traceBodyReader{rest: part, next: next, closeSignal: newCloseSignal()}
+}
+
+// Read copies the next of the part's bytes into p.
+func (r *traceBodyReader) Read(p []byte) (int, error) {
+	if len(r.rest) == 0 {
+		if len(r.next) == 0 {
+			return 0, io.EOF
+		}
+		r.rest, r.next = r.next, nil
+	}
+	n := copy(p, r.rest)
+	r.rest = r.rest[n:]
+	return n, nil
 }
 
 // traceSectionBody is a part's body read from the spool's file by offset, leaving the file's position alone.

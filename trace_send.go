@@ -212,6 +212,17 @@ func (w *TraceWriter) sendPart(probe bool) {
 		w.fail(err)
 		return
 	}
+	// done unpins the spool's arrays that the part is, once no body of it is read any more: before anything that
+	// reads the spool again (a whole update), and at the latest on the way out.
+	done := func() {
+		if part.spooled {
+			part.spooled = false
+			w.mu.Lock()
+			w.spool.doneReading()
+			w.mu.Unlock()
+		}
+	}
+	defer done()
 	end := start + int64(part.len())
 	for failures, notFound := 0, 0; ; {
 		res, resp, err := w.attempt(start, part)
@@ -222,10 +233,12 @@ func (w *TraceWriter) sendPart(probe bool) {
 		var re *RangeError
 		switch {
 		case err == nil:
+			done()
 			w.reconcile(start, end, res.Length, res.Status, cut, false, res.Assumed)
 			w.takeInterval(res.UpdateInterval)
 			return
 		case errors.As(err, &re):
+			done()
 			w.reconcile(start, end, re.Length, re.Status, cut, true, false)
 			return
 		case w.ctx.Err() != nil || probe:
@@ -234,6 +247,7 @@ func (w *TraceWriter) sendPart(probe bool) {
 			// GitLab before 8.7 has no PATCH endpoint and answers 404 to every part; one 404 alone may be a
 			// proxy's hiccup.
 			if notFound++; notFound >= traceFallbackAfter {
+				done()
 				w.fallBack(err)
 				return
 			}
@@ -268,7 +282,9 @@ func (w *TraceWriter) isAnswered() bool {
 }
 
 // partLocked gathers the part [start, end) to send, or a first stretch of it. A part still in the spool's memory
-// is copied into the sender's buffer, so that Write may go on filling the spool meanwhile. A part only the spool's
+// is sent from there: its arrays are pinned until the part is done with (sendPart), so that the spool does not
+// refill them meanwhile, and Write goes on appending after the part's end, which the part does not read. This
+// spares a copy of every byte into a buffer of the sender's (about 0.05 CPU seconds per GiB). A part only the spool's
 // file holds is sent from the file itself: the transport hands it to the kernel (sendfile), which sends its cached
 // pages without reading them into the process first, unless the transport still reads the last part from the
 // file. (Sending from the file what memory still holds costs more: sendfile's pages cost the kernel more than a
@@ -279,10 +295,19 @@ func (w *TraceWriter) partLocked(start, end int64) (tracePart, error) {
 	if err != nil {
 		return tracePart{}, err
 	}
-	if !view.inMemory() {
-		if f, at, n, ok := w.spool.fileRange(start, end); ok && (!w.sendfile || w.fileBodyClosed()) {
-			return tracePart{file: f, at: at, n: n}, nil
+	if view.inMemory() && view.n <= 2 {
+		w.spool.pinView(view)
+		p := tracePart{spooled: true}
+		if view.n > 0 {
+			p.mem = view.segs[0].mem
 		}
+		if view.n > 1 {
+			p.more = view.segs[1].mem
+		}
+		return p, nil
+	}
+	if f, at, n, ok := w.spool.fileRange(start, end); ok && (!w.sendfile || w.fileBodyClosed()) {
+		return tracePart{file: f, at: at, n: n}, nil
 	}
 	w.spool.pinView(view)
 	w.mu.Unlock()
@@ -368,9 +393,16 @@ func (w *TraceWriter) waitBodies(part tracePart, bodies []traceBody) {
 	}
 }
 
-// bodyStillOpen leaves a part's body to the transport that has not closed it yet: the sender takes a new buffer,
-// or sends no part from the spool's file until the body is closed.
+// bodyStillOpen leaves a part's body to the transport that has not closed it yet: the spool keeps the arrays it
+// reads pinned for good, the sender takes a new buffer, or sends no part from the spool's file until the body is
+// closed.
 func (w *TraceWriter) bodyStillOpen(part tracePart, body traceBody) {
+	if part.spooled {
+		w.mu.Lock()
+		w.spool.holdReading()
+		w.mu.Unlock()
+		return
+	}
 	if part.file == nil {
 		w.sendBuf = make([]byte, w.chunk)
 		return

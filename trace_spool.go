@@ -41,7 +41,10 @@ type traceSpool struct {
 	// is done: the reader's two (a read may span prev and mem) and the filer's one, at traceFilerPin. A pinned
 	// array dropped goes to retired, and becomes a spare once nobody pins it, so that steady state allocates
 	// nothing.
-	pins     [3]*byte
+	pins [3]*byte
+	// held are arrays the reader pinned for a request body that the transport kept past the sender's patience:
+	// they stay pinned for the rest of the spool's life, since nothing tells when the transport is done.
+	held     []*byte
 	retired  [3][]byte
 	nRetired int
 	spares   [3][]byte
@@ -76,7 +79,26 @@ func (s *traceSpool) pinRead(b []byte) {
 
 func (s *traceSpool) pinned(b []byte) bool {
 	id := traceArrayID(b)
-	return id != nil && (s.pins[0] == id || s.pins[1] == id || s.pins[2] == id)
+	return id != nil && (s.pins[0] == id || s.pins[1] == id || s.pins[2] == id || s.isHeld(id))
+}
+
+func (s *traceSpool) isHeld(id *byte) bool {
+	for _, h := range s.held {
+		if h == id {
+			return true
+		}
+	}
+	return false
+}
+
+// holdReading keeps what the reader pinned pinned for good: a body over it is left to the transport.
+func (s *traceSpool) holdReading() {
+	for i, p := range s.pins[:traceFilerPin] {
+		if p != nil && !s.isHeld(p) {
+			s.held = append(s.held, p)
+		}
+		s.pins[i] = nil
+	}
 }
 
 // append adds p at the end of the spool.
@@ -130,10 +152,7 @@ func (s *traceSpool) refill(old []byte) []byte {
 	if !s.pinned(old) {
 		return old[:0]
 	}
-	if s.nRetired < len(s.retired) {
-		s.retired[s.nRetired] = old
-		s.nRetired++
-	}
+	s.retire(old)
 	if s.nSpares > 0 {
 		s.nSpares--
 		sp := s.spares[s.nSpares]
@@ -141,6 +160,14 @@ func (s *traceSpool) refill(old []byte) []byte {
 		return sp[:0]
 	}
 	return traceBlocks.get()
+}
+
+// retire keeps old, which somebody reads outside the guard, until it can serve as a spare.
+func (s *traceSpool) retire(old []byte) {
+	if s.nRetired < len(s.retired) {
+		s.retired[s.nRetired] = old
+		s.nRetired++
+	}
 }
 
 // traceSpoolSmall is how far the memory phase grows by doubling before it takes a whole array of its limit from
@@ -172,8 +199,13 @@ func (s *traceSpool) toFile() error {
 	if err := s.writeFile(s.mem, 0); err != nil {
 		return err
 	}
-	// Drop the memory phase's large buffer: from now on memory holds two blocks.
-	s.pool(s.mem)
+	// Drop the memory phase's large buffer: from now on memory holds two blocks. One the sender still reads
+	// serves as a spare block once it is done.
+	if s.pinned(s.mem) {
+		s.retire(s.mem)
+	} else {
+		s.pool(s.mem)
+	}
 	s.memOff = int64(len(s.mem))
 	s.mem = traceBlocks.get()
 	s.prev = traceBlocks.get()
