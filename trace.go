@@ -192,7 +192,9 @@ type TraceWriter struct {
 	progress           chan struct{} // closed and replaced whenever acked changes or the writer fails
 	stats              TraceStats
 
-	sendBuf []byte // the sender's
+	// sendBuf is the sender's, for a part it must copy (see partLocked), taken when first needed: a trace that
+	// stays in the spool's memory never needs it.
+	sendBuf []byte
 	// fileBodyOpen, when not nil, is closed once the transport has closed the last part's body read from the
 	// spool's file; until then no other part is sent from the file, whose position that body uses.
 	fileBodyOpen <-chan struct{}
@@ -302,11 +304,6 @@ func (c *Client) newTraceWriter(ctx context.Context, id int64, o TraceOptions, b
 	}
 	w.secrets = append(secrets, token)
 	w.masker = newTraceMasker(secrets)
-	if w.chunk == traceBlocks.size {
-		w.sendBuf = traceBlocks.get()[:w.chunk]
-	} else {
-		w.sendBuf = make([]byte, w.chunk)
-	}
 	// The sender's context is its own, so that every reason to stop it comes with a cause that says why.
 	w.ctx, w.cancel = context.WithCancelCause(newConnWait(context.WithoutCancel(ctx), c.baseURL.Scheme == "https"))
 	w.stopAfter = context.AfterFunc(ctx, func() { w.contextEnded(ctx) })

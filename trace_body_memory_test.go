@@ -24,6 +24,7 @@ type spoolAliasRecorder struct {
 	trace   []byte
 	aliased int
 	copied  int
+	buffers int // parts sent while the sender held a buffer of its own
 }
 
 // within reports whether b starts inside the array of arr.
@@ -40,12 +41,16 @@ func (r *spoolAliasRecorder) RoundTrip(req *http.Request) (*http.Response, error
 	if body, ok := req.Body.(*traceBodyReader); ok {
 		r.w.mu.Lock()
 		spool := within(body.rest, r.w.spool.mem) || within(body.rest, r.w.spool.prev)
+		buffer := r.w.sendBuf != nil // RoundTrip runs on the sender's goroutine, the buffer's owner
 		r.w.mu.Unlock()
 		r.mu.Lock()
 		if spool {
 			r.aliased++
 		} else {
 			r.copied++
+		}
+		if buffer {
+			r.buffers++
 		}
 		r.mu.Unlock()
 	}
@@ -65,7 +70,8 @@ func (r *spoolAliasRecorder) RoundTrip(req *http.Request) (*http.Response, error
 }
 
 // A part still in the spool's memory is sent from the spool's own arrays, not from a copy in a buffer of the
-// sender's: every byte copied once less. The trace arrives whole.
+// sender's: every byte copied once less, and a trace that stays in memory takes no such buffer. The trace arrives
+// whole.
 func TestTraceWriterSendsMemoryPartsFromTheSpool(t *testing.T) {
 	rec := &spoolAliasRecorder{}
 	cl, err := NewClient("http://coordinator.example", WithHTTPClient(&http.Client{Transport: rec}), WithBuildToken(coordBuildToken))
@@ -90,6 +96,7 @@ func TestTraceWriterSendsMemoryPartsFromTheSpool(t *testing.T) {
 	assert.True(t, bytes.Equal(want, rec.trace), "the coordinator's trace")
 	assert.Positive(t, rec.aliased, "parts sent from the spool's memory")
 	assert.Zero(t, rec.copied, "parts copied into the sender's buffer first")
+	assert.Zero(t, rec.buffers, "parts sent while the sender held a buffer")
 }
 
 // memoryHolder is a transport that keeps the first body of a part in memory past the spool's memory limit,
