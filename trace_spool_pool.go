@@ -11,10 +11,11 @@ type traceArrayPool struct {
 	pool sync.Pool
 }
 
-// traceMemoryArrays holds memory phases' arrays for the default memory limit; traceBlocks holds arrays of one
-// spool block, the default chunk size too.
+// traceMemoryArrays holds memory phases' arrays for the default memory limit, and traceSmallArrays their first,
+// small ones (traceSpoolSmall); traceBlocks holds arrays of one spool block, the default chunk size too.
 var (
 	traceMemoryArrays = &traceArrayPool{size: DefaultTraceMemoryLimit}
+	traceSmallArrays  = &traceArrayPool{size: traceSpoolSmall}
 	traceBlocks       = &traceArrayPool{size: traceSpoolBlock}
 )
 
