@@ -76,13 +76,15 @@ func TestTraceWriterSendsMemoryPartsFromTheSpool(t *testing.T) {
 	rec := &spoolAliasRecorder{}
 	cl, err := NewClient("http://coordinator.example", WithHTTPClient(&http.Client{Transport: rec}), WithBuildToken(coordBuildToken))
 	require.NoError(t, err)
-	w, err := cl.NewTraceWriter(context.Background(), coordBuildID, &TraceOptions{ChunkSize: 64 << 10, FlushInterval: time.Hour, KeepAlive: -1})
+	// Parts of 1 MiB of a trace of 3 MB: each is sent from the memory phase's array of 4 MiB, which the spool
+	// keeps until it moves to a file.
+	w, err := cl.NewTraceWriter(context.Background(), coordBuildID, &TraceOptions{FlushInterval: time.Hour, KeepAlive: -1})
 	require.NoError(t, err)
 	rec.w = w
 	r := rand.New(rand.NewPCG(3, 4))
 	var want []byte
 	line := make([]byte, 100)
-	for range 5000 {
+	for range 30000 {
 		for i := range line {
 			line[i] = 'a' + byte(r.IntN(26))
 		}
