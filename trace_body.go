@@ -1,6 +1,7 @@
 package runnerapi
 
 import (
+	"errors"
 	"io"
 	"os"
 	"sync"
@@ -79,21 +80,33 @@ type traceBody interface {
 }
 
 // closeSignal is the Close of a part's body: the transport closes every body it was given, possibly after the
-// answer arrived, and closed tells the sender when its bytes may be reused.
+// answer arrived, and closed tells the sender when its bytes may be reused. HTTP/2's transport closes a body from
+// a goroutine of its own while its writer may be reading it, and reads it once more before it looks at the close:
+// a body whose bytes the sender reuses reads under mu, and nothing once closed, so that Close waits for a Read
+// under way and no Read reads them after it.
 type closeSignal struct {
-	once sync.Once
-	done chan struct{}
+	mu       sync.Mutex
+	isClosed bool
+	done     chan struct{}
 }
 
 func newCloseSignal() closeSignal { return closeSignal{done: make(chan struct{})} }
 
-// Close tells that the transport is done with the body.
+// Close tells that the transport is done with the body, once no Read guarded by mu is under way.
 func (c *closeSignal) Close() error {
-	c.once.Do(func() { close(c.done) })
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.isClosed {
+		c.isClosed = true
+		close(c.done)
+	}
 	return nil
 }
 
 func (c *closeSignal) closed() <-chan struct{} { return c.done }
+
+// errTraceBodyClosed is what a part's body read after its Close returns: its bytes may be another part's by then.
+var errTraceBodyClosed = errors.New("runnerapi: trace part's body read after it was closed")
 
 // traceBodyReader is a part's body in memory, rest and then next, whose bytes may be reused once the transport
 // closed it.
@@ -106,8 +119,14 @@ func newTraceBodyReader(part, next []byte) *traceBodyReader {
 	return &traceBodyReader{rest: part, next: next, closeSignal: newCloseSignal()}
 }
 
-// Read copies the next of the part's bytes into p.
+// Read copies the next of the part's bytes into p, unless the body is closed: the spool's arrays, or the
+// sender's buffer, may hold other bytes by then.
 func (r *traceBodyReader) Read(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.isClosed {
+		return 0, errTraceBodyClosed
+	}
 	if len(r.rest) == 0 {
 		if len(r.next) == 0 {
 			return 0, io.EOF
