@@ -82,8 +82,8 @@ type traceBody interface {
 // closeSignal is the Close of a part's body: the transport closes every body it was given, possibly after the
 // answer arrived, and closed tells the sender when its bytes may be reused. HTTP/2's transport closes a body from
 // a goroutine of its own while its writer may be reading it, and reads it once more before it looks at the close:
-// a body whose bytes the sender reuses reads under mu, and nothing once closed, so that Close waits for a Read
-// under way and no Read reads them after it.
+// a body whose bytes (or file position) the sender reuses reads under mu, and nothing once closed, so that Close
+// waits for a Read under way and no Read reads them after it.
 type closeSignal struct {
 	mu       sync.Mutex
 	isClosed bool
@@ -162,8 +162,14 @@ func newTraceFileBody(f *os.File, at int64, n int) (*traceFileBody, error) {
 }
 
 // Read reads from the file's position up to the part's end. The position says what is left, since the kernel
-// moves it when it sends the file's pages itself.
+// moves it when it sends the file's pages itself. Once the body is closed it reads nothing: the next part's body
+// may have the position by then.
 func (b *traceFileBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.isClosed {
+		return 0, errTraceBodyClosed
+	}
 	pos, err := b.f.Seek(0, io.SeekCurrent)
 	if err != nil {
 		return 0, err

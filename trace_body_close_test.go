@@ -2,6 +2,8 @@ package runnerapi
 
 import (
 	"bytes"
+	"io"
+	"os"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -49,4 +51,37 @@ func TestTraceBodyReadsNothingOfTheSpoolAfterItsClose(t *testing.T) {
 	assert.Error(t, err, "a Read after the body's Close")
 	assert.Zero(t, n, "bytes read after the body's Close")
 	require.NoError(t, s.release())
+}
+
+// The same goes for a part read from the spool's file at the file's position: once its body says it is closed,
+// the next part's body seeks the file and reads from there (from an offset within the first part, after a 416 that
+// said the coordinator has less), and a late Read of the first body would move the position under it: the next
+// part would send the bytes of another offset.
+func TestTraceFileBodyLeavesTheFilesPositionAloneAfterItsClose(t *testing.T) {
+	f, err := os.CreateTemp(t.TempDir(), "spool")
+	require.NoError(t, err)
+	defer f.Close()
+	content := make([]byte, 1000)
+	for i := range content {
+		content[i] = byte('a' + i%26)
+	}
+	_, err = f.Write(content)
+	require.NoError(t, err)
+
+	first, err := newTraceFileBody(f, 0, 500)
+	require.NoError(t, err)
+	buf := make([]byte, 10)
+	_, err = io.ReadFull(first, buf) // the transport's writer, under way
+	require.NoError(t, err)
+	require.NoError(t, first.Close()) // the transport's other goroutine, on the answer
+	<-first.closed()
+
+	next, err := newTraceFileBody(f, 100, 400) // the next part, at the file's position
+	require.NoError(t, err)
+	n, err := first.Read(buf) // the first body's writer, before it looks at the close
+	assert.Error(t, err, "a Read after the body's Close")
+	assert.Zero(t, n, "bytes read after the body's Close")
+	got, err := io.ReadAll(next)
+	require.NoError(t, err)
+	assert.Equal(t, content[100:500], got, "the next part's bytes")
 }
