@@ -2,9 +2,15 @@ package runnerapi
 
 import (
 	"bytes"
+	"context"
 	"io"
+	"math/rand/v2"
+	"net/http"
 	"os"
+	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -84,4 +90,85 @@ func TestTraceFileBodyLeavesTheFilesPositionAloneAfterItsClose(t *testing.T) {
 	got, err := io.ReadAll(next)
 	require.NoError(t, err)
 	assert.Equal(t, content[100:500], got, "the next part's bytes")
+}
+
+// lateCloser is a transport that keeps the first body of a part in the spool's memory past the sender's patience,
+// unread, answering 202 for it at once (the coordinator's trace padded meanwhile), and reads and closes it when
+// the next part comes.
+type lateCloser struct {
+	mu    sync.Mutex
+	limit int64
+	trace []byte
+	heldBody
+}
+
+func (h *lateCloser) RoundTrip(req *http.Request) (*http.Response, error) {
+	from, to := partRange(req)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, isFile := req.Body.(syscall.Conn)
+	_, bySection := req.Body.(*traceSectionBody)
+	switch {
+	case req.Body == nil:
+	case !isFile && !bySection && from >= h.limit && h.held == nil && !h.lateSet:
+		h.hold(req.Body, from, to)
+		h.trace = append(h.trace[:from], make([]byte, to-from)...)
+	default:
+		if h.held != nil {
+			h.readHeld()
+		}
+		b, err := io.ReadAll(req.Body)
+		_ = req.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		h.trace = append(h.trace[:from], b...)
+	}
+	return traceAnswer(req, http.StatusAccepted, len(h.trace)), nil
+}
+
+// The arrays of a body the transport kept past the sender's patience stay pinned while it may read them, and no
+// longer: once the transport has closed it, the spool reuses them (and the pools get them back), rather than
+// keeping a mebibyte or more for the writer's life for every such body.
+func TestTraceWriterUnpinsTheArraysOfABodyClosedLate(t *testing.T) {
+	const limit = 64 << 10
+	h := &lateCloser{limit: 2 * limit}
+	cl, err := NewClient("http://coordinator.example", WithHTTPClient(&http.Client{Transport: h}), WithBuildToken(coordBuildToken))
+	require.NoError(t, err)
+	w, err := cl.NewTraceWriter(context.Background(), coordBuildID, &TraceOptions{MemoryLimit: limit, ChunkSize: 256 << 10,
+		FlushInterval: time.Hour, KeepAlive: -1, TempDir: t.TempDir()})
+	require.NoError(t, err)
+	r := rand.New(rand.NewPCG(7, 8))
+	var want []byte
+	line := make([]byte, 1000)
+	write := func(n int) {
+		for range n / len(line) {
+			for i := range line {
+				line[i] = 'a' + byte(r.IntN(26))
+			}
+			want = append(want, line...)
+			_, err := w.Write(line)
+			require.NoError(t, err)
+		}
+		require.NoError(t, w.Flush(context.Background()))
+	}
+	write(3 * limit)
+	write(200 << 10) // the part the transport keeps
+	w.mu.Lock()
+	heldWhileOpen := len(w.spool.held)
+	w.mu.Unlock()
+	write(100 << 10) // the transport closes the kept body, then reads this part
+	write(100 << 10) // another part done with: the spool looks at what it holds
+	w.mu.Lock()
+	heldAfterClose := len(w.spool.held)
+	w.mu.Unlock()
+	require.NoError(t, w.Close())
+
+	assert.Positive(t, heldWhileOpen, "arrays pinned for the body the transport keeps")
+	assert.Zero(t, heldAfterClose, "arrays still pinned for a body the transport has closed")
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.check(t, want, "the kept body")
+	copy(h.trace[h.heldAt:], h.late)
+	assert.True(t, bytes.Equal(want, h.trace), "the trace, once the kept part is in")
 }

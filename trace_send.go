@@ -401,12 +401,12 @@ func (w *TraceWriter) waitBodies(part tracePart, bodies []traceBody) {
 }
 
 // bodyStillOpen leaves a part's body to the transport that has not closed it yet: the spool keeps the arrays it
-// reads pinned for good, the sender takes a new buffer, or sends no part from the spool's file until the body is
-// closed.
+// reads pinned until the transport closes it, the sender takes a new buffer, or sends no part from the spool's
+// file until the body is closed.
 func (w *TraceWriter) bodyStillOpen(part tracePart, body traceBody) {
 	if part.spooled {
 		w.mu.Lock()
-		w.spool.holdReading()
+		w.spool.holdReading(body.closed())
 		w.mu.Unlock()
 		return
 	}

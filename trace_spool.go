@@ -43,8 +43,8 @@ type traceSpool struct {
 	// nothing.
 	pins [3]*byte
 	// held are arrays the reader pinned for a request body that the transport kept past the sender's patience:
-	// they stay pinned for the rest of the spool's life, since nothing tells when the transport is done.
-	held     []*byte
+	// they stay pinned until the transport closes the body, which then reads nothing more of them (closeSignal).
+	held     []traceHold
 	retired  [3][]byte
 	nRetired int
 	spares   [3][]byte
@@ -82,23 +82,44 @@ func (s *traceSpool) pinned(b []byte) bool {
 	return id != nil && (s.pins[0] == id || s.pins[1] == id || s.pins[2] == id || s.isHeld(id))
 }
 
+// traceHold is an array a body left to the transport reads, until closed.
+type traceHold struct {
+	id     *byte
+	closed <-chan struct{}
+}
+
 func (s *traceSpool) isHeld(id *byte) bool {
 	for _, h := range s.held {
-		if h == id {
+		if h.id == id {
 			return true
 		}
 	}
 	return false
 }
 
-// holdReading keeps what the reader pinned pinned for good: a body over it is left to the transport.
-func (s *traceSpool) holdReading() {
-	for i, p := range s.pins[:traceFilerPin] {
-		if p != nil && !s.isHeld(p) {
-			s.held = append(s.held, p)
+// holdReading keeps what the reader pinned pinned until closed, after doneReading too: a body over it is left
+// to the transport.
+func (s *traceSpool) holdReading(closed <-chan struct{}) {
+	for _, p := range s.pins[:traceFilerPin] {
+		if p != nil {
+			s.held = append(s.held, traceHold{id: p, closed: closed})
 		}
-		s.pins[i] = nil
 	}
+}
+
+// dropClosedHolds unpins the arrays of the bodies the transport has closed since they were left to it.
+func (s *traceSpool) dropClosedHolds() {
+	kept := 0
+	for _, h := range s.held {
+		select {
+		case <-h.closed:
+		default:
+			s.held[kept] = h
+			kept++
+		}
+	}
+	clear(s.held[kept:])
+	s.held = s.held[:kept]
 }
 
 // append adds p at the end of the spool.
@@ -469,6 +490,7 @@ func (s *traceSpool) doneFiling() {
 
 // recycle makes the retired arrays nobody pins any longer spares.
 func (s *traceSpool) recycle() {
+	s.dropClosedHolds()
 	kept := 0
 	for _, b := range s.retired[:s.nRetired] {
 		switch {
@@ -500,6 +522,7 @@ func (s *traceSpool) release() error {
 	}
 	s.released = true
 	// The arrays nobody reads any longer serve the next trace.
+	s.dropClosedHolds()
 	s.pool(s.mem)
 	s.pool(s.prev)
 	for _, b := range s.retired[:s.nRetired] {
