@@ -2,15 +2,12 @@ package runnerapi
 
 import (
 	"bytes"
-	"context"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"os"
 	"sync"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -133,25 +130,7 @@ func (h *lateCloser) RoundTrip(req *http.Request) (*http.Response, error) {
 func TestTraceWriterUnpinsTheArraysOfABodyClosedLate(t *testing.T) {
 	const limit = 64 << 10
 	h := &lateCloser{limit: 2 * limit}
-	cl, err := NewClient("http://coordinator.example", WithHTTPClient(&http.Client{Transport: h}), WithBuildToken(coordBuildToken))
-	require.NoError(t, err)
-	w, err := cl.NewTraceWriter(context.Background(), coordBuildID, &TraceOptions{MemoryLimit: limit, ChunkSize: 256 << 10,
-		FlushInterval: time.Hour, KeepAlive: -1, TempDir: t.TempDir()})
-	require.NoError(t, err)
-	r := rand.New(rand.NewPCG(7, 8))
-	var want []byte
-	line := make([]byte, 1000)
-	write := func(n int) {
-		for range n / len(line) {
-			for i := range line {
-				line[i] = 'a' + byte(r.IntN(26))
-			}
-			want = append(want, line...)
-			_, err := w.Write(line)
-			require.NoError(t, err)
-		}
-		require.NoError(t, w.Flush(context.Background()))
-	}
+	w, write, want := lateBodyTraceWriter(t, h, limit, 7)
 	write(3 * limit)
 	write(200 << 10) // the part the transport keeps
 	w.mu.Lock()
@@ -168,7 +147,7 @@ func TestTraceWriterUnpinsTheArraysOfABodyClosedLate(t *testing.T) {
 	assert.Zero(t, heldAfterClose, "arrays still pinned for a body the transport has closed")
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.check(t, want, "the kept body")
+	h.check(t, *want, "the kept body")
 	copy(h.trace[h.heldAt:], h.late)
-	assert.True(t, bytes.Equal(want, h.trace), "the trace, once the kept part is in")
+	assert.True(t, bytes.Equal(*want, h.trace), "the trace, once the kept part is in")
 }

@@ -142,26 +142,7 @@ func (h *memoryHolder) RoundTrip(req *http.Request) (*http.Response, error) {
 func TestTraceWriterKeepsTheSpoolsArraysToABodyStillRead(t *testing.T) {
 	const limit = 64 << 10
 	h := &memoryHolder{limit: 2 * limit}
-	cl, err := NewClient("http://coordinator.example", WithHTTPClient(&http.Client{Transport: h}), WithBuildToken(coordBuildToken))
-	require.NoError(t, err)
-	w, err := cl.NewTraceWriter(context.Background(), coordBuildID, &TraceOptions{MemoryLimit: limit, ChunkSize: 256 << 10,
-		FlushInterval: time.Hour, KeepAlive: -1, TempDir: t.TempDir()})
-	require.NoError(t, err)
-	r := rand.New(rand.NewPCG(5, 6))
-	var want []byte
-	line := make([]byte, 1000)
-	write := func(n int) {
-		for range n / len(line) {
-			for i := range line {
-				line[i] = 'a' + byte(r.IntN(26))
-			}
-			want = append(want, line...)
-			_, err := w.Write(line)
-			require.NoError(t, err)
-		}
-		// Each Flush sends what is written while it is still in the spool's memory.
-		require.NoError(t, w.Flush(context.Background()))
-	}
+	w, write, want := lateBodyTraceWriter(t, h, limit, 5)
 	write(3 * limit)
 	write(200 << 10) // the part the transport holds
 	for range 6 {
@@ -170,7 +151,34 @@ func TestTraceWriterKeepsTheSpoolsArraysToABodyStillRead(t *testing.T) {
 	require.NoError(t, w.Close())
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.check(t, want, "a memory body")
+	h.check(t, *want, "a memory body")
 	copy(h.trace[h.heldAt:], h.late)
-	assert.True(t, bytes.Equal(want, h.trace), "the trace, once the held part is in")
+	assert.True(t, bytes.Equal(*want, h.trace), "the trace, once the held part is in")
+}
+
+// lateBodyTraceWriter returns a TraceWriter of memoryLimit bytes sending through tr, parts of 256 KiB, a function
+// that writes n bytes of random lines and flushes them, so that each part is sent while still in the spool's
+// memory, and what it wrote so far.
+func lateBodyTraceWriter(t *testing.T, tr http.RoundTripper, memoryLimit int, seed uint64) (*TraceWriter, func(n int), *[]byte) {
+	t.Helper()
+	cl, err := NewClient("http://coordinator.example", WithHTTPClient(&http.Client{Transport: tr}), WithBuildToken(coordBuildToken))
+	require.NoError(t, err)
+	w, err := cl.NewTraceWriter(context.Background(), coordBuildID, &TraceOptions{MemoryLimit: memoryLimit,
+		ChunkSize: 256 << 10, FlushInterval: time.Hour, KeepAlive: -1, TempDir: t.TempDir()})
+	require.NoError(t, err)
+	r := rand.New(rand.NewPCG(seed, seed+1))
+	want := new([]byte)
+	line := make([]byte, 1000)
+	write := func(n int) {
+		for range n / len(line) {
+			for i := range line {
+				line[i] = 'a' + byte(r.IntN(26))
+			}
+			*want = append(*want, line...)
+			_, err := w.Write(line)
+			require.NoError(t, err)
+		}
+		require.NoError(t, w.Flush(context.Background()))
+	}
+	return w, write, want
 }
