@@ -318,7 +318,10 @@ func TestCallAllocations(t *testing.T) {
 		})
 	}
 	t.Logf("allocations per call: %v", allocs)
-	for call, extra := range map[string]float64{"Register": 2, "Update": 3, "JobsUpdate": 7, "JobsRequest": 4} {
+	// The margins leave room for the few allocations the race detector and a loaded machine add to one side more
+	// than to the other (Jobs.Request 169 against 164 under -race with both cores busy), and still fail on the
+	// regressions above.
+	for call, extra := range map[string]float64{"Register": 5, "Update": 5, "JobsUpdate": 10, "JobsRequest": 8} {
 		sdk, hand := allocs[call+"/SDK"], allocs[call+"/hand"]
 		require.NotZero(t, hand, call)
 		assert.LessOrEqual(t, sdk, hand+extra, "%s: %.0f allocations through the SDK, %.0f by hand", call, sdk, hand)
