@@ -3,10 +3,7 @@ package runnerapi
 import (
 	"bytes"
 	"io"
-	"net/http"
 	"os"
-	"sync"
-	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -89,47 +86,12 @@ func TestTraceFileBodyLeavesTheFilesPositionAloneAfterItsClose(t *testing.T) {
 	assert.Equal(t, content[100:500], got, "the next part's bytes")
 }
 
-// lateCloser is a transport that keeps the first body of a part in the spool's memory past the sender's patience,
-// unread, answering 202 for it at once (the coordinator's trace padded meanwhile), and reads and closes it when
-// the next part comes.
-type lateCloser struct {
-	mu    sync.Mutex
-	limit int64
-	trace []byte
-	heldBody
-}
-
-func (h *lateCloser) RoundTrip(req *http.Request) (*http.Response, error) {
-	from, to := partRange(req)
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	_, isFile := req.Body.(syscall.Conn)
-	_, bySection := req.Body.(*traceSectionBody)
-	switch {
-	case req.Body == nil:
-	case !isFile && !bySection && from >= h.limit && h.held == nil && !h.lateSet:
-		h.hold(req.Body, from, to)
-		h.trace = append(h.trace[:from], make([]byte, to-from)...)
-	default:
-		if h.held != nil {
-			h.readHeld()
-		}
-		b, err := io.ReadAll(req.Body)
-		_ = req.Body.Close()
-		if err != nil {
-			return nil, err
-		}
-		h.trace = append(h.trace[:from], b...)
-	}
-	return traceAnswer(req, http.StatusAccepted, len(h.trace)), nil
-}
-
 // The arrays of a body the transport kept past the sender's patience stay pinned while it may read them, and no
 // longer: once the transport has closed it, the spool reuses them (and the pools get them back), rather than
 // keeping a mebibyte or more for the writer's life for every such body.
 func TestTraceWriterUnpinsTheArraysOfABodyClosedLate(t *testing.T) {
 	const limit = 64 << 10
-	h := &lateCloser{limit: 2 * limit}
+	h := &memoryHolder{limit: 2 * limit} // reads and closes the kept body when the next part comes
 	w, write, want := lateBodyTraceWriter(t, h, limit, 7)
 	write(3 * limit)
 	write(200 << 10) // the part the transport keeps

@@ -101,14 +101,15 @@ func TestTraceWriterSendsMemoryPartsFromTheSpool(t *testing.T) {
 	assert.Zero(t, rec.buffers, "parts sent while the sender held a buffer")
 }
 
-// memoryHolder is a transport that keeps the first body of a part in memory past the spool's memory limit,
-// unread, answering 202 for it at once (the coordinator's trace padded meanwhile), and reads it only once 16
-// more parts went out: by then the spool has refilled its blocks several times over.
+// memoryHolder is a transport that keeps the first body of a part past the spool's memory limit unread,
+// answering 202 for it at once (the coordinator's trace padded meanwhile), and reads and closes it when the part
+// that comes readAfter parts after it does.
 type memoryHolder struct {
-	mu    sync.Mutex
-	limit int64
-	trace []byte
-	after int
+	mu        sync.Mutex
+	limit     int64
+	readAfter int
+	trace     []byte
+	after     int // parts since the held one
 	heldBody
 }
 
@@ -123,16 +124,18 @@ func (h *memoryHolder) RoundTrip(req *http.Request) (*http.Response, error) {
 	case !isFile && !bySection && from >= h.limit && h.held == nil && !h.lateSet:
 		h.hold(req.Body, from, to)
 		h.trace = append(h.trace[:from], make([]byte, to-from)...)
+		h.after = 0
 	default:
+		if h.held != nil && h.after >= h.readAfter {
+			h.readHeld()
+		}
+		h.after++
 		b, err := io.ReadAll(req.Body)
 		_ = req.Body.Close()
 		if err != nil {
 			return nil, err
 		}
 		h.trace = append(h.trace[:from], b...)
-		if h.after++; h.held != nil && h.after >= 16 {
-			h.readHeld()
-		}
 	}
 	return traceAnswer(req, http.StatusAccepted, len(h.trace)), nil
 }
@@ -141,7 +144,8 @@ func (h *memoryHolder) RoundTrip(req *http.Request) (*http.Response, error) {
 // arrays it reads: the spool must not refill them with later blocks while the transport may still read them.
 func TestTraceWriterKeepsTheSpoolsArraysToABodyStillRead(t *testing.T) {
 	const limit = 64 << 10
-	h := &memoryHolder{limit: 2 * limit}
+	// The held body is read once 16 more parts went out: by then the spool has refilled its blocks several times.
+	h := &memoryHolder{limit: 2 * limit, readAfter: 16}
 	w, write, want := lateBodyTraceWriter(t, h, limit, 5)
 	write(3 * limit)
 	write(200 << 10) // the part the transport holds
