@@ -9,10 +9,10 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 
+	"github.com/runnerapi/runnerapi/internal/benchanswers"
 	"github.com/runnerapi/runnerapi/internal/handwritten"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -21,7 +21,7 @@ import (
 // The per-call overhead of Register, Update and v4's Request and Update, measured over loopback against a server
 // that allocates nothing per request: testing's allocation counts are the whole process's, so they are then the
 // client's alone, as in the benchmark harness, whose server runs in another process. The answers are the
-// harness's build and job (internal/bench: benchBuildJSON, benchJobJSON).
+// harness's build and job (internal/benchanswers).
 
 // cannedServer answers HTTP/1.1 requests on loopback with fixed bytes, chosen by method and path, reading each
 // request into one buffer per connection: no allocation per request once a connection is open.
@@ -141,58 +141,14 @@ func (s *cannedServer) serve(c net.Conn) {
 
 // overheadBuildJSON is the build the benchmark harness's server answers register with.
 func overheadBuildJSON(t testing.TB) []byte {
-	const token = "build-token-0123456789"
-	vars := make([]map[string]any, 0, 12)
-	for i := range 12 {
-		vars = append(vars, map[string]any{"key": fmt.Sprintf("VAR_%02d", i), "value": fmt.Sprintf("value-%02d", i), "public": i%3 != 0})
-	}
-	b, err := json.Marshal(map[string]any{
-		"id": 1, "ref": "main", "tag": false, "sha": strings.Repeat("a1", 20), "before_sha": strings.Repeat("b2", 20),
-		"status": "running", "name": "test", "stage": "test", "token": token, "project_id": 7,
-		"project_name": "bench", "repo_url": "http://gitlab-ci-token:" + token + "@127.0.0.1/group/bench.git",
-		"commands": "make\nmake test", "allow_git_fetch": true, "timeout": 3600, "variables": vars,
-		"options": map[string]any{
-			"image": "golang:1.24", "services": []string{"postgres:16"},
-			"artifacts":    map[string]any{"name": "out", "paths": []string{"out/"}, "expire_in": "1 week"},
-			"cache":        map[string]any{"key": "go", "paths": []string{".cache/"}},
-			"after_script": []string{"echo done"},
-		},
-		"depends_on_builds": []any{},
-		"credentials":       []any{map[string]any{"type": "registry", "url": "registry.example.com", "username": "gitlab-ci-token", "password": token}},
-	})
+	b, err := json.Marshal(benchanswers.Build(1, "build-token-0123456789"))
 	require.NoError(t, err)
 	return b
 }
 
 // overheadJobJSON is the job the benchmark harness's server answers a v4 job request with.
 func overheadJobJSON(t testing.TB) []byte {
-	const token = "build-token-0123456789"
-	vars := make([]map[string]any, 0, 12)
-	for i := range 12 {
-		vars = append(vars, map[string]any{"key": fmt.Sprintf("VAR_%02d", i), "value": fmt.Sprintf("value-%02d", i),
-			"public": i%3 != 0, "masked": i%3 == 0, "file": false, "raw": false})
-	}
-	b, err := json.Marshal(map[string]any{
-		"id": 1, "token": token, "allow_git_fetch": true,
-		"job_info": map[string]any{"id": 1, "name": "test", "stage": "test", "project_id": 7, "project_name": "bench"},
-		"git_info": map[string]any{"repo_url": "http://gitlab-ci-token:" + token + "@127.0.0.1/group/bench.git",
-			"ref": "main", "sha": strings.Repeat("a1", 20), "before_sha": strings.Repeat("b2", 20), "ref_type": "branch",
-			"refspecs": []string{"+refs/heads/main:refs/remotes/origin/main"}, "depth": 20},
-		"runner_info": map[string]any{"timeout": 3600},
-		"variables":   vars,
-		"steps": []any{
-			map[string]any{"name": "script", "script": []string{"make", "make test"}, "timeout": 3600, "when": "on_success", "allow_failure": false},
-			map[string]any{"name": "after_script", "script": []string{"echo done"}, "timeout": 3600, "when": "always", "allow_failure": true},
-		},
-		"image":    map[string]any{"name": "golang:1.24"},
-		"services": []any{map[string]any{"name": "postgres:16"}},
-		"artifacts": []any{map[string]any{"name": "out", "untracked": false, "paths": []string{"out/"}, "when": "on_success",
-			"expire_in": "1 week", "artifact_type": "archive", "artifact_format": "zip"}},
-		"cache":        []any{map[string]any{"key": "go", "untracked": false, "paths": []string{".cache/"}, "policy": "pull-push", "when": "on_success"}},
-		"dependencies": []any{},
-		"credentials":  []any{map[string]any{"type": "registry", "url": "registry.example.com", "username": "gitlab-ci-token", "password": token}},
-		"features":     map[string]any{"trace_sections": true},
-	})
+	b, err := json.Marshal(benchanswers.Job(1, "build-token-0123456789"))
 	require.NoError(t, err)
 	return b
 }

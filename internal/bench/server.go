@@ -19,6 +19,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/runnerapi/runnerapi/internal/benchanswers"
 )
 
 // castagnoli is CRC-32C, computed in hardware on amd64 and arm64: cheap enough to check every byte the server gets.
@@ -89,8 +91,8 @@ func newBenchServer(buildToken, runnerToken, artifactPath string) *benchServer {
 		traces:       make(map[int64]*traceState),
 		signatures:   make(map[string]int),
 	}
-	s.registerJSON = mustJSON(benchBuildJSON(1, buildToken))
-	s.jobJSON = mustJSON(benchJobJSON(1, buildToken))
+	s.registerJSON = mustJSON(benchanswers.Build(1, buildToken))
+	s.jobJSON = mustJSON(benchanswers.Job(1, buildToken))
 	return s
 }
 
@@ -100,28 +102,6 @@ func mustJSON(v any) []byte {
 		panic(err)
 	}
 	return b
-}
-
-// benchBuildJSON is a build as a coordinator hands it out, of a realistic size (about 1.5 KiB).
-func benchBuildJSON(id int64, token string) map[string]any {
-	vars := make([]map[string]any, 0, 12)
-	for i := range 12 {
-		vars = append(vars, map[string]any{"key": fmt.Sprintf("VAR_%02d", i), "value": fmt.Sprintf("value-%02d", i), "public": i%3 != 0})
-	}
-	return map[string]any{
-		"id": id, "ref": "main", "tag": false, "sha": strings.Repeat("a1", 20), "before_sha": strings.Repeat("b2", 20),
-		"status": "running", "name": "test", "stage": "test", "token": token, "project_id": 7,
-		"project_name": "bench", "repo_url": "http://gitlab-ci-token:" + token + "@127.0.0.1/group/bench.git",
-		"commands": "make\nmake test", "allow_git_fetch": true, "timeout": 3600, "variables": vars,
-		"options": map[string]any{
-			"image": "golang:1.24", "services": []string{"postgres:16"},
-			"artifacts":    map[string]any{"name": "out", "paths": []string{"out/"}, "expire_in": "1 week"},
-			"cache":        map[string]any{"key": "go", "paths": []string{".cache/"}},
-			"after_script": []string{"echo done"},
-		},
-		"depends_on_builds": []any{},
-		"credentials":       []any{map[string]any{"type": "registry", "url": "registry.example.com", "username": "gitlab-ci-token", "password": token}},
-	}
 }
 
 func (s *benchServer) handler() http.Handler {
@@ -368,7 +348,7 @@ func (s *benchServer) upload(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.uploads = append(s.uploads, uploadRecord{ID: id, Filename: filename, Size: n, CRC: cw.crc})
 	s.mu.Unlock()
-	b := benchBuildJSON(id, s.buildToken)
+	b := benchanswers.Build(id, s.buildToken)
 	b["artifacts_file"] = map[string]any{"filename": filename, "size": n}
 	b["artifacts_expire_at"] = time.Now().Add(7 * 24 * time.Hour).UTC().Format(time.RFC3339)
 	w.Header().Set("Content-Type", "application/json")
