@@ -31,7 +31,9 @@ const serverDescription = "in-process net/http on 127.0.0.1; upload: streams the
 	"CRC-32C (512 KiB reads, no copy kept) and compares size and CRC with the source, and answers 413 on the " +
 	"headers for builds from 2^40 on; download: http.ServeContent from the generated file on disk (sendfile); " +
 	"trace: checks Content-Range against its length counter, CRC-32Cs the body, discards it; register/update: " +
-	"fixed answers; the physical ceiling: a raw TCP socket that discards (upload) or sendfiles the file (download)"
+	"fixed answers; the physical ceiling: a raw TCP socket that discards (upload) or sendfiles the file (download); " +
+	"the concurrent scenario's TLS rows: the same handler behind TLS (HTTP/1.1 only, or HTTP/2 offered), with a " +
+	"self-signed certificate for 127.0.0.1"
 
 // tooLargeFirstID is the first build id whose artifact upload the server refuses with a 413 (toolarge.go).
 const tooLargeFirstID = 1 << 40
